@@ -1,0 +1,70 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(args ...string) (stdout, stderr string, code int) {
+	var o, e strings.Builder
+	code = run(args, &o, &e)
+	return o.String(), e.String(), code
+}
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.hcl")
+	if err := os.WriteFile(bad, []byte("client \"a\" {\n  sources = [\"10.0.0.0/8\"]\n  allow \"x\" {\n    hosts = [\"a.*.com\"]\n  }\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name       string
+		args       []string
+		code       int
+		out, errIn string
+	}{
+		{"shipped presets", []string{"check", "../../policies"}, 0, "policies/default.hcl: ok (1 client blocks, 2 rules)", ""},
+		{"bad policy", []string{"check", bad}, 1, "", bad + ":4:14: Invalid host pattern"},
+		{"missing file", []string{"check", filepath.Join(dir, "nope.hcl")}, 1, "", "nope.hcl"},
+		{"no args", []string{"check"}, 2, "", "usage: azegress check"},
+		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errs, code := runCLI(tt.args...)
+			if code != tt.code || !strings.Contains(out, tt.out) || !strings.Contains(errs, tt.errIn) {
+				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s", code, tt.code, out, errs)
+			}
+		})
+	}
+}
+
+func TestExplain(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		args []string
+		code int
+		want []string
+	}{
+		{[]string{"explain", "-no-dns", "management.azure.com"}, 0, []string{"decision: allow", `rule:     "arm" at embedded:policies/default.hcl:`}},
+		{[]string{"explain", "-no-dns", "MANAGEMENT.azure.com.:443"}, 0, []string{"decision: allow", "target:   management.azure.com:443"}},
+		{[]string{"explain", "-no-dns", "example.com:80"}, 1, []string{"decision: deny", "reason:   no_rule", `hosts = ["example.com"]`, "ports = [80]"}},
+		{[]string{"explain", "-no-dns", "-client", "10.9.9.9", "management.azure.com"}, 1, []string{"reason:   client_unknown", `sources = ["10.9.9.9/32"]`}},
+		{[]string{"explain", "-no-dns", "169.254.169.254:80"}, 1, []string{"NO_PROXY=169.254.169.254"}},
+		{[]string{"explain", "-no-dns", "a..b"}, 2, nil},
+	} {
+		t.Run(strings.Join(tt.args[1:], " "), func(t *testing.T) {
+			out, errs, code := runCLI(tt.args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tt.code, out, errs)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}

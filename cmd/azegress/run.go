@@ -1,0 +1,338 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/azegress/azegress/policies"
+	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/proxy"
+)
+
+const usage = `azegress: an egress-filtering forward proxy for Azure managed-identity workloads.
+
+Usage:
+  azegress serve   [-policy FILE] [-listen ADDR] [-metrics ADDR] [flags]
+  azegress check   FILE|DIR...
+  azegress explain [-policy FILE] [-client IP] [-no-dns] HOST[:PORT]
+
+Run "azegress COMMAND -h" for a command's flags.
+`
+
+// run is the whole program; it returns the process exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stdout, stderr)
+	case "check":
+		return check(args[1:], stdout, stderr)
+	case "explain":
+		return explain(args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "azegress: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+// loader returns how to (re)load the policy: from path, or the embedded
+// default when path is empty.
+func loader(path string) proxy.Loader {
+	if path == "" {
+		return func() (*policy.Policy, hcl.Diagnostics) { return policy.Load(policies.DefaultName, policies.Default) }
+	}
+	return func() (*policy.Policy, hcl.Diagnostics) { return policy.LoadFile(path) }
+}
+
+func serve(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		policyPath    = fs.String("policy", "", "policy `file` (default: the embedded policies/default.hcl)")
+		listen        = fs.String("listen", "127.0.0.1:3128", "proxy listen `address`")
+		metricsAddr   = fs.String("metrics", "127.0.0.1:9464", "`address` for /metrics, /healthz and /readyz (empty: off)")
+		dialTimeout   = fs.Duration("dial-timeout", 10*time.Second, "timeout for resolving and connecting to a destination")
+		headerTimeout = fs.Duration("header-timeout", 10*time.Second, "time a client has to send a request head")
+		idleTimeout   = fs.Duration("idle-timeout", time.Hour, "close a tunnel after this long with no traffic either way (0: never)")
+		clientIdle    = fs.Duration("client-idle-timeout", 2*time.Minute, "close a kept-alive client connection idle this long")
+		maxConns      = fs.Int("max-conns", 0, "cap on concurrent client connections (0: derived from the file descriptor limit)")
+		drain         = fs.Duration("drain", 30*time.Second, "on SIGTERM, how long open tunnels may finish before they are closed")
+		quietAllowed  = fs.Bool("quiet-allowed", false, "do not log allowed tunnels and requests (denials are always logged)")
+		watch         = fs.Duration("watch-interval", 2*time.Second, "how often to check the policy file for changes (0: only on SIGHUP)")
+		logLevel      = fs.String("log-level", "info", "debug, info, warn or error")
+	)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "azegress serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "azegress serve: -log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	load := loader(*policyPath)
+	pol, diags := load()
+	if diags.HasErrors() {
+		fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
+		fmt.Fprintln(stderr, "azegress serve: the policy has errors; nothing was started")
+		return 1
+	}
+
+	nofile := raiseFileLimit()
+	if *maxConns == 0 && nofile > 0 {
+		// Each client connection may hold an upstream socket too.
+		*maxConns = int(max(64, (nofile-128)/2))
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "azegress serve: %v\n", err)
+		return 1
+	}
+	var own []netip.AddrPort
+	var mln net.Listener
+	if *metricsAddr != "" {
+		if mln, err = net.Listen("tcp", *metricsAddr); err != nil {
+			ln.Close()
+			fmt.Fprintf(stderr, "azegress serve: metrics listener: %v\n", err)
+			return 1
+		}
+		if ap, err := netip.ParseAddrPort(mln.Addr().String()); err == nil {
+			own = append(own, ap)
+		}
+	}
+
+	srv, err := proxy.New(proxy.Config{
+		Policy:            pol,
+		Logger:            log,
+		Registerer:        reg,
+		DialTimeout:       *dialTimeout,
+		ReadHeaderTimeout: *headerTimeout,
+		ClientIdleTimeout: *clientIdle,
+		TunnelIdleTimeout: *idleTimeout,
+		MaxConnections:    *maxConns,
+		QuietAllowed:      *quietAllowed,
+		OwnAddrs:          own,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "azegress serve: %v\n", err)
+		return 1
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	var admin *http.Server
+	if mln != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if !srv.Ready() {
+				http.Error(w, "draining", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ready")
+		})
+		admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := admin.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics listener failed", "error", err.Error())
+			}
+		}()
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	policyName := pol.Filename()
+	log.Info("azegress listening", "listen", ln.Addr().String(), "metrics", *metricsAddr,
+		"policy", policyName, "rules", pol.RuleCount(), "client_blocks", len(pol.Clients()),
+		"max_conns", *maxConns, "nofile", nofile)
+
+	if *policyPath != "" && *watch > 0 {
+		go srv.WatchFile(ctx, *policyPath, *watch, load)
+	}
+
+wait:
+	for {
+		select {
+		case <-hup:
+			srv.Reload(load)
+		case err := <-serveErr:
+			log.Error("proxy listener failed", "error", err.Error())
+			return 1
+		case <-ctx.Done():
+			break wait
+		}
+	}
+	log.Info("shutting down; draining open tunnels", "grace", drain.String())
+	sctx, cancel := context.WithTimeout(context.Background(), *drain)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Error("shutdown", "error", err.Error())
+	}
+	if admin != nil {
+		_ = admin.Close()
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// raiseFileLimit lifts the soft RLIMIT_NOFILE to the hard limit: every tunnel
+// holds two sockets. It returns the limit in force.
+func raiseFileLimit() uint64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	if rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
+	}
+	return rl.Cur
+}
+
+func check(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: azegress check FILE|DIR...\n\nValidates policies; prints file:line:col: message for each problem; exit 1 on error.")
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	var files []string
+	for _, a := range fs.Args() {
+		if fi, err := os.Stat(a); err == nil && fi.IsDir() {
+			m, _ := filepath.Glob(filepath.Join(a, "*.hcl"))
+			sort.Strings(m)
+			files = append(files, m...)
+			continue
+		}
+		files = append(files, a)
+	}
+	code := 0
+	for _, f := range files {
+		p, diags := policy.LoadFile(f)
+		fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
+		if diags.HasErrors() || p == nil {
+			code = 1
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: ok (%d client blocks, %d rules)\n", f, len(p.Clients()), p.RuleCount())
+	}
+	return code
+}
+
+func explain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	policyPath := fs.String("policy", "", "policy `file` (default: the embedded policies/default.hcl)")
+	client := fs.String("client", "127.0.0.1", "client `IP` asking")
+	noDNS := fs.Bool("no-dns", false, "skip resolving the name and the destination guard check")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: azegress explain [-policy FILE] [-client IP] [-no-dns] HOST[:PORT]\n\nPrints what the proxy would decide. Exit 0 if allowed, 1 if denied.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	ip, err := netip.ParseAddr(*client)
+	if err != nil {
+		fmt.Fprintf(stderr, "azegress explain: -client: %v\n", err)
+		return 2
+	}
+	pol, diags := loader(*policyPath)()
+	if diags.HasErrors() {
+		fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
+		return 2
+	}
+	var r proxy.Resolver = net.DefaultResolver
+	if *noDNS {
+		r = nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e, err := proxy.Explain(ctx, pol, ip, fs.Arg(0), r)
+	if err != nil {
+		fmt.Fprintf(stderr, "azegress explain: %v\n", err)
+		return 2
+	}
+	fmt.Fprintf(stdout, "decision: %s\n", e.Decision)
+	fmt.Fprintf(stdout, "target:   %s\n", net.JoinHostPort(e.Host.String(), fmt.Sprint(e.Port)))
+	if e.Block != nil {
+		fmt.Fprintf(stdout, "client:   %s (client block %q, mode %s)\n", e.Client, e.Block.Name, e.Block.Mode)
+	} else {
+		fmt.Fprintf(stdout, "client:   %s (no client block)\n", e.Client)
+	}
+	if e.Rule != nil {
+		fmt.Fprintf(stdout, "rule:     %q at %s:%d:%d\n", e.Rule.Name, e.Rule.Range.Filename, e.Rule.Range.Start.Line, e.Rule.Range.Start.Column)
+	} else {
+		fmt.Fprintf(stdout, "reason:   %s\n", e.Reason)
+	}
+	fmt.Fprintf(stdout, "why:      %s\n", e.Detail)
+	for _, a := range e.Addresses {
+		verdict := "ok"
+		if a.What != "" {
+			verdict = "guarded: " + a.What
+			if a.Allowed {
+				verdict += " (listed in the rule's addresses)"
+			} else {
+				verdict += " (refused)"
+			}
+		}
+		fmt.Fprintf(stdout, "address:  %s %s\n", a.IP, verdict)
+	}
+	if e.Fix != "" {
+		fmt.Fprintf(stdout, "\n%s", strings.TrimRight(e.Fix, "\n")+"\n")
+	}
+	if e.Decision == "deny" {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,579 @@
+package policy
+
+import (
+	"fmt"
+	"math"
+	"math/big"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// clouds are the valid values of the top-level cloud attribute.
+var clouds = []string{"AzureCloud", "AzureUSGovernment", "AzureChinaCloud"}
+
+// defaultCloud is the cloud of a policy without a cloud attribute.
+const defaultCloud = "AzureCloud"
+
+// maxLimit bounds every limits attribute, so that values fit the token
+// bucket and counters without overflow.
+const maxLimit = 1_000_000
+
+// compiler turns decoded schema structs into a Policy, collecting
+// diagnostics as it goes. It never stops at the first problem.
+type compiler struct {
+	filename string
+	diags    hcl.Diagnostics
+	blocks   []hcl.Range // whole ranges of all blocks, for diagnostic contexts
+
+	// sources maps each source prefix to where it was first defined.
+	sources map[netip.Prefix]sourceDef
+}
+
+type sourceDef struct {
+	client string
+	rng    hcl.Range
+}
+
+func (c *compiler) add(d *hcl.Diagnostic) { c.diags = append(c.diags, d) }
+
+func (c *compiler) compile(fs *fileSchema) *Policy {
+	p := &Policy{filename: c.filename, cloud: defaultCloud}
+	c.sources = make(map[netip.Prefix]sourceDef)
+
+	if s, rng, ok := c.stringAttr(fs.Cloud, nil); ok {
+		if slices.Contains(clouds, s) {
+			p.cloud = s
+		} else {
+			hint := ""
+			for _, v := range clouds {
+				if strings.EqualFold(v, s) {
+					hint = fmt.Sprintf(" Did you mean %q? Cloud names are case-sensitive.", v)
+				}
+			}
+			c.add(errorf(rng, nil, "Invalid cloud",
+				"%q is not a known Azure cloud. Use one of %s.%s", s, quoteList(clouds), hint))
+		}
+	}
+	defMode := c.mode(fs.Mode, nil, ModeEnforce)
+
+	if len(fs.Clients) == 0 {
+		c.add(warnf(&hcl.Range{Filename: c.filename, Start: hcl.InitialPos, End: hcl.InitialPos}, nil,
+			"No client blocks", "The policy has no client blocks, so every connection will be refused as client_unknown."))
+	}
+
+	clientNames := make(map[string]hcl.Range)
+	for _, cs := range fs.Clients {
+		cl := c.client(cs, defMode)
+		if prev, dup := clientNames[cs.Name]; dup {
+			c.add(errorf(cs.NameRange.Ptr(), nil, "Duplicate client block",
+				"A client block named %q is already defined; previous definition at %s. Give each client block a unique name.",
+				cs.Name, pos(prev)))
+		} else {
+			clientNames[cs.Name] = cs.DefRange
+		}
+		p.clients = append(p.clients, cl)
+		p.ruleCount += len(cl.Rules)
+	}
+	p.v4 = c.prefixTable(p.clients, true)
+	p.v6 = c.prefixTable(p.clients, false)
+	return p
+}
+
+func (c *compiler) prefixTable(clients []*Client, v4 bool) prefixTable {
+	t := prefixTable{byPrefix: make(map[netip.Prefix]*Client)}
+	for _, cl := range clients {
+		for _, pfx := range cl.Sources {
+			if pfx.Addr().Is4() != v4 {
+				continue
+			}
+			if _, dup := t.byPrefix[pfx]; dup {
+				continue // already reported
+			}
+			t.byPrefix[pfx] = cl
+			if !slices.Contains(t.bits, pfx.Bits()) {
+				t.bits = append(t.bits, pfx.Bits())
+			}
+		}
+	}
+	slices.Sort(t.bits)
+	slices.Reverse(t.bits)
+	return t
+}
+
+func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
+	block := blockRange(cs.DefRange, cs.Body)
+	c.blocks = append(c.blocks, block)
+	ctx := &block
+	cl := &Client{
+		Name:  cs.Name,
+		Range: cs.DefRange,
+		Mode:  c.mode(cs.Mode, ctx, defMode),
+		exact: make(map[string][]*Rule),
+		wild:  make(map[string][]*Rule),
+	}
+	c.checkName(cs.Name, cs.NameRange, ctx, "client block")
+
+	if cs.Sources == nil {
+		c.add(errorf(cs.DefRange.Ptr(), ctx, "Missing sources",
+			"Client block %q needs sources, the client addresses it applies to, like sources = [\"10.0.1.0/24\"].", cs.Name))
+	} else {
+		elems, ok := c.listAttr(cs.Sources, ctx, `sources = ["10.0.1.0/24"]`)
+		if ok && len(elems) == 0 {
+			c.add(errorf(cs.Sources.Expr.Range().Ptr(), ctx, "Empty sources",
+				"Client block %q must list at least one client CIDR or IP address in sources, like sources = [\"10.0.1.0/24\"].", cs.Name))
+		}
+		for _, e := range elems {
+			pfx, rng, ok := c.prefixElem(e, ctx, "sources")
+			if !ok {
+				continue
+			}
+			if prev, dup := c.sources[pfx]; dup {
+				if prev.client == cs.Name {
+					c.add(errorf(rng, ctx, "Duplicate source",
+						"%s is listed twice in client block %q; previous definition at %s. Remove one.", pfx, cs.Name, pos(prev.rng)))
+				} else {
+					c.add(errorf(rng, ctx, "Duplicate source",
+						"%s is already a source of client block %q; previous definition at %s. A source prefix may belong to only one client block.",
+						pfx, prev.client, pos(prev.rng)))
+				}
+				continue
+			}
+			c.sources[pfx] = sourceDef{client: cs.Name, rng: *rng}
+			cl.Sources = append(cl.Sources, pfx)
+		}
+	}
+
+	for i, ls := range cs.Limits {
+		if i == 0 {
+			cl.Limits = c.limits(ls)
+			continue
+		}
+		c.add(errorf(ls.DefRange.Ptr(), ctx, "Duplicate limits block",
+			"Client block %q already has a limits block; previous definition at %s. Merge them into one.", cs.Name, pos(cs.Limits[0].DefRange)))
+	}
+
+	ruleNames := make(map[string]hcl.Range)
+	for _, as := range cs.Allows {
+		r := c.rule(as, ctx)
+		r.Index = len(cl.Rules)
+		if prev, dup := ruleNames[as.Name]; dup {
+			c.add(errorf(as.NameRange.Ptr(), ctx, "Duplicate allow rule",
+				"An allow rule named %q is already defined in client block %q; previous definition at %s. Give each rule a unique name.",
+				as.Name, cs.Name, pos(prev)))
+		} else {
+			ruleNames[as.Name] = as.DefRange
+		}
+		cl.Rules = append(cl.Rules, r)
+		cl.index(r)
+	}
+	return cl
+}
+
+// index adds r to the client's lookup maps. Rules are indexed in file
+// order, so every list in the maps is in file order.
+func (cl *Client) index(r *Rule) {
+	for _, h := range r.Hosts {
+		m, key := cl.exact, h
+		if suffix, ok := strings.CutPrefix(h, "*."); ok {
+			m, key = cl.wild, suffix
+			cl.maxWild = max(cl.maxWild, 1+strings.Count(suffix, "."))
+		}
+		if rs := m[key]; len(rs) == 0 || rs[len(rs)-1] != r {
+			m[key] = append(rs, r)
+		}
+	}
+	if len(r.Addresses) > 0 {
+		cl.ipRules = append(cl.ipRules, r)
+	}
+}
+
+func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range) *Rule {
+	block := blockRange(as.DefRange, as.Body)
+	c.blocks = append(c.blocks, block)
+	ctx := &block
+	r := &Rule{Name: as.Name, Range: as.DefRange}
+	c.checkName(as.Name, as.NameRange, clientCtx, "allow rule")
+
+	if as.Hosts != nil {
+		elems, _ := c.listAttr(as.Hosts, ctx, `hosts = ["api.example.com"]`)
+		for _, e := range elems {
+			s, rng, ok := c.stringElem(e, ctx, "hosts")
+			if !ok {
+				continue
+			}
+			pat, ok := c.hostPattern(s, rng, ctx)
+			if ok && !slices.Contains(r.Hosts, pat) {
+				r.Hosts = append(r.Hosts, pat)
+			}
+		}
+	}
+	hasAddresses := false
+	if as.Addresses != nil {
+		elems, _ := c.listAttr(as.Addresses, ctx, `addresses = ["10.20.0.0/24"]`)
+		hasAddresses = len(elems) > 0
+		for _, e := range elems {
+			pfx, _, ok := c.prefixElem(e, ctx, "addresses")
+			if ok && !slices.Contains(r.Addresses, pfx) {
+				r.Addresses = append(r.Addresses, pfx)
+			}
+		}
+	}
+	if len(r.Hosts) == 0 && !hasAddresses && !c.hasListElems(as.Hosts) && !hasUnknownAttrs(as.Body, "hosts", "addresses", "ports") {
+		c.add(errorf(as.DefRange.Ptr(), ctx, "Empty allow rule",
+			"Allow rule %q has neither hosts nor addresses, so it can never match. Add hosts = [\"api.example.com\"], addresses = [\"10.20.0.0/24\"], or both.", as.Name))
+	}
+
+	if as.Ports == nil {
+		r.Ports = []uint16{443}
+	} else {
+		elems, ok := c.listAttr(as.Ports, ctx, `ports = [443]`)
+		if ok && len(elems) == 0 {
+			c.add(errorf(as.Ports.Expr.Range().Ptr(), ctx, "Empty ports",
+				"An empty ports list allows nothing. List the ports, like ports = [443], or remove the attribute to allow only 443."))
+		}
+		for _, e := range elems {
+			if p, ok := c.portElem(e, ctx); ok && !slices.Contains(r.Ports, p) {
+				r.Ports = append(r.Ports, p)
+			}
+		}
+	}
+	return r
+}
+
+// hasUnknownAttrs reports whether body has attributes other than known,
+// which gohcl has already reported; a misspelled "host" should not also
+// produce an "Empty allow rule" error.
+func hasUnknownAttrs(body hcl.Body, known ...string) bool {
+	b, ok := body.(*hclsyntax.Body)
+	if !ok {
+		return false
+	}
+	for name := range b.Attributes {
+		if !slices.Contains(known, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasListElems reports whether attr is a list expression with at least one
+// element, so that an invalid-but-present hosts list does not also produce
+// an "Empty allow rule" error.
+func (c *compiler) hasListElems(attr *hcl.Attribute) bool {
+	if attr == nil {
+		return false
+	}
+	elems, diags := hcl.ExprList(attr.Expr)
+	return !diags.HasErrors() && len(elems) > 0
+}
+
+// hostPattern validates and normalizes one element of hosts.
+func (c *compiler) hostPattern(s string, rng, ctx *hcl.Range) (string, bool) {
+	bad := func(format string, args ...any) (string, bool) {
+		c.add(errorf(rng, ctx, "Invalid host pattern", format, args...))
+		return "", false
+	}
+	const example = `Use an exact name like "api.example.com" or a wildcard like "*.example.com".`
+	switch {
+	case s == "*":
+		return bad(`"*" would allow every host. List the domains the client needs, like "*.example.com".`)
+	case s == "*.":
+		return bad(`"*." has no domain after the wildcard. Write the domain it covers, like "*.example.com".`)
+	}
+	suffix, wildcard := strings.CutPrefix(s, "*.")
+	if strings.Contains(suffix, "*") {
+		fixed := strings.TrimLeft(s, "*.")
+		switch {
+		case strings.HasPrefix(s, "*") && !strings.Contains(fixed, "*") && fixed != "":
+			return bad(`A wildcard must be a whole first label followed by a dot. Did you mean "*.%s"?`, fixed)
+		default:
+			return bad(`%q has a wildcard that is not the whole first label. A wildcard may only appear as "*." at the start, like "*.example.com".`, s)
+		}
+	}
+	h, err := ParseHost(suffix)
+	if err != nil {
+		hint := hostErrorHint(err)
+		if hint == "" {
+			hint = example
+		}
+		return bad("%q is not a valid host name: %s. %s", s, err, hint)
+	}
+	if h.IsIP() {
+		if wildcard {
+			return bad(`%q puts a wildcard over an IP address. Put IP addresses and CIDRs in addresses, not hosts.`, s)
+		}
+		c.add(errorf(rng, ctx, "IP address in hosts",
+			`%q is an IP address, but hosts takes DNS names. Put IP addresses and CIDRs in addresses instead.`, s))
+		return "", false
+	}
+	if wildcard && !strings.Contains(h.Name, ".") {
+		return bad(`%q would allow every host under the top-level domain %q. Name at least two labels after "*.", like "*.example.%s".`, s, h.Name, h.Name)
+	}
+	if wildcard {
+		return "*." + h.Name, true
+	}
+	return h.Name, true
+}
+
+// limits validates a limits block.
+func (c *compiler) limits(ls *limitsSchema) Limits {
+	block := blockRange(ls.DefRange, ls.Body)
+	c.blocks = append(c.blocks, block)
+	ctx := &block
+	var l Limits
+	if v, rng, ok := c.numberAttr(ls.ConnectionsPerSecond, ctx); ok {
+		f, _ := v.Float64()
+		if v.Sign() <= 0 || f > maxLimit {
+			c.add(errorf(rng, ctx, "Invalid connections_per_second",
+				"connections_per_second is %s; it must be greater than 0 and at most %d. Remove it for no rate limit.", numText(v), maxLimit))
+		} else {
+			l.ConnectionsPerSecond = f
+		}
+	}
+	burst, burstRange, burstOK := c.intLimit(ls.Burst, ctx, "burst")
+	if tunnels, _, ok := c.intLimit(ls.MaxTunnels, ctx, "max_tunnels"); ok {
+		l.MaxTunnels = tunnels
+	}
+	if l.ConnectionsPerSecond > 0 {
+		l.Burst = max(1, int(math.Ceil(l.ConnectionsPerSecond)))
+		if burstOK {
+			l.Burst = burst
+		}
+	} else if burstOK && ls.ConnectionsPerSecond == nil {
+		c.add(warnf(burstRange, ctx, "Ignored burst",
+			"burst has no effect without connections_per_second. Set connections_per_second or remove burst."))
+	}
+	return l
+}
+
+// intLimit decodes an integer limit in 1..maxLimit.
+func (c *compiler) intLimit(attr *hcl.Attribute, ctx *hcl.Range, name string) (int, *hcl.Range, bool) {
+	v, rng, ok := c.numberAttr(attr, ctx)
+	if !ok {
+		return 0, nil, false
+	}
+	if !v.IsInt() || v.Sign() <= 0 || v.Cmp(big.NewFloat(maxLimit)) > 0 {
+		c.add(errorf(rng, ctx, "Invalid "+name,
+			"%s is %s; it must be a whole number from 1 to %d.", name, numText(v), maxLimit))
+		return 0, nil, false
+	}
+	n, _ := v.Int64()
+	return int(n), rng, true
+}
+
+// mode decodes a mode attribute; def is returned if attr is absent or
+// invalid.
+func (c *compiler) mode(attr *hcl.Attribute, ctx *hcl.Range, def Mode) Mode {
+	s, rng, ok := c.stringAttr(attr, ctx)
+	if !ok {
+		return def
+	}
+	switch s {
+	case "enforce":
+		return ModeEnforce
+	case "learn":
+		return ModeLearn
+	}
+	c.add(errorf(rng, ctx, "Invalid mode", `%q is not a mode. Use "enforce" to refuse denied connections or "learn" to log them and let them through.`, s))
+	return def
+}
+
+// checkName validates a client or rule label. Names appear in logs and
+// metric labels, so they are kept to a safe character set.
+func (c *compiler) checkName(name string, rng hcl.Range, ctx *hcl.Range, what string) {
+	ok := name != "" && len(name) <= 64
+	for i := 0; ok && i < len(name); i++ {
+		ch := name[i]
+		ok = 'a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' || ch == '-' || ch == '_' || ch == '.'
+	}
+	if !ok {
+		c.add(errorf(rng.Ptr(), ctx, "Invalid "+what+" name",
+			"%q is not a valid name. Names must be 1 to 64 letters, digits, \"-\", \"_\" or \".\", because they appear in logs and metrics.", name))
+	}
+}
+
+// value evaluates a constant expression.
+func (c *compiler) value(expr hcl.Expression) (cty.Value, bool) {
+	v, diags := expr.Value(nil)
+	c.diags = append(c.diags, diags...)
+	if diags.HasErrors() || !v.IsWhollyKnown() {
+		return cty.NilVal, false
+	}
+	return v, true
+}
+
+// stringAttr decodes a string attribute. ok is false if attr is nil or
+// invalid (invalid ones get a diagnostic).
+func (c *compiler) stringAttr(attr *hcl.Attribute, ctx *hcl.Range) (string, *hcl.Range, bool) {
+	if attr == nil {
+		return "", nil, false
+	}
+	rng := attr.Expr.Range().Ptr()
+	v, ok := c.value(attr.Expr)
+	if !ok {
+		return "", nil, false
+	}
+	if v.IsNull() || v.Type() != cty.String {
+		c.add(errorf(rng, ctx, "Incorrect attribute value type",
+			"%s must be a string in quotes, like %s = %q.", attr.Name, attr.Name, exampleFor(attr.Name)))
+		return "", nil, false
+	}
+	return v.AsString(), rng, true
+}
+
+func exampleFor(name string) string {
+	switch name {
+	case "cloud":
+		return defaultCloud
+	case "mode":
+		return "enforce"
+	}
+	return "..."
+}
+
+// numberAttr decodes a number attribute.
+func (c *compiler) numberAttr(attr *hcl.Attribute, ctx *hcl.Range) (*big.Float, *hcl.Range, bool) {
+	if attr == nil {
+		return nil, nil, false
+	}
+	rng := attr.Expr.Range().Ptr()
+	v, ok := c.value(attr.Expr)
+	if !ok {
+		return nil, nil, false
+	}
+	if v.IsNull() || v.Type() != cty.Number {
+		c.add(errorf(rng, ctx, "Incorrect attribute value type",
+			"%s must be a number without quotes, like %s = 100.", attr.Name, attr.Name))
+		return nil, nil, false
+	}
+	return v.AsBigFloat(), rng, true
+}
+
+// listAttr returns the element expressions of a list attribute, so that
+// each element's diagnostics point at the element itself.
+func (c *compiler) listAttr(attr *hcl.Attribute, ctx *hcl.Range, example string) ([]hcl.Expression, bool) {
+	elems, diags := hcl.ExprList(attr.Expr)
+	if diags.HasErrors() {
+		c.add(errorf(attr.Expr.Range().Ptr(), ctx, "Incorrect attribute value type",
+			"%s must be a list in square brackets, like %s.", attr.Name, example))
+		return nil, false
+	}
+	return elems, true
+}
+
+// stringElem decodes one string element of a list attribute.
+func (c *compiler) stringElem(e hcl.Expression, ctx *hcl.Range, attr string) (string, *hcl.Range, bool) {
+	rng := e.Range().Ptr()
+	v, ok := c.value(e)
+	if !ok {
+		return "", nil, false
+	}
+	if v.IsNull() || v.Type() != cty.String {
+		c.add(errorf(rng, ctx, "Incorrect value type",
+			"Each element of %s must be a string in quotes.", attr))
+		return "", nil, false
+	}
+	return v.AsString(), rng, true
+}
+
+// prefixElem decodes one CIDR or IP element of sources or addresses.
+func (c *compiler) prefixElem(e hcl.Expression, ctx *hcl.Range, attr string) (netip.Prefix, *hcl.Range, bool) {
+	s, rng, ok := c.stringElem(e, ctx, attr)
+	if !ok {
+		return netip.Prefix{}, nil, false
+	}
+	pfx, detail := parsePrefix(s)
+	if detail != "" {
+		summary := "Invalid address"
+		if attr == "sources" {
+			summary = "Invalid source"
+		}
+		c.add(errorf(rng, ctx, summary, "%s", detail))
+		return netip.Prefix{}, nil, false
+	}
+	return pfx, rng, true
+}
+
+// parsePrefix parses a CIDR or a bare IP address (a /32 or /128). On
+// failure it returns a user-readable explanation.
+func parsePrefix(s string) (netip.Prefix, string) {
+	const want = `Write a CIDR like "10.0.1.0/24" or a single address like "10.0.1.5".`
+	addrPart, bitsPart, isCIDR := strings.Cut(s, "/")
+	if strings.Contains(addrPart, "%") {
+		return netip.Prefix{}, fmt.Sprintf("%q has an IPv6 zone, which is not allowed. %s", s, want)
+	}
+	ip, err := netip.ParseAddr(addrPart)
+	if err != nil {
+		return netip.Prefix{}, fmt.Sprintf("%q is not an IP address or CIDR. %s", s, want)
+	}
+	if ip.Is4In6() {
+		return netip.Prefix{}, fmt.Sprintf("%q is an IPv4-mapped IPv6 address. Write it in IPv4 form, like %q.", s, ip.Unmap().String())
+	}
+	if !isCIDR {
+		return netip.PrefixFrom(ip, ip.BitLen()), ""
+	}
+	bits, err := strconv.Atoi(bitsPart)
+	if err != nil || bits < 0 || bitsPart != strconv.Itoa(bits) {
+		return netip.Prefix{}, fmt.Sprintf("%q has an invalid prefix length %q. %s", s, bitsPart, want)
+	}
+	if bits > ip.BitLen() {
+		family := "IPv6"
+		if ip.Is4() {
+			family = "IPv4"
+		}
+		return netip.Prefix{}, fmt.Sprintf("%q has prefix length /%d, but an %s prefix can be at most /%d.", s, bits, family, ip.BitLen())
+	}
+	pfx := netip.PrefixFrom(ip, bits)
+	if m := pfx.Masked(); m != pfx {
+		return netip.Prefix{}, fmt.Sprintf("%q has host bits set after the /%d prefix length. Did you mean %s?", s, bits, m)
+	}
+	return pfx, ""
+}
+
+// portElem decodes one element of ports.
+func (c *compiler) portElem(e hcl.Expression, ctx *hcl.Range) (uint16, bool) {
+	rng := e.Range().Ptr()
+	v, ok := c.value(e)
+	if !ok {
+		return 0, false
+	}
+	if !v.IsNull() && v.Type() == cty.String {
+		c.add(errorf(rng, ctx, "Incorrect value type",
+			"Ports are numbers: write %s, not %q.", v.AsString(), v.AsString()))
+		return 0, false
+	}
+	if v.IsNull() || v.Type() != cty.Number {
+		c.add(errorf(rng, ctx, "Incorrect value type", "Each element of ports must be a port number, like 443."))
+		return 0, false
+	}
+	f := v.AsBigFloat()
+	if !f.IsInt() || f.Sign() <= 0 || f.Cmp(big.NewFloat(65535)) > 0 {
+		c.add(errorf(rng, ctx, "Invalid port",
+			"Port %s is out of range. A port must be a whole number from 1 to 65535.", numText(f)))
+		return 0, false
+	}
+	n, _ := f.Int64()
+	return uint16(n), true
+}
+
+func quoteList(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}
+
+// numText formats a number from a policy file for a diagnostic.
+func numText(f *big.Float) string {
+	if a := new(big.Float).Abs(f); a.Cmp(big.NewFloat(1e15)) < 0 {
+		return f.Text('f', -1)
+	}
+	return f.Text('g', 6)
+}

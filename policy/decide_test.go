@@ -1,0 +1,448 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/idna"
+)
+
+const matchPolicy = `
+client "web" {
+  sources = ["10.0.0.0/8"]
+  allow "exact" {
+    hosts = ["api.example.com"]
+  }
+  allow "wild" {
+    hosts = ["*.example.com"]
+    ports = [443, 8443]
+  }
+  allow "deep" {
+    hosts = ["*.deep.example.com"]
+  }
+  allow "exact-8443" {
+    hosts = ["API.example.com."]
+    ports = [8443]
+  }
+  allow "unicode" {
+    hosts = ["bücher.example"]
+  }
+  allow "punycode-wild" {
+    hosts = ["*.xn--bcher-kva.example"]
+  }
+  allow "vault" {
+    hosts     = ["kv.vault.azure.net"]
+    addresses = ["10.20.0.0/24"]
+  }
+  allow "vault-wild" {
+    hosts     = ["*.vault.azure.net"]
+    addresses = ["10.30.0.0/24"]
+  }
+  allow "ip" {
+    addresses = ["20.1.2.3", "2001:db8::/32"]
+    ports     = [443, 8443]
+  }
+  allow "first" {
+    hosts = ["dup.example.org"]
+  }
+  allow "second" {
+    hosts = ["dup.example.org", "other.example.org"]
+  }
+}
+
+client "web-narrow" {
+  sources = ["10.1.0.0/16"]
+}
+
+client "one-host" {
+  sources = ["10.1.2.3"]
+}
+
+client "v6" {
+  sources = ["2001:db8:1::/48", "0.0.0.0/0"]
+}
+`
+
+func loadForTest(t testing.TB, src string) *Policy {
+	t.Helper()
+	p, diags := Load("test.hcl", []byte(src))
+	if diags.HasErrors() {
+		t.Fatalf("Load:\n%s", FormatDiagnostics(diags))
+	}
+	return p
+}
+
+func mustHost(t testing.TB, s string) Host {
+	t.Helper()
+	h, err := ParseHost(s)
+	if err != nil {
+		t.Fatalf("ParseHost(%q): %v", s, err)
+	}
+	return h
+}
+
+func TestDecide(t *testing.T) {
+	t.Parallel()
+	c := loadForTest(t, matchPolicy).Clients()[0]
+	for _, tt := range []struct {
+		name string
+		host string
+		port uint16
+		want string // rule name, or "" for deny
+	}{
+		{"exact", "api.example.com", 443, "exact"},
+		{"exact case and trailing dot", "API.Example.COM.", 443, "exact"},
+		{"exact beats earlier wildcard", "api.example.com", 8443, "exact-8443"},
+		{"wildcard one level", "a.example.com", 443, "wild"},
+		{"wildcard any depth", "a.b.c.example.com", 8443, "wild"},
+		{"wildcard never matches apex", "example.com", 443, ""},
+		{"wildcard suffix is label-aligned", "badexample.com", 443, ""},
+		{"suffix in the middle", "example.com.evil.net", 443, ""},
+		{"longer wildcard beats shorter", "x.deep.example.com", 443, "deep"},
+		{"longer wildcard lacks port", "x.deep.example.com", 8443, "wild"},
+		{"apex of longer wildcard", "deep.example.com", 443, "wild"},
+		{"default port only", "api.example.com", 80, ""},
+		{"unicode host unicode pattern", "bücher.example", 443, "unicode"},
+		{"punycode host unicode pattern", "xn--bcher-kva.example", 443, "unicode"},
+		{"uppercase unicode host", "BÜCHER.example", 443, "unicode"},
+		{"unicode host punycode wildcard", "www.bücher.example", 443, "punycode-wild"},
+		{"first in file order", "dup.example.org", 443, "first"},
+		{"second rule other host", "other.example.org", 443, "second"},
+		{"unknown host", "login.microsoftonline.com", 443, ""},
+		{"ip literal via addresses", "20.1.2.3", 443, "ip"},
+		{"ip literal other port", "20.1.2.3", 8443, "ip"},
+		{"ip literal wrong port", "20.1.2.3", 80, ""},
+		{"ip literal not listed", "20.1.2.4", 443, ""},
+		{"ip literal inet_aton spelling", "0x14010203", 443, "ip"},
+		{"ip literal ipv4-mapped", "::ffff:20.1.2.3", 443, "ip"},
+		{"ip literal ipv6 prefix", "[2001:db8::5]", 443, "ip"},
+		{"ip literal guarded range of a host rule", "10.20.0.5", 443, "vault"},
+		{"ip literal loopback", "0177.0.0.1", 443, ""},
+		{"host rule does not match its address range by name", "10.30.0.1", 8443, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := c.Decide(mustHost(t, tt.host), tt.port)
+			got := ""
+			if d.Rule != nil {
+				got = d.Rule.Name
+			}
+			if got != tt.want || d.Allowed != (tt.want != "") {
+				t.Errorf("Decide(%q, %d) = %v %q, want %q", tt.host, tt.port, d.Allowed, got, tt.want)
+			}
+		})
+	}
+	if d := c.Decide(Host{}, 443); d.Allowed || d.Rule != nil {
+		t.Errorf("Decide(Host{}) = %+v, want deny", d)
+	}
+	var none *Client
+	if d := none.Decide(mustHost(t, "api.example.com"), 443); d.Allowed {
+		t.Errorf("nil Client.Decide = %+v, want deny", d)
+	}
+	if none.AddressAllowed(mustHost(t, "api.example.com"), 443, netip.MustParseAddr("10.0.0.1")) {
+		t.Error("nil Client.AddressAllowed = true, want false")
+	}
+}
+
+func TestAddressAllowed(t *testing.T) {
+	t.Parallel()
+	c := loadForTest(t, matchPolicy).Clients()[0]
+	for _, tt := range []struct {
+		name string
+		host string
+		port uint16
+		ip   string
+		want bool
+	}{
+		{"exact rule range", "kv.vault.azure.net", 443, "10.20.0.5", true},
+		{"any matching rule, not only the winner", "kv.vault.azure.net", 443, "10.30.0.5", true},
+		{"ipv4-mapped resolved address", "kv.vault.azure.net", 443, "::ffff:10.20.0.5", true},
+		{"outside every range", "kv.vault.azure.net", 443, "10.40.0.5", false},
+		{"wildcard rule range", "other.vault.azure.net", 443, "10.30.0.5", true},
+		{"range of a rule that does not match the host", "other.vault.azure.net", 443, "10.20.0.5", false},
+		{"port not allowed", "kv.vault.azure.net", 8443, "10.20.0.5", false},
+		{"host rule without addresses", "api.example.com", 443, "10.20.0.5", false},
+		{"unknown host", "login.microsoftonline.com", 443, "10.20.0.5", false},
+		{"ip literal inside its rule", "20.1.2.3", 443, "20.1.2.3", true},
+		{"ip literal port not allowed", "20.1.2.3", 80, "20.1.2.3", false},
+		{"ip literal of a host rule range", "10.20.0.5", 443, "10.20.0.5", true},
+		{"ip literal not listed", "10.40.0.5", 443, "10.40.0.5", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := c.AddressAllowed(mustHost(t, tt.host), tt.port, netip.MustParseAddr(tt.ip))
+			if got != tt.want {
+				t.Errorf("AddressAllowed(%q, %d, %s) = %v, want %v", tt.host, tt.port, tt.ip, got, tt.want)
+			}
+		})
+	}
+	if c.AddressAllowed(mustHost(t, "kv.vault.azure.net"), 443, netip.Addr{}) {
+		t.Error("AddressAllowed with the zero address = true, want false")
+	}
+}
+
+func TestClientLookup(t *testing.T) {
+	t.Parallel()
+	p := loadForTest(t, matchPolicy)
+	for _, tt := range []struct {
+		name string
+		addr string
+		want string // client name, or "" for nil
+	}{
+		{"broad prefix", "10.9.9.9", "web"},
+		{"longer prefix wins", "10.1.9.9", "web-narrow"},
+		{"host route wins", "10.1.2.3", "one-host"},
+		{"ipv4-mapped client", "::ffff:10.1.9.9", "web-narrow"},
+		{"ipv4-mapped host route", "::ffff:10.1.2.3", "one-host"},
+		{"default route", "192.0.2.1", "v6"},
+		{"ipv6 client", "2001:db8:1::5", "v6"},
+		{"ipv6 zone ignored", "2001:db8:1::5%eth0", "v6"},
+		{"ipv6 no match", "2001:db8:2::5", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := p.Client(netip.MustParseAddr(tt.addr))
+			got := ""
+			if c != nil {
+				got = c.Name
+			}
+			if got != tt.want {
+				t.Errorf("Client(%s) = %q, want %q", tt.addr, got, tt.want)
+			}
+		})
+	}
+	if c := p.Client(netip.Addr{}); c != nil {
+		t.Errorf("Client(zero) = %q, want nil", c.Name)
+	}
+	noDefault := loadForTest(t, "client \"a\" {\n  sources = [\"10.0.0.0/8\"]\n}\n")
+	if c := noDefault.Client(netip.MustParseAddr("11.0.0.1")); c != nil {
+		t.Errorf("Client(11.0.0.1) = %q, want nil", c.Name)
+	}
+}
+
+func TestZeroAllocs(t *testing.T) {
+	p := loadForTest(t, matchPolicy)
+	c := p.Clients()[0]
+	wild := mustHost(t, "a.b.c.example.com")
+	exact := mustHost(t, "kv.vault.azure.net")
+	miss := mustHost(t, "login.microsoftonline.com")
+	ip := mustHost(t, "::ffff:20.1.2.3")
+	resolved := netip.MustParseAddr("10.30.0.5")
+	client := netip.MustParseAddr("::ffff:10.1.2.3")
+	for _, tt := range []struct {
+		name string
+		fn   func()
+	}{
+		{"Decide wildcard", func() { c.Decide(wild, 8443) }},
+		{"Decide exact", func() { c.Decide(exact, 443) }},
+		{"Decide miss", func() { c.Decide(miss, 443) }},
+		{"Decide ip", func() { c.Decide(ip, 443) }},
+		{"AddressAllowed", func() { c.AddressAllowed(exact, 443, resolved) }},
+		{"AddressAllowed miss", func() { c.AddressAllowed(miss, 443, resolved) }},
+		{"Client", func() { p.Client(client) }},
+		{"ParseHost", func() { _, _ = ParseHost("management.azure.com") }},
+	} {
+		if n := testing.AllocsPerRun(100, tt.fn); n != 0 {
+			t.Errorf("%s allocates %v times per run, want 0", tt.name, n)
+		}
+	}
+}
+
+// matchLabels are the building blocks of FuzzMatch patterns and hosts:
+// case variants, Unicode and its punycode form, and a wildcard.
+var matchLabels = []string{"a", "b", "c", "A", "ü", "Ü", "xn--tda", "*", "com", "x-y"}
+
+func fuzzName(spec []byte) string {
+	labels := make([]string, 0, len(spec))
+	for _, b := range spec {
+		labels = append(labels, matchLabels[int(b)%len(matchLabels)])
+	}
+	return strings.Join(labels, ".")
+}
+
+// refNormalize is the reference normalization: lowercase each label and
+// punycode-encode the non-ASCII ones.
+func refNormalize(s string) string {
+	labels := strings.Split(strings.TrimSuffix(s, "."), ".")
+	for i, l := range labels {
+		a, err := idna.Punycode.ToASCII(strings.ToLower(l))
+		if err != nil {
+			panic(err)
+		}
+		labels[i] = a
+	}
+	return strings.Join(labels, ".")
+}
+
+// refValid is the reference validity rule for the patterns FuzzMatch
+// builds: "*" only as a whole first label, followed by at least two labels.
+func refValid(pattern string) bool {
+	labels := strings.Split(pattern, ".")
+	for i, l := range labels {
+		if l == "*" && i > 0 {
+			return false
+		}
+	}
+	return labels[0] != "*" || len(labels) >= 3
+}
+
+// refRank is how specific a pattern match is: -1 for no match, 1000 for an
+// exact match, else the number of labels in the wildcard suffix.
+func refRank(pattern, host string) int {
+	if !strings.HasPrefix(pattern, "*.") {
+		if pattern == host {
+			return 1000
+		}
+		return -1
+	}
+	suffix := pattern[1:] // ".example.com"
+	if strings.HasSuffix(host, suffix) && len(host) > len(suffix) {
+		return strings.Count(suffix, ".")
+	}
+	return -1
+}
+
+// FuzzMatch compares Decide with a naive reference matcher that tries every
+// rule and pattern in turn.
+func FuzzMatch(f *testing.F) {
+	f.Add([]byte{7, 0, 8, 0xff, 0, 8}, []byte{1, 0, 8}, uint8(0))             // *.a.com vs b.a.com
+	f.Add([]byte{7, 8, 0xff, 7, 0, 8}, []byte{0, 8}, uint8(0))                // *.com rejected
+	f.Add([]byte{0, 8, 0xff, 7, 8}, []byte{3, 8}, uint8(1))                   // exact with case
+	f.Add([]byte{7, 4, 8, 0xff, 7, 6, 8}, []byte{0, 5, 8}, uint8(2))          // unicode vs punycode wildcard
+	f.Add([]byte{7, 1, 0, 8, 0xff, 7, 0, 8}, []byte{2, 1, 0, 8}, uint8(0))    // longer suffix wins
+	f.Add([]byte{0, 7, 8, 0xff, 7, 9, 8, 0xff, 9, 8}, []byte{9, 8}, uint8(0)) // mid wildcard, apex
+	f.Fuzz(func(t *testing.T, patternSpec, hostSpec []byte, portSel uint8) {
+		if len(patternSpec) > 64 || len(hostSpec) > 16 || len(hostSpec) == 0 {
+			return
+		}
+		portsByRule := [][]uint16{{443}, {443, 8443}, {8443}}
+		port := []uint16{443, 8443, 80}[int(portSel)%3]
+
+		var patterns []string
+		for _, spec := range strings.Split(string(patternSpec), "\xff") {
+			if spec != "" && len(spec) <= 16 { // short enough for the 253-byte limit
+				patterns = append(patterns, fuzzName([]byte(spec)))
+			}
+		}
+		var src strings.Builder
+		src.WriteString("client \"c\" {\n  sources = [\"0.0.0.0/0\"]\n")
+		var valid []string
+		for _, pat := range patterns {
+			_, diags := Load("p.hcl", []byte(fmt.Sprintf("client \"c\" {\n  sources = [\"0.0.0.0/0\"]\n  allow \"r\" {\n    hosts = [%q]\n  }\n}\n", pat)))
+			if ok := !diags.HasErrors(); ok != refValid(pat) {
+				t.Fatalf("pattern %q: Load valid=%v, reference valid=%v\n%s", pat, ok, refValid(pat), FormatDiagnostics(diags))
+			} else if !ok {
+				continue
+			}
+			i := len(valid)
+			valid = append(valid, refNormalize(pat))
+			fmt.Fprintf(&src, "  allow \"r%d\" {\n    hosts = [%q]\n    ports = [%s]\n  }\n", i, pat, joinPorts(portsByRule[i%3]))
+		}
+		src.WriteString("}\n")
+		c := loadForTest(t, src.String()).Clients()[0]
+
+		hostStr := fuzzName(hostSpec)
+		h, err := ParseHost(hostStr)
+		if strings.Contains(hostStr, "*") {
+			if err == nil {
+				t.Fatalf("ParseHost(%q) accepted a wildcard", hostStr)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("ParseHost(%q): %v", hostStr, err)
+		}
+		if want := refNormalize(hostStr); h.Name != want {
+			t.Fatalf("ParseHost(%q) = %q, reference %q", hostStr, h.Name, want)
+		}
+
+		want, bestRank := -1, -1
+		for i, pat := range valid {
+			if rank := refRank(pat, h.Name); rank > bestRank && containsPort(portsByRule[i%3], port) {
+				want, bestRank = i, rank
+			}
+		}
+		d := c.Decide(h, port)
+		got := -1
+		if d.Rule != nil {
+			got = d.Rule.Index
+		}
+		if got != want || d.Allowed != (want >= 0) {
+			t.Fatalf("Decide(%q, %d) = rule %d, reference rule %d; patterns %q", h.Name, port, got, want, valid)
+		}
+	})
+}
+
+func joinPorts(ports []uint16) string {
+	var s []string
+	for _, p := range ports {
+		s = append(s, strconv.Itoa(int(p)))
+	}
+	return strings.Join(s, ", ")
+}
+
+func containsPort(ports []uint16, port uint16) bool {
+	for _, p := range ports {
+		if p == port {
+			return true
+		}
+	}
+	return false
+}
+
+// benchPolicy returns a policy with one client block and n rules, half
+// exact hosts and half wildcards.
+func benchPolicy(n int) string {
+	var b strings.Builder
+	b.WriteString("client \"bench\" {\n  sources = [\"10.0.0.0/8\"]\n")
+	for i := range n {
+		if i%2 == 0 {
+			fmt.Fprintf(&b, "  allow \"r%d\" {\n    hosts = [\"svc%d.region%d.example.com\"]\n  }\n", i, i, i%50)
+		} else {
+			fmt.Fprintf(&b, "  allow \"r%d\" {\n    hosts = [\"*.tenant%d.example.net\"]\n    ports = [443, 8443]\n  }\n", i, i)
+		}
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func BenchmarkDecide(b *testing.B) {
+	for _, n := range []int{10, 1_000, 100_000} {
+		c := loadForTest(b, benchPolicy(n)).Clients()[0]
+		exact := mustHost(b, fmt.Sprintf("svc%d.region%d.example.com", n-2, (n-2)%50))
+		wild := mustHost(b, fmt.Sprintf("a.b.tenant%d.example.net", n-1))
+		miss := mustHost(b, "login.microsoftonline.com")
+		for _, bb := range []struct {
+			name  string
+			h     Host
+			allow bool
+		}{
+			{"exact", exact, true},
+			{"wildcard", wild, true},
+			{"miss", miss, false},
+		} {
+			b.Run(fmt.Sprintf("rules=%d/%s", n, bb.name), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if d := c.Decide(bb.h, 443); d.Allowed != bb.allow {
+						b.Fatalf("Decide(%s) = %v", bb.h, d.Allowed)
+					}
+				}
+			})
+		}
+	}
+}
+
+func BenchmarkLoad100kRules(b *testing.B) {
+	src := []byte(benchPolicy(100_000))
+	b.ReportAllocs()
+	b.SetBytes(int64(len(src)))
+	for b.Loop() {
+		if _, diags := Load("bench.hcl", src); diags.HasErrors() {
+			b.Fatal(FormatDiagnostics(diags))
+		}
+	}
+}

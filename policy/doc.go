@@ -1,0 +1,109 @@
+// Package policy parses, validates and compiles azegress HCL policies and
+// decides whether a client may reach a destination.
+//
+// It is a pure library: HCL bytes go in, and either diagnostics or an
+// immutable, compiled *Policy come out. It does no network I/O.
+//
+// # Policy files
+//
+// A policy file looks like this (policies/example.hcl has a commented
+// copy):
+//
+//	cloud = "AzureCloud"   # optional; AzureCloud, AzureUSGovernment or AzureChinaCloud
+//	mode  = "enforce"      # optional default for client blocks: enforce or learn
+//
+//	client "workloads" {
+//	  sources = ["10.0.1.0/24"]
+//	  mode    = "enforce"
+//
+//	  allow "arm" {
+//	    hosts = ["management.azure.com"]
+//	    ports = [443]
+//	  }
+//	  allow "private-vault" {
+//	    hosts     = ["kv-int.vault.azure.net"]
+//	    addresses = ["10.20.0.0/24"]
+//	  }
+//	  allow "ip-only" {
+//	    addresses = ["20.1.2.3"]
+//	    ports     = [443, 8443]
+//	  }
+//	  limits {
+//	    connections_per_second = 50
+//	    burst                  = 100
+//	    max_tunnels            = 500
+//	  }
+//	}
+//
+// Top-level attributes:
+//
+//   - cloud: the Azure cloud the policy is written for. Default
+//     "AzureCloud".
+//   - mode: the default mode of client blocks. "enforce" (the default)
+//     refuses connections no rule allows; "learn" lets them through but
+//     still reports them as denied.
+//
+// A client "NAME" block applies to connections from its sources:
+//
+//   - sources (required, non-empty): CIDRs or bare IP addresses (a bare
+//     address is a /32 or /128), IPv4 or IPv6. A CIDR must not have host
+//     bits set. A source prefix may appear in only one client block.
+//     IPv4-mapped IPv6 forms (::ffff:10.0.0.0/104) are rejected; write
+//     IPv4 prefixes in IPv4 form.
+//   - mode: overrides the top-level mode.
+//   - allow "NAME" blocks: the rules, described below. Names are unique
+//     within the client block.
+//   - limits: at most one block. connections_per_second (a number greater
+//     than 0, may be fractional) is the token-bucket rate for new
+//     connections; burst (a whole number, at least 1) is the bucket size
+//     and defaults to connections_per_second rounded up; max_tunnels (a
+//     whole number, at least 1) caps concurrent tunnels. Each value is at
+//     most 1000000. An absent attribute means no limit.
+//
+// Client and rule names are 1 to 64 letters, digits, "-", "_" or ".",
+// because they appear in logs and metric labels.
+//
+// An allow "NAME" block needs hosts, addresses, or both:
+//
+//   - hosts: host patterns. A pattern is an exact DNS name, or "*." followed
+//     by a domain of at least two labels. "*.example.com" matches any name
+//     below example.com at any depth (a.example.com, a.b.example.com) but
+//     never example.com itself, as in Azure Firewall. Matching ignores case
+//     and a trailing dot, and compares IDNA (punycode) forms, so
+//     "bücher.example" and "xn--bcher-kva.example" are the same pattern.
+//     "*", "*.com", "a.*.com", "*example.com" and IP addresses are errors.
+//   - addresses: CIDRs or IP addresses. They serve two purposes: they are
+//     the IP-literal destinations the rule allows, and they are the guarded
+//     (private) ranges that the rule's hosts may resolve to.
+//   - ports: destination ports, each 1 to 65535. Default [443].
+//
+// Unknown attributes and blocks are errors. Every problem in a file is
+// reported at once, with its position.
+//
+// # Evaluation order
+//
+// The proxy evaluates a connection in these steps:
+//
+//  1. Client selection. The client address is unmapped if it is an
+//     IPv4-mapped IPv6 address. The client block with the longest source
+//     prefix containing it is selected (Policy.Client). If no block
+//     matches, the connection is refused as client_unknown.
+//  2. Destination parsing. The destination host is parsed with ParseHost:
+//     IP literals in any inet_aton spelling become addresses, and names are
+//     normalized to lowercase punycode.
+//  3. Rule selection (Client.Decide). The default is deny. For a name, a
+//     rule matches if one of its host patterns matches the name and the
+//     port is one of its ports. Rules with an exact pattern win over
+//     wildcard rules, a longer wildcard suffix wins over a shorter one,
+//     and among equals the first rule in file order wins. For an IP
+//     literal, the first rule in file order whose addresses contain the
+//     address (or its unmapped IPv4 form) and whose ports include the port
+//     wins. Host patterns never match IP literals.
+//  4. Destination guard. After DNS resolution, an address in a guarded
+//     (private) range is only permitted if Client.AddressAllowed says so:
+//     some rule that matches the host and port lists a prefix in addresses
+//     that contains the resolved address.
+//
+// A client block in learn mode applies steps 3 and 4 and reports the
+// result, but the proxy does not refuse the connection.
+package policy

@@ -1,0 +1,108 @@
+package policy
+
+import (
+	"os"
+	"sort"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// Load parses, validates and compiles the HCL policy in src. filename is
+// used in diagnostics and returned by Policy.Filename; it is not opened.
+//
+// Load reports every problem it finds in one pass, sorted by position. The
+// returned policy is nil if any diagnostic is an error; warnings alone do
+// not prevent loading. Every error diagnostic has a Subject range.
+func Load(filename string, src []byte) (*Policy, hcl.Diagnostics) {
+	parser := hclparse.NewParser()
+	file, diags := parser.ParseHCL(src, filename)
+	if diags.HasErrors() || file == nil {
+		return nil, finishDiags(diags, nil, filename)
+	}
+	var fs fileSchema
+	diags = append(diags, gohcl.DecodeBody(file.Body, nil, &fs)...)
+
+	c := &compiler{filename: filename}
+	p := c.compile(&fs)
+	diags = append(diags, c.diags...)
+	diags = finishDiags(diags, c.blocks, filename)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return p, diags
+}
+
+// LoadFile reads the policy file at path and calls Load. A read error is
+// returned as a single error diagnostic, without a Subject, naming path.
+func LoadFile(path string) (*Policy, hcl.Diagnostics) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read policy file",
+			Detail:   err.Error(),
+		}}
+	}
+	return Load(path, src)
+}
+
+// blockRange returns the whole range of a block, from its definition to
+// its closing brace.
+func blockRange(def hcl.Range, body hcl.Body) hcl.Range {
+	if b, ok := body.(*hclsyntax.Body); ok && b.SrcRange.Filename == def.Filename {
+		return hcl.RangeBetween(def, b.SrcRange)
+	}
+	return def
+}
+
+// finishDiags gives each diagnostic without a Context the innermost block
+// that encloses its Subject, gives every error a Subject, and sorts the
+// diagnostics by position so that output is stable and reads top to
+// bottom.
+func finishDiags(diags hcl.Diagnostics, blocks []hcl.Range, filename string) hcl.Diagnostics {
+	for _, d := range diags {
+		if d.Subject == nil && d.Severity == hcl.DiagError {
+			if d.Context != nil {
+				d.Subject = d.Context
+			} else {
+				d.Subject = &hcl.Range{
+					Filename: filename,
+					Start:    hcl.InitialPos,
+					End:      hcl.InitialPos,
+				}
+			}
+		}
+		if d.Subject == nil || d.Context != nil {
+			continue
+		}
+		var best *hcl.Range
+		for i := range blocks {
+			b := &blocks[i]
+			if b.Filename != d.Subject.Filename || !b.ContainsOffset(d.Subject.Start.Byte) {
+				continue
+			}
+			if best == nil || b.End.Byte-b.Start.Byte < best.End.Byte-best.Start.Byte {
+				best = b
+			}
+		}
+		if best != nil {
+			ctx := *best
+			d.Context = &ctx
+		}
+	}
+	sort.SliceStable(diags, func(i, j int) bool {
+		a, b := diags[i].Subject, diags[j].Subject
+		switch {
+		case a == nil || b == nil:
+			return a == nil && b != nil
+		case a.Filename != b.Filename:
+			return a.Filename < b.Filename
+		default:
+			return a.Start.Byte < b.Start.Byte
+		}
+	})
+	return diags
+}

@@ -1,0 +1,118 @@
+package policy
+
+import (
+	"net/netip"
+	"strings"
+)
+
+// This file works only on compiled data and must not allocate.
+
+// Client returns the client block whose sources contain addr with the
+// longest prefix, or nil if no block does (the proxy then refuses the
+// connection as client_unknown). IPv4-mapped IPv6 addresses are unmapped
+// first. Client does not allocate.
+func (p *Policy) Client(addr netip.Addr) *Client {
+	if p == nil || !addr.IsValid() {
+		return nil
+	}
+	addr = addr.Unmap().WithZone("")
+	t := &p.v6
+	if addr.Is4() {
+		t = &p.v4
+	}
+	return t.lookup(addr)
+}
+
+// prefixTable maps source prefixes of one address family to clients.
+// Lookup probes each distinct prefix length, longest first, so its cost
+// depends on the number of distinct lengths, not on the number of
+// prefixes.
+type prefixTable struct {
+	bits     []int // distinct prefix lengths, descending
+	byPrefix map[netip.Prefix]*Client
+}
+
+func (t *prefixTable) lookup(addr netip.Addr) *Client {
+	for _, b := range t.bits {
+		pfx, err := addr.Prefix(b)
+		if err != nil {
+			continue
+		}
+		if c := t.byPrefix[pfx]; c != nil {
+			return c
+		}
+	}
+	return nil
+}
+
+// lookupName returns the rule that allows name on port, in evaluation
+// order: exact rules first, then wildcard rules from the longest suffix to
+// the shortest, each in file order. If guard is valid, only rules whose
+// addresses contain guard count.
+func (c *Client) lookupName(name string, port uint16, guard netip.Addr) *Rule {
+	for _, r := range c.exact[name] {
+		if r.hasPort(port) && (!guard.IsValid() || r.containsAddr(guard)) {
+			return r
+		}
+	}
+	if len(c.wild) == 0 {
+		return nil
+	}
+	// Walk the proper suffixes of name by slicing: "a.b.example.com" tries
+	// "b.example.com", then "example.com". Wildcards never cover a single
+	// label, so the walk stops before the last one; suffixes with more
+	// labels than any wildcard are skipped without a map lookup.
+	labels := 1 + strings.Count(name, ".")
+	s := name
+	for labels > 2 {
+		i := strings.IndexByte(s, '.')
+		if i < 0 {
+			break
+		}
+		s = s[i+1:]
+		labels--
+		if labels > c.maxWild {
+			continue
+		}
+		for _, r := range c.wild[s] {
+			if r.hasPort(port) && (!guard.IsValid() || r.containsAddr(guard)) {
+				return r
+			}
+		}
+	}
+	return nil
+}
+
+// lookupIP returns the first rule in file order whose addresses contain
+// dst and whose ports include port. If guard is valid, the rule's
+// addresses must contain guard too.
+func (c *Client) lookupIP(dst netip.Addr, port uint16, guard netip.Addr) *Rule {
+	for _, r := range c.ipRules {
+		if r.hasPort(port) && r.containsAddr(dst) && (!guard.IsValid() || r.containsAddr(guard)) {
+			return r
+		}
+	}
+	return nil
+}
+
+// hasPort reports whether port is one of r's ports.
+func (r *Rule) hasPort(port uint16) bool {
+	for _, p := range r.Ports {
+		if p == port {
+			return true
+		}
+	}
+	return false
+}
+
+// containsAddr reports whether one of r's addresses contains ip or, for an
+// IPv4-mapped IPv6 address, its IPv4 form.
+func (r *Rule) containsAddr(ip netip.Addr) bool {
+	u := ip.Unmap()
+	for _, p := range r.Addresses {
+		if p.Contains(ip) || p.Contains(u) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,52 @@
+package policy
+
+import "github.com/hashicorp/hcl/v2"
+
+// The structs in this file are the policy file format, decoded with
+// gohcl.DecodeBody. Attributes are kept as *hcl.Attribute (nil when absent)
+// so that compile.go can check types itself and point each diagnostic at
+// the exact list element; gohcl still rejects unknown attributes and blocks
+// with its "Did you mean" diagnostics.
+//
+// To extend the language (endpoints, keyvaults, storage_accounts,
+// registries, expires, deny blocks), add fields here and handle them in
+// compile.go.
+
+// fileSchema is the top level of a policy file.
+type fileSchema struct {
+	Cloud   *hcl.Attribute  `hcl:"cloud,optional"`
+	Mode    *hcl.Attribute  `hcl:"mode,optional"`
+	Clients []*clientSchema `hcl:"client,block"`
+}
+
+// clientSchema is a client "NAME" { ... } block.
+type clientSchema struct {
+	Name      string          `hcl:"name,label"`
+	NameRange hcl.Range       `hcl:"name,label_range"`
+	Sources   *hcl.Attribute  `hcl:"sources,optional"` // required; checked in compile.go for a better message
+	Mode      *hcl.Attribute  `hcl:"mode,optional"`
+	Allows    []*allowSchema  `hcl:"allow,block"`
+	Limits    []*limitsSchema `hcl:"limits,block"` // at most one; checked in compile.go
+	DefRange  hcl.Range       `hcl:",def_range"`
+	Body      hcl.Body        `hcl:",body"`
+}
+
+// allowSchema is an allow "NAME" { ... } block inside a client block.
+type allowSchema struct {
+	Name      string         `hcl:"name,label"`
+	NameRange hcl.Range      `hcl:"name,label_range"`
+	Hosts     *hcl.Attribute `hcl:"hosts,optional"`
+	Addresses *hcl.Attribute `hcl:"addresses,optional"`
+	Ports     *hcl.Attribute `hcl:"ports,optional"`
+	DefRange  hcl.Range      `hcl:",def_range"`
+	Body      hcl.Body       `hcl:",body"`
+}
+
+// limitsSchema is the optional limits { ... } block inside a client block.
+type limitsSchema struct {
+	ConnectionsPerSecond *hcl.Attribute `hcl:"connections_per_second,optional"`
+	Burst                *hcl.Attribute `hcl:"burst,optional"`
+	MaxTunnels           *hcl.Attribute `hcl:"max_tunnels,optional"`
+	DefRange             hcl.Range      `hcl:",def_range"`
+	Body                 hcl.Body       `hcl:",body"`
+}

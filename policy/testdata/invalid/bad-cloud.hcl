@@ -1,0 +1,5 @@
+cloud = "azurecloud"
+
+client "workloads" {
+  sources = ["10.0.1.0/24"]
+}

@@ -1,0 +1,6 @@
+mode = "enforcing"
+
+client "workloads" {
+  sources = ["10.0.1.0/24"]
+  mode    = "audit"
+}

@@ -1,0 +1,3 @@
+client "my workloads" {
+  sources = ["10.0.1.0/24"]
+}

@@ -1,0 +1,7 @@
+client "workloads" {
+  sources = ["10.0.1.0/24"]
+  allow "arm" {
+    hosts = ["management.azure.com"]
+    ports = [0, 443, 70000]
+  }
+}

@@ -1,0 +1,9 @@
+client "workloads" {
+  sources = ["10.0.1.0/24"]
+  allow "arm" {
+    hosts = ["management.azure.com"]
+  }
+  allow "arm" {
+    hosts = ["login.microsoftonline.com"]
+  }
+}

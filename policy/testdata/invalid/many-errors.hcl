@@ -1,0 +1,12 @@
+cloud = "AzurePublic"
+
+client "workloads" {
+  sources = ["10.0.1.5/24"]
+  allow "arm" {
+    hosts = ["*", "management.azure.com"]
+    ports = [70000]
+  }
+  allow "arm" {
+    hostz = ["login.microsoftonline.com"]
+  }
+}

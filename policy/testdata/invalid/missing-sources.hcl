@@ -1,0 +1,9 @@
+client "workloads" {
+  allow "arm" {
+    hosts = ["management.azure.com"]
+  }
+}
+
+client "empty" {
+  sources = []
+}

@@ -1,0 +1,3 @@
+client "workloads" {
+  sources = [var.subnet]
+}

@@ -1,0 +1,533 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/azegress/azegress/policy"
+)
+
+// flow is one decided request: who asked for what, and under which policy.
+type flow struct {
+	kind   string
+	method string
+	client netip.AddrPort
+	host   policy.Host
+	port   uint16
+	gen    *generation
+	block  *policy.Client
+	state  *blockState
+	rule   *policy.Rule // nil for a learn-mode would_deny
+	start  time.Time
+}
+
+func (fl *flow) target() string { return hostPort(fl.host, fl.port) }
+
+func (fl *flow) decision() string {
+	if fl.rule == nil {
+		return "would_deny"
+	}
+	return "allow"
+}
+
+func (fl *flow) blockName() string {
+	if fl.block == nil {
+		return ""
+	}
+	return fl.block.Name
+}
+
+func (fl *flow) mode() string {
+	if fl.block == nil {
+		return ""
+	}
+	return fl.block.Mode.String()
+}
+
+// newGoproxy wires goproxy defensively: none of its defaults that read the
+// environment, skip TLS verification or dial on their own remain reachable.
+func (s *Server) newGoproxy() *goproxy.ProxyHttpServer {
+	gp := goproxy.NewProxyHttpServer()
+	gp.Verbose = false
+	gp.Logger = slogPrintf{s.log}
+	// Every request gets its own RoundTripper and every CONNECT is hijacked,
+	// so these must never be used; they fail closed if they ever are.
+	refuse := func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("azegress: internal error: unchecked dial refused")
+	}
+	gp.Tr = &http.Transport{Proxy: nil, DialContext: refuse}
+	gp.ConnectDial = nil
+	gp.ConnectDialWithReq = func(*http.Request, string, string) (net.Conn, error) { return refuse(nil, "", "") }
+	gp.KeepAcceptEncoding = true
+	gp.NonproxyHandler = http.HandlerFunc(s.serveNonProxy)
+	gp.OnRequest().HandleConnectFunc(s.handleConnect)
+	gp.OnRequest().DoFunc(s.handleHTTP)
+	return gp
+}
+
+type slogPrintf struct{ l *slog.Logger }
+
+func (p slogPrintf) Printf(format string, v ...any) { p.l.Debug(fmt.Sprintf(format, v...)) }
+
+// admit runs every check that needs no network: request hygiene, client
+// block, rate limit and policy. A nil denial means the flow may proceed to
+// the dial, where the destination guard runs.
+func (s *Server) admit(r *http.Request, kind string) (*flow, *denial) {
+	fl := &flow{kind: kind, method: r.Method, start: time.Now(), gen: s.gen.Load()}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		fl.client = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	if d := s.checkHygiene(r, fl); d != nil {
+		return fl, d
+	}
+	fl.block = fl.gen.pol.Client(fl.client.Addr())
+	if fl.block == nil {
+		return fl, clientUnknown(fl)
+	}
+	fl.state = s.blocks.get(fl.block.Name)
+	if ok, wait := fl.state.allow(fl.start); !ok {
+		l := fl.state.limits.Load()
+		return fl, &denial{
+			status:     http.StatusTooManyRequests,
+			reason:     ReasonRateLimited,
+			detail:     fmt.Sprintf("client block %q is over its limit of %g new connections per second (burst %d)", fl.block.Name, l.ConnectionsPerSecond, l.Burst),
+			fix:        fmt.Sprintf("Retry later, or raise limits.connections_per_second for client %q in %s.", fl.block.Name, fl.gen.pol.Filename()),
+			retryAfter: wait,
+		}
+	}
+	d := fl.block.Decide(fl.host, fl.port)
+	if !d.Allowed && fl.block.Mode != policy.ModeLearn {
+		return fl, noRule(fl)
+	}
+	fl.rule = d.Rule
+	return fl, nil
+}
+
+// checkHygiene parses the request target into fl and refuses anything
+// ambiguous: the absolute-form URL (or CONNECT authority) is the only thing
+// that decides, and nothing may disagree with it.
+func (s *Server) checkHygiene(r *http.Request, fl *flow) *denial {
+	hc, _ := r.Context().Value(connKey{}).(*clientConn)
+	if hc == nil {
+		return badRequest("request did not arrive on a proxy connection")
+	}
+	head, ok := hc.NextHead()
+	if !ok || head.Err != nil {
+		return badRequest("request framing could not be verified")
+	}
+	if head.Method != r.Method || head.Target != r.RequestURI {
+		return badRequest("request framing is ambiguous")
+	}
+	if len(head.TransferEncoding) > 0 && len(head.ContentLength) > 0 {
+		return badRequest("request has both Content-Length and Transfer-Encoding")
+	}
+	if len(head.Host) > 1 {
+		return badRequest("request has more than one Host header")
+	}
+	var authority, defPort string
+	if r.Method == http.MethodConnect {
+		if strings.HasPrefix(r.RequestURI, "/") || strings.Contains(r.RequestURI, "://") {
+			return badRequest("CONNECT target must be host:port, got %q", r.RequestURI)
+		}
+		if strings.Contains(r.RequestURI, "@") {
+			return badRequest("CONNECT target must not carry userinfo")
+		}
+		authority = r.RequestURI
+	} else {
+		if !r.URL.IsAbs() {
+			return badRequest("request target must be an absolute URL")
+		}
+		switch strings.ToLower(r.URL.Scheme) {
+		case "http":
+			defPort = "80"
+		case "https":
+			defPort = "443"
+		default:
+			return badRequest("unsupported URL scheme %q", r.URL.Scheme)
+		}
+		if r.URL.User != nil {
+			return badRequest("request URL must not carry userinfo")
+		}
+		authority = r.URL.Host
+	}
+	host, port, err := splitAuthority(authority, defPort)
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	h, err := policy.ParseHost(host)
+	if err != nil {
+		return badRequest("invalid destination host %q: %v", truncate(host, 80), err)
+	}
+	fl.host, fl.port = h, port
+	if len(head.Host) == 1 {
+		// A port-less Host on a CONNECT names the same authority.
+		hostDefPort := defPort
+		if r.Method == http.MethodConnect {
+			hostDefPort = strconv.Itoa(int(port))
+		}
+		hh, hp, err := splitAuthority(head.Host[0], hostDefPort)
+		var hph policy.Host
+		if err == nil {
+			hph, err = policy.ParseHost(hh)
+		}
+		if err != nil || hph != h || hp != port {
+			return badRequest("Host header %q disagrees with the request target %s", truncate(head.Host[0], 80), fl.target())
+		}
+	}
+	return nil
+}
+
+// splitAuthority splits host[:port]. A missing port takes defPort; with no
+// default (CONNECT) the port is required.
+func splitAuthority(a, defPort string) (string, uint16, error) {
+	if a == "" {
+		return "", 0, errors.New("empty destination")
+	}
+	host, portStr, err := net.SplitHostPort(a)
+	if err != nil {
+		if defPort == "" {
+			return "", 0, fmt.Errorf("destination %q has no port", truncate(a, 80))
+		}
+		// No port: a bare name, or an IPv6 literal in brackets.
+		host, portStr = strings.TrimSuffix(strings.TrimPrefix(a, "["), "]"), defPort
+		if strings.ContainsAny(host, "[]") || (strings.Contains(host, ":") && !strings.HasPrefix(a, "[")) {
+			return "", 0, fmt.Errorf("invalid destination %q", truncate(a, 80))
+		}
+	}
+	if portStr == "" {
+		portStr = defPort
+	}
+	for _, c := range portStr {
+		if c < '0' || c > '9' {
+			return "", 0, fmt.Errorf("invalid port %q", truncate(portStr, 20))
+		}
+	}
+	p, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || p == 0 {
+		return "", 0, fmt.Errorf("port %q is outside 1-65535", truncate(portStr, 20))
+	}
+	return host, uint16(p), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// handleConnect decides a CONNECT and, when allowed, dials the destination
+// before answering, so a refused or unreachable destination gets a real
+// status code instead of a tunnel that dies.
+func (s *Server) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+	r := pctx.Req
+	fl, d := s.admit(r, kindConnect)
+	if d == nil {
+		if !fl.state.acquireTunnel() {
+			d = &denial{
+				status:     http.StatusTooManyRequests,
+				reason:     ReasonTooManyTunnels,
+				detail:     fmt.Sprintf("client block %q already has its maximum of %d open tunnels", fl.block.Name, fl.state.maxTunnels.Load()),
+				fix:        fmt.Sprintf("Close idle connections, or raise limits.max_tunnels for client %q in %s.", fl.block.Name, fl.gen.pol.Filename()),
+				retryAfter: time.Second,
+			}
+		}
+	}
+	var upstream net.Conn
+	if d == nil {
+		upstream, d = s.dialFlow(r.Context(), fl)
+		if d != nil {
+			fl.state.releaseTunnel()
+		}
+	}
+	if d != nil {
+		s.refused(r, fl, d)
+		pctx.Resp = s.denyResponse(r, fl, d)
+		return goproxy.RejectConnect, host
+	}
+	s.allowed(r, fl)
+	s.tunnelWG.Add(1)
+	return &goproxy.ConnectAction{
+		Action: goproxy.ConnectHijack,
+		Hijack: func(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
+			defer s.tunnelWG.Done()
+			defer fl.state.releaseTunnel()
+			s.runTunnel(req, client, upstream, fl)
+		},
+	}, host
+}
+
+// runTunnel answers 200 and moves bytes until either side is done.
+func (s *Server) runTunnel(r *http.Request, client, upstream net.Conn, fl *flow) {
+	defer client.Close() // gives the connection's slot back under the global cap
+	minor := 1
+	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
+		minor = 0
+	}
+	if _, err := fmt.Fprintf(client, "HTTP/1.%d 200 Connection established\r\n\r\n", minor); err != nil {
+		upstream.Close()
+		return
+	}
+	raw := client
+	if cc, ok := client.(*clientConn); ok {
+		raw = cc.Unwrap()
+	}
+	s.m.tunnelsActive.Inc()
+	var st tunnelStats
+	why, err := pipe(s.tunnelCtx, raw, upstream, s.cfg.TunnelIdleTimeout, &st)
+	s.m.tunnelsActive.Dec()
+	up, down := st.up.Load(), st.down.Load()
+	s.m.tunnelsTotal.WithLabelValues(why).Inc()
+	s.m.bytes.WithLabelValues("upstream").Add(float64(up))
+	s.m.bytes.WithLabelValues("downstream").Add(float64(down))
+	if s.cfg.QuietAllowed {
+		return
+	}
+	attrs := append(fl.attrs(),
+		slog.Int64(keyBytesUp, up), slog.Int64(keyBytesDown, down),
+		slog.Int64(keyDurationMS, time.Since(fl.start).Milliseconds()),
+		slog.String(keyCloseReason, why))
+	if err != nil {
+		attrs = append(attrs, slog.String(keyError, err.Error()))
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "tunnel closed", attrs...)
+}
+
+// handleHTTP decides one absolute-form request. Each request on a kept-alive
+// client connection comes through here on its own.
+func (s *Server) handleHTTP(r *http.Request, pctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	fl, d := s.admit(r, kindHTTP)
+	if d != nil {
+		s.refused(r, fl, d)
+		return r, s.denyResponse(r, fl, d)
+	}
+	s.allowed(r, fl)
+	pctx.RoundTripper = goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
+		return s.forward(req, fl), nil
+	})
+	return r, nil
+}
+
+// forward sends an allowed plain-HTTP request upstream. It never returns an
+// error to goproxy, whose default error page leaks Go error strings.
+func (s *Server) forward(r *http.Request, fl *flow) *http.Response {
+	tr := fl.gen.transport(s, fl.block.Name)
+	r = r.WithContext(context.WithValue(r.Context(), flowKey{}, fl))
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &countingBody{ReadCloser: r.Body, c: s.m.bytes.WithLabelValues("upstream")}
+	}
+	resp, err := tr.RoundTrip(r)
+	if err != nil {
+		var dd *dialDenial
+		d := &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, detail: fmt.Sprintf("request to %s failed", fl.target())}
+		if errors.As(err, &dd) {
+			d = dd.d
+		} else if errors.Is(err, context.DeadlineExceeded) {
+			d.status = http.StatusGatewayTimeout
+		}
+		s.refused(r, fl, d)
+		return s.denyResponse(r, fl, d)
+	}
+	resp.Header.Del("X-Azegress-Reason") // an origin must not forge the proxy's verdict
+	resp.Body = &countingBody{ReadCloser: resp.Body, c: s.m.bytes.WithLabelValues("downstream")}
+	if !s.cfg.QuietAllowed {
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", append(fl.attrs(),
+			slog.Int(keyStatus, resp.StatusCode),
+			slog.Int64(keyDurationMS, time.Since(fl.start).Milliseconds()))...)
+	}
+	return resp
+}
+
+type flowKey struct{}
+
+// countingBody adds the bytes read through it to a counter.
+type countingBody struct {
+	io.ReadCloser
+	c interface{ Add(float64) }
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.c.Add(float64(n))
+	}
+	return n, err
+}
+
+// dialDenial carries a denial out of http.Transport's DialContext.
+type dialDenial struct{ d *denial }
+
+func (e *dialDenial) Error() string { return e.d.reason + ": " + e.d.detail }
+
+func (g *generation) transport(s *Server, block string) *http.Transport {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if t := g.transports[block]; t != nil {
+		return t
+	}
+	if g.transports == nil {
+		g.transports = make(map[string]*http.Transport)
+	}
+	t := &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			fl, _ := ctx.Value(flowKey{}).(*flow)
+			if fl == nil {
+				return nil, errors.New("azegress: internal error: dial without a decision")
+			}
+			c, d := s.dialFlow(ctx, fl)
+			if d != nil {
+				return nil, &dialDenial{d}
+			}
+			return c, nil
+		},
+		MaxIdleConnsPerHost:    32,
+		IdleConnTimeout:        90 * time.Second,
+		DisableCompression:     true,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+		TLSHandshakeTimeout:    10 * time.Second,
+	}
+	g.transports[block] = t
+	return t
+}
+
+// serveNonProxy answers requests addressed to the proxy itself.
+func (s *Server) serveNonProxy(w http.ResponseWriter, r *http.Request) {
+	fl, d := s.admit(r, kindHTTP)
+	if d == nil {
+		d = badRequest("request target must be an absolute URL; this is a forward proxy")
+	}
+	s.refused(r, fl, d)
+	resp := s.denyResponse(r, fl, d)
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+}
+
+// denyResponse builds the response for a refusal.
+func (s *Server) denyResponse(r *http.Request, fl *flow, d *denial) *http.Response {
+	target := r.RequestURI
+	if fl != nil && fl.host != (policy.Host{}) {
+		target = fl.target()
+	}
+	body := d.body(r.Method, truncate(target, 200), fl)
+	h := http.Header{}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Azegress-Reason", d.reason)
+	h.Set("Cache-Control", "no-store")
+	if d.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(int((d.retryAfter+time.Second-1)/time.Second)))
+	}
+	if d.closeConn || r.Method == http.MethodConnect {
+		h.Set("Connection", "close")
+	}
+	return &http.Response{
+		Status:        statusText(d.status),
+		StatusCode:    d.status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Body:          io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Close:         d.closeConn || r.Method == http.MethodConnect,
+		Request:       r,
+	}
+}
+
+func (fl *flow) attrs() []slog.Attr {
+	a := make([]slog.Attr, 0, 16)
+	a = append(a, slog.String(keyKind, fl.kind))
+	if fl.client.IsValid() {
+		a = append(a, slog.String(keyClient, fl.client.String()))
+	}
+	if fl.block != nil {
+		a = append(a, slog.String(keyClientBlock, fl.block.Name), slog.String(keyMode, fl.block.Mode.String()))
+	}
+	if fl.host != (policy.Host{}) {
+		a = append(a, slog.String(keyHost, fl.host.String()), slog.Int(keyPort, int(fl.port)))
+	}
+	if fl.rule != nil {
+		a = append(a, slog.String(keyRule, fl.rule.Name))
+	}
+	if fl.gen != nil {
+		a = append(a, slog.String(keyPolicy, fl.gen.pol.Filename()))
+	}
+	return a
+}
+
+// refused logs and counts a refusal: one Warn record per denial.
+func (s *Server) refused(r *http.Request, fl *flow, d *denial) {
+	s.m.decisions.WithLabelValues(fl.kind, "deny", d.reason, fl.mode(), fl.blockName()).Inc()
+	attrs := append(fl.attrs(),
+		slog.String(keyDecision, "deny"),
+		slog.String(keyReason, d.reason),
+		slog.String(keyDetail, d.detail),
+		slog.Int(keyStatus, d.status))
+	if fl.host == (policy.Host{}) {
+		attrs = append(attrs, slog.String(keyMethod, r.Method))
+	}
+	if d.dstIP.IsValid() {
+		attrs = append(attrs, slog.String(keyDstIP, d.dstIP.String()))
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelWarn, "deny", attrs...)
+}
+
+// unserved logs the request heads net/http read on a connection but never
+// handed to a handler: it refused them itself (a malformed target, a bad
+// header) with a bare 400, and every refusal is logged.
+func (s *Server) unserved(c *clientConn) {
+	for {
+		h, ok := c.NextHead()
+		if !ok {
+			return
+		}
+		fl := &flow{kind: kindHTTP, gen: s.gen.Load()}
+		if h.Method == http.MethodConnect {
+			fl.kind = kindConnect
+		}
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			fl.client = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
+		detail := fmt.Sprintf("malformed request %s %q", truncate(h.Method, 16), truncate(h.Target, 80))
+		if h.Err != nil {
+			detail = "malformed request: " + h.Err.Error()
+		}
+		s.m.decisions.WithLabelValues(fl.kind, "deny", ReasonBadRequest, "", "").Inc()
+		s.log.LogAttrs(context.Background(), slog.LevelWarn, "deny", append(fl.attrs(),
+			slog.String(keyDecision, "deny"),
+			slog.String(keyReason, ReasonBadRequest),
+			slog.String(keyDetail, detail),
+			slog.Int(keyStatus, http.StatusBadRequest))...)
+	}
+}
+
+// allowed counts an allowed (or learn-mode would_deny) decision; a
+// would_deny is logged at once, since it is what a policy author needs.
+func (s *Server) allowed(r *http.Request, fl *flow) {
+	reason := ReasonAllowed
+	if fl.rule == nil {
+		reason = ReasonNoRule
+	} else {
+		s.m.ruleHits.WithLabelValues(fl.block.Name, fl.rule.Name).Inc()
+	}
+	s.m.decisions.WithLabelValues(fl.kind, fl.decision(), reason, fl.mode(), fl.blockName()).Inc()
+	if fl.rule == nil {
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "would deny", append(fl.attrs(),
+			slog.String(keyDecision, "would_deny"), slog.String(keyReason, ReasonNoRule))...)
+	}
+}

@@ -1,0 +1,62 @@
+package proxy
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestCurl drives the proxy with the real curl, as an operator would.
+func TestCurl(t *testing.T) {
+	t.Parallel()
+	curl := needTool(t, "curl")
+	_, tlsPort := tlsOrigin(t, "tls-origin")
+	_, httpPort := httpOrigin(t, "http-origin")
+	tp := startProxy(t, fmt.Sprintf(`
+client "local" {
+  sources = ["127.0.0.0/8"]
+  allow "origins" {
+    hosts     = ["allowed.example.com"]
+    ports     = [%d, %d]
+    addresses = ["127.0.0.0/8"]
+  }
+}`, tlsPort, httpPort), loopbackNames("allowed.example.com", "denied.example.com"))
+
+	run := func(args ...string) (string, string, int) {
+		cmd := exec.Command(curl, append([]string{"-sS", "--max-time", "10", "-x", "http://" + tp.addr}, args...)...)
+		cmd.Env = []string{"PATH=/usr/bin:/bin"} // no proxy variables from the test's environment
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), errb.String(), code
+	}
+
+	out, errs, code := run("-k", fmt.Sprintf("https://allowed.example.com:%d/tls", tlsPort))
+	if code != 0 || out != "hello from tls-origin /tls" {
+		t.Errorf("HTTPS allow: exit %d out %q err %q", code, out, errs)
+	}
+	_, errs, code = run("-k", fmt.Sprintf("https://denied.example.com:%d/", tlsPort))
+	if code != 56 || !strings.Contains(errs, "403") {
+		t.Errorf("HTTPS deny: exit %d err %q; want curl's 56 and the 403", code, errs)
+	}
+	out, errs, code = run(fmt.Sprintf("http://allowed.example.com:%d/plain", httpPort))
+	if code != 0 || !strings.HasPrefix(out, "hello from http-origin") {
+		t.Errorf("HTTP allow: exit %d out %q err %q", code, out, errs)
+	}
+	out, _, code = run("-i", fmt.Sprintf("http://denied.example.com:%d/", httpPort))
+	if code != 0 || !strings.HasPrefix(out, "HTTP/1.1 403 Forbidden") || !strings.Contains(out, `hosts = ["denied.example.com"]`) {
+		t.Errorf("HTTP deny: exit %d out %q", code, out)
+	}
+	// curl's HTTP/1.0 CONNECT, as the Azure CLI's urllib3 sends it.
+	out, errs, code = run("--proxy1.0", "http://"+tp.addr, "-k", fmt.Sprintf("https://allowed.example.com:%d/h10", tlsPort))
+	if code != 0 || out != "hello from tls-origin /h10" {
+		t.Errorf("HTTP/1.0 CONNECT: exit %d out %q err %q", code, out, errs)
+	}
+}

@@ -1,0 +1,104 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	"github.com/azegress/azegress/policy"
+)
+
+// Explanation is what the proxy would decide for one client and target,
+// computed with the same code the proxy runs.
+type Explanation struct {
+	Client    netip.Addr
+	Block     *policy.Client // nil: no client block covers Client
+	Host      policy.Host
+	Port      uint16
+	Decision  string       // allow, deny or would_deny
+	Reason    string       // a Reason* constant
+	Rule      *policy.Rule // the allowing rule, if any
+	Detail    string       // one sentence
+	Fix       string       // what would allow it, if denied
+	Addresses []AddrCheck  // the destination guard's verdict per resolved address
+}
+
+// AddrCheck is the destination guard's verdict on one address.
+type AddrCheck struct {
+	IP      netip.Addr
+	Allowed bool
+	What    string // the guarded range, when guarded
+}
+
+// Explain decides target (host[:port], port 443 if absent) for client under
+// p. With a non-nil resolver it also resolves the name and runs the
+// destination guard on every address, as the proxy does before dialing.
+func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target string, r Resolver) (*Explanation, error) {
+	host, port, err := splitAuthority(target, "443")
+	if err != nil {
+		return nil, err
+	}
+	h, err := policy.ParseHost(host)
+	if err != nil {
+		return nil, fmt.Errorf("invalid host %q: %w", host, err)
+	}
+	client = client.Unmap()
+	fl := &flow{client: netip.AddrPortFrom(client, 0), host: h, port: port, gen: &generation{pol: p}}
+	e := &Explanation{Client: client, Host: h, Port: port}
+	deny := func(d *denial) (*Explanation, error) {
+		e.Decision, e.Reason, e.Detail, e.Fix = "deny", d.reason, d.detail, d.fix
+		return e, nil
+	}
+	fl.block = p.Client(client)
+	e.Block = fl.block
+	if fl.block == nil {
+		return deny(clientUnknown(fl))
+	}
+	d := fl.block.Decide(h, port)
+	if !d.Allowed {
+		if fl.block.Mode != policy.ModeLearn {
+			return deny(noRule(fl))
+		}
+		e.Decision, e.Reason = "would_deny", ReasonNoRule
+		e.Detail = noRule(fl).detail + "; learning mode lets it through"
+	} else {
+		e.Decision, e.Reason, e.Rule = "allow", ReasonAllowed, d.Rule
+		fl.rule = d.Rule
+		e.Detail = fmt.Sprintf("rule %q in client block %q allows %s", d.Rule.Name, fl.block.Name, fl.target())
+	}
+	if r == nil {
+		return e, nil
+	}
+	addrs := []netip.Addr{h.IP}
+	if !h.IsIP() {
+		if addrs, err = r.LookupNetIP(ctx, "ip", h.Name); err != nil {
+			d := resolveFailed(fl, err)
+			e.Detail += "; but " + d.detail
+			return e, nil
+		}
+	}
+	var firstRefusal *denial
+	for _, a := range addrs {
+		a = a.Unmap()
+		c := AddrCheck{IP: a, Allowed: true}
+		if g, what := Guarded(a); g {
+			c.What = what
+			if !fl.block.AddressAllowed(h, port, a) {
+				c.Allowed = false
+				if firstRefusal == nil {
+					firstRefusal = blockedAddress(fl, a, what)
+				}
+			}
+		}
+		e.Addresses = append(e.Addresses, c)
+	}
+	for _, c := range e.Addresses {
+		if c.Allowed {
+			return e, nil
+		}
+	}
+	if firstRefusal != nil {
+		return deny(firstRefusal)
+	}
+	return e, nil
+}

@@ -1,0 +1,25 @@
+package proxy
+
+// Log attribute keys. They are part of the log format operators parse, so
+// they are stable: add keys, never rename them.
+const (
+	keyKind        = "kind"         // connect | http
+	keyClient      = "client"       // client ip:port
+	keyClientBlock = "client_block" // name of the matching client block
+	keyHost        = "host"         // destination name or IP, normalized
+	keyPort        = "port"         // destination port
+	keyDecision    = "decision"     // allow | deny | would_deny
+	keyReason      = "reason"       // machine-readable reason, see reason constants
+	keyDetail      = "detail"       // human-readable explanation
+	keyRule        = "rule"         // allow rule that matched
+	keyPolicy      = "policy"       // policy file
+	keyMode        = "mode"         // enforce | learn
+	keyDstIP       = "dst_ip"       // address actually dialed
+	keyStatus      = "status"       // HTTP status sent to the client
+	keyBytesUp     = "bytes_up"     // client to destination
+	keyBytesDown   = "bytes_down"   // destination to client
+	keyDurationMS  = "duration_ms"  // lifetime of a tunnel or request
+	keyCloseReason = "close_reason" // why a tunnel ended
+	keyError       = "error"
+	keyMethod      = "method"
+)

@@ -1,0 +1,90 @@
+package proxy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// metrics holds every collector the proxy exports. Labels never carry a
+// hostname or an address, so cardinality is bounded by the policy's size.
+type metrics struct {
+	decisions     *prometheus.CounterVec // kind, decision, reason, mode, client_block
+	ruleHits      *prometheus.CounterVec // client_block, rule
+	tunnelsActive prometheus.Gauge
+	tunnelsTotal  *prometheus.CounterVec // close reason
+	bytes         *prometheus.CounterVec // direction
+	dialSeconds   prometheus.Histogram
+	connsActive   prometheus.Gauge
+	connsShed     prometheus.Counter
+	reloads       *prometheus.CounterVec // result
+	reloadOK      prometheus.Gauge
+	reloadOKTime  prometheus.Gauge
+	rules         prometheus.Gauge
+	clientBlocks  prometheus.Gauge
+	draining      prometheus.Gauge
+}
+
+const namespace = "azegress"
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	return &metrics{
+		decisions: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "decisions_total",
+			Help: "Policy decisions by request kind (connect, http), decision (allow, deny, would_deny), reason, mode and client block.",
+		}, []string{"kind", "decision", "reason", "mode", "client_block"}),
+		ruleHits: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "rule_hits_total",
+			Help: "Requests allowed by each rule.",
+		}, []string{"client_block", "rule"}),
+		tunnelsActive: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "tunnels_active",
+			Help: "CONNECT tunnels currently open.",
+		}),
+		tunnelsTotal: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "tunnels_closed_total",
+			Help: "CONNECT tunnels closed, by why they closed (eof, idle_timeout, canceled, error).",
+		}, []string{"reason"}),
+		bytes: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "transferred_bytes_total",
+			Help: "Bytes moved through tunnels and forwarded requests; upstream is client to destination, downstream the reverse.",
+		}, []string{"direction"}),
+		dialSeconds: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "dial_duration_seconds",
+			Help:    "Time to resolve, check and connect to a destination.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		connsActive: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "client_connections_active",
+			Help: "Client connections currently accepted by the proxy listener.",
+		}),
+		connsShed: f.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "client_connections_shed_total",
+			Help: "Client connections refused at accept because the global connection cap was reached.",
+		}),
+		reloads: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "policy_reloads_total",
+			Help: "Policy reload attempts by result (success, failure).",
+		}, []string{"result"}),
+		reloadOK: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "policy_last_reload_successful",
+			Help: "Whether the last policy reload attempt succeeded (1) or was rejected (0).",
+		}),
+		reloadOKTime: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "policy_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the last successful policy load.",
+		}),
+		rules: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "policy_rules",
+			Help: "Allow rules in the policy being served.",
+		}),
+		clientBlocks: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "policy_client_blocks",
+			Help: "Client blocks in the policy being served.",
+		}),
+		draining: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "draining",
+			Help: "1 while the proxy is shutting down and draining tunnels.",
+		}),
+	}
+}

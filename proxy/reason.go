@@ -1,0 +1,194 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/azegress/azegress/policy"
+)
+
+// Reasons a request is refused. They appear in logs, metrics, the
+// X-Azegress-Reason header and the 403 body; they are stable.
+const (
+	ReasonNoRule         = "no_rule"
+	ReasonBlockedAddress = "blocked_address"
+	ReasonClientUnknown  = "client_unknown"
+	ReasonRateLimited    = "rate_limited"
+	ReasonTooManyTunnels = "too_many_tunnels"
+	ReasonBadRequest     = "bad_request"
+	ReasonDialFailed     = "dial_failed"
+	// ReasonAllowed labels allowed decisions in metrics.
+	ReasonAllowed = "allowed"
+)
+
+// Request kinds.
+const (
+	kindConnect = "connect"
+	kindHTTP    = "http"
+)
+
+// denial is a refused request: what the client is told and what is logged.
+type denial struct {
+	status     int
+	reason     string
+	detail     string        // one sentence: what was wrong
+	fix        string        // what to do about it, often an HCL snippet
+	retryAfter time.Duration // for 429
+	closeConn  bool          // the client connection cannot be trusted further
+	dstIP      netip.Addr    // the refused address, for blocked_address
+}
+
+func badRequest(format string, args ...any) *denial {
+	return &denial{
+		status:    http.StatusBadRequest,
+		reason:    ReasonBadRequest,
+		detail:    fmt.Sprintf(format, args...),
+		fix:       "Send CONNECT host:port for TLS, or an absolute-form request (GET http://host/path) with a matching Host header.",
+		closeConn: true,
+	}
+}
+
+func noRule(fl *flow) *denial {
+	d := &denial{
+		status: http.StatusForbidden,
+		reason: ReasonNoRule,
+		detail: fmt.Sprintf("no allow rule in client block %q matches %s", fl.block.Name, fl.target()),
+		fix: fmt.Sprintf("To allow it, add this rule to client %q in %s:\n\n%s",
+			fl.block.Name, fl.gen.pol.Filename(), suggestRule(fl.host, fl.port)),
+	}
+	if fl.host.IsIP() {
+		switch guarded, what := Guarded(fl.host.IP); {
+		case isLocalEndpoint(fl.host.IP):
+			d.fix = noProxyAdvice
+		case guarded:
+			d.fix = fmt.Sprintf("%s is a %s. Only if it is yours (for example a private endpoint), add this rule to client %q in %s:\n\n%s",
+				fl.host.IP, what, fl.block.Name, fl.gen.pol.Filename(), suggestRule(fl.host, fl.port))
+		}
+	}
+	return d
+}
+
+// noProxyAdvice is the fix for a client that sends a VM-local Azure endpoint
+// to the proxy: the endpoint only answers on the VM itself.
+const noProxyAdvice = "This endpoint is local to the VM and must not go through a proxy. Add it to NO_PROXY in the client's environment, e.g.\n\n" +
+	"  NO_PROXY=169.254.169.254,168.63.129.16,localhost,127.0.0.1\n"
+
+func clientUnknown(fl *flow) *denial {
+	a := fl.client.Addr().Unmap()
+	bits := 32
+	if a.Is6() {
+		bits = 128
+	}
+	return &denial{
+		status: http.StatusForbidden,
+		reason: ReasonClientUnknown,
+		detail: fmt.Sprintf("client address %s is in no client block's sources", a),
+		fix: fmt.Sprintf("To let this client use the proxy, add its address to a client block's sources in %s, for example:\n\n"+
+			"  client \"new-workload\" {\n    sources = [\"%s\"]\n\n%s  }\n",
+			fl.gen.pol.Filename(), netip.PrefixFrom(a, bits), indent(suggestRule(fl.host, fl.port), "  ")),
+	}
+}
+
+func blockedAddress(fl *flow, ip netip.Addr, what string) *denial {
+	d := &denial{
+		status: http.StatusForbidden,
+		reason: ReasonBlockedAddress,
+		dstIP:  ip,
+	}
+	name := fl.host.String()
+	if fl.host.IsIP() {
+		d.detail = fmt.Sprintf("%s is a %s", ip, what)
+	} else {
+		d.detail = fmt.Sprintf("%s resolves to %s, a %s", name, ip, what)
+	}
+	switch {
+	case what == selfWhat:
+		d.fix = "The proxy never connects to its own listeners."
+	case isLocalEndpoint(ip):
+		d.fix = noProxyAdvice
+	case fl.rule != nil:
+		d.fix = fmt.Sprintf("If this address is yours (for example a private endpoint), let rule %q in client %q reach it in %s:\n\n  addresses = [\"%s\"]\n",
+			fl.rule.Name, fl.block.Name, fl.gen.pol.Filename(), netip.PrefixFrom(ip, ip.BitLen()))
+	default:
+		d.fix = "Guarded addresses are reachable only through a rule that lists them in addresses."
+	}
+	return d
+}
+
+const selfWhat = "listener of this proxy"
+
+// isLocalEndpoint reports whether ip is one of the Azure endpoints that live
+// on the VM itself (IMDS, WireServer): a client sending them to a proxy has a
+// NO_PROXY problem, not a policy problem.
+func isLocalEndpoint(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return ip == netip.AddrFrom4([4]byte{169, 254, 169, 254}) || ip == netip.AddrFrom4([4]byte{168, 63, 129, 16})
+}
+
+// suggestRule renders the HCL allow block that would let host:port through.
+func suggestRule(h policy.Host, port uint16) string {
+	var b strings.Builder
+	name := h.String()
+	if h.IsIP() {
+		name = "ip-" + name
+	}
+	name = strings.NewReplacer(".", "-", ":", "-").Replace(name)
+	fmt.Fprintf(&b, "  allow %q {\n", name)
+	if h.IsIP() {
+		fmt.Fprintf(&b, "    addresses = [\"%s\"]\n", netip.PrefixFrom(h.IP, h.IP.BitLen()))
+	} else {
+		fmt.Fprintf(&b, "    hosts = [\"%s\"]\n", h.Name)
+	}
+	if port != 443 {
+		fmt.Fprintf(&b, "    ports = [%d]\n", port)
+	}
+	b.WriteString("  }\n")
+	return b.String()
+}
+
+func indent(s, prefix string) string {
+	lines := strings.SplitAfter(s, "\n")
+	for i, l := range lines {
+		if l != "" && l != "\n" {
+			lines[i] = prefix + l
+		}
+	}
+	return strings.Join(lines, "")
+}
+
+// body renders the plain-text explanation sent with a refusal.
+func (d *denial) body(method, target string, fl *flow) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "azegress denied %s %s\n", method, target)
+	if fl != nil && fl.client.IsValid() {
+		if fl.block != nil {
+			fmt.Fprintf(&b, "client:  %s (client block %q)\n", fl.client.Addr().Unmap(), fl.block.Name)
+		} else {
+			fmt.Fprintf(&b, "client:  %s\n", fl.client.Addr().Unmap())
+		}
+	}
+	fmt.Fprintf(&b, "reason:  %s: %s\n", d.reason, d.detail)
+	if fl != nil && fl.gen != nil {
+		fmt.Fprintf(&b, "policy:  %s\n", fl.gen.pol.Filename())
+	}
+	if d.fix != "" {
+		b.WriteString("\n")
+		b.WriteString(d.fix)
+		if !strings.HasSuffix(d.fix, "\n") {
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
+func statusText(code int) string { return strconv.Itoa(code) + " " + http.StatusText(code) }
+
+// hostPort joins a host and a port, bracketing IPv6.
+func hostPort(h policy.Host, port uint16) string {
+	return net.JoinHostPort(h.String(), strconv.Itoa(int(port)))
+}

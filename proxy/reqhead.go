@@ -1,0 +1,585 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Raw request heads.
+//
+// net/http hides some facts the policy must see: it drops the Host header of
+// an absolute-form request and resolves Content-Length plus
+// Transfer-Encoding on its own. headConn therefore follows the byte stream of
+// a client connection independently of net/http and queues the head of every
+// request it reads; the handler pops one head per request and compares.
+//
+// The FIFO stays aligned with net/http because both frame the same bytes the
+// same way: RFC 9112 §6.3, as net/http does it. Where the two could disagree
+// (for instance Transfer-Encoding in an HTTP/1.0 request, which net/http
+// ignores), the parser records a head with Err and stops, so that the handler
+// refuses instead of trusting a head that may belong to another request.
+
+const (
+	// maxHeadBytes caps one request head, request line to the empty line
+	// included; it matches http.DefaultMaxHeaderBytes.
+	maxHeadBytes = 1 << 20
+	// maxChunkLineBytes caps a chunk-size line without its line ending, as
+	// net/http does.
+	maxChunkLineBytes = 4096
+	// maxTrailerBytes caps the trailer section of a chunked body.
+	maxTrailerBytes = maxHeadBytes
+	// maxQueuedHeads caps the heads parsed but not yet taken by NextHead.
+	maxQueuedHeads = 64
+	// keepHeadBuf is the largest head buffer kept between heads.
+	keepHeadBuf = 64 << 10
+)
+
+// Errors recorded in reqHead.Err. Their text does not depend on how the
+// stream was split into reads.
+var (
+	errHeadTooLarge      = errors.New("reqhead: request head exceeds 1 MiB")
+	errRequestLine       = errors.New("reqhead: malformed request line")
+	errHTTPVersion       = errors.New("reqhead: not an HTTP/1.x request")
+	errHeaderLine        = errors.New("reqhead: malformed header line")
+	errObsFold           = errors.New("reqhead: obsolete line folding in header")
+	errTransferEncoding  = errors.New("reqhead: Transfer-Encoding whose final coding is not chunked")
+	errTransferEncoding0 = errors.New("reqhead: Transfer-Encoding in an HTTP/1.0 request")
+	errContentLength     = errors.New("reqhead: invalid Content-Length")
+	errContentLengths    = errors.New("reqhead: differing Content-Length values")
+	errChunkLine         = errors.New("reqhead: malformed chunk-size line")
+	errChunkData         = errors.New("reqhead: chunk data not followed by CRLF")
+	errTrailerTooLarge   = errors.New("reqhead: chunked trailer section exceeds 1 MiB")
+	errTooManyHeads      = errors.New("reqhead: too many request heads not yet taken")
+)
+
+// reqHead is the head of one request as it appeared on the wire.
+type reqHead struct {
+	Method, Target, Proto string   // from the request line, raw
+	Host                  []string // every Host header value, trimmed of OWS
+	ContentLength         []string // every Content-Length value, trimmed of OWS
+	TransferEncoding      []string // every Transfer-Encoding value, trimmed of OWS
+
+	// Err, if non-nil, means the parser could not follow the framing at or
+	// before this head. It is the last head of its connection: the proxy
+	// refuses the request and closes. Fields the parser did not reach are
+	// empty; in particular a malformed body queues a head with only Err,
+	// which the next request served on the connection (if any) receives.
+	Err error
+}
+
+// headConn is a net.Conn that parses, independently of net/http, the head of
+// every HTTP/1.x request read through it.
+//
+// It stops parsing, and records nothing more, after a CONNECT head, after a
+// head with an Upgrade header (the handler may hijack the connection) and
+// after a head with Err. A request served after that has no head: NextHead
+// reports false and the handler must refuse.
+type headConn struct {
+	net.Conn
+
+	// stopped is set once p has stopped; Read then skips the lock.
+	stopped atomic.Bool
+
+	mu sync.Mutex
+	p  headParser // guarded by mu
+}
+
+var _ net.Conn = (*headConn)(nil)
+
+// newHeadConn returns c wrapped so that request heads read through it are
+// recorded.
+func newHeadConn(c net.Conn) *headConn {
+	return &headConn{Conn: c}
+}
+
+// Read reads from the inner connection and feeds the bytes read to the
+// parser. It never changes them.
+func (c *headConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && !c.stopped.Load() {
+		c.mu.Lock()
+		c.p.feed(b[:n])
+		if c.p.state == stStopped {
+			c.stopped.Store(true)
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// NextHead removes and returns the oldest head not yet taken. net/http
+// serves the requests of one connection in order, so the n-th call belongs to
+// the n-th request. It reports false if there is none.
+func (c *headConn) NextHead() (reqHead, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.p.pop()
+}
+
+// Unwrap returns the inner connection.
+func (c *headConn) Unwrap() net.Conn { return c.Conn }
+
+// parseState is where headParser is in the byte stream.
+type parseState uint8
+
+const (
+	stStart       parseState = iota // before a request: skip CR and LF
+	stHead                          // in a head: accumulate lines in buf
+	stBody                          // in a Content-Length body: skip remain bytes
+	stChunkSize                     // at the start of a chunk-size line
+	stChunkDigits                   // in the hex digits of a chunk size
+	stChunkOWS                      // in whitespace after the chunk size
+	stChunkExt                      // in a chunk extension
+	stChunkLF                       // after the CR that ends a chunk-size line
+	stChunkData                     // in chunk data: skip remain bytes
+	stChunkDataCR                   // expecting the CR after chunk data
+	stChunkDataLF                   // expecting the LF after chunk data
+	stTrailer                       // in the trailer section
+	stStopped                       // not parsing any more
+)
+
+// headParser is an incremental parser of a client's request stream. Its zero
+// value is ready to use. Feeding a stream in any split gives the same heads.
+type headParser struct {
+	state parseState
+
+	buf       []byte // stHead: the head so far
+	lineStart int    // stHead: offset of the current line in buf
+
+	remain  uint64 // stBody, stChunkData: bytes left; stChunkDigits: the size so far
+	digits  int    // stChunkDigits: hex digits seen
+	lineLen int    // chunk-size or trailer line: bytes seen, line ending excluded
+	lastCR  bool   // stTrailer: the last byte of the line was CR
+	total   int    // stTrailer: bytes of the trailer section so far
+
+	queue []reqHead // queue[qhead:] are the heads not yet taken
+	qhead int
+}
+
+// pop removes and returns the oldest queued head.
+func (p *headParser) pop() (reqHead, bool) {
+	if p.qhead == len(p.queue) {
+		return reqHead{}, false
+	}
+	h := p.queue[p.qhead]
+	p.queue[p.qhead] = reqHead{}
+	p.qhead++
+	if p.qhead == len(p.queue) {
+		p.queue, p.qhead = p.queue[:0], 0
+	}
+	return h, true
+}
+
+// push queues h. Past maxQueuedHeads it queues h with errTooManyHeads and
+// stops.
+func (p *headParser) push(h reqHead) {
+	if len(p.queue)-p.qhead >= maxQueuedHeads {
+		if h.Err == nil {
+			h.Err = errTooManyHeads
+		}
+	}
+	if p.qhead > 0 && len(p.queue) == cap(p.queue) {
+		n := copy(p.queue, p.queue[p.qhead:])
+		clear(p.queue[n:])
+		p.queue, p.qhead = p.queue[:n], 0
+	}
+	p.queue = append(p.queue, h)
+	if h.Err != nil {
+		p.stop()
+	}
+}
+
+// fail records a head carrying only err and stops.
+func (p *headParser) fail(err error) { p.push(reqHead{Err: err}) }
+
+func (p *headParser) stop() {
+	p.state = stStopped
+	p.buf = nil
+}
+
+// feed advances the parser over b.
+func (p *headParser) feed(b []byte) {
+	for len(b) > 0 {
+		switch p.state {
+		case stStopped:
+			return
+
+		case stStart:
+			// RFC 9112 §2.2: ignore empty lines before a request line.
+			// net/http skips CR and LF bytes alike.
+			i := 0
+			for i < len(b) && (b[i] == '\r' || b[i] == '\n') {
+				i++
+			}
+			b = b[i:]
+			if len(b) > 0 {
+				p.state = stHead
+				p.buf = p.buf[:0]
+				p.lineStart = 0
+			}
+
+		case stHead:
+			b = p.feedHead(b)
+
+		case stBody, stChunkData:
+			n := uint64(len(b))
+			if n > p.remain {
+				n = p.remain
+			}
+			b = b[n:]
+			p.remain -= n
+			if p.remain == 0 {
+				if p.state == stBody {
+					p.state = stStart
+				} else {
+					p.state = stChunkDataCR
+				}
+			}
+
+		case stChunkDataCR, stChunkDataLF:
+			want := byte('\r')
+			if p.state == stChunkDataLF {
+				want = '\n'
+			}
+			if b[0] != want {
+				p.fail(errChunkData)
+				return
+			}
+			b = b[1:]
+			if p.state == stChunkDataCR {
+				p.state = stChunkDataLF
+			} else {
+				p.startChunkLine()
+			}
+
+		case stTrailer:
+			b = p.feedTrailer(b)
+
+		default: // the chunk-size line
+			c := b[0]
+			b = b[1:]
+			if !p.chunkLineByte(c) {
+				p.fail(errChunkLine)
+				return
+			}
+		}
+	}
+}
+
+// feedHead accumulates head bytes from b and returns the rest of b.
+func (p *headParser) feedHead(b []byte) []byte {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		seg := b
+		if i >= 0 {
+			seg = b[:i+1]
+		}
+		if len(p.buf)+len(seg) > maxHeadBytes {
+			p.fail(errHeadTooLarge)
+			return nil
+		}
+		p.buf = append(p.buf, seg...)
+		b = b[len(seg):]
+		if i < 0 {
+			return nil
+		}
+		line := p.buf[p.lineStart : len(p.buf)-1]
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if len(line) == 0 {
+			p.finishHead()
+			return b
+		}
+		p.lineStart = len(p.buf)
+	}
+	return nil
+}
+
+// finishHead parses the complete head in buf, queues it and sets up the
+// framing of its body.
+func (p *headParser) finishHead() {
+	h, next, length := parseHead(p.buf)
+	if cap(p.buf) > keepHeadBuf {
+		p.buf = nil
+	}
+	switch next {
+	case stStopped:
+		p.stop()
+	case stChunkSize:
+		p.startChunkLine()
+	default:
+		p.state, p.remain = next, length
+	}
+	p.push(h)
+}
+
+// parseHead parses a complete head (request line to empty line included).
+// It returns the head, the state to parse its body in (stStart if it has
+// none, stStopped if the parser must not go on) and, for stBody, the body's
+// length.
+func parseHead(buf []byte) (h reqHead, next parseState, length uint64) {
+	next = stStopped
+	line, rest := cutLine(buf)
+	method, s, ok1 := bytes.Cut(line, []byte{' '})
+	target, proto, ok2 := bytes.Cut(s, []byte{' '})
+	if !ok1 || !ok2 {
+		h.Err = errRequestLine
+		return h, next, 0
+	}
+	h.Method, h.Target, h.Proto = string(method), string(target), string(proto)
+	if !isHTTP1(proto) {
+		h.Err = errHTTPVersion
+		return h, next, 0
+	}
+	upgrade := false
+	for {
+		line, rest = cutLine(rest)
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			h.Err = errObsFold
+			return h, next, 0
+		}
+		name, value, ok := bytes.Cut(line, []byte{':'})
+		if !ok || !isToken(name) {
+			h.Err = errHeaderLine
+			return h, next, 0
+		}
+		value = trimOWS(value)
+		switch {
+		case asciiEqualFold(name, "host"):
+			h.Host = append(h.Host, string(value))
+		case asciiEqualFold(name, "content-length"):
+			h.ContentLength = append(h.ContentLength, string(value))
+		case asciiEqualFold(name, "transfer-encoding"):
+			h.TransferEncoding = append(h.TransferEncoding, string(value))
+		case asciiEqualFold(name, "upgrade"):
+			upgrade = true
+		}
+	}
+
+	// The handler hijacks CONNECT and may hijack an upgrade: what follows is
+	// not HTTP/1.x any more.
+	if h.Method == "CONNECT" || upgrade {
+		return h, next, 0
+	}
+
+	// RFC 9112 §6.3.
+	switch {
+	case len(h.TransferEncoding) > 0:
+		if h.Proto == "HTTP/1.0" {
+			// net/http ignores it and frames by Content-Length instead.
+			h.Err = errTransferEncoding0
+			return h, next, 0
+		}
+		if !finalChunked(h.TransferEncoding) {
+			h.Err = errTransferEncoding
+			return h, next, 0
+		}
+		next = stChunkSize
+	case len(h.ContentLength) > 0:
+		first := h.ContentLength[0]
+		for _, v := range h.ContentLength[1:] {
+			if v != first {
+				h.Err = errContentLengths
+				return h, next, 0
+			}
+		}
+		n, err := strconv.ParseUint(first, 10, 63)
+		if err != nil {
+			h.Err = errContentLength
+			return h, next, 0
+		}
+		next, length = stBody, n
+		if n == 0 {
+			next = stStart
+		}
+	default:
+		next = stStart
+	}
+	return h, next, length
+}
+
+// finalChunked reports whether the last transfer coding in values is
+// chunked and no other one is.
+func finalChunked(values []string) bool {
+	final := false
+	for _, v := range values {
+		for c := range bytes.SplitSeq([]byte(v), []byte{','}) {
+			c = trimOWS(c)
+			if len(c) == 0 { // RFC 9110 §5.6.1: empty list elements
+				continue
+			}
+			if final {
+				return false // chunked was not the final coding
+			}
+			final = asciiEqualFold(c, "chunked")
+		}
+	}
+	return final
+}
+
+// startChunkLine readies the parser for a chunk-size line.
+func (p *headParser) startChunkLine() {
+	p.state = stChunkSize
+	p.remain, p.digits, p.lineLen = 0, 0, 0
+}
+
+// chunkLineByte advances over one byte of a chunk-size line:
+//
+//	1*16HEXDIG *OWS [ ";" chunk-ext ] ( CRLF / LF )
+//
+// Chunk extensions are skipped unparsed, as net/http does. It reports false
+// if c is not allowed.
+func (p *headParser) chunkLineByte(c byte) bool {
+	if p.state == stChunkLF {
+		if c != '\n' {
+			return false
+		}
+		p.endChunkLine()
+		return true
+	}
+	if c == '\r' || c == '\n' {
+		if p.state == stChunkSize {
+			return false // no digits
+		}
+		if c == '\r' {
+			p.state = stChunkLF
+		} else {
+			p.endChunkLine()
+		}
+		return true
+	}
+	p.lineLen++
+	if p.lineLen >= maxChunkLineBytes {
+		return false
+	}
+	switch p.state {
+	case stChunkSize, stChunkDigits:
+		if v, ok := unhex(c); ok {
+			if p.digits == 16 {
+				return false
+			}
+			p.remain = p.remain<<4 | uint64(v)
+			p.digits++
+			p.state = stChunkDigits
+			return true
+		}
+		if p.state == stChunkSize {
+			return false
+		}
+		fallthrough
+	case stChunkOWS:
+		switch c {
+		case ' ', '\t':
+			p.state = stChunkOWS
+		case ';':
+			p.state = stChunkExt
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// endChunkLine moves to the chunk data, or to the trailer section after the
+// last chunk.
+func (p *headParser) endChunkLine() {
+	if p.remain == 0 {
+		p.state = stTrailer
+		p.lineLen, p.lastCR, p.total = 0, false, 0
+		return
+	}
+	p.state = stChunkData
+}
+
+// feedTrailer skips trailer lines up to the empty line and returns the rest
+// of b.
+func (p *headParser) feedTrailer(b []byte) []byte {
+	for i, c := range b {
+		p.total++
+		if p.total > maxTrailerBytes {
+			p.fail(errTrailerTooLarge)
+			return nil
+		}
+		if c != '\n' {
+			p.lineLen++
+			p.lastCR = c == '\r'
+			continue
+		}
+		if p.lineLen == 0 || p.lineLen == 1 && p.lastCR {
+			p.state = stStart
+			return b[i+1:]
+		}
+		p.lineLen, p.lastCR = 0, false
+	}
+	return nil
+}
+
+// cutLine returns the first line of b without its LF or CRLF, and the rest.
+func cutLine(b []byte) (line, rest []byte) {
+	line, rest, _ = bytes.Cut(b, []byte{'\n'})
+	return bytes.TrimSuffix(line, []byte{'\r'}), rest
+}
+
+// isHTTP1 reports whether proto is HTTP/1.x, x a digit.
+func isHTTP1(proto []byte) bool {
+	return len(proto) == len("HTTP/1.1") && string(proto[:len("HTTP/1.")]) == "HTTP/1." &&
+		'0' <= proto[7] && proto[7] <= '9'
+}
+
+// isToken reports whether b is an RFC 9110 token.
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// trimOWS trims spaces and horizontal tabs at both ends of b.
+func trimOWS(b []byte) []byte {
+	return bytes.Trim(b, " \t")
+}
+
+// asciiEqualFold reports whether b equals the lower-case ASCII string lower,
+// ignoring ASCII case.
+func asciiEqualFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// unhex returns the value of the hex digit c.
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}

@@ -1,0 +1,251 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/azegress/azegress/policy"
+)
+
+// Resolver looks up the addresses of a name. *net.Resolver implements it.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Config is the proxy's configuration: plain data plus its dependencies. It is
+// not modified after New.
+type Config struct {
+	// Policy is the policy to enforce at start. Required; replace it later
+	// with (*Server).SetPolicy.
+	Policy *policy.Policy
+	// Logger receives one record per decision. If nil, nothing is logged.
+	Logger *slog.Logger
+	// Registerer receives the proxy's metrics. If nil, metrics are kept but
+	// not registered anywhere.
+	Registerer prometheus.Registerer
+	// Resolver resolves destination names. If nil, net.DefaultResolver.
+	Resolver Resolver
+	// Dial connects to a checked IP:port. If nil, a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// DialTimeout bounds name resolution plus connecting. If zero, 10s.
+	DialTimeout time.Duration
+	// ReadHeaderTimeout bounds how long a client may take to send a request
+	// head. If zero, 10s.
+	ReadHeaderTimeout time.Duration
+	// ClientIdleTimeout closes kept-alive client connections with no request
+	// in flight. If zero, 2m.
+	ClientIdleTimeout time.Duration
+	// TunnelIdleTimeout closes a tunnel when no byte moved either way for
+	// this long. If zero, tunnels never time out.
+	TunnelIdleTimeout time.Duration
+	// MaxConnections caps concurrent client connections; excess ones get a
+	// 503 at once. If zero, there is no cap.
+	MaxConnections int
+	// QuietAllowed turns off the log record written when an allowed tunnel
+	// closes or an allowed request completes. Denials are always logged.
+	QuietAllowed bool
+	// OwnAddrs are further addresses of this process (the metrics listener)
+	// that no client may reach through the proxy. The listeners passed to
+	// Serve are added automatically.
+	OwnAddrs []netip.AddrPort
+}
+
+// Server is an HTTP forward proxy that enforces a policy. It does not listen
+// on its own: call Serve with listeners made by the caller.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	m   *metrics
+	gp  *goproxy.ProxyHttpServer
+	hs  *http.Server
+
+	gen    atomic.Pointer[generation]
+	blocks blocks
+
+	mu  sync.Mutex
+	own []netip.AddrPort // guarded by mu
+
+	// Tunnels are hijacked out of http.Server, so its Shutdown does not see
+	// them: they are counted here and cancelled through tunnelCtx.
+	tunnelWG     sync.WaitGroup
+	tunnelCtx    context.Context
+	cancelTunnel context.CancelFunc
+	draining     atomic.Bool
+}
+
+// generation is one loaded policy with the upstream transports dialed under
+// it. A reload starts a new generation, so a pooled upstream connection is
+// never reused under a policy other than the one that checked it.
+type generation struct {
+	pol *policy.Policy
+
+	mu         sync.Mutex
+	transports map[string]*http.Transport // by client block name
+}
+
+// New validates cfg and returns a Server ready to Serve.
+func New(cfg Config) (*Server, error) {
+	if cfg.Policy == nil {
+		return nil, errors.New("proxy: Config.Policy is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = net.DefaultResolver
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.Dial == nil {
+		d := &net.Dialer{KeepAlive: 30 * time.Second}
+		cfg.Dial = d.DialContext
+	}
+	if cfg.ReadHeaderTimeout == 0 {
+		cfg.ReadHeaderTimeout = 10 * time.Second
+	}
+	if cfg.ClientIdleTimeout == 0 {
+		cfg.ClientIdleTimeout = 2 * time.Minute
+	}
+	if cfg.DialTimeout < 0 || cfg.ReadHeaderTimeout < 0 || cfg.TunnelIdleTimeout < 0 || cfg.MaxConnections < 0 {
+		return nil, errors.New("proxy: timeouts and MaxConnections must not be negative")
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer)}
+	s.own = append(s.own, cfg.OwnAddrs...)
+	s.tunnelCtx, s.cancelTunnel = context.WithCancel(context.Background())
+	s.gp = s.newGoproxy()
+	s.hs = &http.Server{
+		Handler:           s.gp,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.ClientIdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+	}
+	s.SetPolicy(cfg.Policy)
+	s.m.reloadOK.Set(1)
+	s.m.reloadOKTime.SetToCurrentTime()
+	return s, nil
+}
+
+type connKey struct{}
+
+// Policy returns the policy being enforced.
+func (s *Server) Policy() *policy.Policy { return s.gen.Load().pol }
+
+// SetPolicy replaces the policy. Requests already decided, and open tunnels,
+// keep running; every later request is decided under p.
+func (s *Server) SetPolicy(p *policy.Policy) {
+	for _, c := range p.Clients() {
+		s.blocks.get(c.Name).setLimits(c.Limits)
+	}
+	old := s.gen.Swap(&generation{pol: p})
+	if old != nil {
+		old.closeIdle()
+	}
+	s.m.rules.Set(float64(p.RuleCount()))
+	s.m.clientBlocks.Set(float64(len(p.Clients())))
+}
+
+func (g *generation) closeIdle() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, t := range g.transports {
+		t.CloseIdleConnections()
+	}
+}
+
+// Serve accepts proxy clients on ln until Shutdown. It returns nil after a
+// Shutdown and the listener's error otherwise.
+func (s *Server) Serve(ln net.Listener) error {
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil {
+		s.mu.Lock()
+		s.own = append(s.own, ap)
+		s.mu.Unlock()
+	}
+	err := s.hs.Serve(&capListener{Listener: ln, s: s, max: int64(s.cfg.MaxConnections)})
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Ready reports whether the server accepts new work (it is not draining).
+func (s *Server) Ready() bool { return !s.draining.Load() }
+
+// Shutdown stops accepting connections, lets requests in flight finish and
+// waits for open tunnels to close until ctx is done; then it closes the
+// tunnels still open. It returns once every tunnel has ended.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.m.draining.Set(1)
+	err := s.hs.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() { s.tunnelWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.cancelTunnel()
+		<-done
+	}
+	s.cancelTunnel()
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		err = nil // in-flight plain-HTTP requests were cut at the deadline, like tunnels
+		_ = s.hs.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("proxy: shutdown: %w", err)
+	}
+	return nil
+}
+
+// isSelf reports whether ip:port is one of the proxy's own listeners.
+func (s *Server) isSelf(ip netip.Addr, port uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range s.own {
+		if o.Port() != port {
+			continue
+		}
+		oa := o.Addr().Unmap()
+		if oa == ip || ip.IsUnspecified() {
+			return true
+		}
+		if oa.IsUnspecified() && (ip.IsLoopback() || isLocalIP(ip)) {
+			return true
+		}
+		if oa.IsLoopback() && ip.IsLoopback() {
+			return true // 127.0.0.2 reaches a 127.0.0.1 listener's host too
+		}
+	}
+	return false
+}
+
+var localIPs = sync.OnceValue(func() map[netip.Addr]bool {
+	m := map[netip.Addr]bool{}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			m[p.Addr().Unmap()] = true
+		}
+	}
+	return m
+})
+
+func isLocalIP(ip netip.Addr) bool { return localIPs()[ip] }

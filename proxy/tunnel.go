@@ -1,0 +1,236 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Reasons reported by pipe for why a tunnel ended.
+const (
+	reasonEOF         = "eof"          // both directions reached EOF
+	reasonIdleTimeout = "idle_timeout" // no bytes moved for the idle duration
+	reasonCanceled    = "canceled"     // the context was done
+	reasonError       = "error"        // a read, write or half-close failed
+)
+
+// tunnelStats are live byte counts of one tunnel, readable while it runs.
+type tunnelStats struct {
+	up   atomic.Int64 // client→upstream bytes written to upstream
+	down atomic.Int64 // upstream→client bytes written to client
+}
+
+// pipe copies between client and upstream until both directions have finished, either side errors,
+// the tunnel is idle for longer than idle (0 means no idle timeout), or ctx is done. It closes both conns before returning.
+// The reason is one of: "eof" (both sides closed cleanly), "idle_timeout", "canceled" (ctx), "error".
+//
+// err is nil for "eof" and "idle_timeout", context.Cause(ctx) for "canceled",
+// and the first I/O error for "error". st may be nil.
+//
+// pipe clears any deadlines already set on the conns. When both conns are
+// *net.TCPConn on Linux, bytes move with splice(2) and a direction waiting for
+// data holds no pipe, so an idle tunnel costs only its two sockets; other conns
+// are copied through a pooled 32 KiB buffer. When one direction reaches EOF,
+// the other conn's write side is closed with CloseWrite and the other
+// direction keeps running; a conn without CloseWrite (net.Pipe) cannot
+// half-close, so the tunnel then ends with "eof". On "error" both TCP conns are closed
+// with SO_LINGER 0, so each peer sees a reset rather than a clean end of a
+// truncated stream.
+//
+// The tunnel is idle when, for the whole idle duration, no bytes were read
+// from either side and no write made progress. A write blocked because a peer
+// reads slowly makes progress while that peer keeps acknowledging bytes
+// (TCP_INFO tcpi_bytes_acked, Linux); a peer that stopped reading altogether
+// is idle. Where acknowledgements cannot be observed (non-TCP conns, other
+// OSes), a pending write always counts as activity. Idleness is checked by one
+// timer per tunnel that is re-armed only when it fires; pipe sets no deadlines.
+func pipe(ctx context.Context, client, upstream net.Conn, idle time.Duration, st *tunnelStats) (reason string, err error) {
+	if st == nil {
+		st = new(tunnelStats)
+	}
+	t := &tunnel{
+		client:   client,
+		upstream: upstream,
+		idle:     idle,
+		start:    time.Now(),
+	}
+	t.dirs[0] = direction{dst: upstream, src: client, n: &st.up, acked: ackProbe(upstream)}
+	t.dirs[1] = direction{dst: client, src: upstream, n: &st.down, acked: ackProbe(client)}
+
+	// Deadlines left over from the handshake would end the tunnel spuriously.
+	client.SetDeadline(time.Time{})
+	upstream.SetDeadline(time.Time{})
+
+	stopCtx := context.AfterFunc(ctx, func() { t.end(reasonCanceled, context.Cause(ctx)) })
+	if idle > 0 {
+		t.mu.Lock()
+		t.timer = time.AfterFunc(idle, t.checkIdle)
+		t.mu.Unlock()
+	}
+
+	copyDir := (*tunnel).copyGeneric
+	if t.prepareSplice() {
+		copyDir = (*tunnel).copySplice
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { t.finish(copyDir(t, &t.dirs[0])) })
+	t.finish(copyDir(t, &t.dirs[1]))
+	wg.Wait()
+
+	t.end(reasonEOF, nil) // no-op unless both directions ended cleanly
+	stopCtx()
+	t.mu.Lock()
+	t.stopped = true
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	t.mu.Unlock()
+	return t.reason, t.err
+}
+
+// tunnel is the state of one pipe call.
+type tunnel struct {
+	client, upstream net.Conn
+	idle             time.Duration
+	start            time.Time    // monotonic origin for last
+	last             atomic.Int64 // nanoseconds since start of the latest activity
+	dirs             [2]direction // client→upstream, upstream→client
+
+	mu      sync.Mutex  // guards timer, stopped and direction.lastAcked
+	timer   *time.Timer // idle watchdog; nil if idle is 0
+	stopped bool        // pipe is returning; do not re-arm timer
+
+	once   sync.Once // guards reason and err, and closing the conns
+	reason string
+	err    error
+}
+
+// direction is one half of a tunnel: bytes read from src are written to dst.
+type direction struct {
+	dst, src net.Conn
+	n        *atomic.Int64 // bytes written to dst
+	busy     atomic.Bool   // a write to dst is in progress
+
+	// acked, if non-nil, reports the bytes dst's peer has acknowledged, so
+	// the watchdog can tell a slow reader from one that stopped reading.
+	// If nil, or if it reports false, a pending write counts as activity.
+	acked     func() (uint64, bool)
+	lastAcked uint64 // guarded by tunnel.mu
+}
+
+// touch records activity now.
+func (t *tunnel) touch() {
+	t.last.Store(int64(time.Since(t.start)))
+}
+
+// end records why the tunnel ended, if it is the first to, and closes both conns.
+func (t *tunnel) end(reason string, err error) {
+	t.once.Do(func() {
+		t.reason, t.err = reason, err
+		if reason == reasonError {
+			abort(t.client)
+			abort(t.upstream)
+		}
+		t.client.Close()
+		t.upstream.Close()
+	})
+}
+
+// finish ends the tunnel with reason "error" if err is non-nil. Errors that
+// are a consequence of end having already closed the conns are ignored by end.
+func (t *tunnel) finish(err error) {
+	if err != nil {
+		t.end(reasonError, err)
+	}
+}
+
+// abort makes a later Close send a reset instead of a FIN, when c supports it.
+func abort(c net.Conn) {
+	if l, ok := c.(interface{ SetLinger(int) error }); ok {
+		l.SetLinger(0)
+	}
+}
+
+// checkIdle runs when the idle watchdog fires. It ends the tunnel if nothing
+// moved for t.idle, and otherwise re-arms the watchdog for the remaining time.
+func (t *tunnel) checkIdle() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
+	}
+	now := int64(time.Since(t.start))
+	for i := range t.dirs {
+		d := &t.dirs[i]
+		if !d.busy.Load() {
+			continue
+		}
+		// A write has been pending since the last activity. It made progress
+		// if dst's peer acknowledged anything since the previous sample. A
+		// stale sample from an earlier write only errs towards activity.
+		var a uint64
+		ok := false
+		if d.acked != nil {
+			a, ok = d.acked()
+		}
+		if !ok || a != d.lastAcked {
+			d.lastAcked = a
+			t.last.Store(now)
+		}
+	}
+	idleFor := time.Duration(now - t.last.Load())
+	if idleFor >= t.idle {
+		// Closing under t.mu is safe: the directions never take it.
+		t.end(reasonIdleTimeout, nil)
+		return
+	}
+	t.timer.Reset(t.idle - idleFor)
+}
+
+// halfClose propagates EOF from d.src to d.dst. If d.dst cannot close only its
+// write side, the whole tunnel ends cleanly.
+func (t *tunnel) halfClose(d *direction) error {
+	if cw, ok := d.dst.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	t.end(reasonEOF, nil)
+	return nil
+}
+
+// copyBufPool holds 32 KiB buffers for copyGeneric.
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyGeneric copies d.src to d.dst through a pooled buffer until d.src reaches
+// EOF, which it propagates with halfClose, or an error.
+func (t *tunnel) copyGeneric(d *direction) error {
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	for {
+		nr, rerr := d.src.Read(buf)
+		if nr > 0 {
+			d.busy.Store(true)
+			t.touch()
+			nw, werr := d.dst.Write(buf[:nr])
+			d.n.Add(int64(nw))
+			t.touch()
+			d.busy.Store(false)
+			if werr != nil {
+				return werr
+			}
+			if nw != nr {
+				return io.ErrShortWrite
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return t.halfClose(d)
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
