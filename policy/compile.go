@@ -111,11 +111,12 @@ func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
 	c.blocks = append(c.blocks, block)
 	ctx := &block
 	cl := &Client{
-		Name:  cs.Name,
-		Range: cs.DefRange,
-		Mode:  c.mode(cs.Mode, ctx, defMode),
-		exact: make(map[string][]*Rule),
-		wild:  make(map[string][]*Rule),
+		Name:             cs.Name,
+		Range:            cs.DefRange,
+		Mode:             c.mode(cs.Mode, ctx, defMode),
+		AllowSNIMismatch: c.boolAttr(cs.AllowSNIMismatch, ctx),
+		exact:            make(map[string][]*Rule),
+		wild:             make(map[string][]*Rule),
 	}
 	c.checkName(cs.Name, cs.NameRange, ctx, "client block")
 
@@ -382,6 +383,23 @@ func (c *compiler) mode(attr *hcl.Attribute, ctx *hcl.Range, def Mode) Mode {
 	}
 	c.add(errorf(rng, ctx, "Invalid mode", `%q is not a mode. Use "enforce" to refuse denied connections or "learn" to log them and let them through.`, s))
 	return def
+}
+
+// boolAttr decodes an optional bool attribute; absent or invalid is false.
+func (c *compiler) boolAttr(attr *hcl.Attribute, ctx *hcl.Range) bool {
+	if attr == nil {
+		return false
+	}
+	v, ok := c.value(attr.Expr)
+	if !ok {
+		return false
+	}
+	if v.IsNull() || v.Type() != cty.Bool {
+		c.add(errorf(attr.Expr.Range().Ptr(), ctx, "Incorrect attribute value type",
+			"%s must be true or false, without quotes.", attr.Name))
+		return false
+	}
+	return v.True()
 }
 
 // checkName validates a client or rule label. Names appear in logs and

@@ -76,6 +76,10 @@ type Client struct {
 	Mode Mode
 	// Limits holds the block's limits; the zero value means unlimited.
 	Limits Limits
+	// AllowSNIMismatch reports whether a CONNECT tunnel may carry a TLS
+	// ClientHello whose SNI names another host than the CONNECT target
+	// (domain fronting) even when that host is not allowed. False by default.
+	AllowSNIMismatch bool
 	// Sources are the client address prefixes, in file order.
 	Sources []netip.Prefix
 	// Rules are the allow rules in file order.

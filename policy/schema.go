@@ -21,14 +21,16 @@ type fileSchema struct {
 
 // clientSchema is a client "NAME" { ... } block.
 type clientSchema struct {
-	Name      string          `hcl:"name,label"`
-	NameRange hcl.Range       `hcl:"name,label_range"`
-	Sources   *hcl.Attribute  `hcl:"sources,optional"` // required; checked in compile.go for a better message
-	Mode      *hcl.Attribute  `hcl:"mode,optional"`
-	Allows    []*allowSchema  `hcl:"allow,block"`
-	Limits    []*limitsSchema `hcl:"limits,block"` // at most one; checked in compile.go
-	DefRange  hcl.Range       `hcl:",def_range"`
-	Body      hcl.Body        `hcl:",body"`
+	Name      string         `hcl:"name,label"`
+	NameRange hcl.Range      `hcl:"name,label_range"`
+	Sources   *hcl.Attribute `hcl:"sources,optional"` // required; checked in compile.go for a better message
+	Mode      *hcl.Attribute `hcl:"mode,optional"`
+	// AllowSNIMismatch relaxes the domain-fronting check on CONNECT tunnels.
+	AllowSNIMismatch *hcl.Attribute  `hcl:"allow_sni_mismatch,optional"`
+	Allows           []*allowSchema  `hcl:"allow,block"`
+	Limits           []*limitsSchema `hcl:"limits,block"` // at most one; checked in compile.go
+	DefRange         hcl.Range       `hcl:",def_range"`
+	Body             hcl.Body        `hcl:",body"`
 }
 
 // allowSchema is an allow "NAME" { ... } block inside a client block.
