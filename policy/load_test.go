@@ -3,7 +3,6 @@ package policy
 import (
 	"flag"
 	"math"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -213,14 +212,6 @@ func TestLoad(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
 		}
 	}
-}
-
-func prefixStrings(ps []netip.Prefix) []string {
-	var ss []string
-	for _, p := range ps {
-		ss = append(ss, p.String())
-	}
-	return ss
 }
 
 func TestLoadWarnings(t *testing.T) {

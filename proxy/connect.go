@@ -470,9 +470,41 @@ func (fl *flow) attrs() []slog.Attr {
 	return a
 }
 
+// observe tells the Observer about a decision on a known destination.
+func (s *Server) observe(fl *flow, decision, reason string) {
+	if s.cfg.Observer == nil || fl.host == (policy.Host{}) {
+		return
+	}
+	o := policy.Observation{
+		ClientBlock: fl.blockName(),
+		Host:        fl.host.String(),
+		Port:        fl.port,
+		Decision:    decision,
+		Reason:      reason,
+		Mode:        fl.mode(),
+	}
+	if fl.rule != nil {
+		o.Rule = fl.rule.Name
+	}
+	if fl.gen != nil {
+		o.Cloud, o.Policy = fl.gen.pol.Cloud(), fl.gen.pol.Filename()
+	}
+	s.cfg.Observer.Observe(fl.block, o, fl.start)
+}
+
+// observedReasons are the refusals that say something about a destination
+// (and so belong in learning-mode records), as opposed to the client's
+// manners (bad_request, rate limits) or the network (dial_failed).
+var observedReasons = map[string]bool{
+	ReasonNoRule: true, ReasonBlockedAddress: true, ReasonClientUnknown: true,
+}
+
 // refused logs and counts a refusal: one Warn record per denial.
 func (s *Server) refused(r *http.Request, fl *flow, d *denial) {
 	s.m.decisions.WithLabelValues(fl.kind, "deny", d.reason, fl.mode(), fl.blockName()).Inc()
+	if observedReasons[d.reason] {
+		s.observe(fl, policy.DecisionDeny, d.reason)
+	}
 	attrs := append(fl.attrs(),
 		slog.String(keyDecision, "deny"),
 		slog.String(keyReason, d.reason),
@@ -526,6 +558,11 @@ func (s *Server) allowed(r *http.Request, fl *flow) {
 		s.m.ruleHits.WithLabelValues(fl.block.Name, fl.rule.Name).Inc()
 	}
 	s.m.decisions.WithLabelValues(fl.kind, fl.decision(), reason, fl.mode(), fl.blockName()).Inc()
+	if fl.rule == nil {
+		s.observe(fl, policy.DecisionWouldDeny, reason)
+	} else {
+		s.observe(fl, policy.DecisionAllow, "")
+	}
 	if fl.rule == nil {
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "would deny", append(fl.attrs(),
 			slog.String(keyDecision, "would_deny"), slog.String(keyReason, ReasonNoRule))...)

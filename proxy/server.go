@@ -23,6 +23,11 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
+// Observer receives policy decisions; see Config.Observer.
+type Observer interface {
+	Observe(c *policy.Client, o policy.Observation, now time.Time)
+}
+
 // Config is the proxy's configuration: plain data plus its dependencies. It is
 // not modified after New.
 type Config struct {
@@ -55,6 +60,10 @@ type Config struct {
 	// QuietAllowed turns off the log record written when an allowed tunnel
 	// closes or an allowed request completes. Denials are always logged.
 	QuietAllowed bool
+	// Observer, if non-nil, is told of every policy decision about a known
+	// destination (learning mode's record). It must be fast and safe for
+	// concurrent use; *policy.Recorder is.
+	Observer Observer
 	// OwnAddrs are further addresses of this process (the metrics listener)
 	// that no client may reach through the proxy. The listeners passed to
 	// Serve are added automatically.

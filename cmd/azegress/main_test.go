@@ -260,3 +260,44 @@ func TestServeReloadAndSignals(t *testing.T) {
 		t.Fatal("azegress did not exit after SIGTERM")
 	}
 }
+
+// serve -observations records what it decides; after SIGTERM the file holds
+// every destination and `report` turns it into a policy.
+func TestServeObservations(t *testing.T) {
+	t.Parallel()
+	obsFile := filepath.Join(t.TempDir(), "obs.jsonl")
+	d := serveBinary(t, "-observations", obsFile)
+	for i := 0; i < 3; i++ {
+		resp, err := d.client().Get("http://example.com/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-d.exited; err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+	b, err := os.ReadFile(obsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	var last map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
+		t.Fatal(err)
+	}
+	if last["host"] != "example.com" || last["port"] != float64(80) || last["count"] != float64(3) ||
+		last["decision"] != "deny" || last["reason"] != "no_rule" || last["client_block"] != "local" {
+		t.Fatalf("last observation %v (file:\n%s)", last, b)
+	}
+	out, err := exec.Command(binary, "report", obsFile).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `hosts = ["example.com"]`) {
+		t.Errorf("report:\n%s", out)
+	}
+}

@@ -34,6 +34,8 @@ Usage:
   azegress serve   [-policy FILE] [-listen ADDR] [-metrics ADDR] [flags]
   azegress check   FILE|DIR...
   azegress explain [-policy FILE] [-client IP] [-no-dns] HOST[:PORT]
+  azegress report  [-policy BASELINE.hcl] [-format hcl|markdown|json] OBSERVATIONS...
+  azegress record  [-cloud NAME] [-minimize] -- COMMAND ARGS...
 
 Run "azegress COMMAND -h" for a command's flags.
 `
@@ -51,6 +53,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return check(args[1:], stdout, stderr)
 	case "explain":
 		return explain(args[1:], stdout, stderr)
+	case "report":
+		return report(args[1:], stdout, stderr)
+	case "record":
+		return record(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -85,6 +91,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		quietAllowed  = fs.Bool("quiet-allowed", false, "do not log allowed tunnels and requests (denials are always logged)")
 		watch         = fs.Duration("watch-interval", 2*time.Second, "how often to check the policy file for changes (0: only on SIGHUP)")
 		logLevel      = fs.String("log-level", "info", "debug, info, warn or error")
+		observations  = fs.String("observations", "", "append what the proxy sees (destinations per client block, with counts and decisions) to this `file`, for `azegress report`")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -135,7 +142,22 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	var rec *policy.Recorder
+	if *observations != "" {
+		f, err := os.OpenFile(*observations, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			fmt.Fprintf(stderr, "azegress serve: -observations: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		rec = policy.NewRecorder(f)
+	}
+	var observer proxy.Observer
+	if rec != nil {
+		observer = rec
+	}
 	srv, err := proxy.New(proxy.Config{
+		Observer:          observer,
 		Policy:            pol,
 		Logger:            log,
 		Registerer:        reg,
@@ -185,6 +207,23 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		"policy", policyName, "rules", pol.RuleCount(), "client_blocks", len(pol.Clients()),
 		"max_conns", *maxConns, "nofile", nofile)
 
+	if rec != nil {
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				if err := rec.Flush(); err != nil {
+					log.Error("observations", "error", err.Error())
+					return
+				}
+			}
+		}()
+	}
 	if *policyPath != "" && *watch > 0 {
 		go srv.WatchFile(ctx, *policyPath, *watch, load)
 	}
@@ -209,6 +248,11 @@ wait:
 	}
 	if admin != nil {
 		_ = admin.Close()
+	}
+	if rec != nil {
+		if err := rec.Flush(); err != nil {
+			log.Error("observations", "error", err.Error())
+		}
 	}
 	log.Info("stopped")
 	return 0

@@ -1,0 +1,162 @@
+package policy
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestReportGolden merges two instances' observation files and renders
+// every format, with and without a baseline, against golden files. The
+// generated HCL must itself be a valid policy.
+func TestReportGolden(t *testing.T) {
+	t.Parallel()
+	obs, err := ReadObservations("testdata/report/instance-a.jsonl", "testdata/report/instance-b.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, diags := LoadFile("testdata/report/baseline.hcl")
+	if diags.HasErrors() {
+		t.Fatal(FormatDiagnostics(diags))
+	}
+	for _, tt := range []struct {
+		name string
+		base *Policy
+		out  func(*Report) []byte
+	}{
+		{"learned.hcl", nil, func(r *Report) []byte { return r.HCL("AzureCloud") }},
+		{"learned-with-baseline.hcl", base, func(r *Report) []byte { return r.HCL("AzureCloud") }},
+		{"review.md", base, (*Report).Markdown},
+		{"report.json", base, func(r *Report) []byte {
+			b, err := r.JSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.out(NewReport(obs, tt.base))
+			golden := filepath.Join("testdata/report", tt.name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("output differs from %s (run go test ./policy -update to accept):\n%s", golden, got)
+			}
+			if strings.HasSuffix(tt.name, ".hcl") {
+				p, diags := Load(tt.name, got)
+				if diags.HasErrors() {
+					t.Fatalf("generated policy does not pass check:\n%s", FormatDiagnostics(diags))
+				}
+				// It allows exactly what was observed, and nothing near it.
+				c := p.clientNamed("workloads")
+				for _, tc := range []struct {
+					host  string
+					port  uint16
+					allow bool
+				}{
+					{"management.azure.com", 443, true},
+					{"kv-prod-01.vault.azure.net", 443, true},
+					{"dc.services.visualstudio.com", 443, true},
+					{"kv-other.vault.azure.net", 443, false},
+					{"management.azure.com", 80, false},
+					{"169.254.169.254", 80, false},
+				} {
+					h, _ := ParseHost(tc.host)
+					if got := c.Decide(h, tc.port).Allowed; got != tc.allow {
+						t.Errorf("learned policy: %s:%d allowed=%v, want %v", tc.host, tc.port, got, tc.allow)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestMergeObservations(t *testing.T) {
+	t.Parallel()
+	obs, err := ReadObservations("testdata/report/instance-a.jsonl", "testdata/report/instance-b.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var arm *Observation
+	for i := range obs {
+		if obs[i].Host == "management.azure.com" {
+			arm = &obs[i]
+		}
+	}
+	if arm == nil {
+		t.Fatal("management.azure.com missing")
+	}
+	// Run a1's last snapshot (7) + run a2 (1) + run b1 (5).
+	if arm.Count != 13 {
+		t.Errorf("merged count %d, want 13", arm.Count)
+	}
+	if want := time.Date(2026, 11, 19, 8, 0, 0, 0, time.UTC); !arm.FirstSeen.Equal(want) {
+		t.Errorf("first seen %v, want %v", arm.FirstSeen, want)
+	}
+	if want := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC); !arm.LastSeen.Equal(want) {
+		t.Errorf("last seen %v, want %v", arm.LastSeen, want)
+	}
+}
+
+func TestReadObservationsErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.jsonl")
+	os.WriteFile(bad, []byte("{\"host\":\"a.example\",\"port\":443}\nnot json\n"), 0o644)
+	if _, err := ReadObservations(bad); err == nil || !strings.Contains(err.Error(), "bad.jsonl:2:") {
+		t.Errorf("error = %v, want one naming bad.jsonl:2", err)
+	}
+}
+
+// TestRecorder checks the file a Recorder writes: new destinations at once,
+// counts at Flush, a new line when a reload changes the verdict, and that
+// reading it back gives the in-memory state.
+func TestRecorder(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	r := NewRecorder(&buf)
+	c := &Client{Name: "w", Sources: nil}
+	t0 := time.Date(2026, 11, 23, 1, 0, 0, 0, time.UTC)
+	o := Observation{ClientBlock: "w", Host: "a.example", Port: 443, Decision: DecisionAllow, Rule: "a"}
+	r.Observe(c, o, t0)
+	if n := strings.Count(buf.String(), "\n"); n != 1 {
+		t.Fatalf("after a new destination: %d lines, want 1", n)
+	}
+	r.Observe(c, o, t0.Add(time.Second))
+	r.Observe(c, o, t0.Add(2*time.Second))
+	if n := strings.Count(buf.String(), "\n"); n != 1 {
+		t.Fatalf("repeat sightings must wait for Flush: %d lines", n)
+	}
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	o.Decision, o.Rule, o.Reason = DecisionDeny, "", "no_rule"
+	r.Observe(c, o, t0.Add(3*time.Second))
+	if n := strings.Count(buf.String(), "\n"); n != 3 {
+		t.Fatalf("after flush and a changed verdict: %d lines, want 3", n)
+	}
+	dir := t.TempDir()
+	f := filepath.Join(dir, "obs.jsonl")
+	os.WriteFile(f, buf.Bytes(), 0o644)
+	got, err := ReadObservations(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Count != 4 || got[0].Decision != DecisionDeny || !got[0].LastSeen.Equal(t0.Add(3*time.Second)) {
+		t.Fatalf("read back %+v", got)
+	}
+	if snap := r.Snapshot(); len(snap) != 1 || snap[0].Count != 4 {
+		t.Fatalf("snapshot %+v", snap)
+	}
+}
