@@ -68,3 +68,35 @@ func TestExplain(t *testing.T) {
 		})
 	}
 }
+
+func TestTestCommand(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		cases string
+		code  int
+		out   []string
+	}{
+		{"testdata/cases.hcl", 0, []string{"4 passed, 0 failed"}},
+		{"testdata/cases-failing.hcl", 1, []string{
+			`FAIL wrong expectation (testdata/cases-failing.hcl:1:1): management.azure.com:80 from 10.0.1.5 (client block "workloads"): expected allow, got deny: no_rule`,
+			`FAIL wrong rule (testdata/cases-failing.hcl:7:1): management.azure.com:443 from 10.0.1.5 (client block "workloads"): expected allow by rule "key-vault", got allow by rule "arm" (testdata/policy.hcl:6:3)`,
+			"0 passed, 2 failed",
+		}},
+		{"testdata/cases-invalid.hcl", 2, nil},
+	} {
+		t.Run(tt.cases, func(t *testing.T) {
+			out, errs, code := runCLI("test", "testdata/policy.hcl", tt.cases)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tt.code, out, errs)
+			}
+			for _, w := range tt.out {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			if tt.code == 2 && !strings.Contains(errs, "testdata/cases-invalid.hcl:2:12: Invalid client") {
+				t.Errorf("diagnostics: %s", errs)
+			}
+		})
+	}
+}

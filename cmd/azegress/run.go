@@ -36,6 +36,7 @@ Usage:
   azegress explain [-policy FILE] [-client IP] [-no-dns] HOST[:PORT]
   azegress report  [-policy BASELINE.hcl] [-format hcl|markdown|json] OBSERVATIONS...
   azegress record  [-cloud NAME] [-minimize] -- COMMAND ARGS...
+  azegress test    [-v] POLICY.hcl CASES.hcl
 
 Run "azegress COMMAND -h" for a command's flags.
 `
@@ -57,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return report(args[1:], stdout, stderr)
 	case "record":
 		return record(args[1:], stdout, stderr)
+	case "test":
+		return testPolicy(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

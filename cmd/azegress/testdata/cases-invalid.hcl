@@ -1,0 +1,5 @@
+case "bad" {
+  client = "not-an-ip"
+  target = "management.azure.com"
+  expect = "maybe"
+}
