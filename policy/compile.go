@@ -33,6 +33,11 @@ type compiler struct {
 
 	// sources maps each source prefix to where it was first defined.
 	sources map[netip.Prefix]sourceDef
+
+	// cloud is the policy's cloud, whose catalog the catalog attributes
+	// use; cloudOK is false if the cloud attribute is invalid.
+	cloud   string
+	cloudOK bool
 }
 
 type sourceDef struct {
@@ -46,9 +51,11 @@ func (c *compiler) compile(fs *fileSchema) *Policy {
 	p := &Policy{filename: c.filename, cloud: defaultCloud}
 	c.sources = make(map[netip.Prefix]sourceDef)
 
+	c.cloud, c.cloudOK = defaultCloud, fs.Cloud == nil
 	if s, rng, ok := c.stringAttr(fs.Cloud, nil); ok {
 		if slices.Contains(clouds, s) {
 			p.cloud = s
+			c.cloud, c.cloudOK = s, true
 		} else {
 			hint := ""
 			for _, v := range clouds {
@@ -208,12 +215,16 @@ func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range) *Rule {
 			if !ok {
 				continue
 			}
-			pat, ok := c.hostPattern(s, rng, ctx)
-			if ok && !slices.Contains(r.Hosts, pat) {
-				r.Hosts = append(r.Hosts, pat)
+			if pat, ok := c.hostPattern(s, rng, ctx); ok {
+				r.addHost(pat, patternLabel(c.cloud, pat))
 			}
 		}
 	}
+	var portSrcs []portSource
+	if len(r.Hosts) > 0 {
+		portSrcs = append(portSrcs, portSource{what: "hosts", ports: portsHTTPS, rng: as.Hosts.Expr.Range().Ptr()})
+	}
+	portSrcs = append(portSrcs, c.catalogAttrs(as, ctx, r)...)
 	hasAddresses := false
 	if as.Addresses != nil {
 		elems, _ := c.listAttr(as.Addresses, ctx, `addresses = ["10.20.0.0/24"]`)
@@ -225,13 +236,16 @@ func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range) *Rule {
 			}
 		}
 	}
-	if len(r.Hosts) == 0 && !hasAddresses && !c.hasListElems(as.Hosts) && !hasUnknownAttrs(as.Body, "hosts", "addresses", "ports") {
+	named := c.hasListElems(as.Hosts) || c.hasListElems(as.Endpoints) || c.hasListElems(as.KeyVaults) ||
+		c.hasListElems(as.StorageAccounts) || c.hasListElems(as.Registries)
+	if len(r.Hosts) == 0 && !hasAddresses && !named &&
+		!hasUnknownAttrs(as.Body, "hosts", "addresses", "ports", "endpoints", "keyvaults", "storage_accounts", "registries") {
 		c.add(errorf(as.DefRange.Ptr(), ctx, "Empty allow rule",
-			"Allow rule %q has neither hosts nor addresses, so it can never match. Add hosts = [\"api.example.com\"], addresses = [\"10.20.0.0/24\"], or both.", as.Name))
+			"Allow rule %q names no destination, so it can never match. Add hosts = [\"api.example.com\"], addresses = [\"10.20.0.0/24\"], or catalog endpoints, keyvaults, storage_accounts or registries.", as.Name))
 	}
 
 	if as.Ports == nil {
-		r.Ports = []uint16{443}
+		r.Ports = c.rulePorts(portSrcs, ctx)
 	} else {
 		elems, ok := c.listAttr(as.Ports, ctx, `ports = [443]`)
 		if ok && len(elems) == 0 {

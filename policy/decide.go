@@ -98,8 +98,16 @@ type Rule struct {
 	// Name is the block label.
 	Name string
 	// Hosts are the normalized host patterns: lowercase punycode names,
-	// without trailing dots, exact or "*." followed by a suffix.
+	// without trailing dots, exact or "*." followed by a suffix. They include
+	// the hosts its catalog attributes (endpoints, keyvaults,
+	// storage_accounts, registries) expand to.
 	Hosts []string
+	// Labels[i] is the Azure catalog's label of Hosts[i] ("Azure Resource
+	// Manager", "Key Vault data plane: vault kv-prod-01"), or "" when the
+	// catalog does not know it.
+	Labels []string
+	// Endpoints are the catalog groups the rule names, in file order.
+	Endpoints []string
 	// Ports are the allowed destination ports; [443] if the block has none.
 	Ports []uint16
 	// Addresses are the guarded prefixes the rule's hosts may resolve to,

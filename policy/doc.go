@@ -63,7 +63,8 @@
 // Client and rule names are 1 to 64 letters, digits, "-", "_" or ".",
 // because they appear in logs and metric labels.
 //
-// An allow "NAME" block needs hosts, addresses, or both:
+// An allow "NAME" block needs hosts, addresses, or one of the catalog
+// attributes below:
 //
 //   - hosts: host patterns. A pattern is an exact DNS name, or "*." followed
 //     by a domain of at least two labels. "*.example.com" matches any name
@@ -75,7 +76,27 @@
 //   - addresses: CIDRs or IP addresses. They serve two purposes: they are
 //     the IP-literal destinations the rule allows, and they are the guarded
 //     (private) ranges that the rule's hosts may resolve to.
-//   - ports: destination ports, each 1 to 65535. Default [443].
+//   - ports: destination ports, each 1 to 65535. Default [443], or the
+//     ports of the rule's catalog groups (80 for azure.pki); a rule without
+//     ports whose hosts are served on different ports is an error.
+//   - endpoints: groups of the Azure endpoint catalog (catalog.go), like
+//     ["azure.entra", "azure.arm"], expanded to their host patterns for the
+//     policy's cloud. Unknown groups, groups the cloud does not have and
+//     local groups (imds, wireserver, arc.himds: they belong in NO_PROXY,
+//     never behind a proxy) are errors. A group of multi-tenant data-plane
+//     wildcards (azure.keyvault, azure.storage.blob, ...) is a warning.
+//   - keyvaults: Key Vault names; "kv-prod-01" is kv-prod-01.vault.azure.net
+//     (or the cloud's Key Vault suffix).
+//   - storage_accounts: "account" or "account.kind", kind blob (default),
+//     file, queue, table or dfs; "stprod01.queue" is
+//     stprod01.queue.core.windows.net (or the cloud's storage suffix).
+//   - registries: "registry" or "registry.region"; "acrprod" is the login
+//     server acrprod.azurecr.io, "acrprod.westeurope" adds the dedicated
+//     data endpoint acrprod.westeurope.data.azurecr.io.
+//
+// Expanded hosts are ordinary rule hosts: they match, win and lose like
+// hosts written out. Each carries its catalog label (Rule.Labels), and
+// Label names any host the catalog knows, for logs and reports.
 //
 // Unknown attributes and blocks are errors. Every problem in a file is
 // reported at once, with its position.
@@ -102,7 +123,10 @@
 //  4. Destination guard. After DNS resolution, an address in a guarded
 //     (private) range is only permitted if Client.AddressAllowed says so:
 //     some rule that matches the host and port lists a prefix in addresses
-//     that contains the resolved address.
+//     that contains the resolved address. The proxy also accepts a private
+//     (RFC 1918, 100.64.0.0/10 or ULA) address for a name a rule allows when
+//     the name's canonical name is PrivateLinkName: the same name in its
+//     Azure service's privatelink zone, as a private endpoint's DNS has it.
 //
 // A client block in learn mode applies steps 3 and 4 and reports the
 // result, but the proxy does not refuse the connection.

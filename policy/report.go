@@ -368,20 +368,5 @@ func riskyPattern(cloud, pattern string) (string, bool) {
 	if !strings.HasPrefix(pattern, "*.") {
 		return "", false
 	}
-	return multiTenantWildcard(cloud, pattern)
-}
-
-// multiTenantWildcard reports whether a wildcard covers a data plane that
-// every Azure tenant shares.
-// TODO(lead): take these from the Azure catalog once it lands (#3).
-func multiTenantWildcard(_ string, pattern string) (string, bool) {
-	for _, mt := range []struct{ suffix, what string }{
-		{".vault.azure.net", "Key Vault"}, {".blob.core.windows.net", "Blob Storage"},
-		{".servicebus.windows.net", "Service Bus"}, {".azurecr.io", "Container Registry"},
-	} {
-		if strings.HasSuffix(pattern, mt.suffix) && strings.Count(pattern, ".") == strings.Count(mt.suffix, ".") {
-			return fmt.Sprintf("wildcard over the %s data plane, which all tenants share: any tenant's resource matches, so data can leave to an account you do not own. Name your resources instead.", mt.what), true
-		}
-	}
-	return "", false
+	return MultiTenantWildcard(cloud, pattern)
 }

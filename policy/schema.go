@@ -40,8 +40,14 @@ type allowSchema struct {
 	Hosts     *hcl.Attribute `hcl:"hosts,optional"`
 	Addresses *hcl.Attribute `hcl:"addresses,optional"`
 	Ports     *hcl.Attribute `hcl:"ports,optional"`
-	DefRange  hcl.Range      `hcl:",def_range"`
-	Body      hcl.Body       `hcl:",body"`
+	// Catalog attributes (catalog.go): groups and resource helpers that
+	// expand to host patterns for the policy's cloud.
+	Endpoints       *hcl.Attribute `hcl:"endpoints,optional"`
+	KeyVaults       *hcl.Attribute `hcl:"keyvaults,optional"`
+	StorageAccounts *hcl.Attribute `hcl:"storage_accounts,optional"`
+	Registries      *hcl.Attribute `hcl:"registries,optional"`
+	DefRange        hcl.Range      `hcl:",def_range"`
+	Body            hcl.Body       `hcl:",body"`
 }
 
 // limitsSchema is the optional limits { ... } block inside a client block.

@@ -92,6 +92,11 @@ func (s *Server) admit(r *http.Request, kind string) (*flow, *denial) {
 		return fl, d
 	}
 	fl.block = fl.gen.pol.Client(fl.client.Addr())
+	// IMDS, WireServer and Arc's HIMDS answer only on the VM itself: a
+	// client sending them here has a NO_PROXY problem, whatever its block.
+	if label, ok := policy.LocalEndpoint(fl.host, fl.port); ok {
+		return fl, localEndpoint(fl, label)
+	}
 	if fl.block == nil {
 		return fl, clientUnknown(fl)
 	}
@@ -466,6 +471,9 @@ func (fl *flow) attrs() []slog.Attr {
 	}
 	if fl.gen != nil {
 		a = append(a, slog.String(keyPolicy, fl.gen.pol.Filename()))
+		if l := fl.gen.pol.Label(fl.host); l != "" {
+			a = append(a, slog.String(keyLabel, l))
+		}
 	}
 	return a
 }
@@ -488,6 +496,7 @@ func (s *Server) observe(fl *flow, decision, reason string) {
 	}
 	if fl.gen != nil {
 		o.Cloud, o.Policy = fl.gen.pol.Cloud(), fl.gen.pol.Filename()
+		o.Label = fl.gen.pol.Label(fl.host)
 	}
 	s.cfg.Observer.Observe(fl.block, o, fl.start)
 }
@@ -496,7 +505,7 @@ func (s *Server) observe(fl *flow, decision, reason string) {
 // (and so belong in learning-mode records), as opposed to the client's
 // manners (bad_request, rate limits) or the network (dial_failed).
 var observedReasons = map[string]bool{
-	ReasonNoRule: true, ReasonBlockedAddress: true, ReasonClientUnknown: true,
+	ReasonNoRule: true, ReasonBlockedAddress: true, ReasonClientUnknown: true, ReasonLocalEndpoint: true,
 }
 
 // refused logs and counts a refusal: one Warn record per denial.

@@ -8,8 +8,11 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/azegress/azegress/policy"
 )
 
 // dialFlow resolves the destination itself, checks every address against
@@ -31,22 +34,7 @@ func (s *Server) dialFlow(ctx context.Context, fl *flow) (net.Conn, *denial) {
 		}
 	}
 
-	checked := make([]netip.Addr, 0, len(addrs))
-	var refused *denial
-	for _, a := range addrs {
-		a = a.Unmap().WithZone("")
-		if s.isSelf(a, fl.port) {
-			refused = blockedAddress(fl, a, selfWhat)
-			continue
-		}
-		if guarded, what := Guarded(a); guarded && !fl.block.AddressAllowed(fl.host, fl.port, a) {
-			if refused == nil {
-				refused = blockedAddress(fl, a, what)
-			}
-			continue
-		}
-		checked = append(checked, a)
-	}
+	checked, _, refused := guardAddrs(ctx, fl, addrs, s.cfg.Resolver, s.isSelf)
 	if len(checked) == 0 {
 		if refused != nil {
 			return nil, refused
@@ -75,6 +63,105 @@ func (s *Server) dialFlow(ctx context.Context, fl *flow) (net.Conn, *denial) {
 		lastErr = err
 	}
 	return nil, dialFailed(fl, checked[len(checked)-1], lastErr)
+}
+
+// guardAddrs runs the destination guard over the addresses a destination
+// resolved to. It returns the addresses that may be dialed, the verdict on
+// each, and the refusal for the first address refused. self reports the
+// proxy's own listeners (nil: none). The same code serves dialing and
+// `azegress explain`, so the two never disagree.
+func guardAddrs(ctx context.Context, fl *flow, addrs []netip.Addr, r Resolver, self func(netip.Addr, uint16) bool) (checked []netip.Addr, verdicts []AddrCheck, refused *denial) {
+	checked = make([]netip.Addr, 0, len(addrs))
+	privateLink := -1 // unknown; 0 or 1 once looked up
+	for _, a := range addrs {
+		a = a.Unmap().WithZone("")
+		v := AddrCheck{IP: a, Allowed: true}
+		if self != nil && self(a, fl.port) {
+			v.Allowed, v.What = false, selfWhat
+			if refused == nil {
+				refused = blockedAddress(fl, a, selfWhat)
+			}
+		} else if guarded, what := Guarded(a); guarded {
+			v.What = what
+			switch {
+			case fl.block.AddressAllowed(fl.host, fl.port, a):
+			case privateEndpointRange(a) && privateLinkOnce(&privateLink, ctx, fl, r):
+				v.What += ", private endpoint of an allowed Azure name"
+			default:
+				v.Allowed = false
+				if refused == nil {
+					refused = blockedAddress(fl, a, what)
+				}
+			}
+		}
+		if v.Allowed {
+			checked = append(checked, a)
+		}
+		verdicts = append(verdicts, v)
+	}
+	return checked, verdicts, refused
+}
+
+// privateLinkOnce looks the canonical name up at most once per destination.
+func privateLinkOnce(state *int, ctx context.Context, fl *flow, r Resolver) bool {
+	if *state < 0 {
+		*state = 0
+		if privateLinkCNAME(ctx, fl, r) {
+			*state = 1
+		}
+	}
+	return *state == 1
+}
+
+// cnameResolver is implemented by resolvers that can report a name's
+// canonical name, as *net.Resolver does.
+type cnameResolver interface {
+	LookupCNAME(ctx context.Context, host string) (string, error)
+}
+
+// privateLinkCNAME reports whether an allowed name is served by a private
+// endpoint of its Azure service: its canonical name is the same name in the
+// service's privatelink.* zone (kv.vault.azure.net is
+// kv.privatelink.vaultcore.azure.net), which only the workload's own
+// private DNS zone resolves to a private address. It needs a rule that
+// allows the name, a service the catalog knows for the policy's cloud, and a
+// resolver that reports canonical names.
+func privateLinkCNAME(ctx context.Context, fl *flow, res Resolver) bool {
+	if fl.rule == nil || fl.host.IsIP() {
+		return false
+	}
+	want, ok := policy.PrivateLinkName(fl.gen.pol.Cloud(), fl.host.Name)
+	if !ok {
+		return false
+	}
+	r, ok := res.(cnameResolver)
+	if !ok {
+		return false
+	}
+	cname, err := r.LookupCNAME(ctx, fl.host.Name)
+	return err == nil && strings.EqualFold(strings.TrimSuffix(cname, "."), want)
+}
+
+// privateEndpointRanges are where private endpoints get their addresses:
+// virtual network address space. Loopback, link-local (IMDS), WireServer
+// and the other guarded ranges are never private endpoints.
+var privateEndpointRanges = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("fc00::/7"),
+}
+
+// privateEndpointRange reports whether a guarded address may belong to a
+// private endpoint.
+func privateEndpointRange(a netip.Addr) bool {
+	for _, p := range privateEndpointRanges {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 func resolveFailed(fl *flow, err error) *denial {

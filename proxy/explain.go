@@ -51,6 +51,9 @@ func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target st
 	}
 	fl.block = p.Client(client)
 	e.Block = fl.block
+	if label, ok := policy.LocalEndpoint(h, port); ok {
+		return deny(localEndpoint(fl, label))
+	}
 	if fl.block == nil {
 		return deny(clientUnknown(fl))
 	}
@@ -77,28 +80,10 @@ func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target st
 			return e, nil
 		}
 	}
-	var firstRefusal *denial
-	for _, a := range addrs {
-		a = a.Unmap()
-		c := AddrCheck{IP: a, Allowed: true}
-		if g, what := Guarded(a); g {
-			c.What = what
-			if !fl.block.AddressAllowed(h, port, a) {
-				c.Allowed = false
-				if firstRefusal == nil {
-					firstRefusal = blockedAddress(fl, a, what)
-				}
-			}
-		}
-		e.Addresses = append(e.Addresses, c)
-	}
-	for _, c := range e.Addresses {
-		if c.Allowed {
-			return e, nil
-		}
-	}
-	if firstRefusal != nil {
-		return deny(firstRefusal)
+	checked, verdicts, refused := guardAddrs(ctx, fl, addrs, r, nil)
+	e.Addresses = verdicts
+	if len(checked) == 0 && refused != nil {
+		return deny(refused)
 	}
 	return e, nil
 }

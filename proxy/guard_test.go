@@ -108,12 +108,14 @@ client "local" {
 		{"127.1", 200, ""},      // short form
 		{"[::ffff:127.0.0.1]", 200, ""},
 		{"[::ffff:7f00:1]", 200, ""},
-		{"127.0.0.2", 403, ReasonNoRule},  // not in the rule's addresses
-		{"2852039166", 403, ReasonNoRule}, // 169.254.169.254 in decimal
-		{"0xa9fea9fe", 403, ReasonNoRule}, // ... in hex
-		{"[::ffff:a9fe:a9fe]", 403, ReasonNoRule},
-		{"20.1.2.3", 403, ReasonNoRule},      // a public IP literal needs an addresses rule
-		{"1.2.3.999", 400, ReasonBadRequest}, // not an address, and not a name either
+		{"127.0.0.2", 403, ReasonNoRule},         // not in the rule's addresses
+		{"2852039166", 403, ReasonLocalEndpoint}, // 169.254.169.254 in decimal
+		{"0xa9fea9fe", 403, ReasonLocalEndpoint}, // ... in hex
+		{"[::ffff:a9fe:a9fe]", 403, ReasonLocalEndpoint},
+		{"0251.0376.0251.0376", 403, ReasonLocalEndpoint}, // IMDS in octal
+		{"168.63.129.16", 403, ReasonLocalEndpoint},       // WireServer
+		{"20.1.2.3", 403, ReasonNoRule},                   // a public IP literal needs an addresses rule
+		{"1.2.3.999", 400, ReasonBadRequest},              // not an address, and not a name either
 		{"0x1g.0.0.1", 400, ReasonBadRequest},
 	} {
 		t.Run(tt.host, func(t *testing.T) {
@@ -238,6 +240,45 @@ client "local" {
 		if resp.StatusCode != 403 || !strings.Contains(body, "listener of this proxy") {
 			t.Errorf("CONNECT %s: %d %s", target, resp.StatusCode, body)
 		}
+	}
+	tp.noDial()
+}
+
+// IMDS, WireServer and Arc's HIMDS sent to the proxy are refused at once as
+// local_endpoint, whatever the client's block, with NO_PROXY advice.
+func TestLocalEndpoints(t *testing.T) {
+	t.Parallel()
+	tp := startProxy(t, `
+client "local" {
+  sources = ["127.0.0.1/32"]
+  allow "everything-listed" {
+    addresses = ["169.254.169.254/32", "168.63.129.16/32", "127.0.0.0/8"]
+    ports     = [80, 443, 40342]
+  }
+}`, nil)
+	for _, tt := range []struct{ src, target, label string }{
+		{"127.0.0.1", "169.254.169.254:80", "Instance Metadata"},
+		{"127.0.0.1", "168.63.129.16:80", "WireServer"},
+		{"127.0.0.1", "localhost:40342", "Arc"},
+		{"127.0.0.1", "127.0.0.1:40342", "Arc"},
+		{"127.0.0.9", "169.254.169.254:80", "Instance Metadata"}, // no client block: still this reason
+	} {
+		resp, body := tp.connect(tt.src, tt.target)
+		if resp.StatusCode != 403 || resp.Header.Get("X-Azegress-Reason") != ReasonLocalEndpoint {
+			t.Errorf("%s from %s: %d %q", tt.target, tt.src, resp.StatusCode, resp.Header.Get("X-Azegress-Reason"))
+			continue
+		}
+		if !strings.Contains(body, "NO_PROXY=169.254.169.254") || !strings.Contains(body, tt.label) {
+			t.Errorf("%s: body lacks the label %q or NO_PROXY advice:\n%s", tt.target, tt.label, body)
+		}
+		if rec := tp.lastDeny(); rec["reason"] != ReasonLocalEndpoint {
+			t.Errorf("%s: logged %v", tt.target, rec)
+		}
+	}
+	// Plain HTTP to IMDS, as az sends it when NO_PROXY misses it.
+	resp, _, _ := tp.raw("", "GET http://169.254.169.254/metadata/identity/oauth2/token?resource=x HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true\r\n\r\n")
+	if resp.StatusCode != 403 || resp.Header.Get("X-Azegress-Reason") != ReasonLocalEndpoint {
+		t.Errorf("plain-HTTP IMDS: %d %q", resp.StatusCode, resp.Header.Get("X-Azegress-Reason"))
 	}
 	tp.noDial()
 }

@@ -34,6 +34,7 @@ type fakeResolver struct {
 	mu      sync.Mutex
 	answers map[string][][]netip.Addr
 	calls   map[string]int
+	cnames  map[string]string // optional canonical names, for LookupCNAME
 }
 
 func newResolver(m map[string]string) *fakeResolver {
@@ -69,6 +70,20 @@ func (r *fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.A
 	i := min(r.calls[host], len(seq)-1)
 	r.calls[host]++
 	return seq[i], nil
+}
+
+// LookupCNAME answers like *net.Resolver: the canonical name, with a
+// trailing dot, or the name itself if it has no CNAME but resolves.
+func (r *fakeResolver) LookupCNAME(_ context.Context, host string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.cnames[host]; ok {
+		return c + ".", nil
+	}
+	if _, ok := r.answers[host]; ok {
+		return host + ".", nil
+	}
+	return "", &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 }
 
 func (r *fakeResolver) lookups(host string) int {

@@ -22,4 +22,5 @@ const (
 	keyCloseReason = "close_reason" // why a tunnel ended
 	keyError       = "error"
 	keyMethod      = "method"
+	keyLabel       = "label" // Azure catalog label of the destination
 )

@@ -22,6 +22,7 @@ const (
 	ReasonTooManyTunnels = "too_many_tunnels"
 	ReasonBadRequest     = "bad_request"
 	ReasonDialFailed     = "dial_failed"
+	ReasonLocalEndpoint  = "local_endpoint"
 	// ReasonAllowed labels allowed decisions in metrics.
 	ReasonAllowed = "allowed"
 )
@@ -76,7 +77,18 @@ func noRule(fl *flow) *denial {
 // noProxyAdvice is the fix for a client that sends a VM-local Azure endpoint
 // to the proxy: the endpoint only answers on the VM itself.
 const noProxyAdvice = "This endpoint is local to the VM and must not go through a proxy. Add it to NO_PROXY in the client's environment, e.g.\n\n" +
-	"  NO_PROXY=169.254.169.254,168.63.129.16,localhost,127.0.0.1\n"
+	"  NO_PROXY=169.254.169.254,168.63.129.16,localhost,127.0.0.1\n\n" +
+	"(Arc-enabled servers: localhost and 127.0.0.1 cover the HIMDS identity endpoint on port 40342.)\n"
+
+// localEndpoint refuses a VM-local Azure endpoint sent through the proxy.
+func localEndpoint(fl *flow, label string) *denial {
+	return &denial{
+		status: http.StatusForbidden,
+		reason: ReasonLocalEndpoint,
+		detail: fmt.Sprintf("%s is the %s, which answers only on the VM itself and must not be sent to a proxy", fl.target(), label),
+		fix:    noProxyAdvice,
+	}
+}
 
 func clientUnknown(fl *flow) *denial {
 	a := fl.client.Addr().Unmap()
@@ -126,8 +138,8 @@ const selfWhat = "listener of this proxy"
 // on the VM itself (IMDS, WireServer): a client sending them to a proxy has a
 // NO_PROXY problem, not a policy problem.
 func isLocalEndpoint(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	return ip == netip.AddrFrom4([4]byte{169, 254, 169, 254}) || ip == netip.AddrFrom4([4]byte{168, 63, 129, 16})
+	_, ok := policy.LocalEndpoint(policy.Host{IP: ip.Unmap()}, 0)
+	return ok
 }
 
 // suggestRule renders the HCL allow block that would let host:port through.

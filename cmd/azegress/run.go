@@ -37,6 +37,7 @@ Usage:
   azegress report  [-policy BASELINE.hcl] [-format hcl|markdown|json] OBSERVATIONS...
   azegress record  [-cloud NAME] [-minimize] -- COMMAND ARGS...
   azegress test    [-v] POLICY.hcl CASES.hcl
+  azegress catalog [-cloud NAME] [-format table|json]
 
 Run "azegress COMMAND -h" for a command's flags.
 `
@@ -60,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return record(args[1:], stdout, stderr)
 	case "test":
 		return testPolicy(args[1:], stdout, stderr)
+	case "catalog":
+		return catalogCommand(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
