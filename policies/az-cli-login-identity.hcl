@@ -3,9 +3,9 @@
 # When to use it: scripts on a VM run the Azure CLI with the VM's managed
 # identity (`az login --identity`, then ARM commands such as `az resource list`).
 #
-# What it allows and why (a best guess from the CLI's source, to be replaced by
-# what `azegress record -minimize -- az login --identity` measures with the real
-# CLI): azure-cli 2.45 (azure/cli/core/_profile.py, login_with_managed_identity)
+# What it allows and why, measured: `azegress record -minimize -- az login
+# --identity` with Debian's real azure-cli 2.45.0 (e2e/azcli_test.go) keeps
+# exactly management.azure.com:443, as the CLI's source says: azure-cli 2.45 (azure/cli/core/_profile.py, login_with_managed_identity)
 # takes an ARM token from IMDS, decodes its tenant locally, then makes one call,
 # GET https://management.azure.com/subscriptions (SubscriptionFinder). The
 # managed-identity path never contacts Entra ID, so login.microsoftonline.com is

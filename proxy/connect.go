@@ -91,19 +91,27 @@ func (s *Server) admit(r *http.Request, kind string) (*flow, *denial) {
 	if d := s.checkHygiene(r, fl); d != nil {
 		return fl, d
 	}
+	return fl, s.decide(fl)
+}
+
+// decide is the part of admit that every listener shares: it selects
+// fl.client's block, takes a token from the block's rate limit and applies
+// its rules to fl.host and fl.port. A nil denial means the flow may proceed
+// to the dial, where the destination guard runs.
+func (s *Server) decide(fl *flow) *denial {
 	fl.block = fl.gen.pol.Client(fl.client.Addr())
 	// IMDS, WireServer and Arc's HIMDS answer only on the VM itself: a
 	// client sending them here has a NO_PROXY problem, whatever its block.
 	if label, ok := policy.LocalEndpoint(fl.host, fl.port); ok {
-		return fl, localEndpoint(fl, label)
+		return localEndpoint(fl, label)
 	}
 	if fl.block == nil {
-		return fl, clientUnknown(fl)
+		return clientUnknown(fl)
 	}
 	fl.state = s.blocks.get(fl.block.Name)
 	if ok, wait := fl.state.allow(fl.start); !ok {
 		l := fl.state.limits.Load()
-		return fl, &denial{
+		return &denial{
 			status:     http.StatusTooManyRequests,
 			reason:     ReasonRateLimited,
 			detail:     fmt.Sprintf("client block %q is over its limit of %g new connections per second (burst %d)", fl.block.Name, l.ConnectionsPerSecond, l.Burst),
@@ -113,10 +121,10 @@ func (s *Server) admit(r *http.Request, kind string) (*flow, *denial) {
 	}
 	d := fl.block.Decide(fl.host, fl.port)
 	if !d.Allowed && fl.block.Mode != policy.ModeLearn {
-		return fl, noRule(fl)
+		return noRule(fl)
 	}
 	fl.rule = d.Rule
-	return fl, nil
+	return nil
 }
 
 // checkHygiene parses the request target into fl and refuses anything
@@ -139,6 +147,9 @@ func (s *Server) checkHygiene(r *http.Request, fl *flow) *denial {
 	}
 	if len(head.Host) > 1 {
 		return badRequest("request has more than one Host header")
+	}
+	if tc := transparentFrom(r.Context()); tc != nil {
+		return checkTransparentHygiene(r, head, tc, fl) // origin-form, on that listener only
 	}
 	var authority, defPort string
 	if r.Method == http.MethodConnect {
@@ -288,9 +299,25 @@ func (s *Server) runTunnel(r *http.Request, client, upstream net.Conn, fl *flow)
 	if cc, ok := client.(*clientConn); ok {
 		raw = cc.Unwrap()
 	}
+	toUpstream, toClient, d := s.checkFronting(r, fl, raw, upstream)
+	if d != nil {
+		upstream.Close()
+		s.refused(r, fl, d)
+		return
+	}
+	s.spliceTunnel(fl, raw, upstream, toUpstream, toClient)
+}
+
+// spliceTunnel forwards the bytes the proxy already read from either side,
+// then moves bytes until either side is done. It logs and counts the tunnel
+// and closes both conns.
+func (s *Server) spliceTunnel(fl *flow, client, upstream net.Conn, toUpstream, toClient []byte) {
 	s.m.tunnelsActive.Inc()
 	var st tunnelStats
-	why, err := pipe(s.tunnelCtx, raw, upstream, s.cfg.TunnelIdleTimeout, &st)
+	why, err := replay(client, upstream, toUpstream, toClient, &st)
+	if err == nil {
+		why, err = pipe(s.tunnelCtx, client, upstream, s.cfg.TunnelIdleTimeout, &st)
+	}
 	s.m.tunnelsActive.Dec()
 	up, down := st.up.Load(), st.down.Load()
 	s.m.tunnelsTotal.WithLabelValues(why).Inc()
@@ -519,6 +546,9 @@ func (s *Server) refused(r *http.Request, fl *flow, d *denial) {
 		slog.String(keyReason, d.reason),
 		slog.String(keyDetail, d.detail),
 		slog.Int(keyStatus, d.status))
+	if d.fix != "" {
+		attrs = append(attrs, slog.String(keyFix, d.fix))
+	}
 	if fl.host == (policy.Host{}) {
 		attrs = append(attrs, slog.String(keyMethod, r.Method))
 	}
@@ -530,31 +560,45 @@ func (s *Server) refused(r *http.Request, fl *flow, d *denial) {
 
 // unserved logs the request heads net/http read on a connection but never
 // handed to a handler: it refused them itself (a malformed target, a bad
-// header) with a bare 400, and every refusal is logged.
+// header, a head too large or too slow) with a bare 400 or 431, and every
+// refusal is logged.
 func (s *Server) unserved(c *clientConn) {
 	for {
 		h, ok := c.NextHead()
 		if !ok {
-			return
-		}
-		fl := &flow{kind: kindHTTP, gen: s.gen.Load()}
-		if h.Method == http.MethodConnect {
-			fl.kind = kindConnect
-		}
-		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-			fl.client = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			break
 		}
 		detail := fmt.Sprintf("malformed request %s %q", truncate(h.Method, 16), truncate(h.Target, 80))
 		if h.Err != nil {
 			detail = "malformed request: " + h.Err.Error()
 		}
-		s.m.decisions.WithLabelValues(fl.kind, "deny", ReasonBadRequest, "", "").Inc()
-		s.log.LogAttrs(context.Background(), slog.LevelWarn, "deny", append(fl.attrs(),
-			slog.String(keyDecision, "deny"),
-			slog.String(keyReason, ReasonBadRequest),
-			slog.String(keyDetail, detail),
-			slog.Int(keyStatus, http.StatusBadRequest))...)
+		s.logUnserved(c, h.Method, detail, http.StatusBadRequest)
 	}
+	// A head net/http gave up on before it was complete: it answered 431
+	// to one too large, and 400 to one not sent within the header timeout.
+	if method, n := c.PartialHead(); n > 0 {
+		status, why := http.StatusBadRequest, "was not complete within the header timeout, or the client went away"
+		if n >= s.hs.MaxHeaderBytes {
+			status, why = http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("exceeds the limit of %d KiB", s.hs.MaxHeaderBytes>>10)
+		}
+		s.logUnserved(c, method, fmt.Sprintf("malformed request: the request head (%d bytes read) %s", n, why), status)
+	}
+}
+
+func (s *Server) logUnserved(c *clientConn, method, detail string, status int) {
+	fl := &flow{kind: kindHTTP, gen: s.gen.Load()}
+	if method == http.MethodConnect {
+		fl.kind = kindConnect
+	}
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		fl.client = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	s.m.decisions.WithLabelValues(fl.kind, "deny", ReasonBadRequest, "", "").Inc()
+	s.log.LogAttrs(context.Background(), slog.LevelWarn, "deny", append(fl.attrs(),
+		slog.String(keyDecision, "deny"),
+		slog.String(keyReason, ReasonBadRequest),
+		slog.String(keyDetail, detail),
+		slog.Int(keyStatus, status))...)
 }
 
 // allowed counts an allowed (or learn-mode would_deny) decision; a

@@ -3,7 +3,7 @@ package proxy
 // Log attribute keys. They are part of the log format operators parse, so
 // they are stable: add keys, never rename them.
 const (
-	keyKind        = "kind"         // connect | http
+	keyKind        = "kind"         // connect | http | transparent_tls | transparent_http
 	keyClient      = "client"       // client ip:port
 	keyClientBlock = "client_block" // name of the matching client block
 	keyHost        = "host"         // destination name or IP, normalized
@@ -11,6 +11,7 @@ const (
 	keyDecision    = "decision"     // allow | deny | would_deny
 	keyReason      = "reason"       // machine-readable reason, see reason constants
 	keyDetail      = "detail"       // human-readable explanation
+	keyFix         = "fix"          // what would allow it or what to change, often an HCL snippet
 	keyRule        = "rule"         // allow rule that matched
 	keyPolicy      = "policy"       // policy file
 	keyMode        = "mode"         // enforce | learn
@@ -23,4 +24,10 @@ const (
 	keyError       = "error"
 	keyMethod      = "method"
 	keyLabel       = "label" // Azure catalog label of the destination
+)
+
+// Log attribute keys of transparent mode.
+const (
+	keyOrigDst  = "orig_dst" // the ip:port the client connected to
+	keyResolved = "resolved" // the addresses the name resolved to, comma-separated
 )
