@@ -35,7 +35,7 @@ fuzz-short:
 	@for t in $$($(GO) test -list '^Fuzz' ./policy ./proxy | grep '^Fuzz'); do \
 	  pkg=./policy; $(GO) test -list "^$$t$$" ./proxy | grep -q "^$$t$$" && pkg=./proxy; \
 	  echo "fuzz $$pkg $$t"; \
-	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 5s $$pkg || exit 1; \
+	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 5s -fuzzminimizetime 100x $$pkg || exit 1; \
 	done
 
 # The benchmark of issue 5: the Go benchmarks of ./policy and ./proxy, then

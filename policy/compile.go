@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/big"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -86,7 +88,13 @@ func (c *compiler) compile(fs *fileSchema) *Policy {
 		}
 		p.clients = append(p.clients, cl)
 		p.ruleCount += len(cl.Rules)
+		for _, r := range slices.Concat(cl.Denies, cl.Rules) {
+			if r.expiresUnix != 0 {
+				p.expiries = append(p.expiries, RuleExpiry{Client: cl, Rule: r})
+			}
+		}
 	}
+	slices.SortStableFunc(p.expiries, func(a, b RuleExpiry) int { return cmp.Compare(a.Rule.expiresUnix, b.Rule.expiresUnix) })
 	p.v4 = c.prefixTable(p.clients, true)
 	p.v6 = c.prefixTable(p.clients, false)
 	return p
@@ -122,8 +130,6 @@ func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
 		Range:            cs.DefRange,
 		Mode:             c.mode(cs.Mode, ctx, defMode),
 		AllowSNIMismatch: c.boolAttr(cs.AllowSNIMismatch, ctx),
-		exact:            make(map[string][]*Rule),
-		wild:             make(map[string][]*Rule),
 	}
 	c.checkName(cs.Name, cs.NameRange, ctx, "client block")
 
@@ -166,47 +172,83 @@ func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
 			"Client block %q already has a limits block; previous definition at %s. Merge them into one.", cs.Name, pos(cs.Limits[0].DefRange)))
 	}
 
-	ruleNames := make(map[string]hcl.Range)
-	for _, as := range cs.Allows {
-		r := c.rule(as, ctx)
-		r.Index = len(cl.Rules)
-		if prev, dup := ruleNames[as.Name]; dup {
-			c.add(errorf(as.NameRange.Ptr(), ctx, "Duplicate allow rule",
-				"An allow rule named %q is already defined in client block %q; previous definition at %s. Give each rule a unique name.",
-				as.Name, cs.Name, pos(prev)))
+	// Allow and deny rules share one namespace: logs and metrics name rules
+	// by client block and rule name alone.
+	type ruleDef struct {
+		kind string
+		rng  hcl.Range
+	}
+	ruleNames := make(map[string]ruleDef)
+	addRule := func(r *Rule, nameRange hcl.Range, kind string) {
+		if prev, dup := ruleNames[r.Name]; dup {
+			c.add(errorf(nameRange.Ptr(), ctx, "Duplicate "+kind+" rule",
+				"A%s %s rule named %q is already defined in client block %q; previous definition at %s. Give each rule a unique name.",
+				article(prev.kind), prev.kind, r.Name, cs.Name, pos(prev.rng)))
 		} else {
-			ruleNames[as.Name] = as.DefRange
+			ruleNames[r.Name] = ruleDef{kind, r.Range}
 		}
+		cl.expiring = cl.expiring || r.expiresUnix != 0
+	}
+	for _, as := range cs.Allows {
+		r := c.rule(as, ctx, false)
+		r.Index = len(cl.Rules)
+		addRule(r, as.NameRange, "allow")
 		cl.Rules = append(cl.Rules, r)
-		cl.index(r)
+		cl.allow.add(r)
+	}
+	for _, ds := range cs.Denies {
+		r := c.rule(&allowSchema{
+			Name: ds.Name, NameRange: ds.NameRange, Hosts: ds.Hosts, Addresses: ds.Addresses, Ports: ds.Ports,
+			Expires: ds.Expires, DefRange: ds.DefRange, Body: ds.Body,
+		}, ctx, true)
+		r.Index = len(cl.Denies)
+		addRule(r, ds.NameRange, "deny")
+		cl.Denies = append(cl.Denies, r)
+		cl.deny.add(r)
 	}
 	return cl
 }
 
-// index adds r to the client's lookup maps. Rules are indexed in file
-// order, so every list in the maps is in file order.
-func (cl *Client) index(r *Rule) {
+func article(word string) string {
+	if strings.HasPrefix(word, "a") {
+		return "n"
+	}
+	return ""
+}
+
+// add adds r to the index. Rules are added in file order, so every list in
+// the maps is in file order.
+func (x *ruleIndex) add(r *Rule) {
+	if x.exact == nil {
+		x.exact, x.wild = make(map[string][]*Rule), make(map[string][]*Rule)
+	}
 	for _, h := range r.Hosts {
-		m, key := cl.exact, h
+		m, key := x.exact, h
 		if suffix, ok := strings.CutPrefix(h, "*."); ok {
-			m, key = cl.wild, suffix
-			cl.maxWild = max(cl.maxWild, 1+strings.Count(suffix, "."))
+			m, key = x.wild, suffix
+			x.maxWild = max(x.maxWild, 1+strings.Count(suffix, "."))
 		}
 		if rs := m[key]; len(rs) == 0 || rs[len(rs)-1] != r {
 			m[key] = append(rs, r)
 		}
 	}
 	if len(r.Addresses) > 0 {
-		cl.ipRules = append(cl.ipRules, r)
+		x.ipRules = append(x.ipRules, r)
 	}
 }
 
-func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range) *Rule {
+// rule compiles an allow block or, with deny set, a deny block (whose
+// schema has no catalog attributes, so those fields are nil).
+func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule {
 	block := blockRange(as.DefRange, as.Body)
 	c.blocks = append(c.blocks, block)
 	ctx := &block
-	r := &Rule{Name: as.Name, Range: as.DefRange}
-	c.checkName(as.Name, as.NameRange, clientCtx, "allow rule")
+	r := &Rule{Name: as.Name, Range: as.DefRange, Deny: deny}
+	kind := "allow"
+	if deny {
+		kind = "deny"
+	}
+	c.checkName(as.Name, as.NameRange, clientCtx, kind+" rule")
 
 	if as.Hosts != nil {
 		elems, _ := c.listAttr(as.Hosts, ctx, `hosts = ["api.example.com"]`)
@@ -215,8 +257,18 @@ func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range) *Rule {
 			if !ok {
 				continue
 			}
+			if deny && s == "*" {
+				c.add(errorf(rng, ctx, "Invalid host pattern",
+					`"*" would refuse every host, and whatever no allow rule matches is refused already. List the domains to refuse, like "*.example.com".`))
+				continue
+			}
 			if pat, ok := c.hostPattern(s, rng, ctx); ok {
+				n := len(r.Hosts)
 				r.addHost(pat, patternLabel(c.cloud, pat))
+				if len(r.Hosts) > n {
+					r.hostRanges = append(r.hostRanges, *rng)
+					r.fromCatalog = append(r.fromCatalog, false)
+				}
 			}
 		}
 	}
@@ -225,23 +277,37 @@ func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range) *Rule {
 		portSrcs = append(portSrcs, portSource{what: "hosts", ports: portsHTTPS, rng: as.Hosts.Expr.Range().Ptr()})
 	}
 	portSrcs = append(portSrcs, c.catalogAttrs(as, ctx, r)...)
+	for len(r.hostRanges) < len(r.Hosts) {
+		r.hostRanges = append(r.hostRanges, as.NameRange)
+		r.fromCatalog = append(r.fromCatalog, true)
+	}
+	c.expires(as.Expires, ctx, r)
 	hasAddresses := false
 	if as.Addresses != nil {
 		elems, _ := c.listAttr(as.Addresses, ctx, `addresses = ["10.20.0.0/24"]`)
 		hasAddresses = len(elems) > 0
 		for _, e := range elems {
-			pfx, _, ok := c.prefixElem(e, ctx, "addresses")
+			pfx, rng, ok := c.prefixElem(e, ctx, "addresses")
 			if ok && !slices.Contains(r.Addresses, pfx) {
 				r.Addresses = append(r.Addresses, pfx)
+				r.addrRanges = append(r.addrRanges, *rng)
 			}
 		}
 	}
 	named := c.hasListElems(as.Hosts) || c.hasListElems(as.Endpoints) || c.hasListElems(as.KeyVaults) ||
 		c.hasListElems(as.StorageAccounts) || c.hasListElems(as.Registries)
-	if len(r.Hosts) == 0 && !hasAddresses && !named &&
-		!hasUnknownAttrs(as.Body, "hosts", "addresses", "ports", "endpoints", "keyvaults", "storage_accounts", "registries") {
-		c.add(errorf(as.DefRange.Ptr(), ctx, "Empty allow rule",
-			"Allow rule %q names no destination, so it can never match. Add hosts = [\"api.example.com\"], addresses = [\"10.20.0.0/24\"], or catalog endpoints, keyvaults, storage_accounts or registries.", as.Name))
+	known := []string{"hosts", "addresses", "ports", "expires", "endpoints", "keyvaults", "storage_accounts", "registries"}
+	if deny {
+		known = known[:4]
+	}
+	if len(r.Hosts) == 0 && !hasAddresses && !named && !hasUnknownAttrs(as.Body, known...) {
+		if deny {
+			c.add(errorf(as.DefRange.Ptr(), ctx, "Empty deny rule",
+				"Deny rule %q names no destination, so it can never match. Add hosts = [\"api.example.com\"] or addresses = [\"20.1.2.3\"].", as.Name))
+		} else {
+			c.add(errorf(as.DefRange.Ptr(), ctx, "Empty allow rule",
+				"Allow rule %q names no destination, so it can never match. Add hosts = [\"api.example.com\"], addresses = [\"10.20.0.0/24\"], or catalog endpoints, keyvaults, storage_accounts or registries.", as.Name))
+		}
 	}
 
 	if as.Ports == nil {
@@ -259,6 +325,40 @@ func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range) *Rule {
 		}
 	}
 	return r
+}
+
+// expires decodes a rule's expires attribute into r: a date, which is
+// valid through the end of that day in UTC, or an RFC 3339 time.
+func (c *compiler) expires(attr *hcl.Attribute, ctx *hcl.Range, r *Rule) {
+	s, rng, ok := c.stringAttr(attr, ctx)
+	if !ok {
+		return
+	}
+	t, ok := ParseExpires(s)
+	if !ok {
+		c.add(errorf(rng, ctx, "Invalid expires",
+			"%q is not a date or time. Write a date like \"2026-12-31\" (the rule matches through the end of that day, UTC) or an RFC 3339 time like \"2026-12-31T18:00:00Z\".", s))
+		return
+	}
+	r.Expires, r.expiresRng = t, *rng
+	r.expiresUnix = t.Unix()
+	if r.expiresUnix == 0 {
+		r.expiresUnix = -1 // 0 means "never"
+	}
+}
+
+// ParseExpires parses the value of an expires attribute and returns the
+// instant the rule stops matching: for a date ("2026-12-31") the start of
+// the next day in UTC, for an RFC 3339 time ("2026-12-31T18:00:00+01:00")
+// that instant.
+func ParseExpires(s string) (time.Time, bool) {
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t.AddDate(0, 0, 1), true
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t.UTC(), true
+	}
+	return time.Time{}, false
 }
 
 // hasUnknownAttrs reports whether body has attributes other than known,
@@ -465,6 +565,8 @@ func exampleFor(name string) string {
 		return defaultCloud
 	case "mode":
 		return "enforce"
+	case "expires":
+		return "2026-12-31"
 	}
 	return "..."
 }

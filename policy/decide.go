@@ -3,6 +3,7 @@ package policy
 import (
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -50,7 +51,22 @@ type Policy struct {
 	clients   []*Client
 	ruleCount int
 	v4, v6    prefixTable
+	expiries  []RuleExpiry // soonest first
 }
+
+// RuleExpiry is a rule with an expires attribute and its client block.
+type RuleExpiry struct {
+	Client *Client
+	Rule   *Rule
+}
+
+// Expiries returns the rules with an expires attribute, allow and deny,
+// soonest first. The caller must not modify the result.
+func (p *Policy) Expiries() []RuleExpiry { return p.expiries }
+
+// ExpiryWarning is how long before a rule's expiry the proxy and
+// "azegress check -lint" start warning about it.
+const ExpiryWarning = 7 * 24 * time.Hour
 
 // Filename returns the file name the policy was loaded from, as passed to
 // Load or LoadFile.
@@ -60,7 +76,8 @@ func (p *Policy) Filename() string { return p.filename }
 // "AzureUSGovernment" or "AzureChinaCloud".
 func (p *Policy) Cloud() string { return p.cloud }
 
-// RuleCount returns the total number of allow rules over all client blocks.
+// RuleCount returns the total number of allow rules over all client blocks
+// (deny rules are not counted).
 func (p *Policy) RuleCount() int { return p.ruleCount }
 
 // Clients returns the client blocks in file order. The caller must not
@@ -84,19 +101,32 @@ type Client struct {
 	Sources []netip.Prefix
 	// Rules are the allow rules in file order.
 	Rules []*Rule
+	// Denies are the deny rules in file order. They are evaluated before
+	// Rules.
+	Denies []*Rule
 	// Range is the definition range of the client block.
 	Range hcl.Range
 
+	allow, deny ruleIndex
+	expiring    bool // some rule has an expiry: Decide reads the clock
+}
+
+// ruleIndex finds the rules of one kind (allow or deny) that match a
+// destination.
+type ruleIndex struct {
 	exact   map[string][]*Rule // normalized exact host -> rules, file order
 	wild    map[string][]*Rule // suffix of "*.suffix" -> rules, file order
 	maxWild int                // most labels in any wildcard suffix
 	ipRules []*Rule            // rules with addresses, file order
 }
 
-// Rule is a compiled allow block.
+// Rule is a compiled allow or deny block.
 type Rule struct {
-	// Name is the block label.
+	// Name is the block label. Allow and deny rules of a client block share
+	// one namespace.
 	Name string
+	// Deny reports whether this is a deny rule.
+	Deny bool
 	// Hosts are the normalized host patterns: lowercase punycode names,
 	// without trailing dots, exact or "*." followed by a suffix. They include
 	// the hosts its catalog attributes (endpoints, keyvaults,
@@ -111,13 +141,32 @@ type Rule struct {
 	// Ports are the allowed destination ports; [443] if the block has none.
 	Ports []uint16
 	// Addresses are the guarded prefixes the rule's hosts may resolve to,
-	// and the IP-literal destinations the rule allows.
+	// and the IP-literal destinations the rule allows. In a deny rule they
+	// are only the IP-literal destinations it refuses.
 	Addresses []netip.Prefix
-	// Range is the definition range of the allow block.
+	// Expires is the instant the rule stops matching; the zero value means
+	// never. expires = "2026-12-31" is 2027-01-01T00:00:00Z.
+	Expires time.Time
+	// Range is the definition range of the allow or deny block.
 	Range hcl.Range
-	// Index is the position of the rule within its client block.
+	// Index is the position of the rule within its client block's Rules
+	// (or Denies).
 	Index int
+
+	expiresUnix int64       // Expires as Unix seconds; 0: never
+	expiresRng  hcl.Range   // the expires attribute's value, for lint
+	hostRanges  []hcl.Range // where each of Hosts was written, for lint
+	addrRanges  []hcl.Range // where each of Addresses was written
+	fromCatalog []bool      // Hosts[i] came from a catalog attribute
 }
+
+// Expired reports whether the rule has an expiry at or before now.
+func (r *Rule) Expired(now time.Time) bool {
+	return r.expiresUnix != 0 && now.Unix() >= r.expiresUnix
+}
+
+// live reports whether the rule matches at now (Unix seconds).
+func (r *Rule) live(now int64) bool { return r.expiresUnix == 0 || now < r.expiresUnix }
 
 // Decision is the outcome of Client.Decide.
 type Decision struct {
@@ -125,28 +174,53 @@ type Decision struct {
 	Allowed bool
 	// Rule is the rule that allowed the connection, or nil when denied.
 	Rule *Rule
+	// Deny is the deny rule that refused the connection, or nil when no
+	// deny rule matched (then a denial means no allow rule matched).
+	Deny *Rule
 }
 
-// Decide reports whether the client may connect to h on port. It follows
-// the evaluation order in the package documentation: for a name, exact
-// rules first, then wildcard rules from the longest suffix to the shortest,
-// each group in file order; for an IP literal, the first rule in file order
-// whose addresses contain it. h must come from ParseHost; names that are not
-// normalized never match. A nil client denies everything. Decide does not
-// allocate.
+// Decide reports whether the client may connect to h on port now. It
+// follows the evaluation order in the package documentation: deny rules
+// first, then allow rules; within each, for a name, exact rules first, then
+// wildcard rules from the longest suffix to the shortest, each group in
+// file order; for an IP literal, the first rule in file order whose
+// addresses contain it. Expired rules do not match. h must come from
+// ParseHost; names that are not normalized never match. A nil client denies
+// everything.
+//
+// Decide does not allocate. It reads the clock (time.Now) only if some rule
+// of the block has an expires attribute, and then once per call.
 func (c *Client) Decide(h Host, port uint16) Decision {
-	var r *Rule
-	switch {
-	case c == nil:
-	case h.IP.IsValid():
-		r = c.lookupIP(h.IP, port, netip.Addr{})
-	case h.Name != "":
-		r = c.lookupName(h.Name, port, netip.Addr{})
+	return c.decide(h, port, c.now())
+}
+
+// DecideAt is Decide at the instant now: rules whose expiry is at or
+// before now do not match. It is for tests and tools that ask "what would
+// the proxy decide on that day".
+func (c *Client) DecideAt(h Host, port uint16, now time.Time) Decision {
+	return c.decide(h, port, now.Unix())
+}
+
+// now returns the Unix time for expiry checks, or 0 when no rule of c
+// expires (then it is never compared).
+func (c *Client) now() int64 {
+	if c == nil || !c.expiring {
+		return 0
 	}
-	if r == nil {
+	return time.Now().Unix()
+}
+
+func (c *Client) decide(h Host, port uint16, now int64) Decision {
+	if c == nil {
 		return Decision{}
 	}
-	return Decision{Allowed: true, Rule: r}
+	if r := c.deny.lookup(h, port, netip.Addr{}, now); r != nil {
+		return Decision{Deny: r}
+	}
+	if r := c.allow.lookup(h, port, netip.Addr{}, now); r != nil {
+		return Decision{Allowed: true, Rule: r}
+	}
+	return Decision{}
 }
 
 // AddressAllowed reports whether ip, an address that h resolved to, is
@@ -155,15 +229,12 @@ func (c *Client) Decide(h Host, port uint16) Decision {
 // containing ip or its unmapped IPv4 form. The proxy's destination guard
 // uses it to let guarded (private) ranges through only where a rule says
 // so. AddressAllowed does not allocate.
+//
+// Expired rules do not count, and deny rules play no part: Decide has
+// already refused whatever a deny rule matches.
 func (c *Client) AddressAllowed(h Host, port uint16, ip netip.Addr) bool {
 	if c == nil || !ip.IsValid() {
 		return false
 	}
-	switch {
-	case h.IP.IsValid():
-		return c.lookupIP(h.IP, port, ip) != nil
-	case h.Name != "":
-		return c.lookupName(h.Name, port, ip) != nil
-	}
-	return false
+	return c.allow.lookup(h, port, ip, c.now()) != nil
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/net/idna"
 )
@@ -444,5 +445,186 @@ func BenchmarkLoad100kRules(b *testing.B) {
 		if _, diags := Load("bench.hcl", src); diags.HasErrors() {
 			b.Fatal(FormatDiagnostics(diags))
 		}
+	}
+}
+
+const denyPolicy = `
+client "web" {
+  sources = ["10.0.0.0/8"]
+  allow "wild" {
+    hosts = ["*.example.com", "example.org"]
+    ports = [443, 8443]
+  }
+  allow "ip" {
+    addresses = ["20.1.2.0/24"]
+  }
+  allow "vendor" {
+    hosts   = ["vendor.example.net"]
+    expires = "2026-12-31"
+  }
+  allow "vendor-after" {
+    hosts = ["*.example.net"]
+    ports = [8443]
+  }
+  deny "admin" {
+    hosts = ["admin.example.com", "*.internal.example.com"]
+    ports = [443]
+  }
+  deny "ip-one" {
+    addresses = ["20.1.2.3"]
+  }
+  deny "freeze" {
+    hosts   = ["example.org"]
+    expires = "2026-06-30T12:00:00Z"
+  }
+}
+`
+
+// TestDenyRules checks that deny rules are evaluated before allow rules,
+// match with the same host and port semantics, and name themselves.
+func TestDenyRules(t *testing.T) {
+	t.Parallel()
+	c := loadForTest(t, denyPolicy).Clients()[0]
+	at := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		host       string
+		port       uint16
+		allow, dny string // rule names; "" for none
+	}{
+		{"admin.example.com", 443, "", "admin"},
+		{"ADMIN.example.com.", 443, "", "admin"},
+		{"admin.example.com", 8443, "wild", ""}, // the deny rule has port 443 only
+		{"x.internal.example.com", 443, "", "admin"},
+		{"a.b.internal.example.com", 443, "", "admin"},
+		{"internal.example.com", 443, "wild", ""}, // a wildcard never matches its apex
+		{"www.example.com", 443, "wild", ""},
+		{"20.1.2.3", 443, "", "ip-one"},
+		{"20.1.2.4", 443, "ip", ""},
+		{"example.org", 443, "", "freeze"},
+		{"unknown.example.io", 443, "", ""},
+	} {
+		h := mustHost(t, tt.host)
+		d := c.DecideAt(h, tt.port, at)
+		var gotAllow, gotDeny string
+		if d.Rule != nil {
+			gotAllow = d.Rule.Name
+		}
+		if d.Deny != nil {
+			gotDeny = d.Deny.Name
+			if !d.Deny.Deny {
+				t.Errorf("%s:%d: Decision.Deny %q is not a deny rule", tt.host, tt.port, gotDeny)
+			}
+		}
+		if gotAllow != tt.allow || gotDeny != tt.dny || d.Allowed != (tt.allow != "") {
+			t.Errorf("%s:%d: got allowed=%v rule=%q deny=%q, want rule=%q deny=%q", tt.host, tt.port, d.Allowed, gotAllow, gotDeny, tt.allow, tt.dny)
+		}
+	}
+	if len(c.Denies) != 3 || len(c.Rules) != 4 {
+		t.Errorf("got %d deny and %d allow rules, want 3 and 4", len(c.Denies), len(c.Rules))
+	}
+}
+
+// TestExpires checks that an expired rule stops matching at its instant,
+// for allow and deny rules, and that a date means the end of that day in
+// UTC.
+func TestExpires(t *testing.T) {
+	t.Parallel()
+	c := loadForTest(t, denyPolicy).Clients()[0]
+	vendor, org := mustHost(t, "vendor.example.net"), mustHost(t, "example.org")
+	endOfYear := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	freezeEnd := time.Date(2026, 6, 30, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name  string
+		h     Host
+		port  uint16
+		at    time.Time
+		allow bool
+	}{
+		{"allow before expiry", vendor, 443, endOfYear.Add(-time.Second), true},
+		{"allow at expiry", vendor, 443, endOfYear, false},
+		{"allow after expiry", vendor, 443, endOfYear.Add(time.Hour), false},
+		{"expired exact falls through to the wildcard", vendor, 8443, endOfYear, true},
+		{"deny before expiry", org, 443, freezeEnd.Add(-time.Second), false},
+		{"deny expired: allow applies", org, 443, freezeEnd, true},
+	} {
+		if got := c.DecideAt(tt.h, tt.port, tt.at).Allowed; got != tt.allow {
+			t.Errorf("%s: allowed=%v, want %v", tt.name, got, tt.allow)
+		}
+	}
+	r := c.Rules[2]
+	if want := endOfYear; !r.Expires.Equal(want) {
+		t.Errorf("vendor Expires = %s, want %s", r.Expires, want)
+	}
+	if r.Expired(endOfYear.Add(-time.Second)) || !r.Expired(endOfYear) {
+		t.Errorf("Expired is wrong around %s", endOfYear)
+	}
+	// Decide reads the real clock: this rule expired long ago.
+	old := loadForTest(t, "client \"a\" {\n  sources = [\"10.0.0.0/8\"]\n  allow \"old\" {\n    hosts   = [\"old.example.com\"]\n    expires = \"2001-01-01T00:00:00Z\"\n  }\n}\n")
+	if old.Clients()[0].Decide(mustHost(t, "old.example.com"), 443).Allowed {
+		t.Errorf("Decide allowed a rule that expired in 2001")
+	}
+	if exp := old.Expiries(); len(exp) != 1 || exp[0].Rule.Name != "old" {
+		t.Errorf("Expiries() = %v, want rule old", exp)
+	}
+	for _, tt := range []struct {
+		in   string
+		want time.Time
+	}{
+		{"2026-12-31", endOfYear},
+		{"2026-12-31T18:00:00+01:00", time.Date(2026, 12, 31, 17, 0, 0, 0, time.UTC)},
+		{"1969-12-31", time.Unix(0, 0).UTC()},
+	} {
+		got, ok := ParseExpires(tt.in)
+		if !ok || !got.Equal(tt.want) {
+			t.Errorf("ParseExpires(%q) = %s, %v; want %s", tt.in, got, ok, tt.want)
+		}
+	}
+	// An expiry at the Unix epoch must not read as "never".
+	epoch := loadForTest(t, "client \"a\" {\n  sources = [\"10.0.0.0/8\"]\n  allow \"e\" {\n    hosts   = [\"e.example.com\"]\n    expires = \"1969-12-31\"\n  }\n}\n")
+	if epoch.Clients()[0].Decide(mustHost(t, "e.example.com"), 443).Allowed {
+		t.Errorf("a rule that expired at the Unix epoch still matches")
+	}
+}
+
+func TestZeroAllocsDenyExpires(t *testing.T) {
+	c := loadForTest(t, denyPolicy).Clients()[0]
+	deny, allow, ip := mustHost(t, "x.internal.example.com"), mustHost(t, "vendor.example.net"), mustHost(t, "20.1.2.3")
+	for _, tt := range []struct {
+		name string
+		fn   func()
+	}{
+		{"Decide deny", func() { c.Decide(deny, 443) }},
+		{"Decide expiring allow", func() { c.Decide(allow, 443) }},
+		{"Decide deny ip", func() { c.Decide(ip, 443) }},
+		{"AddressAllowed", func() { c.AddressAllowed(allow, 443, netip.MustParseAddr("10.0.0.1")) }},
+	} {
+		if n := testing.AllocsPerRun(100, tt.fn); n != 0 {
+			t.Errorf("%s allocates %v times per run, want 0", tt.name, n)
+		}
+	}
+}
+
+// BenchmarkDecideDenyExpires measures what deny rules and expiry checks
+// add to Decide: a block with an expiring rule reads the clock once per
+// call.
+func BenchmarkDecideDenyExpires(b *testing.B) {
+	for _, bb := range []struct {
+		name, extra string
+	}{
+		{"plain", ""},
+		{"deny", "  deny \"d\" {\n    hosts = [\"*.internal.example.net\", \"blocked.example.com\"]\n  }\n"},
+		{"expires", "  allow \"tmp\" {\n    hosts   = [\"tmp.example.com\"]\n    expires = \"2999-12-31\"\n  }\n"},
+	} {
+		src := strings.Replace(benchPolicy(1000), "client \"bench\" {\n", "client \"bench\" {\n"+bb.extra, 1)
+		c := loadForTest(b, src).Clients()[0]
+		wild := mustHost(b, "a.b.tenant999.example.net")
+		b.Run(bb.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if d := c.Decide(wild, 443); !d.Allowed {
+					b.Fatal("denied")
+				}
+			}
+		})
 	}
 }

@@ -51,8 +51,10 @@
 //     IPv4-mapped IPv6 forms (::ffff:10.0.0.0/104) are rejected; write
 //     IPv4 prefixes in IPv4 form.
 //   - mode: overrides the top-level mode.
-//   - allow "NAME" blocks: the rules, described below. Names are unique
-//     within the client block.
+//   - allow "NAME" blocks: the rules, described below.
+//   - deny "NAME" blocks: destinations to refuse even if an allow rule
+//     matches them, described below. Allow and deny rule names share one
+//     namespace and are unique within the client block.
 //   - limits: at most one block. connections_per_second (a number greater
 //     than 0, may be fractional) is the token-bucket rate for new
 //     connections; burst (a whole number, at least 1) is the bucket size
@@ -98,6 +100,29 @@
 // hosts written out. Each carries its catalog label (Rule.Labels), and
 // Label names any host the catalog knows, for logs and reports.
 //
+// Allow and deny blocks may set expires, when the rule stops matching:
+// a date, "2026-12-31", which is valid through the end of that day in UTC
+// (it expires at 2027-01-01T00:00:00Z), or an RFC 3339 time,
+// "2026-12-31T18:00:00+01:00". An expired rule stays in the compiled
+// policy but no longer matches: Decide compares the expiry, stored as Unix
+// seconds, with the clock at each call (it reads time.Now only for a
+// client block that has a rule with expires, and never allocates;
+// Client.DecideAt takes the instant instead). Lint, and the proxy at load
+// and reload, warn ExpiryWarning (7 days) before a rule expires.
+//
+// A deny "NAME" block takes hosts, addresses and ports with the same
+// syntax, defaults and validation as an allow block (ports default to
+// [443]), and expires; it does not take the catalog attributes. Its hosts
+// match names as allow hosts do; its addresses match IP-literal
+// destinations only (a deny rule does not look at what a name resolves
+// to). A deny rule refuses what it matches with reason deny_rule, naming
+// the rule, before any allow rule is consulted, in learn mode too: it is a
+// decision the policy's author made, not a gap to learn. This is how an
+// Azure Firewall Deny rule collection with a higher priority than the
+// Allow collections behaves; a Deny collection with a lower priority than
+// an overlapping Allow collection does not stop what that Allow
+// collection allows in Azure, but a deny rule here always wins.
+//
 // Unknown attributes and blocks are errors. Every problem in a file is
 // reported at once, with its position.
 //
@@ -112,14 +137,16 @@
 //  2. Destination parsing. The destination host is parsed with ParseHost:
 //     IP literals in any inet_aton spelling become addresses, and names are
 //     normalized to lowercase punycode.
-//  3. Rule selection (Client.Decide). The default is deny. For a name, a
-//     rule matches if one of its host patterns matches the name and the
-//     port is one of its ports. Rules with an exact pattern win over
-//     wildcard rules, a longer wildcard suffix wins over a shorter one,
-//     and among equals the first rule in file order wins. For an IP
-//     literal, the first rule in file order whose addresses contain the
-//     address (or its unmapped IPv4 form) and whose ports include the port
-//     wins. Host patterns never match IP literals.
+//  3. Rule selection (Client.Decide). Deny rules are tried first: if one
+//     matches, the connection is refused (deny_rule). Then allow rules; the
+//     default is deny (no_rule). For a name, a rule matches if one of its
+//     host patterns matches the name and the port is one of its ports.
+//     Rules with an exact pattern win over wildcard rules, a longer
+//     wildcard suffix wins over a shorter one, and among equals the first
+//     rule in file order wins. For an IP literal, the first rule in file
+//     order whose addresses contain the address (or its unmapped IPv4
+//     form) and whose ports include the port wins. Host patterns never
+//     match IP literals. Expired rules (expires) never match.
 //  4. Destination guard. After DNS resolution, an address in a guarded
 //     (private) range is only permitted if Client.AddressAllowed says so:
 //     some rule that matches the host and port lists a prefix in addresses
@@ -129,5 +156,17 @@
 //     Azure service's privatelink zone, as a private endpoint's DNS has it.
 //
 // A client block in learn mode applies steps 3 and 4 and reports the
-// result, but the proxy does not refuse the connection.
+// result, but the proxy does not refuse the connection, unless a deny
+// rule matched.
+//
+// # Lint
+//
+// Lint warns about policies that load but probably do not say what their
+// author meant (azegress check -lint); see its documentation for the list.
+//
+// # Azure Firewall
+//
+// ImportAzureFirewall converts Azure Firewall application rules to a
+// policy and ExportAzureFirewall writes a policy as a rule collection
+// group; azfw.go lists where the two languages differ.
 package policy

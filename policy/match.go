@@ -45,17 +45,29 @@ func (t *prefixTable) lookup(addr netip.Addr) *Client {
 	return nil
 }
 
-// lookupName returns the rule that allows name on port, in evaluation
+// lookup returns the rule of x that matches h on port at now (Unix
+// seconds; rules that expired by then are skipped), or nil. If guard is
+// valid, only rules whose addresses contain guard count.
+func (x *ruleIndex) lookup(h Host, port uint16, guard netip.Addr, now int64) *Rule {
+	switch {
+	case h.IP.IsValid():
+		return x.lookupIP(h.IP, port, guard, now)
+	case h.Name != "":
+		return x.lookupName(h.Name, port, guard, now)
+	}
+	return nil
+}
+
+// lookupName returns the rule that matches name on port, in evaluation
 // order: exact rules first, then wildcard rules from the longest suffix to
-// the shortest, each in file order. If guard is valid, only rules whose
-// addresses contain guard count.
-func (c *Client) lookupName(name string, port uint16, guard netip.Addr) *Rule {
-	for _, r := range c.exact[name] {
-		if r.hasPort(port) && (!guard.IsValid() || r.containsAddr(guard)) {
+// the shortest, each in file order.
+func (x *ruleIndex) lookupName(name string, port uint16, guard netip.Addr, now int64) *Rule {
+	for _, r := range x.exact[name] {
+		if r.hasPort(port) && r.live(now) && (!guard.IsValid() || r.containsAddr(guard)) {
 			return r
 		}
 	}
-	if len(c.wild) == 0 {
+	if len(x.wild) == 0 {
 		return nil
 	}
 	// Walk the proper suffixes of name by slicing: "a.b.example.com" tries
@@ -71,11 +83,11 @@ func (c *Client) lookupName(name string, port uint16, guard netip.Addr) *Rule {
 		}
 		s = s[i+1:]
 		labels--
-		if labels > c.maxWild {
+		if labels > x.maxWild {
 			continue
 		}
-		for _, r := range c.wild[s] {
-			if r.hasPort(port) && (!guard.IsValid() || r.containsAddr(guard)) {
+		for _, r := range x.wild[s] {
+			if r.hasPort(port) && r.live(now) && (!guard.IsValid() || r.containsAddr(guard)) {
 				return r
 			}
 		}
@@ -86,9 +98,9 @@ func (c *Client) lookupName(name string, port uint16, guard netip.Addr) *Rule {
 // lookupIP returns the first rule in file order whose addresses contain
 // dst and whose ports include port. If guard is valid, the rule's
 // addresses must contain guard too.
-func (c *Client) lookupIP(dst netip.Addr, port uint16, guard netip.Addr) *Rule {
-	for _, r := range c.ipRules {
-		if r.hasPort(port) && r.containsAddr(dst) && (!guard.IsValid() || r.containsAddr(guard)) {
+func (x *ruleIndex) lookupIP(dst netip.Addr, port uint16, guard netip.Addr, now int64) *Rule {
+	for _, r := range x.ipRules {
+		if r.hasPort(port) && r.live(now) && r.containsAddr(dst) && (!guard.IsValid() || r.containsAddr(guard)) {
 			return r
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/hcl/v2"
 )
 
 // Report is what observations say about a policy: the destinations seen per
@@ -33,6 +35,8 @@ type BaselineDiff struct {
 	UnusedRules []RuleRef     `json:"unused_rules"`    // candidates to remove
 	Denied      []Observation `json:"observed_denied"` // seen, but the baseline denies them
 	Risky       []RiskyRule   `json:"risky_patterns"`  // wildcards over multi-tenant data planes
+
+	lint []string // Lint's warnings about the baseline, for Markdown
 }
 
 // RuleRef names a rule of a policy.
@@ -109,6 +113,9 @@ func (p *Policy) clientNamed(name string) *Client {
 
 func diffBaseline(obs []Observation, base *Policy) *BaselineDiff {
 	d := &BaselineDiff{Policy: base.Filename(), UnusedRules: []RuleRef{}, Denied: []Observation{}, Risky: []RiskyRule{}}
+	for _, w := range Lint(base, time.Now()) {
+		d.lint = append(d.lint, strings.TrimSuffix(strings.Replace(FormatDiagnostics(hcl.Diagnostics{w}), ": warning: ", ": ", 1), "\n"))
+	}
 	used := map[*Rule]bool{}
 	for _, o := range obs {
 		if !ruleWorthy(o) {
@@ -309,6 +316,13 @@ func (r *Report) Markdown() []byte {
 		}
 		for _, rr := range d.Risky {
 			fmt.Fprintf(&b, "- `%s` in client `%s`, rule `%s` (%s): %s\n", rr.Pattern, rr.ClientBlock, rr.Rule, rr.Pos, rr.Why)
+		}
+		b.WriteString("\n### Lint warnings (`azegress check -lint`)\n\n")
+		if len(d.lint) == 0 {
+			b.WriteString("None.\n")
+		}
+		for _, w := range d.lint {
+			fmt.Fprintf(&b, "- %s\n", mdEscape(w))
 		}
 	}
 	return []byte(b.String())

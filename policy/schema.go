@@ -8,9 +8,7 @@ import "github.com/hashicorp/hcl/v2"
 // the exact list element; gohcl still rejects unknown attributes and blocks
 // with its "Did you mean" diagnostics.
 //
-// To extend the language (endpoints, keyvaults, storage_accounts,
-// registries, expires, deny blocks), add fields here and handle them in
-// compile.go.
+// To extend the language, add fields here and handle them in compile.go.
 
 // fileSchema is the top level of a policy file.
 type fileSchema struct {
@@ -28,6 +26,7 @@ type clientSchema struct {
 	// AllowSNIMismatch relaxes the domain-fronting check on CONNECT tunnels.
 	AllowSNIMismatch *hcl.Attribute  `hcl:"allow_sni_mismatch,optional"`
 	Allows           []*allowSchema  `hcl:"allow,block"`
+	Denies           []*denySchema   `hcl:"deny,block"`
 	Limits           []*limitsSchema `hcl:"limits,block"` // at most one; checked in compile.go
 	DefRange         hcl.Range       `hcl:",def_range"`
 	Body             hcl.Body        `hcl:",body"`
@@ -46,8 +45,26 @@ type allowSchema struct {
 	KeyVaults       *hcl.Attribute `hcl:"keyvaults,optional"`
 	StorageAccounts *hcl.Attribute `hcl:"storage_accounts,optional"`
 	Registries      *hcl.Attribute `hcl:"registries,optional"`
-	DefRange        hcl.Range      `hcl:",def_range"`
-	Body            hcl.Body       `hcl:",body"`
+	// Expires is when the rule stops matching: a date (valid through the
+	// end of that day, UTC) or an RFC 3339 time.
+	Expires  *hcl.Attribute `hcl:"expires,optional"`
+	DefRange hcl.Range      `hcl:",def_range"`
+	Body     hcl.Body       `hcl:",body"`
+}
+
+// denySchema is a deny "NAME" { ... } block inside a client block: the
+// destinations it names are refused before any allow rule is consulted.
+// It takes the allow block's hosts, addresses, ports and expires, but not
+// the catalog attributes.
+type denySchema struct {
+	Name      string         `hcl:"name,label"`
+	NameRange hcl.Range      `hcl:"name,label_range"`
+	Hosts     *hcl.Attribute `hcl:"hosts,optional"`
+	Addresses *hcl.Attribute `hcl:"addresses,optional"`
+	Ports     *hcl.Attribute `hcl:"ports,optional"`
+	Expires   *hcl.Attribute `hcl:"expires,optional"`
+	DefRange  hcl.Range      `hcl:",def_range"`
+	Body      hcl.Body       `hcl:",body"`
 }
 
 // limitsSchema is the optional limits { ... } block inside a client block.

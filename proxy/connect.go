@@ -120,8 +120,8 @@ func (s *Server) decide(fl *flow) *denial {
 		}
 	}
 	d := fl.block.Decide(fl.host, fl.port)
-	if !d.Allowed && fl.block.Mode != policy.ModeLearn {
-		return noRule(fl)
+	if !d.Allowed && (fl.block.Mode != policy.ModeLearn || d.Deny != nil) {
+		return refusal(fl, d)
 	}
 	fl.rule = d.Rule
 	return nil
@@ -250,15 +250,7 @@ func (s *Server) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.Co
 	r := pctx.Req
 	fl, d := s.admit(r, kindConnect)
 	if d == nil {
-		if !fl.state.acquireTunnel() {
-			d = &denial{
-				status:     http.StatusTooManyRequests,
-				reason:     ReasonTooManyTunnels,
-				detail:     fmt.Sprintf("client block %q already has its maximum of %d open tunnels", fl.block.Name, fl.state.maxTunnels.Load()),
-				fix:        fmt.Sprintf("Close idle connections, or raise limits.max_tunnels for client %q in %s.", fl.block.Name, fl.gen.pol.Filename()),
-				retryAfter: time.Second,
-			}
-		}
+		d = acquireTunnel(fl)
 	}
 	var upstream net.Conn
 	if d == nil {
@@ -277,9 +269,14 @@ func (s *Server) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.Co
 	return &goproxy.ConnectAction{
 		Action: goproxy.ConnectHijack,
 		Hijack: func(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
-			defer s.tunnelWG.Done()
-			defer fl.state.releaseTunnel()
-			s.runTunnel(req, client, upstream, fl)
+			// The tunnel gets a goroutine of its own, so that net/http's
+			// connection goroutine returns and an idle tunnel does not pin
+			// its deep stack, read buffer and request (about 12 KiB).
+			go func() {
+				defer s.tunnelWG.Done()
+				defer fl.state.releaseTunnel()
+				s.runTunnel(req, client, upstream, fl)
+			}()
 		},
 	}, host
 }

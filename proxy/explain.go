@@ -18,6 +18,7 @@ type Explanation struct {
 	Decision  string       // allow, deny or would_deny
 	Reason    string       // a Reason* constant
 	Rule      *policy.Rule // the allowing rule, if any
+	DenyRule  *policy.Rule // the deny rule that refused it, if any (reason deny_rule)
 	Detail    string       // one sentence
 	Fix       string       // what would allow it, if denied
 	Addresses []AddrCheck  // the destination guard's verdict per resolved address
@@ -59,8 +60,11 @@ func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target st
 	}
 	d := fl.block.Decide(h, port)
 	if !d.Allowed {
-		if fl.block.Mode != policy.ModeLearn {
-			return deny(noRule(fl))
+		// Deny rules refuse in learn mode too: they are a decision the
+		// policy's author made, not a gap to learn.
+		if fl.block.Mode != policy.ModeLearn || d.Deny != nil {
+			e.DenyRule = d.Deny
+			return deny(refusal(fl, d))
 		}
 		e.Decision, e.Reason = "would_deny", ReasonNoRule
 		e.Detail = noRule(fl).detail + "; learning mode lets it through"

@@ -92,15 +92,31 @@ func (bs *blocks) get(name string) *blockState {
 	return b
 }
 
+// takeConn counts a new client connection, on any listener, against the
+// global cap. Over the cap it counts the shed connection and returns false.
+func (s *Server) takeConn() bool {
+	if n := s.conns.Add(1); s.cfg.MaxConnections > 0 && n > int64(s.cfg.MaxConnections) {
+		s.conns.Add(-1)
+		s.m.connsShed.Inc()
+		return false
+	}
+	s.m.connsActive.Inc()
+	return true
+}
+
+// releaseConn gives a connection's slot under the global cap back.
+func (s *Server) releaseConn() {
+	s.conns.Add(-1)
+	s.m.connsActive.Dec()
+}
+
 // capListener enforces the global cap on concurrent client connections.
 // Excess connections get a short 503 and are closed at once: load is shed,
 // not queued. Accept keeps looping on a shed connection, because
 // http.Server.Serve stops on any error Accept returns.
 type capListener struct {
 	net.Listener
-	s      *Server
-	max    int64
-	active atomic.Int64
+	s *Server
 }
 
 func (l *capListener) Accept() (net.Conn, error) {
@@ -109,15 +125,12 @@ func (l *capListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if n := l.active.Add(1); l.max > 0 && n > l.max {
-			l.active.Add(-1)
-			l.s.m.connsShed.Inc()
+		if !l.s.takeConn() {
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 			_, _ = c.Write(shedResponse)
 			_ = c.Close()
 			continue
 		}
-		l.s.m.connsActive.Inc()
 		return &clientConn{headConn: newHeadConn(c), l: l}, nil
 	}
 }
@@ -138,8 +151,7 @@ type clientConn struct {
 func (c *clientConn) Close() error {
 	err := c.headConn.Close()
 	c.once.Do(func() {
-		c.l.active.Add(-1)
-		c.l.s.m.connsActive.Dec()
+		c.l.s.releaseConn()
 		c.l.s.unserved(c)
 	})
 	return err

@@ -23,7 +23,8 @@ const (
 	keyCloseReason = "close_reason" // why a tunnel ended
 	keyError       = "error"
 	keyMethod      = "method"
-	keyLabel       = "label" // Azure catalog label of the destination
+	keyLabel       = "label"   // Azure catalog label of the destination
+	keyExpires     = "expires" // when a rule stops matching (RFC 3339)
 )
 
 // Log attribute keys of transparent mode.

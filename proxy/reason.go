@@ -16,6 +16,7 @@ import (
 // X-Azegress-Reason header and the 403 body; they are stable.
 const (
 	ReasonNoRule         = "no_rule"
+	ReasonDenyRule       = "deny_rule"
 	ReasonBlockedAddress = "blocked_address"
 	ReasonClientUnknown  = "client_unknown"
 	ReasonRateLimited    = "rate_limited"
@@ -23,14 +24,25 @@ const (
 	ReasonBadRequest     = "bad_request"
 	ReasonDialFailed     = "dial_failed"
 	ReasonLocalEndpoint  = "local_endpoint"
+	// ReasonNoSNI: a transparent TLS connection whose ClientHello names no
+	// host (no SNI, or an IP address).
+	ReasonNoSNI = "no_sni"
+	// ReasonECH: a transparent TLS connection with an Encrypted Client
+	// Hello whose outer (public) name is not allowed.
+	ReasonECH = "ech"
+	// ReasonSNIMismatch: a CONNECT tunnel whose ClientHello names another
+	// host than the CONNECT target, one the client block does not allow.
+	ReasonSNIMismatch = "sni_mismatch"
 	// ReasonAllowed labels allowed decisions in metrics.
 	ReasonAllowed = "allowed"
 )
 
 // Request kinds.
 const (
-	kindConnect = "connect"
-	kindHTTP    = "http"
+	kindConnect         = "connect"
+	kindHTTP            = "http"
+	kindTransparentTLS  = "transparent_tls"  // a redirected TLS connection, decided on its SNI
+	kindTransparentHTTP = "transparent_http" // a request on a redirected HTTP connection, decided on its Host
 )
 
 // denial is a refused request: what the client is told and what is logged.
@@ -72,6 +84,30 @@ func noRule(fl *flow) *denial {
 		}
 	}
 	return d
+}
+
+// refusal turns a policy decision that did not allow the flow into its
+// denial: deny_rule when a deny rule matched, no_rule otherwise. For a deny
+// rule it also records the rule in fl.rule, so that the denial's log
+// record names it (the rule key); the flow ends at the denial.
+func refusal(fl *flow, d policy.Decision) *denial {
+	if d.Deny == nil {
+		return noRule(fl)
+	}
+	fl.rule = d.Deny
+	return denyRule(fl, d.Deny)
+}
+
+// denyRule refuses a flow that a deny rule matches.
+func denyRule(fl *flow, r *policy.Rule) *denial {
+	at := fmt.Sprintf("%s:%d:%d", r.Range.Filename, r.Range.Start.Line, r.Range.Start.Column)
+	return &denial{
+		status: http.StatusForbidden,
+		reason: ReasonDenyRule,
+		detail: fmt.Sprintf("deny rule %q (%s) in client block %q matches %s", r.Name, at, fl.block.Name, fl.target()),
+		fix: fmt.Sprintf("This destination is refused on purpose. If the client needs it, narrow or remove deny rule %q in client %q at %s; deny rules are evaluated before allow rules.",
+			r.Name, fl.block.Name, at),
+	}
 }
 
 // noProxyAdvice is the fix for a client that sends a VM-local Azure endpoint

@@ -124,6 +124,22 @@ func (c *headConn) NextHead() (reqHead, bool) {
 // Unwrap returns the inner connection.
 func (c *headConn) Unwrap() net.Conn { return c.Conn }
 
+// PartialHead reports the head the parser is in the middle of, if any: how
+// many of its bytes were read, and its method if the request line got that
+// far. On a closed connection this is a head net/http gave up on before it
+// was complete (too large, or not sent within the header timeout).
+func (c *headConn) PartialHead() (method string, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.p.state != stHead || len(c.p.buf) == 0 {
+		return "", 0
+	}
+	if m, _, ok := bytes.Cut(c.p.buf, []byte{' '}); ok && isToken(m) {
+		method = string(m)
+	}
+	return method, len(c.p.buf)
+}
+
 // parseState is where headParser is in the byte stream.
 type parseState uint8
 

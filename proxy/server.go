@@ -66,7 +66,8 @@ type Config struct {
 	Observer Observer
 	// OwnAddrs are further addresses of this process (the metrics listener)
 	// that no client may reach through the proxy. The listeners passed to
-	// Serve are added automatically.
+	// Serve, ServeTransparentTLS and ServeTransparentHTTP are added
+	// automatically.
 	OwnAddrs []netip.AddrPort
 }
 
@@ -81,6 +82,7 @@ type Server struct {
 
 	gen    atomic.Pointer[generation]
 	blocks blocks
+	conns  atomic.Int64 // client connections on every listener, for MaxConnections
 
 	mu  sync.Mutex
 	own []netip.AddrPort // guarded by mu
@@ -91,6 +93,12 @@ type Server struct {
 	tunnelCtx    context.Context
 	cancelTunnel context.CancelFunc
 	draining     atomic.Bool
+
+	// Transparent listeners (transparent.go).
+	ths      *http.Server   // serves ServeTransparentHTTP; guarded by mu
+	tlsLns   []net.Listener // ServeTransparentTLS listeners; guarded by mu
+	closed   bool           // Shutdown began; guarded by mu
+	acceptWG sync.WaitGroup // ServeTransparentTLS accept loops
 }
 
 // generation is one loaded policy with the upstream transports dialed under
@@ -134,6 +142,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("proxy: timeouts and MaxConnections must not be negative")
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer)}
+	s.registerExpiryMetrics(cfg.Registerer)
+	s.cfg.Resolver = origDstResolver{Resolver: cfg.Resolver, s: s}
 	s.own = append(s.own, cfg.OwnAddrs...)
 	s.tunnelCtx, s.cancelTunnel = context.WithCancel(context.Background())
 	s.gp = s.newGoproxy()
@@ -170,6 +180,7 @@ func (s *Server) SetPolicy(p *policy.Policy) {
 	}
 	s.m.rules.Set(float64(p.RuleCount()))
 	s.m.clientBlocks.Set(float64(len(p.Clients())))
+	s.warnExpiring(p, time.Now())
 }
 
 func (g *generation) closeIdle() {
@@ -188,7 +199,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.own = append(s.own, ap)
 		s.mu.Unlock()
 	}
-	err := s.hs.Serve(&capListener{Listener: ln, s: s, max: int64(s.cfg.MaxConnections)})
+	err := s.hs.Serve(&capListener{Listener: ln, s: s})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -204,7 +215,12 @@ func (s *Server) Ready() bool { return !s.draining.Load() }
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.m.draining.Set(1)
+	terr := make(chan error, 1)
+	go func() { terr <- s.shutdownTransparent(ctx) }()
 	err := s.hs.Shutdown(ctx)
+	if e := <-terr; err == nil {
+		err = e
+	}
 	done := make(chan struct{})
 	go func() { s.tunnelWG.Wait(); close(done) }()
 	select {

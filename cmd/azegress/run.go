@@ -32,12 +32,14 @@ const usage = `azegress: an egress-filtering forward proxy for Azure managed-ide
 
 Usage:
   azegress serve   [-policy FILE] [-listen ADDR] [-metrics ADDR] [flags]
-  azegress check   FILE|DIR...
+  azegress check   [-lint] FILE|DIR...
   azegress explain [-policy FILE] [-client IP] [-no-dns] HOST[:PORT]
   azegress report  [-policy BASELINE.hcl] [-format hcl|markdown|json] OBSERVATIONS...
   azegress record  [-cloud NAME] [-minimize] -- COMMAND ARGS...
   azegress test    [-v] POLICY.hcl CASES.hcl
   azegress catalog [-cloud NAME] [-format table|json]
+  azegress import-azfw [-cloud NAME] FILE.json...
+  azegress export-azfw [-group NAME] [-priority N] POLICY.hcl
 
 Run "azegress COMMAND -h" for a command's flags.
 `
@@ -63,6 +65,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return testPolicy(args[1:], stdout, stderr)
 	case "catalog":
 		return catalogCommand(args[1:], stdout, stderr)
+	case "import-azfw":
+		return importAzfw(args[1:], stdout, stderr)
+	case "export-azfw":
+		return exportAzfw(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -97,6 +103,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		quietAllowed  = fs.Bool("quiet-allowed", false, "do not log allowed tunnels and requests (denials are always logged)")
 		watch         = fs.Duration("watch-interval", 2*time.Second, "how often to check the policy file for changes (0: only on SIGHUP)")
 		logLevel      = fs.String("log-level", "info", "debug, info, warn or error")
+		transpTLS     = fs.String("transparent-tls", "", "also accept TLS connections redirected here (nftables REDIRECT/TPROXY) on this `address`, decided on their SNI (empty: off)")
+		transpHTTP    = fs.String("transparent-http", "", "also accept plain-HTTP connections redirected here on this `address`, decided on each request's Host (empty: off)")
 		observations  = fs.String("observations", "", "append what the proxy sees (destinations per client block, with counts and decisions) to this `file`, for `azegress report`")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -145,6 +153,26 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		}
 		if ap, err := netip.ParseAddrPort(mln.Addr().String()); err == nil {
 			own = append(own, ap)
+		}
+	}
+	// Transparent (next-hop) listeners; the proxy adds their addresses to
+	// its own when it serves them.
+	var tlsLn, httpLn net.Listener
+	for _, t := range []struct {
+		flag, addr string
+		ln         *net.Listener
+	}{{"-transparent-tls", *transpTLS, &tlsLn}, {"-transparent-http", *transpHTTP, &httpLn}} {
+		if t.addr == "" {
+			continue
+		}
+		if *t.ln, err = net.Listen("tcp", t.addr); err != nil {
+			for _, l := range []net.Listener{ln, mln, tlsLn} {
+				if l != nil {
+					l.Close()
+				}
+			}
+			fmt.Fprintf(stderr, "azegress serve: %s: %v\n", t.flag, err)
+			return 1
 		}
 	}
 
@@ -206,10 +234,23 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		}()
 	}
 
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 3)
 	go func() { serveErr <- srv.Serve(ln) }()
+	transparentAddr := func(l net.Listener) string {
+		if l == nil {
+			return ""
+		}
+		return l.Addr().String()
+	}
+	if tlsLn != nil {
+		go func() { serveErr <- srv.ServeTransparentTLS(tlsLn) }()
+	}
+	if httpLn != nil {
+		go func() { serveErr <- srv.ServeTransparentHTTP(httpLn) }()
+	}
 	policyName := pol.Filename()
 	log.Info("azegress listening", "listen", ln.Addr().String(), "metrics", *metricsAddr,
+		"transparent_tls", transparentAddr(tlsLn), "transparent_http", transparentAddr(httpLn),
 		"policy", policyName, "rules", pol.RuleCount(), "client_blocks", len(pol.Clients()),
 		"max_conns", *maxConns, "nofile", nofile)
 
@@ -282,8 +323,10 @@ func raiseFileLimit() uint64 {
 func check(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	lint := fs.Bool("lint", false, "also warn about risky or dead rules (multi-tenant wildcards, shadowed hosts, unused blocks, port 80 to token endpoints, local endpoints, expiry); warnings never change the exit status")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: azegress check FILE|DIR...\n\nValidates policies; prints file:line:col: message for each problem; exit 1 on error.")
+		fmt.Fprintln(stderr, "usage: azegress check [-lint] FILE|DIR...\n\nValidates policies; prints file:line:col: message for each problem; exit 1 on error.")
+		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -309,6 +352,9 @@ func check(args []string, stdout, stderr io.Writer) int {
 		if diags.HasErrors() || p == nil {
 			code = 1
 			continue
+		}
+		if *lint {
+			fmt.Fprint(stderr, policy.FormatDiagnostics(policy.Lint(p, time.Now())))
 		}
 		fmt.Fprintf(stdout, "%s: ok (%d client blocks, %d rules)\n", f, len(p.Clients()), p.RuleCount())
 	}

@@ -1,0 +1,380 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Lint returns warnings about a policy that loads but probably does not
+// say what its author meant, each at the element it is about and with what
+// to do:
+//
+//   - a wildcard written in hosts over a multi-tenant data plane
+//     (*.vault.azure.net, *.blob.core.windows.net): any tenant's resource
+//     matches it (MultiTenantWildcard);
+//   - a host that never changes a decision: an exact host or a wildcard
+//     that another rule of the same kind in the block covers with a
+//     superset of its ports (a wildcard over it, a shorter wildcard, or the
+//     same pattern earlier in the file), or an allow host a deny rule
+//     refuses on all its ports;
+//   - a client block without allow rules;
+//   - port 80 on an Entra ID (token endpoint) host;
+//   - a host or address that the catalog marks local (IMDS, WireServer,
+//     Arc HIMDS): the proxy refuses those whatever the rules say;
+//   - an expires in the past at now, or within ExpiryWarning of it.
+//
+// Lint never returns errors. The diagnostics are sorted by position.
+func Lint(p *Policy, now time.Time) hcl.Diagnostics {
+	if p == nil {
+		return nil
+	}
+	l := &linter{p: p, now: now, entra: entraHosts(p.cloud)}
+	for _, c := range p.clients {
+		l.client(c)
+	}
+	sort.SliceStable(l.diags, func(i, j int) bool { return l.diags[i].Subject.Start.Byte < l.diags[j].Subject.Start.Byte })
+	return l.diags
+}
+
+type linter struct {
+	p     *Policy
+	now   time.Time
+	entra []string // host patterns of the Entra ID groups
+	diags hcl.Diagnostics
+}
+
+func (l *linter) warn(subject hcl.Range, summary, format string, args ...any) {
+	l.diags = append(l.diags, warnf(subject.Ptr(), nil, summary, format, args...))
+}
+
+func (l *linter) client(c *Client) {
+	if len(c.Rules) == 0 {
+		what := "no rules"
+		if len(c.Denies) > 0 {
+			what = "only deny rules"
+		}
+		l.warn(c.Range, "Client block without allow rules",
+			"Client block %q has %s, so every connection from its sources is refused. Add allow rules, or remove the block if nothing uses these sources; a block that carves sources out of a wider one to refuse them can stay.",
+			c.Name, what)
+	}
+	for _, r := range c.Denies {
+		l.expiry(c, r)
+		l.redundant(c, r, c.Denies)
+		l.local(c, r)
+	}
+	for _, r := range c.Rules {
+		l.expiry(c, r)
+		l.multiTenant(r)
+		l.redundant(c, r, c.Rules)
+		l.refused(c, r)
+		l.plainHTTPToken(r)
+		l.local(c, r)
+	}
+}
+
+// multiTenant warns about multi-tenant wildcards written in hosts; those a
+// catalog group expands to already get a warning when the policy loads.
+func (l *linter) multiTenant(r *Rule) {
+	for i, h := range r.Hosts {
+		if r.fromCatalog[i] {
+			continue
+		}
+		if why, ok := MultiTenantWildcard(l.p.cloud, h); ok {
+			l.warn(r.hostRanges[i], "Broad data-plane wildcard", "Rule %q: %s", r.Name, why)
+		}
+	}
+}
+
+// redundant warns about hosts of r that another rule among peers (the
+// block's allow rules, or its deny rules) already matches on every port of
+// r, for at least as long, and with every address r lists: removing them
+// changes no decision, only which rule name is reported.
+func (l *linter) redundant(c *Client, r *Rule, peers []*Rule) {
+	byRule := map[*Rule][]int{}
+	var order []*Rule
+	for i, h := range r.Hosts {
+		for _, s := range peers {
+			if s == r || !portsCover(s.Ports, r.Ports) || !outlives(s, r) || !addrsCover(s.Addresses, r.Addresses) {
+				continue
+			}
+			by := coveringPattern(s.Hosts, h)
+			if by == "" {
+				continue
+			}
+			// Two rules that cover each other: only the later one is
+			// redundant.
+			if by == h && samePorts(s.Ports, r.Ports) && s.expiresUnix == r.expiresUnix &&
+				addrsCover(r.Addresses, s.Addresses) && s.Index > r.Index {
+				continue
+			}
+			if byRule[s] == nil {
+				order = append(order, s)
+			}
+			byRule[s] = append(byRule[s], i)
+			break
+		}
+	}
+	kind := ruleKind(r)
+	for _, s := range order {
+		idx := byRule[s]
+		subject, hosts := l.subject(r, idx)
+		l.warn(subject, pluralWord(len(idx), "Redundant host", "Redundant hosts"),
+			"%s %s of %s rule %q %s already matched by %s rule %q (%s on %s) at %s, so %s never %s a decision. Remove %s from rule %q, or narrow rule %q.",
+			pluralWord(len(idx), "Host", "Hosts"), hosts, kind, r.Name, isAreN(len(idx)), kind, s.Name,
+			patternsFor(s, r, idx), portList(s.Ports), pos(s.Range),
+			pluralWord(len(idx), "it", "they"), pluralWord(len(idx), "changes", "change"),
+			pluralWord(len(idx), "it", "them"), r.Name, s.Name)
+	}
+}
+
+// refused warns about allow hosts that a deny rule of the block refuses on
+// every port of the allow rule, for as long as the allow rule lives.
+func (l *linter) refused(c *Client, r *Rule) {
+	byRule := map[*Rule][]int{}
+	var order []*Rule
+	for i, h := range r.Hosts {
+		for _, d := range c.Denies {
+			if !portsCover(d.Ports, r.Ports) || !outlives(d, r) || coveringPattern(d.Hosts, h) == "" {
+				continue
+			}
+			if byRule[d] == nil {
+				order = append(order, d)
+			}
+			byRule[d] = append(byRule[d], i)
+			break
+		}
+	}
+	for _, d := range order {
+		idx := byRule[d]
+		subject, hosts := l.subject(r, idx)
+		l.warn(subject, "Allow rule refused by a deny rule",
+			"%s %s of allow rule %q %s refused by deny rule %q (%s on %s) at %s, because deny rules are evaluated first. Remove %s from rule %q, or narrow deny rule %q.",
+			pluralWord(len(idx), "Host", "Hosts"), hosts, r.Name, isAreN(len(idx)), d.Name,
+			patternsFor(d, r, idx), portList(d.Ports), pos(d.Range),
+			pluralWord(len(idx), "it", "them"), r.Name, d.Name)
+	}
+}
+
+// subject returns where to point a warning about hosts idx of r, and the
+// hosts quoted: the element, if there is one written host, else the rule's
+// label.
+func (l *linter) subject(r *Rule, idx []int) (hcl.Range, string) {
+	q := make([]string, len(idx))
+	for k, i := range idx {
+		q[k] = strconv.Quote(r.Hosts[i])
+	}
+	if len(idx) == 1 {
+		return r.hostRanges[idx[0]], q[0]
+	}
+	return r.hostRanges[idx[0]], strings.Join(q, ", ")
+}
+
+// plainHTTPToken warns about port 80 on hosts of the Entra ID groups.
+func (l *linter) plainHTTPToken(r *Rule) {
+	if !slices.Contains(r.Ports, 80) {
+		return
+	}
+	for i, h := range r.Hosts {
+		for _, e := range l.entra {
+			if !patternsOverlap(h, e) {
+				continue
+			}
+			var what string
+			switch {
+			case h == e:
+				what = fmt.Sprintf("%q (%s)", h, Label(l.p.cloud, Host{Name: strings.TrimPrefix(h, "*.")}))
+			case patternCovers(e, h):
+				what = fmt.Sprintf("%q (%s, under %s)", h, Label(l.p.cloud, Host{Name: strings.TrimPrefix(h, "*.")}), e)
+			default:
+				what = fmt.Sprintf("%q, which covers %s (%s),", h, e, patternLabel(l.p.cloud, e))
+			}
+			l.warn(r.hostRanges[i], "Plain HTTP to a token endpoint",
+				"Rule %q allows %s on port 80. Entra ID issues tokens only over HTTPS; on port 80, client secrets, assertions and tokens would cross the network in clear text. Remove 80 from ports, or move the hosts that need port 80 to a rule of their own.",
+				r.Name, what)
+			break
+		}
+	}
+}
+
+// local warns about hosts and addresses the catalog marks local to the
+// machine: the proxy refuses them as local_endpoint whatever rules say.
+func (l *linter) local(c *Client, r *Rule) {
+	for i, h := range r.Hosts {
+		for _, port := range r.Ports {
+			if label, ok := LocalEndpoint(Host{Name: h}, port); ok {
+				l.warn(r.hostRanges[i], "Local endpoint in a rule",
+					"Rule %q names %q on port %d, the %s. It answers only on the machine itself, and the proxy refuses it whatever the rules say (local_endpoint), so this %s nothing. Remove it here, and add %s to NO_PROXY in the client's environment.",
+					r.Name, h, port, label, ruleEffect(r), h)
+				break
+			}
+		}
+	}
+	for i, pfx := range r.Addresses {
+		for _, e := range catalogs[defaultCloud].local {
+			if !e.ip.IsValid() || !pfx.Contains(e.ip) {
+				continue
+			}
+			if e.Ports != nil && !slices.ContainsFunc(r.Ports, func(p uint16) bool { return slices.Contains(e.Ports, p) }) {
+				continue
+			}
+			l.warn(r.addrRanges[i], "Local endpoint in a rule",
+				"Rule %q lists %s, which covers %s, the %s. It answers only on the machine itself, and the proxy refuses it whatever the rules say (local_endpoint), so this %s nothing for it. Narrow the address, and add %s to NO_PROXY in the client's environment.",
+				r.Name, prefixText(pfx), e.ip, e.Label, ruleEffect(r), e.ip)
+			break
+		}
+	}
+}
+
+// prefixText is pfx, or its address alone for a single address.
+func prefixText(pfx netip.Prefix) string {
+	if pfx.IsSingleIP() {
+		return pfx.Addr().String()
+	}
+	return pfx.String()
+}
+
+func ruleEffect(r *Rule) string {
+	if r.Deny {
+		return "refuses"
+	}
+	return "allows"
+}
+
+// expiry warns about rules expired at l.now or expiring within
+// ExpiryWarning of it.
+func (l *linter) expiry(c *Client, r *Rule) {
+	if r.expiresUnix == 0 {
+		return
+	}
+	at := r.Expires.UTC().Format(time.RFC3339)
+	switch left := r.Expires.Sub(l.now); {
+	case left <= 0:
+		l.warn(r.expiresRng, "Expired rule",
+			"%s rule %q expired at %s, so it no longer matches. Remove it, or move expires forward if %s.",
+			capital(ruleKind(r)), r.Name, at, stillNeeded(r))
+	case left <= ExpiryWarning:
+		l.warn(r.expiresRng, "Rule expires soon",
+			"%s rule %q stops matching at %s, in %s. Move expires forward if %s, or plan for the change.",
+			capital(ruleKind(r)), r.Name, at, durationWords(left), stillNeeded(r))
+	}
+}
+
+func stillNeeded(r *Rule) string {
+	if r.Deny {
+		return "the refusal should last"
+	}
+	return "the access is still needed"
+}
+
+func ruleKind(r *Rule) string {
+	if r.Deny {
+		return "deny"
+	}
+	return "allow"
+}
+
+func capital(s string) string { return strings.ToUpper(s[:1]) + s[1:] }
+
+// durationWords renders d in whole days, or hours under a day.
+func durationWords(d time.Duration) string {
+	if d >= 24*time.Hour {
+		return plural(int64(d/(24*time.Hour)), "day")
+	}
+	return plural(max(1, int64(d/time.Hour)), "hour")
+}
+
+func pluralWord(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func isAreN(n int) string { return pluralWord(n, "is", "are") }
+
+// patternsFor quotes the patterns of s that cover hosts idx of r.
+func patternsFor(s, r *Rule, idx []int) string {
+	var out []string
+	for _, i := range idx {
+		if p := strconv.Quote(coveringPattern(s.Hosts, r.Hosts[i])); !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// coveringPattern returns the first of patterns that matches every name
+// pattern p matches, or "".
+func coveringPattern(patterns []string, p string) string {
+	for _, q := range patterns {
+		if patternCovers(q, p) {
+			return q
+		}
+	}
+	return ""
+}
+
+// patternCovers reports whether pattern q matches every name pattern p
+// matches: the same pattern, a wildcard over an exact name below it, or a
+// shorter wildcard over a longer one.
+func patternCovers(q, p string) bool {
+	if q == p {
+		return true
+	}
+	suffix, wild := strings.CutPrefix(q, "*.")
+	if !wild {
+		return false
+	}
+	return strings.HasSuffix(strings.TrimPrefix(p, "*."), "."+suffix)
+}
+
+// patternsOverlap reports whether some name matches both patterns.
+func patternsOverlap(a, b string) bool {
+	return patternCovers(a, b) || patternCovers(b, a)
+}
+
+// portsCover reports whether have contains every port of want.
+func portsCover(have, want []uint16) bool {
+	for _, p := range want {
+		if !slices.Contains(have, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// addrsCover reports whether every prefix of want lies inside one of have.
+func addrsCover(have, want []netip.Prefix) bool {
+	for _, w := range want {
+		if !slices.ContainsFunc(have, func(h netip.Prefix) bool { return h.Bits() <= w.Bits() && h.Contains(w.Addr()) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// outlives reports whether s matches for at least as long as r.
+func outlives(s, r *Rule) bool {
+	return s.expiresUnix == 0 || r.expiresUnix != 0 && s.expiresUnix >= r.expiresUnix
+}
+
+// entraHosts returns the host patterns of cloud's Entra ID groups.
+func entraHosts(cloud string) []string {
+	var out []string
+	for _, g := range Catalog(cloud) {
+		if g.Name != "azure.entra" && !strings.HasPrefix(g.Name, "azure.entra.") {
+			continue
+		}
+		for _, e := range g.Endpoints {
+			out = append(out, e.Host)
+		}
+	}
+	return out
+}

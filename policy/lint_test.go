@@ -1,0 +1,121 @@
+package policy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// lintNow is the clock of the lint golden files.
+var lintNow = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+
+// TestLintGolden lints each testdata/lint/NAME.hcl at lintNow and compares
+// the warnings with NAME.golden. Run with -update to rewrite them.
+func TestLintGolden(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("testdata/lint/*.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 6 {
+		t.Fatalf("found %d lint cases, want at least 6", len(files))
+	}
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".hcl")
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			p, diags := LoadFile(file)
+			if diags.HasErrors() {
+				t.Fatalf("does not load:\n%s", FormatDiagnostics(diags))
+			}
+			lint := Lint(p, lintNow)
+			for _, d := range lint {
+				if d.Severity != hcl.DiagWarning || d.Subject == nil {
+					t.Errorf("not a warning with a subject: %s", FormatDiagnostics(hcl.Diagnostics{d}))
+				}
+			}
+			if len(lint) == 0 {
+				t.Errorf("no warnings")
+			}
+			checkGolden(t, strings.TrimSuffix(file, ".hcl")+".golden", []byte(FormatDiagnostics(lint)))
+		})
+	}
+}
+
+// checkGolden compares got with the golden file, or rewrites it with
+// -update.
+func checkGolden(t *testing.T, golden string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./policy -update to create it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("output differs from %s (run go test ./policy -update to rewrite it)\ngot:\n%s\nwant:\n%s", golden, got, want)
+	}
+}
+
+// TestLintPresets requires the shipped presets to lint clean: they are
+// what users copy.
+func TestLintPresets(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("../policies/*.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range files {
+		p, diags := LoadFile(file)
+		if diags.HasErrors() {
+			t.Fatalf("%s: %s", file, FormatDiagnostics(diags))
+		}
+		if lint := Lint(p, lintNow); len(lint) > 0 {
+			t.Errorf("%s:\n%s", file, FormatDiagnostics(lint))
+		}
+	}
+}
+
+// TestLintExpiryBoundaries pins the expiry warnings to the clock: nothing
+// before the warning window, "expires soon" inside it, "expired" from the
+// expiry instant on.
+func TestLintExpiryBoundaries(t *testing.T) {
+	t.Parallel()
+	p := loadForTest(t, `client "a" {
+  sources = ["10.0.0.0/8"]
+  allow "tmp" {
+    hosts   = ["tmp.example.com"]
+    expires = "2026-12-31"
+  }
+}
+`)
+	end := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		now  time.Time
+		want string
+	}{
+		{end.Add(-ExpiryWarning - time.Second), ""},
+		{end.Add(-ExpiryWarning), "Rule expires soon"},
+		{end.Add(-time.Second), "Rule expires soon"},
+		{end, "Expired rule"},
+		{end.AddDate(1, 0, 0), "Expired rule"},
+	} {
+		var got string
+		if d := Lint(p, tt.now); len(d) == 1 {
+			got = d[0].Summary
+		} else if len(d) > 1 {
+			got = FormatDiagnostics(d)
+		}
+		if got != tt.want {
+			t.Errorf("at %s: got %q, want %q", tt.now.Format(time.RFC3339), got, tt.want)
+		}
+	}
+}

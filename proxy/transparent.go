@@ -1,0 +1,621 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/azegress/azegress/policy"
+)
+
+// Transparent (next-hop) mode.
+//
+// When a route table makes the proxy host the next hop of a subnet, nftables
+// REDIRECT (or TPROXY) hands the subnet's TCP 443 and 80 connections to the
+// transparent listeners. Clients there have no proxy settings: the TLS
+// listener decides on the ClientHello's server name (SNI), read without
+// terminating TLS, and the HTTP listener on each request's Host header. The
+// port is the connection's original destination port. Both then dial the
+// NAME through the same resolver, destination guard and policy as CONNECT,
+// never the packet's original destination address: a client that forges an
+// allowed SNI or Host reaches only the allowed name's servers. An original
+// destination that is not among the name's addresses is logged, since that
+// is how a forged name shows up.
+
+// transparentConn is what a transparent listener knows about a connection
+// beyond its addresses.
+type transparentConn struct {
+	// origDst is the destination the client connected to.
+	origDst netip.AddrPort
+	// conntrack reports whether origDst came from SO_ORIGINAL_DST; if false
+	// it is the local address (TPROXY, or a client connecting directly).
+	conntrack bool
+}
+
+type transparentKey struct{}
+
+func transparentFrom(ctx context.Context) *transparentConn {
+	tc, _ := ctx.Value(transparentKey{}).(*transparentConn)
+	return tc
+}
+
+// originalDst returns where the client of c meant to connect: the
+// conntrack original destination after a REDIRECT or DNAT, or else c's
+// local address, which is the original destination under TPROXY and the
+// listener's own address for a client that connects directly.
+func originalDst(c net.Conn) *transparentConn {
+	if ap, err := sockoptOriginalDst(c); err == nil {
+		return &transparentConn{origDst: ap, conntrack: true}
+	}
+	tc := &transparentConn{}
+	if ap, err := netip.ParseAddrPort(c.LocalAddr().String()); err == nil {
+		tc.origDst = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return tc
+}
+
+// addOwn adds a listener's address to those no client may reach.
+func (s *Server) addOwn(a net.Addr) {
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		s.mu.Lock()
+		s.own = append(s.own, ap)
+		s.mu.Unlock()
+	}
+}
+
+// TLS alert descriptions (RFC 8446 §6).
+const (
+	alertAccessDenied     = 49
+	alertDecodeError      = 50
+	alertInternalError    = 80
+	alertUnrecognizedName = 112
+)
+
+// writeAlert sends a fatal TLS alert. Before the ServerHello no version is
+// agreed; TLS 1.2 in the record header is what every client accepts.
+func writeAlert(c net.Conn, desc byte) {
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = c.Write([]byte{21, 3, 3, 0, 2, 2, desc})
+}
+
+// closeAfterAlert ends a refused connection so that the client reads the
+// alert: a close with unread input would send a reset that can discard it.
+func closeAfterAlert(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+	}
+	_ = c.Close()
+}
+
+// helloBufSize is the first buffer a ClientHello is read into; it grows up
+// to maxHelloBytes for larger ones.
+const helloBufSize = 4 << 10
+
+// readClientHello reads from c until what it read starts with a complete
+// ClientHello, cannot be one, or reading fails (deadline, EOF). It returns
+// every byte read, which the caller must forward, the parser's verdict on
+// them (errHelloIncomplete if reading stopped first) and the read error.
+func readClientHello(c net.Conn) (buf []byte, h clientHello, perr, rerr error) {
+	buf = make([]byte, 0, helloBufSize)
+	perr = errHelloIncomplete
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(maxHelloBytes, 2*cap(buf))-len(buf))
+		}
+		n, err := c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if n > 0 && len(buf) >= h.need {
+			h, perr = parseClientHello(buf)
+			if perr != errHelloIncomplete {
+				return buf, h, perr, nil
+			}
+		}
+		if err != nil {
+			return buf, h, perr, err
+		}
+	}
+}
+
+// ServeTransparentTLS accepts TLS connections redirected to ln (nftables
+// REDIRECT or TPROXY) until Shutdown, and decides each on its ClientHello's
+// server name and original destination port. It returns nil after a
+// Shutdown and the listener's error otherwise.
+func (s *Server) ServeTransparentTLS(ln net.Listener) error {
+	s.addOwn(ln.Addr())
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	s.tlsLns = append(s.tlsLns, ln)
+	s.acceptWG.Add(1)
+	s.mu.Unlock()
+	defer s.acceptWG.Done()
+
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of file descriptors, like http.Server: wait and retry.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if !s.takeConn() {
+			writeAlert(c, alertInternalError)
+			_ = c.Close()
+			continue
+		}
+		// Add before the accept loop can return: Shutdown waits for the
+		// loops to end before it waits for tunnels.
+		s.tunnelWG.Add(1)
+		go func() {
+			defer s.tunnelWG.Done()
+			defer s.releaseConn()
+			s.serveTransparentTLS(c)
+		}()
+	}
+}
+
+// serveTransparentTLS decides one redirected TLS connection and, if it is
+// allowed, splices it to the ClientHello's server name.
+func (s *Server) serveTransparentTLS(c net.Conn) {
+	defer c.Close()
+	fl := &flow{kind: kindTransparentTLS, method: "TLS", start: time.Now(), gen: s.gen.Load()}
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		fl.client = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	tc := originalDst(c)
+	fl.port = tc.origDst.Port()
+	ctx := context.WithValue(s.tunnelCtx, transparentKey{}, tc)
+	// refused and allowed take a request only for its context and method.
+	r := (&http.Request{Method: fl.method}).WithContext(ctx)
+
+	_ = c.SetReadDeadline(fl.start.Add(s.cfg.ReadHeaderTimeout))
+	stop := context.AfterFunc(s.tunnelCtx, func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })
+	buf, hello, perr, rerr := readClientHello(c)
+	stop()
+	_ = c.SetReadDeadline(time.Time{})
+
+	if s.tunnelCtx.Err() != nil {
+		return // shutting down; the client will retry elsewhere
+	}
+	refuse := func(d *denial, alert byte) {
+		d.status = 0 // no HTTP on this listener: the client gets a TLS alert
+		s.refused(r, fl, d)
+		if alert != 0 {
+			writeAlert(c, alert)
+		}
+		closeAfterAlert(c)
+	}
+	switch {
+	case len(buf) == 0:
+		// Nothing sent (a port scan, a health check): nothing to decide.
+		s.log.LogAttrs(ctx, slog.LevelDebug, "transparent TLS connection closed before a ClientHello",
+			slog.String(keyClient, fl.client.String()))
+		return
+	case perr == errNotTLS:
+		refuse(tlsBadRequest("not TLS: the connection starts with %q", truncate(string(buf[:min(len(buf), 8)]), 8)), 0)
+		return
+	case perr == errHelloIncomplete:
+		refuse(tlsBadRequest("incomplete TLS ClientHello (%d bytes) when the client %s", len(buf), readStopped(rerr, s.cfg.ReadHeaderTimeout)), 0)
+		return
+	case perr != nil:
+		refuse(tlsBadRequest("malformed TLS ClientHello: %v", perr), alertDecodeError)
+		return
+	}
+	if d := s.sniHost(fl, &hello); d != nil {
+		refuse(d, alertUnrecognizedName)
+		return
+	}
+	if d := s.decide(fl); d != nil {
+		if hello.ech && d.reason == ReasonNoRule {
+			d = echDenied(fl)
+		}
+		refuse(d, alertAccessDenied)
+		return
+	}
+	if d := acquireTunnel(fl); d != nil {
+		refuse(d, alertAccessDenied)
+		return
+	}
+	defer fl.state.releaseTunnel()
+	upstream, d := s.dialFlow(context.WithValue(ctx, flowKey{}, fl), fl)
+	if d != nil {
+		alert := byte(alertAccessDenied)
+		if d.reason == ReasonDialFailed {
+			alert = alertInternalError
+		}
+		refuse(d, alert)
+		return
+	}
+	s.allowed(r, fl)
+	if hello.ech {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "encrypted client hello", append(fl.attrs(),
+			slog.String(keyDetail, "the client encrypted its real server name (ECH); the connection was decided on the outer, public name"))...)
+	}
+	s.spliceTunnel(fl, c, upstream, buf, nil)
+}
+
+// sniHost sets fl.host from the ClientHello's server name.
+func (s *Server) sniHost(fl *flow, h *clientHello) *denial {
+	fix := "The transparent TLS listener decides by server name. A client that connects to an IP address without a server name must use the proxy explicitly (HTTPS_PROXY) instead."
+	if h.serverName == nil {
+		return &denial{status: http.StatusForbidden, reason: ReasonNoSNI,
+			detail: "the TLS ClientHello has no server name (SNI), so there is no name to decide on", fix: fix}
+	}
+	host, err := policy.ParseHost(string(h.serverName))
+	if err != nil {
+		return &denial{status: http.StatusBadRequest, reason: ReasonBadRequest,
+			detail: fmt.Sprintf("the TLS server name %q is not a valid host name: %v", printableSNI(h.serverName), err), fix: fix}
+	}
+	if host.IsIP() {
+		return &denial{status: http.StatusForbidden, reason: ReasonNoSNI,
+			detail: fmt.Sprintf("the TLS server name is the IP address %s, which RFC 6066 does not allow in SNI", host.IP), fix: fix}
+	}
+	fl.host = host
+	return nil
+}
+
+// tlsBadRequest refuses what the transparent TLS listener cannot read.
+func tlsBadRequest(format string, args ...any) *denial {
+	d := badRequest(format, args...)
+	d.fix = "This listener takes redirected TLS connections, which must start with a complete, well-formed ClientHello within the header timeout. Explicit proxy clients use the proxy port (-listen)."
+	return d
+}
+
+func echDenied(fl *flow) *denial {
+	return &denial{
+		status: http.StatusForbidden,
+		reason: ReasonECH,
+		detail: fmt.Sprintf("the TLS ClientHello uses Encrypted Client Hello: its outer server name %s, the provider's public name, is not allowed in client block %q, and the real destination is encrypted", fl.target(), fl.block.Name),
+		fix: fmt.Sprintf("Turn ECH off in the client. Allow the public name only if every site behind it may be reached; that rule for client %q in %s would be:\n\n%s",
+			fl.block.Name, fl.gen.pol.Filename(), suggestRule(fl.host, fl.port)),
+	}
+}
+
+func readStopped(err error, timeout time.Duration) string {
+	switch {
+	case errors.Is(err, io.EOF):
+		return "closed the connection"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "sent nothing more within " + timeout.String()
+	case err != nil:
+		return "failed: " + err.Error()
+	}
+	return "stopped"
+}
+
+// acquireTunnel counts an allowed flow's tunnel against its block's
+// max_tunnels.
+func acquireTunnel(fl *flow) *denial {
+	if fl.state.acquireTunnel() {
+		return nil
+	}
+	return &denial{
+		status:     http.StatusTooManyRequests,
+		reason:     ReasonTooManyTunnels,
+		detail:     fmt.Sprintf("client block %q already has its maximum of %d open tunnels", fl.block.Name, fl.state.maxTunnels.Load()),
+		fix:        fmt.Sprintf("Close idle connections, or raise limits.max_tunnels for client %q in %s.", fl.block.Name, fl.gen.pol.Filename()),
+		retryAfter: time.Second,
+	}
+}
+
+// checkFronting is the domain-fronting check of a CONNECT tunnel. After the
+// 200, it reads the client's first bytes for up to the header timeout. If
+// they are a TLS ClientHello whose server name is another host than the
+// CONNECT target, and no rule of the flow's client block allows that host
+// on the same port, the tunnel must close (sni_mismatch). A server that
+// speaks first, a client that sends nothing, and protocols other than TLS
+// pass. It returns the bytes it read from either side, which the caller
+// must forward.
+func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.Conn) (toUpstream, toClient []byte, d *denial) {
+	if fl.block == nil || fl.block.AllowSNIMismatch {
+		return nil, nil, nil
+	}
+	_ = client.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+	stop := context.AfterFunc(s.tunnelCtx, func() { _ = client.SetReadDeadline(time.Unix(1, 0)) })
+	// A TLS server never speaks first. One that does (an SMTP or SSH
+	// banner) means no ClientHello is coming: stop waiting for the client.
+	spoke := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, 1024)
+		n, err := upstream.Read(b)
+		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			_ = client.SetReadDeadline(time.Unix(1, 0))
+		}
+		spoke <- b[:n]
+	}()
+	buf, hello, perr, _ := readClientHello(client)
+	stop()
+	_ = upstream.SetReadDeadline(time.Unix(1, 0))
+	toClient = <-spoke
+	_ = upstream.SetReadDeadline(time.Time{})
+	_ = client.SetReadDeadline(time.Time{})
+	if len(toClient) > 0 || s.tunnelCtx.Err() != nil {
+		return buf, toClient, nil // not a TLS server
+	}
+	switch {
+	case len(buf) == 0 || perr == errNotTLS:
+		return buf, nil, nil
+	case perr == errHelloIncomplete:
+		d := badRequest("the tunnel to %s started a TLS ClientHello that was not complete within %s, so its server name could not be checked", fl.target(), s.cfg.ReadHeaderTimeout)
+		d.fix = "Send the whole ClientHello at once."
+		return nil, nil, d
+	case perr != nil:
+		d := badRequest("the tunnel to %s started with a malformed TLS ClientHello: %v", fl.target(), perr)
+		d.fix = ""
+		return nil, nil, d
+	case hello.serverName == nil:
+		return buf, nil, nil
+	}
+	sni, err := policy.ParseHost(string(hello.serverName))
+	if err == nil && sni == fl.host {
+		return buf, nil, nil
+	}
+	if err == nil && fl.block.Decide(sni, fl.port).Allowed {
+		return buf, nil, nil
+	}
+	d = &denial{
+		reason: ReasonSNIMismatch,
+		detail: fmt.Sprintf("the TLS server name (SNI) %s in the tunnel to %s names another host, which no allow rule in client block %q allows on port %d (domain fronting)",
+			printableSNI(hello.serverName), fl.target(), fl.block.Name, fl.port),
+	}
+	if err != nil {
+		d.detail = fmt.Sprintf("the TLS server name (SNI) %q in the tunnel to %s is not a valid host name", printableSNI(hello.serverName), fl.target())
+	} else {
+		d.fix = fmt.Sprintf("If the client must send this server name, allow it in client %q in %s:\n\n%s\nor turn the check off for the block with allow_sni_mismatch = true.",
+			fl.block.Name, fl.gen.pol.Filename(), suggestRule(sni, fl.port))
+	}
+	if fl.block.Mode == policy.ModeLearn {
+		s.m.decisions.WithLabelValues(fl.kind, "would_deny", ReasonSNIMismatch, fl.mode(), fl.blockName()).Inc()
+		if err == nil {
+			sfl := *fl
+			sfl.host, sfl.rule = sni, nil
+			s.observe(&sfl, policy.DecisionWouldDeny, ReasonNoRule)
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "would deny", append(fl.attrs(),
+			slog.String(keyDecision, "would_deny"), slog.String(keyReason, ReasonSNIMismatch),
+			slog.String(keyDetail, d.detail))...)
+		return buf, nil, nil
+	}
+	return nil, nil, d
+}
+
+// ServeTransparentHTTP accepts plain-HTTP connections redirected to ln until
+// Shutdown. Each request on a connection is decided on its own, on its Host
+// header and the connection's original destination port, and forwarded like
+// an absolute-form request to the forward proxy. It returns nil after a
+// Shutdown and the listener's error otherwise.
+func (s *Server) ServeTransparentHTTP(ln net.Listener) error {
+	s.addOwn(ln.Addr())
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	if s.ths == nil {
+		s.ths = &http.Server{
+			Handler:           http.HandlerFunc(s.serveTransparentHTTP),
+			ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+			IdleTimeout:       s.cfg.ClientIdleTimeout,
+			MaxHeaderBytes:    s.hs.MaxHeaderBytes,
+			ErrorLog:          s.hs.ErrorLog,
+			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+				raw := c
+				if cc, ok := c.(*clientConn); ok {
+					raw = cc.Unwrap()
+				}
+				ctx = context.WithValue(ctx, transparentKey{}, originalDst(raw))
+				return context.WithValue(ctx, connKey{}, c)
+			},
+		}
+	}
+	hs := s.ths
+	s.mu.Unlock()
+	err := hs.Serve(&capListener{Listener: ln, s: s})
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// serveTransparentHTTP turns an origin-form request into the absolute form
+// a forward-proxy client would have sent, and hands it to the forward
+// proxy's decision and forwarding path. Anything else is refused with the
+// reason checkTransparentHygiene finds.
+func (s *Server) serveTransparentHTTP(w http.ResponseWriter, r *http.Request) {
+	tc := transparentFrom(r.Context())
+	if tc != nil && r.Method != http.MethodConnect && strings.HasPrefix(r.RequestURI, "/") {
+		if h, port, d := transparentTarget(r.Host, tc); d == nil {
+			r.URL.Scheme = "http"
+			r.URL.Host = hostPort(h, port)
+			s.gp.ServeHTTP(w, r)
+			return
+		}
+	}
+	fl, d := s.admit(r, kindHTTP)
+	if d == nil { // checkTransparentHygiene refuses whatever the above does not take
+		d = badRequest("request cannot be served on the transparent listener")
+	}
+	s.refused(r, fl, d)
+	resp := s.denyResponse(r, fl, d)
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+}
+
+// checkTransparentHygiene is checkHygiene for a request on the transparent
+// HTTP listener, after the framing checks they share: the request must be
+// origin-form with exactly one Host, which decides together with the
+// original destination port.
+func checkTransparentHygiene(r *http.Request, head reqHead, tc *transparentConn, fl *flow) *denial {
+	fl.kind = kindTransparentHTTP
+	fix := func(d *denial) *denial {
+		d.fix = "The transparent listener serves redirected plain-HTTP requests: origin-form (GET /path) with a Host header naming the destination."
+		return d
+	}
+	switch {
+	case r.Method == http.MethodConnect:
+		return fix(badRequest("CONNECT is not served on the transparent listener; explicit proxy clients use the proxy port"))
+	case !strings.HasPrefix(head.Target, "/"):
+		return fix(badRequest("request target must be origin-form (/path) on the transparent listener, got %q", truncate(head.Target, 80)))
+	case len(head.Host) == 0 || head.Host[0] == "":
+		return fix(badRequest("request has no Host header, so there is no name to decide on"))
+	}
+	h, port, d := transparentTarget(head.Host[0], tc)
+	if d != nil {
+		return fix(d)
+	}
+	fl.host, fl.port = h, port
+	// The forwarded URL must name the decided destination: upstream
+	// connections are pooled by it.
+	if r.URL.Scheme != "http" || r.URL.Host != hostPort(h, port) {
+		return fix(badRequest("request framing is ambiguous"))
+	}
+	return nil
+}
+
+// transparentTarget is the destination a Host header names on a
+// connection redirected from tc.origDst: the Host's name, and the original
+// destination port, which a port in the Host must repeat.
+func transparentTarget(hostHeader string, tc *transparentConn) (policy.Host, uint16, *denial) {
+	port := tc.origDst.Port()
+	hh, hp, err := splitAuthority(hostHeader, strconv.Itoa(int(port)))
+	if err != nil {
+		return policy.Host{}, 0, badRequest("invalid Host header %q: %v", truncate(hostHeader, 80), err)
+	}
+	h, err := policy.ParseHost(hh)
+	if err != nil {
+		return policy.Host{}, 0, badRequest("invalid Host header %q: %v", truncate(hostHeader, 80), err)
+	}
+	if hp != port {
+		return policy.Host{}, 0, badRequest("Host header %q names port %d, but the connection was to port %d", truncate(hostHeader, 80), hp, port)
+	}
+	return h, port, nil
+}
+
+// origDstResolver wraps the configured resolver: on a transparent
+// connection it logs when the original destination is not among the
+// addresses the name resolved to. The dial still goes to the name's
+// addresses only.
+type origDstResolver struct {
+	Resolver
+	s *Server
+}
+
+func (r origDstResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	addrs, err := r.Resolver.LookupNetIP(ctx, network, host)
+	if tc := transparentFrom(ctx); err == nil && tc != nil {
+		r.s.noteOrigDst(ctx, tc, addrs)
+	}
+	return addrs, err
+}
+
+// LookupCNAME passes canonical-name lookups through, for resolvers that
+// have them.
+func (r origDstResolver) LookupCNAME(ctx context.Context, host string) (string, error) {
+	if c, ok := r.Resolver.(cnameResolver); ok {
+		return c.LookupCNAME(ctx, host)
+	}
+	return "", errors.New("resolver has no LookupCNAME")
+}
+
+func (s *Server) noteOrigDst(ctx context.Context, tc *transparentConn, addrs []netip.Addr) {
+	dst := tc.origDst.Addr()
+	for _, a := range addrs {
+		if a.Unmap() == dst {
+			return
+		}
+	}
+	var attrs []slog.Attr
+	if fl, _ := ctx.Value(flowKey{}).(*flow); fl != nil {
+		attrs = fl.attrs()
+	}
+	resolved := make([]string, len(addrs))
+	for i, a := range addrs {
+		resolved[i] = a.Unmap().String()
+	}
+	attrs = append(attrs, slog.String(keyOrigDst, tc.origDst.String()),
+		slog.String(keyResolved, strings.Join(resolved, ",")),
+		slog.String(keyDetail, "the client connected to an address the name does not resolve to here; the proxy connected to the name's addresses instead (a forged server name or Host, or DNS that differs between client and proxy)"))
+	s.log.LogAttrs(ctx, slog.LevelInfo, "original destination is not an address of the name", attrs...)
+}
+
+// shutdownTransparent stops the transparent listeners and waits, until ctx
+// is done, for the transparent HTTP requests in flight. Transparent TLS
+// connections are tunnels: Shutdown drains them with the rest.
+func (s *Server) shutdownTransparent(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	lns := s.tlsLns
+	hs := s.ths
+	s.mu.Unlock()
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	s.acceptWG.Wait()
+	if hs == nil {
+		return nil
+	}
+	err := hs.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		_ = hs.Close()
+		return nil
+	}
+	return err
+}
+
+// replay writes the bytes the proxy read from either side of a tunnel
+// before it started moving them. On a failure it closes both conns and
+// reports "error", as pipe would.
+func replay(client, upstream net.Conn, toUpstream, toClient []byte, st *tunnelStats) (string, error) {
+	for _, w := range []struct {
+		dst net.Conn
+		b   []byte
+		n   *atomic.Int64
+	}{{upstream, toUpstream, &st.up}, {client, toClient, &st.down}} {
+		if len(w.b) == 0 {
+			continue
+		}
+		_ = w.dst.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		n, err := w.dst.Write(w.b)
+		w.n.Add(int64(n))
+		if err != nil {
+			abort(client)
+			abort(upstream)
+			client.Close()
+			upstream.Close()
+			return reasonError, err
+		}
+	}
+	return "", nil
+}
