@@ -438,6 +438,12 @@ func (s *Server) serveNonProxy(w http.ResponseWriter, r *http.Request) {
 	if d == nil {
 		d = badRequest("request target must be an absolute URL; this is a forward proxy")
 	}
+	s.writeDenial(w, r, fl, d)
+}
+
+// writeDenial logs a refusal and writes its response through w, for the
+// handlers that answer directly rather than through goproxy.
+func (s *Server) writeDenial(w http.ResponseWriter, r *http.Request, fl *flow, d *denial) {
 	s.refused(r, fl, d)
 	resp := s.denyResponse(r, fl, d)
 	for k, v := range resp.Header {

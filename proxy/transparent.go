@@ -464,13 +464,7 @@ func (s *Server) serveTransparentHTTP(w http.ResponseWriter, r *http.Request) {
 	if d == nil { // checkTransparentHygiene refuses whatever the above does not take
 		d = badRequest("request cannot be served on the transparent listener")
 	}
-	s.refused(r, fl, d)
-	resp := s.denyResponse(r, fl, d)
-	for k, v := range resp.Header {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(resp.StatusCode)
-	_, _ = io.Copy(w, resp.Body)
+	s.writeDenial(w, r, fl, d)
 }
 
 // checkTransparentHygiene is checkHygiene for a request on the transparent
