@@ -474,7 +474,11 @@ func testNetPipeIdle(t *testing.T) {
 // beyond the sockets, then shows what plain io.Copy costs for comparison.
 func testTunnelFDs(t *testing.T) {
 	const n = 200
-	const slack = 16
+	// The count is process-wide: sockets of earlier tests still closing in
+	// the background show up too (40 were seen once). One more fd per
+	// tunnel would add n = 200, far beyond the slack; pipes are checked
+	// exactly below.
+	const slack = 16 + n/2
 	ln := listen(t)
 
 	// open starts n tunnels with start, passes one ping-pong through each so

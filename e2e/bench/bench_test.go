@@ -1,0 +1,178 @@
+package bench
+
+import (
+	"bufio"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/azegress/azegress/policy"
+)
+
+// The benchmark policy must stay a valid azegress policy that allows the
+// origins by an exact and by a wildcard rule and nothing else of theirs.
+func TestBenchPolicyLoads(t *testing.T) {
+	rules := benchRules(1000)
+	if len(rules) != 1000 {
+		t.Fatalf("%d rules, want 1000", len(rules))
+	}
+	p, diags := policy.Load("bench.hcl", []byte(azegressPolicy(rules)))
+	if diags.HasErrors() {
+		t.Fatal(policy.FormatDiagnostics(diags))
+	}
+	if p.RuleCount() != 1000 {
+		t.Fatalf("RuleCount = %d", p.RuleCount())
+	}
+	c := p.Clients()[0]
+	for _, tt := range []struct {
+		host  string
+		port  uint16
+		allow bool
+	}{
+		{originHost, uint16(echoPort), true},
+		{wildHost, uint16(sourcePort), true},
+		{originHost, uint16(httpPort), true},
+		{originHost, 443, false},
+		{"cdn.azbench.example", uint16(echoPort), false},
+	} {
+		h, err := policy.ParseHost(tt.host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := c.Decide(h, tt.port); d.Allowed != tt.allow {
+			t.Errorf("Decide(%s:%d) = %v, want %v", tt.host, tt.port, d.Allowed, tt.allow)
+		}
+	}
+	sq := squidConf("/tmp/x", rules)
+	if n := strings.Count(sq, "acl bench_dst dstdomain "); n != 1000 {
+		t.Errorf("squid.conf has %d dstdomain entries, want 1000", n)
+	}
+	if !strings.Contains(sq, "acl bench_dst dstdomain .cdn.azbench.example\n") {
+		t.Errorf("squid.conf lacks the wildcard rule as a dstdomain")
+	}
+}
+
+func TestStats(t *testing.T) {
+	if got := median([]float64{3, 0, 1, 2}); got != 2 {
+		t.Errorf("median ignoring a failed 0 = %v, want 2", got)
+	}
+	if got := median([]float64{4, 1, 2, 3}); got != 2.5 {
+		t.Errorf("median = %v, want 2.5", got)
+	}
+	d := []time.Duration{5, 1, 4, 2, 3}
+	if p50, p99 := percentile(d, 50), percentile(d, 99); p50 != 3 || p99 != 4 {
+		t.Errorf("p50, p99 = %v, %v", p50, p99)
+	}
+	if got := strings.Join(rotate([]string{"a", "b", "c"}, 1), ""); got != "bca" {
+		t.Errorf("rotate = %s", got)
+	}
+	if got := fmtCount(1234567.4); got != "1,234,567" {
+		t.Errorf("fmtCount = %s", got)
+	}
+}
+
+func TestParseGoBench(t *testing.T) {
+	out := `goos: linux
+pkg: github.com/azegress/azegress/policy
+BenchmarkDecide/rules=100000/exact-2         	 9000000	       95.3 ns/op	       0 B/op	       0 allocs/op
+BenchmarkLoad100kRules-2                 	       1	2860320615 ns/op	   2.75 MB/s	2139319880 B/op	14051493 allocs/op
+PASS
+`
+	gb := parseGoBench(out)
+	if len(gb) != 2 {
+		t.Fatalf("parsed %d lines: %+v", len(gb), gb)
+	}
+	if g := gb[0]; g.Name != "BenchmarkDecide/rules=100000/exact" || g.NsOp != 95.3 || !g.HasMem || g.Allocs != 0 || g.Pkg != "github.com/azegress/azegress/policy" {
+		t.Errorf("first: %+v", g)
+	}
+	if g, ok := findBench(gb, "BenchmarkLoad100kRules"); !ok || g.NsOp != 2860320615 || g.MBs != 2.75 || g.Allocs != 14051493 {
+		t.Errorf("second: %+v", g)
+	}
+}
+
+// A run replaces the generated part of BENCHMARKS.md and keeps the part
+// written by hand.
+func TestWriteReportKeepsHandWritten(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	if err := writeReport(path, "# run 1\n"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	if !strings.Contains(string(b), handMarker+defaultHand) {
+		t.Fatalf("first run has no hand-written stub:\n%s", b)
+	}
+	hand := "\n\n## Fuzzing\n\nFuzzMatch ran for 5m.\n"
+	os.WriteFile(path, []byte("# run 1\n"+handMarker+hand), 0o644)
+	if err := writeReport(path, "# run 2\n"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(path)
+	if string(b) != "# run 2\n\n"+handMarker+hand {
+		t.Fatalf("second run:\n%s", b)
+	}
+}
+
+func TestReadHead(t *testing.T) {
+	for _, tt := range []struct {
+		resp        string
+		status      int
+		keep, chunk bool
+		length      int64
+	}{
+		{"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", 200, true, false, 3},
+		{"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\n", 200, false, false, 3},
+		{"HTTP/1.0 200 Connection established\r\nProxy-agent: tinyproxy/1.11.1\r\n\r\n", 200, false, false, -1},
+		{"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n", 200, true, false, -1},
+		{"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n", 403, true, true, -1},
+	} {
+		status, h, err := readHead(bufio.NewReader(strings.NewReader(tt.resp)))
+		if err != nil || status != tt.status || h.keepAlive != tt.keep || h.chunked != tt.chunk || h.contentLength != tt.length {
+			t.Errorf("%q: %d %+v %v", tt.resp, status, h, err)
+		}
+	}
+	if _, _, err := readHead(bufio.NewReader(strings.NewReader("SSH-2.0\r\n\r\n"))); err == nil {
+		t.Error("a non-HTTP answer was accepted")
+	}
+}
+
+// The load generator's measurements work against origins directly (the
+// proxies are exercised by `make bench` itself).
+func TestMeasureDirect(t *testing.T) {
+	lns := map[*int]net.Listener{}
+	for _, p := range []*int{&echoPort, &sourcePort, &httpPort} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		lns[p] = ln
+	}
+	old := [3]int{echoPort, sourcePort, httpPort}
+	t.Cleanup(func() { echoPort, sourcePort, httpPort = old[0], old[1], old[2] })
+	echoPort, sourcePort, httpPort = lns[&echoPort].Addr().(*net.TCPAddr).Port, lns[&sourcePort].Addr().(*net.TCPAddr).Port, lns[&httpPort].Addr().(*net.TCPAddr).Port
+	go serveTCP(lns[&echoPort], echoConn)
+	go serveTCP(lns[&sourcePort], sourceConn)
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") }), ErrorLog: log.New(io.Discard, "", 0)}
+	go hs.Serve(lns[&httpPort])
+	t.Cleanup(func() { hs.Close() })
+
+	direct := &target{name: "direct"}
+	if r := measureSetup(direct, 4, 200*time.Millisecond); r.N == 0 || r.Errors > 0 || r.P50 <= 0 || r.P99 < r.P50 {
+		t.Errorf("setup: %+v", r)
+	}
+	if mbs, err := measureBulk(direct, 2, 50*time.Millisecond, 200*time.Millisecond); err != nil || mbs <= 0 {
+		t.Errorf("bulk: %v %v", mbs, err)
+	}
+	if p50, p99, err := measureRTT(direct, 200*time.Millisecond); err != nil || p50 <= 0 || p99 < p50 {
+		t.Errorf("rtt: %v %v %v", p50, p99, err)
+	}
+	if r := measureHTTP(direct, 4, 200*time.Millisecond); r.N == 0 || r.Errors > 0 || r.Reopens > 0 {
+		t.Errorf("http: %+v", r)
+	}
+}

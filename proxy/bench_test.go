@@ -1,0 +1,198 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/azegress/azegress/policy"
+)
+
+// benchRules returns n allow rules, exact names and wildcards mixed, for the
+// body of a client block.
+func benchRules(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i%2 == 0 {
+			fmt.Fprintf(&b, "  allow \"r%d\" {\n    hosts = [\"svc%d.region%d.example.com\"]\n  }\n", i, i, i%50)
+		} else {
+			fmt.Fprintf(&b, "  allow \"r%d\" {\n    hosts = [\"*.tenant%d.example.net\"]\n  }\n", i, i)
+		}
+	}
+	return b.String()
+}
+
+// benchProxy serves a policy of about 1,000 rules that allows
+// allowed.example.com on port, logging every record as JSON to io.Discard.
+func benchProxy(b *testing.B, port uint16) string {
+	b.Helper()
+	p, diags := policy.Load("bench.hcl", []byte(basePolicy(port, benchRules(998))))
+	if diags.HasErrors() {
+		b.Fatal(policy.FormatDiagnostics(diags))
+	}
+	s, err := New(Config{
+		Policy:     p,
+		Logger:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Registerer: prometheus.NewRegistry(),
+		Resolver:   loopbackNames("allowed.example.com"),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln := listen(b)
+	go s.Serve(ln)
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return ln.Addr().String()
+}
+
+// echoServer echoes on every connection ln accepts.
+func echoServer(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go echo(c)
+	}
+}
+
+// BenchmarkConnectSetup is one tunnel's life through the proxy in this
+// process: connect, CONNECT and its 200, one byte echoed by the origin,
+// close. Allocations are the proxy's and the client's together.
+func BenchmarkConnectSetup(b *testing.B) {
+	origin := listen(b)
+	go echoServer(origin)
+	addr := benchProxy(b, portOf2(b, origin.Addr()))
+	req := []byte(fmt.Sprintf("CONNECT allowed.example.com:%[1]d HTTP/1.1\r\nHost: allowed.example.com:%[1]d\r\n\r\n", portOf2(b, origin.Addr())))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		one := []byte{'x'}
+		for pb.Next() {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.Write(req); err != nil {
+				b.Fatal(err)
+			}
+			br := bufio.NewReader(c)
+			line, err := br.ReadString('\n')
+			if err != nil || !strings.Contains(line, " 200 ") {
+				b.Fatalf("CONNECT: %q %v", line, err)
+			}
+			for line != "\r\n" {
+				if line, err = br.ReadString('\n'); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := c.Write(one); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := br.ReadByte(); err != nil {
+				b.Fatal(err)
+			}
+			c.Close()
+		}
+	})
+}
+
+// BenchmarkHTTPForward is one plain-HTTP request forwarded on a kept-alive
+// client connection, with a kept-alive upstream connection.
+func BenchmarkHTTPForward(b *testing.B) {
+	origin := listen(b)
+	go func() {
+		for {
+			c, err := origin.Accept()
+			if err != nil {
+				return
+			}
+			go func() { // a minimal HTTP/1.1 origin: "ok\n" to every request
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					for {
+						line, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						if line == "\r\n" {
+							break
+						}
+					}
+					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	port := portOf2(b, origin.Addr())
+	addr := benchProxy(b, port)
+	req := []byte(fmt.Sprintf("GET http://allowed.example.com:%[1]d/x HTTP/1.1\r\nHost: allowed.example.com:%[1]d\r\n\r\n", port))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		body := make([]byte, 3)
+		for pb.Next() {
+			if _, err := c.Write(req); err != nil {
+				b.Fatal(err)
+			}
+			line, err := br.ReadString('\n')
+			if err != nil || !strings.Contains(line, " 200 ") {
+				b.Fatalf("GET: %q %v", line, err)
+			}
+			for line != "\r\n" {
+				if line, err = br.ReadString('\n'); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := io.ReadFull(br, body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkReload is a policy reload as SIGHUP does it: load (parse,
+// validate, compile) and swap in, with 1,000 and 100,000 rules.
+func BenchmarkReload(b *testing.B) {
+	for _, n := range []int{1000, 100_000} {
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			src := []byte(basePolicy(443, benchRules(n-2)))
+			s, err := New(Config{Policy: loadPolicy(b, string(src))})
+			if err != nil {
+				b.Fatal(err)
+			}
+			load := func() (*policy.Policy, hcl.Diagnostics) { return policy.Load("bench.hcl", src) }
+			b.ReportAllocs()
+			for b.Loop() {
+				if !s.Reload(load) {
+					b.Fatal("reload rejected")
+				}
+			}
+		})
+	}
+}
+
+func portOf2(tb testing.TB, a net.Addr) uint16 {
+	tb.Helper()
+	return uint16(a.(*net.TCPAddr).Port)
+}
