@@ -129,7 +129,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	nofile := raiseFileLimit()
+	nofile := proxy.RaiseFileLimit()
 	if *maxConns == 0 && nofile > 0 {
 		// Each client connection may hold an upstream socket too.
 		*maxConns = int(max(64, (nofile-128)/2))
@@ -303,21 +303,6 @@ wait:
 	}
 	log.Info("stopped")
 	return 0
-}
-
-// raiseFileLimit lifts the soft RLIMIT_NOFILE to the hard limit: every tunnel
-// holds two sockets. It returns the limit in force.
-func raiseFileLimit() uint64 {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 0
-	}
-	if rl.Cur < rl.Max {
-		rl.Cur = rl.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
-		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
-	}
-	return rl.Cur
 }
 
 func check(args []string, stdout, stderr io.Writer) int {

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/azegress/azegress/proxy"
 )
 
 const usage = `azegress-bench: measures azegress against a direct connection, Squid and tinyproxy.
@@ -346,7 +348,7 @@ func measureAll(cfg config, stdout io.Writer) (*results, error) {
 	// This namespace's own sysctl: a wide ephemeral range for the setup
 	// loops' short connections (TIME_WAIT reuse is on for loopback).
 	_ = os.WriteFile("/proc/sys/net/ipv4/ip_local_port_range", []byte("10000 65000"), 0o644)
-	nofile := raiseNofile()
+	nofile := proxy.RaiseFileLimit()
 
 	dir, err := os.MkdirTemp("", "azbench-")
 	if err != nil {

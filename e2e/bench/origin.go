@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/azegress/azegress/proxy"
 )
 
 // The origins the proxies tunnel and forward to, all on 127.0.0.1 in the
@@ -41,7 +43,7 @@ func originMain(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	raiseNofile()
+	proxy.RaiseFileLimit()
 	lns := make([]net.Listener, 3)
 	for i, p := range []int{echoPort, sourcePort, httpPort} {
 		ln, err := net.Listen("tcp", net.JoinHostPort(*ip, fmt.Sprint(p)))
@@ -117,19 +119,4 @@ func sourceConn(c net.Conn) {
 			return
 		}
 	}
-}
-
-// raiseNofile lifts this process's soft RLIMIT_NOFILE to the hard limit and
-// returns the limit in force.
-func raiseNofile() uint64 {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 0
-	}
-	if rl.Cur < rl.Max {
-		rl.Cur = rl.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
-		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
-	}
-	return rl.Cur
 }
