@@ -99,14 +99,8 @@ func (s *Server) admit(r *http.Request, kind string) (*flow, *denial) {
 // its rules to fl.host and fl.port. A nil denial means the flow may proceed
 // to the dial, where the destination guard runs.
 func (s *Server) decide(fl *flow) *denial {
-	fl.block = fl.gen.pol.Client(fl.client.Addr())
-	// IMDS, WireServer and Arc's HIMDS answer only on the VM itself: a
-	// client sending them here has a NO_PROXY problem, whatever its block.
-	if label, ok := policy.LocalEndpoint(fl.host, fl.port); ok {
-		return localEndpoint(fl, label)
-	}
-	if fl.block == nil {
-		return clientUnknown(fl)
+	if d := classify(fl); d != nil {
+		return d
 	}
 	fl.state = s.blocks.get(fl.block.Name)
 	if ok, wait := fl.state.allow(fl.start); !ok {
@@ -119,12 +113,36 @@ func (s *Server) decide(fl *flow) *denial {
 			retryAfter: wait,
 		}
 	}
+	_, d := applyRules(fl)
+	return d
+}
+
+// classify finds fl's client block and refuses what no rule may allow:
+// IMDS, WireServer and Arc's HIMDS, which answer only on the VM itself (a
+// client sending them here has a NO_PROXY problem, whatever its block), and
+// clients in no block. The proxy and explain both decide through it.
+func classify(fl *flow) *denial {
+	fl.block = fl.gen.pol.Client(fl.client.Addr())
+	if label, ok := policy.LocalEndpoint(fl.host, fl.port); ok {
+		return localEndpoint(fl, label)
+	}
+	if fl.block == nil {
+		return clientUnknown(fl)
+	}
+	return nil
+}
+
+// applyRules decides fl under its client block's rules and sets fl.rule
+// to the allowing rule. Deny rules refuse in learn mode too: they are a
+// decision the policy's author made, not a gap to learn. Otherwise learn
+// mode lets through what no rule allows (a nil denial with a nil fl.rule).
+func applyRules(fl *flow) (policy.Decision, *denial) {
 	d := fl.block.Decide(fl.host, fl.port)
 	if !d.Allowed && (fl.block.Mode != policy.ModeLearn || d.Deny != nil) {
-		return refusal(fl, d)
+		return d, refusal(fl, d)
 	}
 	fl.rule = d.Rule
-	return nil
+	return d, nil
 }
 
 // checkHygiene parses the request target into fl and refuses anything

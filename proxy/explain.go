@@ -50,28 +50,22 @@ func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target st
 		e.Decision, e.Reason, e.Detail, e.Fix = "deny", d.reason, d.detail, d.fix
 		return e, nil
 	}
-	fl.block = p.Client(client)
+	d := classify(fl)
 	e.Block = fl.block
-	if label, ok := policy.LocalEndpoint(h, port); ok {
-		return deny(localEndpoint(fl, label))
+	if d != nil {
+		return deny(d)
 	}
-	if fl.block == nil {
-		return deny(clientUnknown(fl))
-	}
-	d := fl.block.Decide(h, port)
-	if !d.Allowed {
-		// Deny rules refuse in learn mode too: they are a decision the
-		// policy's author made, not a gap to learn.
-		if fl.block.Mode != policy.ModeLearn || d.Deny != nil {
-			e.DenyRule = d.Deny
-			return deny(refusal(fl, d))
-		}
+	dec, d := applyRules(fl)
+	switch {
+	case d != nil:
+		e.DenyRule = dec.Deny
+		return deny(d)
+	case fl.rule == nil:
 		e.Decision, e.Reason = "would_deny", ReasonNoRule
 		e.Detail = noRule(fl).detail + "; learning mode lets it through"
-	} else {
-		e.Decision, e.Reason, e.Rule = "allow", ReasonAllowed, d.Rule
-		fl.rule = d.Rule
-		e.Detail = fmt.Sprintf("rule %q in client block %q allows %s", d.Rule.Name, fl.block.Name, fl.target())
+	default:
+		e.Decision, e.Reason, e.Rule = "allow", ReasonAllowed, fl.rule
+		e.Detail = fmt.Sprintf("rule %q in client block %q allows %s", fl.rule.Name, fl.block.Name, fl.target())
 	}
 	if r == nil {
 		return e, nil
