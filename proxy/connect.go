@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -84,14 +85,20 @@ func (p slogPrintf) Printf(format string, v ...any) { p.l.Debug(fmt.Sprintf(form
 // block, rate limit and policy. A nil denial means the flow may proceed to
 // the dial, where the destination guard runs.
 func (s *Server) admit(r *http.Request, kind string) (*flow, *denial) {
-	fl := &flow{kind: kind, method: r.Method, start: time.Now(), gen: s.gen.Load()}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		fl.client = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
+	fl := s.newFlow(r, kind)
 	if d := s.checkHygiene(r, fl); d != nil {
 		return fl, d
 	}
 	return fl, s.decide(fl)
+}
+
+// newFlow starts the flow of r under the current policy.
+func (s *Server) newFlow(r *http.Request, kind string) *flow {
+	fl := &flow{kind: kind, method: r.Method, start: time.Now(), gen: s.gen.Load()}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		fl.client = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return fl
 }
 
 // decide is the part of admit that every listener shares: it selects
@@ -169,31 +176,38 @@ func (s *Server) checkHygiene(r *http.Request, fl *flow) *denial {
 	if tc := transparentFrom(r.Context()); tc != nil {
 		return checkTransparentHygiene(r, head, tc, fl) // origin-form, on that listener only
 	}
+	return checkTarget(fl, r.Method, r.RequestURI, r.URL, head.Host)
+}
+
+// checkTarget parses the request target (the CONNECT authority, or the
+// absolute-form URL u) into fl, and refuses a Host header that names
+// anything else. hosts are the request's raw Host header values.
+func checkTarget(fl *flow, method, requestURI string, u *url.URL, hosts []string) *denial {
 	var authority, defPort string
-	if r.Method == http.MethodConnect {
-		if strings.HasPrefix(r.RequestURI, "/") || strings.Contains(r.RequestURI, "://") {
-			return badRequest("CONNECT target must be host:port, got %q", r.RequestURI)
+	if method == http.MethodConnect {
+		if strings.HasPrefix(requestURI, "/") || strings.Contains(requestURI, "://") {
+			return badRequest("CONNECT target must be host:port, got %q", requestURI)
 		}
-		if strings.Contains(r.RequestURI, "@") {
+		if strings.Contains(requestURI, "@") {
 			return badRequest("CONNECT target must not carry userinfo")
 		}
-		authority = r.RequestURI
+		authority = requestURI
 	} else {
-		if !r.URL.IsAbs() {
+		if !u.IsAbs() {
 			return badRequest("request target must be an absolute URL")
 		}
-		switch strings.ToLower(r.URL.Scheme) {
+		switch strings.ToLower(u.Scheme) {
 		case "http":
 			defPort = "80"
 		case "https":
 			defPort = "443"
 		default:
-			return badRequest("unsupported URL scheme %q", r.URL.Scheme)
+			return badRequest("unsupported URL scheme %q", u.Scheme)
 		}
-		if r.URL.User != nil {
+		if u.User != nil {
 			return badRequest("request URL must not carry userinfo")
 		}
-		authority = r.URL.Host
+		authority = u.Host
 	}
 	host, port, err := splitAuthority(authority, defPort)
 	if err != nil {
@@ -204,19 +218,19 @@ func (s *Server) checkHygiene(r *http.Request, fl *flow) *denial {
 		return badRequest("invalid destination host %q: %v", truncate(host, 80), err)
 	}
 	fl.host, fl.port = h, port
-	if len(head.Host) == 1 {
+	if len(hosts) == 1 {
 		// A port-less Host on a CONNECT names the same authority.
 		hostDefPort := defPort
-		if r.Method == http.MethodConnect {
+		if method == http.MethodConnect {
 			hostDefPort = strconv.Itoa(int(port))
 		}
-		hh, hp, err := splitAuthority(head.Host[0], hostDefPort)
+		hh, hp, err := splitAuthority(hosts[0], hostDefPort)
 		var hph policy.Host
 		if err == nil {
 			hph, err = policy.ParseHost(hh)
 		}
 		if err != nil || hph != h || hp != port {
-			return badRequest("Host header %q disagrees with the request target %s", truncate(head.Host[0], 80), fl.target())
+			return badRequest("Host header %q disagrees with the request target %s", truncate(hosts[0], 80), fl.target())
 		}
 	}
 	return nil
@@ -261,12 +275,76 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// handleConnect decides a CONNECT and, when allowed, dials the destination
-// before answering, so a refused or unreachable destination gets a real
-// status code instead of a tunnel that dies.
+// handleConnect decides a CONNECT that came through net/http and goproxy
+// (see front.go for the ones that do not) and, when allowed, dials the
+// destination before answering, so a refused or unreachable destination
+// gets a real status code instead of a tunnel that dies.
 func (s *Server) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
 	r := pctx.Req
 	fl, d := s.admit(r, kindConnect)
+	upstream, d := s.openTunnel(r, fl, d)
+	if d != nil {
+		pctx.Resp = s.denyResponse(r, fl, d)
+		return goproxy.RejectConnect, host
+	}
+	s.tunnelWG.Add(1)
+	return &goproxy.ConnectAction{
+		Action: goproxy.ConnectHijack,
+		Hijack: func(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
+			// The tunnel gets a goroutine of its own, so that net/http's
+			// connection goroutine returns and an idle tunnel does not pin
+			// its deep stack, read buffer and request (about 12 KiB).
+			go func() {
+				defer s.tunnelWG.Done()
+				defer fl.state.releaseTunnel()
+				var early []byte
+				if pc, ok := client.(*prefixConn); ok {
+					early = pc.unread()
+					client = pc.clientConn
+				}
+				s.runTunnel(req, client, upstream, fl, early)
+			}()
+		},
+	}, host
+}
+
+// serveConnect answers a CONNECT the front door read (front.go) exactly as
+// handleConnect and goproxy would, without them. early are bytes the client
+// sent after the head.
+func (s *Server) serveConnect(cc *clientConn, h *reqHead, early []byte) {
+	s.frontConnects.Add(1)
+	r := &http.Request{
+		Method:     h.Method,
+		RequestURI: h.Target,
+		Proto:      h.Proto,
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		RemoteAddr: cc.RemoteAddr().String(),
+	}
+	if h.Proto == "HTTP/1.0" {
+		r.ProtoMinor = 0
+	}
+	fl := s.newFlow(r, kindConnect)
+	d := checkTarget(fl, r.Method, r.RequestURI, nil, h.Host)
+	if d == nil {
+		d = s.decide(fl)
+	}
+	upstream, d := s.openTunnel(r, fl, d)
+	if d != nil {
+		_ = cc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_ = s.denyResponse(r, fl, d).Write(cc)
+		_ = cc.Close()
+		return
+	}
+	defer fl.state.releaseTunnel()
+	s.runTunnel(r, cc, upstream, fl, early)
+}
+
+// openTunnel takes one of the client block's tunnels and dials the
+// destination of an admitted flow (d is admit's verdict). A refusal is
+// logged and counted, and the caller must answer it; otherwise the caller
+// owns the tunnel and the upstream conn.
+func (s *Server) openTunnel(r *http.Request, fl *flow, d *denial) (net.Conn, *denial) {
 	if d == nil {
 		d = acquireTunnel(fl)
 	}
@@ -279,34 +357,21 @@ func (s *Server) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.Co
 	}
 	if d != nil {
 		s.refused(r, fl, d)
-		pctx.Resp = s.denyResponse(r, fl, d)
-		return goproxy.RejectConnect, host
+		return nil, d
 	}
 	s.allowed(r, fl)
-	s.tunnelWG.Add(1)
-	return &goproxy.ConnectAction{
-		Action: goproxy.ConnectHijack,
-		Hijack: func(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
-			// The tunnel gets a goroutine of its own, so that net/http's
-			// connection goroutine returns and an idle tunnel does not pin
-			// its deep stack, read buffer and request (about 12 KiB).
-			go func() {
-				defer s.tunnelWG.Done()
-				defer fl.state.releaseTunnel()
-				s.runTunnel(req, client, upstream, fl)
-			}()
-		},
-	}, host
+	return upstream, nil
 }
 
-// runTunnel answers 200 and moves bytes until either side is done.
-func (s *Server) runTunnel(r *http.Request, client, upstream net.Conn, fl *flow) {
+// runTunnel answers 200 and moves bytes until either side is done. early
+// are bytes the client sent before the 200, for the destination.
+func (s *Server) runTunnel(r *http.Request, client, upstream net.Conn, fl *flow, early []byte) {
 	defer client.Close() // gives the connection's slot back under the global cap
 	minor := 1
 	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
 		minor = 0
 	}
-	if _, err := fmt.Fprintf(client, "HTTP/1.%d 200 Connection established\r\n\r\n", minor); err != nil {
+	if _, err := client.Write(established[minor]); err != nil {
 		upstream.Close()
 		return
 	}
@@ -314,13 +379,19 @@ func (s *Server) runTunnel(r *http.Request, client, upstream net.Conn, fl *flow)
 	if cc, ok := client.(*clientConn); ok {
 		raw = cc.Unwrap()
 	}
-	toUpstream, toClient, d := s.checkFronting(r, fl, raw, upstream)
+	toUpstream, toClient, d := s.checkFronting(r, fl, raw, upstream, early)
 	if d != nil {
 		upstream.Close()
 		s.refused(r, fl, d)
 		return
 	}
 	s.spliceTunnel(fl, raw, upstream, toUpstream, toClient)
+}
+
+// established are the 200 responses to an HTTP/1.0 and an HTTP/1.1 CONNECT.
+var established = [2][]byte{
+	[]byte("HTTP/1.0 200 Connection established\r\n\r\n"),
+	[]byte("HTTP/1.1 200 Connection established\r\n\r\n"),
 }
 
 // spliceTunnel forwards the bytes the proxy already read from either side,

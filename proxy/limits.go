@@ -126,12 +126,10 @@ func (l *capListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if !l.s.takeConn() {
-			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = c.Write(shedResponse)
-			_ = c.Close()
+			shed(c)
 			continue
 		}
-		return &clientConn{headConn: newHeadConn(c), l: l}, nil
+		return &clientConn{headConn: newHeadConn(c), s: l.s}, nil
 	}
 }
 
@@ -144,15 +142,15 @@ var shedResponse = func() []byte {
 // (headConn) and gives its slot under the global cap back exactly once.
 type clientConn struct {
 	*headConn
-	l    *capListener
+	s    *Server
 	once sync.Once
 }
 
 func (c *clientConn) Close() error {
 	err := c.headConn.Close()
 	c.once.Do(func() {
-		c.l.s.releaseConn()
-		c.l.s.unserved(c)
+		c.s.releaseConn()
+		c.s.unserved(c)
 	})
 	return err
 }

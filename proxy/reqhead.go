@@ -64,6 +64,13 @@ type reqHead struct {
 	ContentLength         []string // every Content-Length value, trimmed of OWS
 	TransferEncoding      []string // every Transfer-Encoding value, trimmed of OWS
 
+	// End is the offset in the connection's byte stream just past the
+	// head's empty line: where a CONNECT's tunnel bytes start.
+	End int64
+	// unusual is set if a header value holds a control byte, which net/http
+	// refuses with a bare 400; the front door leaves such heads to it.
+	unusual bool
+
 	// Err, if non-nil, means the parser could not follow the framing at or
 	// before this head. It is the last head of its connection: the proxy
 	// refuses the request and closes. Fields the parser did not reach are
@@ -110,6 +117,16 @@ func (c *headConn) Read(b []byte) (int, error) {
 		c.mu.Unlock()
 	}
 	return n, err
+}
+
+// peekHead returns the oldest head not yet taken, without taking it.
+func (c *headConn) peekHead() (reqHead, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.p.qhead == len(c.p.queue) {
+		return reqHead{}, false
+	}
+	return c.p.queue[c.p.qhead], true
 }
 
 // NextHead removes and returns the oldest head not yet taken. net/http
@@ -175,6 +192,8 @@ type headParser struct {
 
 	queue []reqHead // queue[qhead:] are the heads not yet taken
 	qhead int
+
+	fed int64 // bytes fed so far
 }
 
 // pop removes and returns the oldest queued head.
@@ -220,6 +239,7 @@ func (p *headParser) stop() {
 
 // feed advances the parser over b.
 func (p *headParser) feed(b []byte) {
+	p.fed += int64(len(b))
 	for len(b) > 0 {
 		switch p.state {
 		case stStopped:
@@ -240,7 +260,11 @@ func (p *headParser) feed(b []byte) {
 			}
 
 		case stHead:
+			q := len(p.queue)
 			b = p.feedHead(b)
+			if len(p.queue) > q {
+				p.queue[len(p.queue)-1].End = p.fed - int64(len(b))
+			}
 
 		case stBody, stChunkData:
 			n := uint64(len(b))
@@ -367,6 +391,9 @@ func parseHead(buf []byte) (h reqHead, next parseState, length uint64) {
 			return h, next, 0
 		}
 		value = trimOWS(value)
+		if !h.unusual && hasCTL(value) {
+			h.unusual = true
+		}
 		switch {
 		case asciiEqualFold(name, "host"):
 			h.Host = append(h.Host, string(value))
@@ -598,4 +625,15 @@ func unhex(c byte) (byte, bool) {
 		return c - 'A' + 10, true
 	}
 	return 0, false
+}
+
+// hasCTL reports whether v holds a byte net/http does not allow in a header
+// value: a control byte other than horizontal tab.
+func hasCTL(v []byte) bool {
+	for _, c := range v {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }

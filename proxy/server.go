@@ -98,7 +98,12 @@ type Server struct {
 	ths      *http.Server   // serves ServeTransparentHTTP; guarded by mu
 	tlsLns   []net.Listener // ServeTransparentTLS listeners; guarded by mu
 	closed   bool           // Shutdown began; guarded by mu
-	acceptWG sync.WaitGroup // ServeTransparentTLS accept loops
+	acceptWG sync.WaitGroup // Serve and ServeTransparentTLS accept loops
+
+	// Proxy connections whose first head the front door is reading
+	// (front.go); Shutdown closes them. Guarded by mu.
+	front         map[*clientConn]struct{}
+	frontConnects atomic.Int64 // CONNECTs the front door answered, for tests
 }
 
 // generation is one loaded policy with the upstream transports dialed under
@@ -154,6 +159,9 @@ func New(cfg Config) (*Server, error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if p, ok := c.(*prefixConn); ok {
+				c = p.clientConn
+			}
 			return context.WithValue(ctx, connKey{}, c)
 		},
 	}
@@ -199,9 +207,28 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.own = append(s.own, ap)
 		s.mu.Unlock()
 	}
-	err := s.hs.Serve(&capListener{Listener: ln, s: s})
-	if errors.Is(err, http.ErrServerClosed) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = ln.Close()
 		return nil
+	}
+	s.acceptWG.Add(1)
+	s.mu.Unlock()
+	defer s.acceptWG.Done()
+
+	h := newHandoff(ln)
+	herr := make(chan error, 1)
+	go func() {
+		herr <- s.hs.Serve(h)
+		_ = h.Close() // stops the front door if net/http stopped on its own
+	}()
+	err := s.acceptLoop(ln, h)
+	_ = h.Close()
+	if e := <-herr; errors.Is(e, http.ErrServerClosed) {
+		return nil
+	} else if err == nil && !errors.Is(e, net.ErrClosed) {
+		err = e
 	}
 	return err
 }
@@ -215,6 +242,10 @@ func (s *Server) Ready() bool { return !s.draining.Load() }
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.m.draining.Set(1)
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.closeFront()
 	terr := make(chan error, 1)
 	go func() { terr <- s.shutdownTransparent(ctx) }()
 	err := s.hs.Shutdown(ctx)

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/azegress/azegress/policy"
@@ -109,9 +108,15 @@ const helloBufSize = 4 << 10
 // ClientHello, cannot be one, or reading fails (deadline, EOF). It returns
 // every byte read, which the caller must forward, the parser's verdict on
 // them (errHelloIncomplete if reading stopped first) and the read error.
-func readClientHello(c net.Conn) (buf []byte, h clientHello, perr, rerr error) {
-	buf = make([]byte, 0, helloBufSize)
+// early are bytes already read from c, which come first.
+func readClientHello(c net.Conn, early []byte) (buf []byte, h clientHello, perr, rerr error) {
+	buf = append(make([]byte, 0, max(helloBufSize, len(early))), early...)
 	perr = errHelloIncomplete
+	if len(buf) > 0 {
+		if h, perr = parseClientHello(buf); perr != errHelloIncomplete {
+			return buf, h, perr, nil
+		}
+	}
 	for {
 		if len(buf) == cap(buf) {
 			buf = slices.Grow(buf, min(maxHelloBytes, 2*cap(buf))-len(buf))
@@ -157,10 +162,7 @@ func (s *Server) ServeTransparentTLS(ln net.Listener) error {
 			if closed {
 				return nil
 			}
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Out of file descriptors, like http.Server: wait and retry.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
+			if retryAccept(err, &backoff) {
 				continue
 			}
 			return err
@@ -198,7 +200,7 @@ func (s *Server) serveTransparentTLS(c net.Conn) {
 
 	_ = c.SetReadDeadline(fl.start.Add(s.cfg.ReadHeaderTimeout))
 	stop := context.AfterFunc(s.tunnelCtx, func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })
-	buf, hello, perr, rerr := readClientHello(c)
+	buf, hello, perr, rerr := readClientHello(c, nil)
 	stop()
 	_ = c.SetReadDeadline(time.Time{})
 
@@ -334,9 +336,9 @@ func acquireTunnel(fl *flow) *denial {
 // speaks first, a client that sends nothing, and protocols other than TLS
 // pass. It returns the bytes it read from either side, which the caller
 // must forward.
-func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.Conn) (toUpstream, toClient []byte, d *denial) {
+func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.Conn, early []byte) (toUpstream, toClient []byte, d *denial) {
 	if fl.block == nil || fl.block.AllowSNIMismatch {
-		return nil, nil, nil
+		return early, nil, nil
 	}
 	_ = client.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
 	stop := context.AfterFunc(s.tunnelCtx, func() { _ = client.SetReadDeadline(time.Unix(1, 0)) })
@@ -351,7 +353,7 @@ func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.C
 		}
 		spoke <- b[:n]
 	}()
-	buf, hello, perr, _ := readClientHello(client)
+	buf, hello, perr, _ := readClientHello(client, early)
 	stop()
 	_ = upstream.SetReadDeadline(time.Unix(1, 0))
 	toClient = <-spoke

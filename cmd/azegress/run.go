@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -105,6 +106,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		logLevel      = fs.String("log-level", "info", "debug, info, warn or error")
 		transpTLS     = fs.String("transparent-tls", "", "also accept TLS connections redirected here (nftables REDIRECT/TPROXY) on this `address`, decided on their SNI (empty: off)")
 		transpHTTP    = fs.String("transparent-http", "", "also accept plain-HTTP connections redirected here on this `address`, decided on each request's Host (empty: off)")
+		pprofOn       = fs.Bool("pprof", false, "also serve Go's /debug/pprof/ on the -metrics address, to profile a live proxy (keep that address private)")
 		observations  = fs.String("observations", "", "append what the proxy sees (destinations per client block, with counts and decisions) to this `file`, for `azegress report`")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -226,6 +228,12 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			}
 			fmt.Fprintln(w, "ready")
 		})
+		if *pprofOn {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := admin.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {

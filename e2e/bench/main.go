@@ -34,6 +34,8 @@ const usage = `azegress-bench: measures azegress against a direct connection, Sq
 Usage:
   azegress-bench run [-azegress BIN] [-out BENCHMARKS.md] [-rounds N] [-quick] [-targets LIST]
   azegress-bench origin     (the origins; run by "run")
+  azegress-bench load [-proxy ADDR] [-what setup|bulk|rtt|http] [-dur D]
+                            (one measurement against a running proxy, to profile it)
 
 "run" needs root: it creates a network namespace. BENCH_ROUNDS and
 BENCH_QUICK=1 in the environment set -rounds and -quick.
@@ -52,6 +54,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return insideMain(args[1:], stdout, stderr)
 	case "origin":
 		return originMain(args[1:], stdout, stderr)
+	case "load":
+		return loadMain(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
