@@ -104,6 +104,12 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.b.Write(p)
 }
 
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
 // records returns the JSON log records whose msg is msg.
 func (b *syncBuffer) records(msg string) []map[string]any {
 	b.mu.Lock()

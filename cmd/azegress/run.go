@@ -121,7 +121,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "azegress serve: -log-level: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Records are written in batches; denials and errors at once.
+	lw := proxy.NewLogWriter(stderr, 0)
+	defer lw.Close()
+	log := slog.New(lw.Handler(slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: level})))
 
 	load := loader(*policyPath)
 	pol, diags := load()
