@@ -401,6 +401,7 @@ func (s *Server) spliceTunnel(fl *flow, client, upstream net.Conn, toUpstream, t
 	s.m.tunnelsActive.Inc()
 	var st tunnelStats
 	why, err := replay(client, upstream, toUpstream, toClient, &st)
+	putHelloBuf(toUpstream)
 	if err == nil {
 		why, err = pipe(s.tunnelCtx, client, upstream, s.cfg.TunnelIdleTimeout, &st)
 	}
@@ -412,7 +413,8 @@ func (s *Server) spliceTunnel(fl *flow, client, upstream net.Conn, toUpstream, t
 	if s.cfg.QuietAllowed {
 		return
 	}
-	attrs := append(fl.attrs(),
+	var buf [16]slog.Attr
+	attrs := append(fl.appendAttrs(buf[:0]),
 		slog.Int64(keyBytesUp, up), slog.Int64(keyBytesDown, down),
 		slog.Int64(keyDurationMS, time.Since(fl.start).Milliseconds()),
 		slog.String(keyCloseReason, why))
@@ -573,8 +575,10 @@ func (s *Server) denyResponse(r *http.Request, fl *flow, d *denial) *http.Respon
 	}
 }
 
-func (fl *flow) attrs() []slog.Attr {
-	a := make([]slog.Attr, 0, 16)
+func (fl *flow) attrs() []slog.Attr { return fl.appendAttrs(make([]slog.Attr, 0, 16)) }
+
+// appendAttrs appends fl's log attributes to a.
+func (fl *flow) appendAttrs(a []slog.Attr) []slog.Attr {
 	a = append(a, slog.String(keyKind, fl.kind))
 	if fl.client.IsValid() {
 		a = append(a, slog.String(keyClient, fl.client.String()))

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -104,13 +105,29 @@ func closeAfterAlert(c net.Conn) {
 // to maxHelloBytes for larger ones.
 const helloBufSize = 4 << 10
 
+// helloBufPool holds readClientHello's first buffers; the caller gives one
+// back with putHelloBuf once its bytes are forwarded.
+var helloBufPool = sync.Pool{New: func() any { return new([helloBufSize]byte) }}
+
+// putHelloBuf returns b to helloBufPool if it is one of its buffers that
+// readClientHello did not have to grow. b must not be used afterwards.
+func putHelloBuf(b []byte) {
+	if cap(b) == helloBufSize {
+		helloBufPool.Put((*[helloBufSize]byte)(b[:helloBufSize]))
+	}
+}
+
 // readClientHello reads from c until what it read starts with a complete
 // ClientHello, cannot be one, or reading fails (deadline, EOF). It returns
 // every byte read, which the caller must forward, the parser's verdict on
 // them (errHelloIncomplete if reading stopped first) and the read error.
 // early are bytes already read from c, which come first.
 func readClientHello(c net.Conn, early []byte) (buf []byte, h clientHello, perr, rerr error) {
-	buf = append(make([]byte, 0, max(helloBufSize, len(early))), early...)
+	if len(early) <= helloBufSize {
+		buf = append(helloBufPool.Get().(*[helloBufSize]byte)[:0], early...)
+	} else {
+		buf = slices.Clone(early)
+	}
 	perr = errHelloIncomplete
 	if len(buf) > 0 {
 		if h, perr = parseClientHello(buf); perr != errHelloIncomplete {
@@ -344,22 +361,26 @@ func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.C
 	stop := context.AfterFunc(s.tunnelCtx, func() { _ = client.SetReadDeadline(time.Unix(1, 0)) })
 	// A TLS server never speaks first. One that does (an SMTP or SSH
 	// banner) means no ClientHello is coming: stop waiting for the client.
-	spoke := make(chan []byte, 1)
+	type answer struct {
+		data  []byte
+		spoke bool
+	}
+	server := make(chan answer, 1)
 	go func() {
-		b := make([]byte, 1024)
-		n, err := upstream.Read(b)
-		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		data, spoke, timedOut := awaitServer(upstream)
+		if !timedOut {
 			_ = client.SetReadDeadline(time.Unix(1, 0))
 		}
-		spoke <- b[:n]
+		server <- answer{data, spoke}
 	}()
 	buf, hello, perr, _ := readClientHello(client, early)
 	stop()
 	_ = upstream.SetReadDeadline(time.Unix(1, 0))
-	toClient = <-spoke
+	a := <-server
+	toClient = a.data
 	_ = upstream.SetReadDeadline(time.Time{})
 	_ = client.SetReadDeadline(time.Time{})
-	if len(toClient) > 0 || s.tunnelCtx.Err() != nil {
+	if a.spoke || s.tunnelCtx.Err() != nil {
 		return buf, toClient, nil // not a TLS server
 	}
 	switch {
@@ -588,6 +609,14 @@ func (s *Server) shutdownTransparent(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// readServer reads what upstream sends first, for awaitServer where the
+// bytes cannot be left queued.
+func readServer(upstream net.Conn) (data []byte, spoke, timedOut bool) {
+	b := make([]byte, 1024)
+	n, err := upstream.Read(b)
+	return b[:n], n > 0, n == 0 && errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // replay writes the bytes the proxy read from either side of a tunnel

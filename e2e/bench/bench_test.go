@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -166,13 +167,34 @@ func TestMeasureDirect(t *testing.T) {
 	if r := measureSetup(direct, 4, 200*time.Millisecond); r.N == 0 || r.Errors > 0 || r.P50 <= 0 || r.P99 < r.P50 {
 		t.Errorf("setup: %+v", r)
 	}
-	if mbs, err := measureBulk(direct, 2, 50*time.Millisecond, 200*time.Millisecond); err != nil || mbs <= 0 {
-		t.Errorf("bulk: %v %v", mbs, err)
+	if mbs, cpu, err := measureBulk(direct, 2, 50*time.Millisecond, 200*time.Millisecond, cpuMeter{}); err != nil || mbs <= 0 || cpu.Client <= 0 || cpu.Proxy != 0 {
+		t.Errorf("bulk: %v %+v %v", mbs, cpu, err)
 	}
 	if p50, p99, err := measureRTT(direct, 200*time.Millisecond); err != nil || p50 <= 0 || p99 < p50 {
 		t.Errorf("rtt: %v %v %v", p50, p99, err)
 	}
 	if r := measureHTTP(direct, 4, 200*time.Millisecond); r.N == 0 || r.Errors > 0 || r.Reopens > 0 {
 		t.Errorf("http: %+v", r)
+	}
+}
+
+// TestGroupCPU: the CPU time of this test's process group includes the
+// time this process spends.
+func TestGroupCPU(t *testing.T) {
+	end := time.Now().Add(50 * time.Millisecond)
+	for x := 0; time.Now().Before(end); x++ {
+		_ = x * x
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	self := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	got := groupCPU(syscall.Getpgrp())
+	if got < self-2*clockTick {
+		t.Errorf("process group CPU %v, but this process alone used %v", got, self)
+	}
+	if _, _, _, ok := procStat(os.Getpid()); !ok {
+		t.Errorf("procStat of this process failed")
 	}
 }

@@ -183,8 +183,9 @@ func percentile(d []time.Duration, p float64) time.Duration {
 }
 
 // measureBulk opens n tunnels to the source origin and returns the total
-// downstream throughput in MB/s (10^6 bytes) over dur, after warm.
-func measureBulk(t *target, n int, warm, dur time.Duration) (float64, error) {
+// downstream throughput in MB/s (10^6 bytes) over dur, after warm, and the
+// CPU time m's parties spent per MB meanwhile.
+func measureBulk(t *target, n int, warm, dur time.Duration, m cpuMeter) (float64, cpuUse, error) {
 	var total atomic.Int64
 	var conns []net.Conn
 	var wg sync.WaitGroup
@@ -197,7 +198,7 @@ func measureBulk(t *target, n int, warm, dur time.Duration) (float64, error) {
 	for range n {
 		c, br, err := t.open(originHost, sourcePort, 5*time.Second)
 		if err != nil {
-			return 0, err
+			return 0, cpuUse{}, err
 		}
 		conns = append(conns, c)
 		wg.Go(func() {
@@ -212,13 +213,15 @@ func measureBulk(t *target, n int, warm, dur time.Duration) (float64, error) {
 		})
 	}
 	time.Sleep(warm)
+	c0 := m.sample()
 	b0, t0 := total.Load(), time.Now()
 	time.Sleep(dur)
 	b1, t1 := total.Load(), time.Now()
+	cpu := m.per(c0, float64(b1-b0)/1e6)
 	if b1 == b0 {
-		return 0, errors.New("no bytes moved")
+		return 0, cpuUse{}, errors.New("no bytes moved")
 	}
-	return float64(b1-b0) / t1.Sub(t0).Seconds() / 1e6, nil
+	return float64(b1-b0) / t1.Sub(t0).Seconds() / 1e6, cpu, nil
 }
 
 // measureRTT sends 64-byte messages over one open tunnel to the echo origin,

@@ -32,7 +32,7 @@ func loadMain(args []string, stdout, stderr io.Writer) int {
 		r := measureSetup(t, *workers, *dur)
 		fmt.Fprintf(stdout, "setup %.0f/s p50 %v p99 %v (%d, %d errors %s)\n", r.Rate, r.P50, r.P99, r.N, r.Errors, r.FirstErr)
 	case "bulk":
-		mbs, err := measureBulk(t, *tunnels, 300*time.Millisecond, *dur)
+		mbs, _, err := measureBulk(t, *tunnels, 300*time.Millisecond, *dur, cpuMeter{})
 		if err != nil {
 			fmt.Fprintln(stderr, "bulk:", err)
 			return 1

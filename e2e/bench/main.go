@@ -313,6 +313,9 @@ type roundResult struct {
 	RTT99    time.Duration
 	HTTP     httpResult
 	Problems []string
+
+	// CPU time per tunnel setup, per MB of 1-tunnel bulk, per HTTP request.
+	SetupCPU, Bulk1CPU, HTTPCPU cpuUse
 }
 
 // insideMain runs in the namespace.
@@ -422,7 +425,7 @@ func measureAll(cfg config, stdout io.Writer) (*results, error) {
 		order := rotate(cfg.Targets, r)
 		fmt.Fprintf(stdout, "== round %d/%d: %s\n", r+1, cfg.Rounds, strings.Join(order, ", "))
 		for i, name := range order {
-			rr := measureRound(targets[name], cfg)
+			rr := measureRound(targets[name], cfg, origin)
 			rr.Order = i
 			res.Rounds[name] = append(res.Rounds[name], rr)
 			fmt.Fprintf(stdout, "  %-10s setup %7.0f/s p50 %v p99 %v | bulk %6.0f / %6.0f MB/s | rtt p50 %v p99 %v | http %7.0f/s%s\n",
@@ -500,23 +503,28 @@ func rotate(s []string, r int) []string {
 	return out
 }
 
-func measureRound(t *target, cfg config) roundResult {
+func measureRound(t *target, cfg config, origin *proc) roundResult {
 	var rr roundResult
+	m := cpuMeter{proxy: t.proc, origin: origin}
+	c0 := m.sample()
 	rr.Setup = measureSetup(t, cfg.Workers, cfg.SetupDur)
+	rr.SetupCPU = m.per(c0, float64(rr.Setup.N+rr.Setup.Errors))
 	if rr.Setup.Errors > 0 {
 		rr.Problems = append(rr.Problems, fmt.Sprintf("%d setups failed (%s)", rr.Setup.Errors, rr.Setup.FirstErr))
 	}
 	var err error
-	if rr.Bulk1, err = measureBulk(t, 1, cfg.Warm, cfg.BulkDur); err != nil {
+	if rr.Bulk1, rr.Bulk1CPU, err = measureBulk(t, 1, cfg.Warm, cfg.BulkDur, m); err != nil {
 		rr.Problems = append(rr.Problems, "bulk 1: "+err.Error())
 	}
-	if rr.Bulk8, err = measureBulk(t, 8, cfg.Warm, cfg.BulkDur); err != nil {
+	if rr.Bulk8, _, err = measureBulk(t, 8, cfg.Warm, cfg.BulkDur, m); err != nil {
 		rr.Problems = append(rr.Problems, "bulk 8: "+err.Error())
 	}
 	if rr.RTT50, rr.RTT99, err = measureRTT(t, cfg.RTTDur); err != nil {
 		rr.Problems = append(rr.Problems, "rtt: "+err.Error())
 	}
+	c0 = m.sample()
 	rr.HTTP = measureHTTP(t, cfg.Workers, cfg.HTTPDur)
+	rr.HTTPCPU = m.per(c0, float64(rr.HTTP.N+rr.HTTP.Errors))
 	if rr.HTTP.Errors > 0 {
 		rr.Problems = append(rr.Problems, fmt.Sprintf("%d HTTP requests failed (%s)", rr.HTTP.Errors, rr.HTTP.FirstErr))
 	}

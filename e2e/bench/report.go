@@ -271,6 +271,7 @@ func (rep *report) render() string {
 		}
 	}
 
+	rep.renderCPU(&b)
 	rep.renderFloors(&b)
 	rep.renderGoBench(&b)
 
@@ -298,6 +299,46 @@ func (rep *report) render() string {
 		}
 	}
 	return b.String()
+}
+
+// renderCPU writes the CPU time each party spent per operation (medians
+// over the rounds): what a rate ratio on a shared machine comes from.
+func (rep *report) renderCPU(b *strings.Builder) {
+	b.WriteString("\n## Where the CPU time goes\n\n")
+	b.WriteString("CPU time (user + system, from /proc and getrusage) per operation, medians over the rounds: the proxy,\n" +
+		"the origins, and the load generator (the client). On loopback the kernel's TCP work for a packet is mostly\n" +
+		"charged to the process that sends it.\n\n")
+	b.WriteString("| | per tunnel setup: proxy / origin / client = total | per MB of 1-tunnel bulk: proxy / origin / client | per HTTP request: proxy / origin / client |\n|---|---|---|---|\n")
+	for _, t := range rep.Results.Targets {
+		rs := rep.Results.Rounds[t]
+		if len(rs) == 0 {
+			continue
+		}
+		cell := func(get func(roundResult) cpuUse, total bool) string {
+			var p, o, c, sum []float64
+			for _, r := range rs {
+				u := get(r)
+				p, o, c = append(p, float64(u.Proxy)), append(o, float64(u.Origin)), append(c, float64(u.Client))
+				sum = append(sum, float64(u.Proxy+u.Origin+u.Client))
+			}
+			us := func(v []float64) string {
+				m := median(v)
+				if m == 0 {
+					return "—"
+				}
+				return fmt.Sprintf("%.0f", m/1e3)
+			}
+			out := us(p) + " / " + us(o) + " / " + us(c)
+			if total {
+				out += " = " + us(sum)
+			}
+			return out + " µs"
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", t,
+			cell(func(r roundResult) cpuUse { return r.SetupCPU }, true),
+			cell(func(r roundResult) cpuUse { return r.Bulk1CPU }, false),
+			cell(func(r roundResult) cpuUse { return r.HTTPCPU }, false))
+	}
 }
 
 func orQ(s string) string {
