@@ -143,7 +143,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := proxy.Listen(context.Background(), *listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "azegress serve: %v\n", err)
 		return 1
@@ -170,7 +170,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		if t.addr == "" {
 			continue
 		}
-		if *t.ln, err = net.Listen("tcp", t.addr); err != nil {
+		if *t.ln, err = proxy.Listen(context.Background(), t.addr); err != nil {
 			for _, l := range []net.Listener{ln, mln, tlsLn} {
 				if l != nil {
 					l.Close()

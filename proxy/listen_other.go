@@ -1,0 +1,7 @@
+//go:build !linux
+
+package proxy
+
+const inheritKeepAlive = false
+
+func setListenerKeepAlive(int) error { return nil }
