@@ -509,8 +509,14 @@ func FuzzHeadParser(f *testing.F) {
 			n := 1 + rng.IntN(min(len(rest), 17))
 			chunks, rest = append(chunks, rest[:n]), rest[n:]
 		}
-		if d := diffHeads(parseChunks(t, chunks...), whole); d != "" {
+		split := parseChunks(t, chunks...)
+		if d := diffHeads(split, whole); d != "" {
 			t.Fatalf("split into %d chunks vs one: %s", len(chunks), d)
+		}
+		for i := range whole {
+			if whole[i].Err == nil && (split[i].End != whole[i].End || split[i].unusual != whole[i].unusual) {
+				t.Fatalf("head %d split into %d chunks vs one: End %d vs %d, unusual %v vs %v", i, len(chunks), split[i].End, whole[i].End, split[i].unusual, whole[i].unusual)
+			}
 		}
 
 		checkAlignedWithNetHTTP(t, data, whole)
@@ -522,7 +528,8 @@ func FuzzHeadParser(f *testing.F) {
 // head in heads, until the parser reported an error or stopped.
 func checkAlignedWithNetHTTP(t *testing.T, data []byte, heads []reqHead) {
 	t.Helper()
-	br := bufio.NewReader(bytes.NewReader(data))
+	src := bytes.NewReader(data)
+	br := bufio.NewReader(src)
 	lastPOST := false
 	for i := 0; ; i++ {
 		if lastPOST {
@@ -536,6 +543,13 @@ func checkAlignedWithNetHTTP(t *testing.T, data []byte, heads []reqHead) {
 		}
 		req, err := http.ReadRequest(br)
 		if err != nil {
+			// The front door answers a plain CONNECT as the first request
+			// itself. What net/http refuses it must refuse too.
+			if i == 0 && len(heads) > 0 && plainConnect(&heads[0]) {
+				if d := checkTarget(&flow{}, heads[0].Method, heads[0].Target, nil, heads[0].Host); d == nil {
+					t.Fatalf("the front door accepts the target of %+v, which net/http refuses: %v", heads[0], err)
+				}
+			}
 			return
 		}
 		if i >= len(heads) {
@@ -555,7 +569,11 @@ func checkAlignedWithNetHTTP(t *testing.T, data []byte, heads []reqHead) {
 			t.Fatalf("request %d: net/http read %q %q %q Host %q; head is %+v", i, req.Method, req.RequestURI, req.Proto, req.Host, h)
 		}
 		if req.Method == "CONNECT" || len(req.Header["Upgrade"]) > 0 {
-			return // the parser stopped here
+			// The parser stopped here, where the tunnel's bytes start.
+			if read := int64(len(data)) - int64(src.Len()) - int64(br.Buffered()); h.End != read {
+				t.Fatalf("request %d: the head ends at %d, net/http read %d bytes", i, h.End, read)
+			}
+			return
 		}
 		if _, err := io.Copy(io.Discard, req.Body); err != nil {
 			return
