@@ -74,8 +74,17 @@ func pipe(ctx context.Context, client, upstream net.Conn, idle time.Duration, st
 // ctx's AfterFunc), never inside startPipe and never on the shared epoll
 // loop, so it may block and may log; nothing waits for it.
 func startPipe(ctx context.Context, client, upstream net.Conn, idle time.Duration, st *tunnelStats, done func(reason string, err error)) {
-	newTunnel(client, upstream, idle, st, done).run(ctx, parkEpoll)
+	t := newTunnel(client, upstream, idle, st, done)
+	t.quiet = epollQuiet
+	t.run(ctx, parkEpoll)
 }
+
+// epollQuiet is how long a direction resumed from epoll keeps waiting in Go's
+// runtime poller after the tunnel's last activity before it parks in epoll
+// again. Waking from Go's poller is faster than waking through epoll (one hop
+// and a new goroutine less), so busy tunnels keep their latency; idle ones
+// give their goroutines up soon after.
+const epollQuiet = 20 * time.Millisecond
 
 // parkMode says where a splice direction waits for data.
 type parkMode int
@@ -136,7 +145,8 @@ type tunnel struct {
 	pending          atomic.Int32 // directions not yet done
 	done             func(reason string, err error)
 	stopCtx          func() bool
-	ep               *poller // shared epoll instance splice directions park in; nil: Go's poller
+	ep               *poller       // shared epoll instance splice directions park in; nil: Go's poller
+	quiet            time.Duration // with ep, how long a resumed direction waits in Go's poller first
 
 	mu      sync.Mutex  // guards timer, stopped and direction.lastAcked
 	timer   *time.Timer // idle watchdog; nil if idle is 0

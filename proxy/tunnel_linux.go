@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,9 +15,10 @@ import (
 // between parkings. Only the goroutine running the direction touches it,
 // except rc and token, which are set before the tunnel starts.
 type spliceState struct {
-	rc    syscall.RawConn // src's
-	token uint64          // names the direction in the shared epoll set
-	added bool            // src is in the epoll set
+	rc     syscall.RawConn // src's
+	token  uint64          // names the direction in the shared epoll set
+	added  bool            // src is in the epoll set
+	goWait bool            // wait in Go's poller, with a read deadline, while the tunnel is busy
 
 	check    func(fd uintptr) bool // sets the fields below; false if nothing to read
 	checkCtl func(fd uintptr)      // check, for RawConn.Control
@@ -110,6 +112,12 @@ func (t *tunnel) startParked(d *direction) bool {
 // runSplice runs d on the calling goroutine until src has nothing to read,
 // then parks d in the shared epoll set and returns; or until d is done.
 func (t *tunnel) runSplice(d *direction) {
+	if t.ep != nil && t.quiet > 0 {
+		// Resumed from epoll: stay in Go's poller, which wakes a waiting
+		// direction faster, until the tunnel has been quiet for t.quiet.
+		d.sp.goWait = true
+		d.src.SetReadDeadline(time.Now().Add(t.quiet))
+	}
 	err := t.copySplice(d)
 	if err == errParked {
 		parked, perr := t.park(d)
@@ -221,9 +229,16 @@ func (t *tunnel) copySplice(d *direction) error {
 	sp := &d.sp
 	for {
 		var err error
-		if t.ep == nil {
+		switch {
+		case t.ep == nil || sp.goWait:
 			err = sp.rc.Read(sp.check) // Go's poller parks us until src is readable
-		} else {
+			if sp.goWait && errors.Is(err, os.ErrDeadlineExceeded) {
+				if err = t.quietOver(d); err != nil {
+					return err
+				}
+				continue
+			}
+		default:
 			err = sp.rc.Control(sp.checkCtl)
 		}
 		switch {
@@ -261,8 +276,25 @@ func (t *tunnel) copySplice(d *direction) error {
 		d.n.Add(n)
 		t.touch()
 		d.busy.Store(false)
+		if sp.goWait && errors.Is(err, os.ErrDeadlineExceeded) {
+			// The read deadline passed while a write was blocked: splice
+			// stopped before moving anything more from src. Carry on.
+			err = nil
+		}
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// quietOver runs when d's read deadline passed while it waited in Go's
+// poller. If the tunnel moved bytes within t.quiet it extends the deadline;
+// otherwise it clears it, and d parks in epoll the next time it has nothing
+// to read.
+func (t *tunnel) quietOver(d *direction) error {
+	if rest := t.quiet - time.Duration(int64(time.Since(t.start))-t.last.Load()); rest > 0 {
+		return d.src.SetReadDeadline(time.Now().Add(rest))
+	}
+	d.sp.goWait = false
+	return d.src.SetReadDeadline(time.Time{})
 }
