@@ -47,7 +47,8 @@ type tunnelStats struct {
 // (TCP_INFO tcpi_bytes_acked, Linux); a peer that stopped reading altogether
 // is idle. Where acknowledgements cannot be observed (non-TCP conns, other
 // OSes), a pending write always counts as activity. Idleness is checked by one
-// timer per tunnel that is re-armed only when it fires; pipe sets no deadlines.
+// timer per tunnel that is re-armed only when it fires, not by deadlines.
+// The conns' deadlines belong to pipe until it returns.
 //
 // pipe is startPipe waiting for done.
 func pipe(ctx context.Context, client, upstream net.Conn, idle time.Duration, st *tunnelStats) (reason string, err error) {
@@ -64,11 +65,18 @@ func pipe(ctx context.Context, client, upstream net.Conn, idle time.Duration, st
 // exactly once, with pipe's reason and err, after both conns are closed and
 // nothing of the tunnel runs any more.
 //
-// On Linux, between two *net.TCPConn, a direction with nothing to read holds
-// no goroutine: it parks its socket in one epoll instance shared by all
-// tunnels, whose single loop goroutine starts a copier when the socket
-// becomes readable. An idle tunnel is then only its heap state and its two
-// sockets. Other conns and OSes take a goroutine per direction.
+// On Linux, between two *net.TCPConn, an idle tunnel holds no goroutine: a
+// direction with nothing to read parks its socket in one epoll instance
+// shared by all tunnels, whose single loop goroutine starts a copier when the
+// socket becomes readable. That copier keeps waiting in Go's poller (with a
+// read deadline on its socket) until the tunnel has been quiet for
+// epollQuiet, then parks again. An idle tunnel is then its heap state (about
+// 1.5 KiB) and its two sockets. Other conns and OSes take a goroutine per
+// direction for the tunnel's life.
+//
+// The conns belong to the tunnel until done: to end it early, cancel ctx.
+// Closing a conn from outside is not noticed while the tunnel idles (closing
+// removes the socket from epoll silently), only at the idle timeout, if any.
 //
 // done runs on a goroutine of the tunnel's own (a copier, the idle timer or
 // ctx's AfterFunc), never inside startPipe and never on the shared epoll
@@ -135,7 +143,7 @@ func (t *tunnel) run(ctx context.Context, mode parkMode) {
 	}
 }
 
-// tunnel is the state of one pipe call.
+// tunnel is the state of one startPipe call.
 type tunnel struct {
 	client, upstream net.Conn
 	idle             time.Duration

@@ -99,21 +99,26 @@ func (at *asyncTunnel) parked() bool {
 	return at.t.dirs[0].state.Load() == dirParked && at.t.dirs[1].state.Load() == dirParked
 }
 
-// waitParked polls until every tunnel has both directions parked.
-func waitParked(tb testing.TB, ats []*asyncTunnel) {
+// waitParked polls until every tunnel has both directions parked in epoll or
+// has ended; it returns how many ended first (an idle timeout can fire before
+// a tunnel is seen parked on an overloaded machine).
+func waitParked(tb testing.TB, ats []*asyncTunnel) (ended int) {
 	tb.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		n := 0
+		parked, ended := 0, 0
 		for _, at := range ats {
-			if at.parked() {
-				n++
+			switch {
+			case at.parked():
+				parked++
+			case at.calls.Load() > 0:
+				ended++
 			}
 		}
-		if n == len(ats) {
-			return
+		if parked+ended == len(ats) {
+			return ended
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("%d of %d tunnels parked in epoll", n, len(ats))
+			tb.Fatalf("%d of %d tunnels parked in epoll, %d ended", parked, len(ats), ended)
 		}
 		runtime.Gosched()
 		time.Sleep(time.Millisecond)
@@ -148,7 +153,9 @@ func TestTunnelEpollIdleHoldsNoGoroutines(t *testing.T) {
 		ats[i] = startAsync(t, t.Context(), ln, time.Minute, pathHybrid)
 		pingPong(t, ats[i].client, ats[i].origin) // each direction copied, then parked again
 	}
-	waitParked(t, ats)
+	if ended := waitParked(t, ats); ended > 0 {
+		t.Fatalf("%d tunnels ended on their own", ended)
+	}
 	// One loop goroutine for all; the slack is for the runtime's own.
 	if got := runtime.NumGoroutine(); got > base+4 {
 		t.Errorf("%d idle tunnels: goroutines %d, baseline %d; want at most %d", n, got, base, base+4)
@@ -220,7 +227,11 @@ func TestTunnelEpollEndWhileParked(t *testing.T) {
 					cancels[i] = cancel
 					ats[i] = startAsync(t, ctx, ln, tc.idle, path)
 				}
-				waitParked(t, ats)
+				if ended := waitParked(t, ats); ended == n {
+					t.Skipf("all %d tunnels ended before they were seen parked: the test was starved", n)
+				} else if ended > 0 && tc.want != reasonIdleTimeout {
+					t.Fatalf("%d tunnels ended on their own", ended)
+				}
 				for i, at := range ats {
 					tc.end(at, cancels[i])
 				}
@@ -267,7 +278,9 @@ func TestTunnelEpollFDReuse(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		path := []tunnelPath{pathEpoll, pathHybrid}[i/2%2]
 		old := startAsync(t, ctx, ln, time.Minute, path)
-		waitParked(t, []*asyncTunnel{old})
+		if waitParked(t, []*asyncTunnel{old}) > 0 {
+			t.Fatalf("round %d: tunnel ended on its own", i)
+		}
 		oldFDs := []int{fdOf(t, old.pc), fdOf(t, old.pu)}
 		// Readiness for both directions, racing with the cancel.
 		old.client.Write([]byte("stale"))
