@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 type spliceState struct {
 	rc     syscall.RawConn // src's
 	token  uint64          // names the direction in the shared epoll set
-	added  bool            // src is in the epoll set
+	added  atomic.Bool     // src was added to the epoll set
 	goWait bool            // wait in Go's poller, with a read deadline, while the tunnel is busy
 
 	check    func(fd uintptr) bool // sets the fields below; false if nothing to read
@@ -99,7 +100,9 @@ func (sp *spliceState) checkReadable(fd uintptr) bool {
 // which is the usual case when a tunnel starts. It reports false if d needs a
 // goroutine instead: there is something to do, or no shared epoll.
 func (t *tunnel) startParked(d *direction) bool {
-	if t.ep == nil {
+	if t.ep == nil || t.quiet > 0 {
+		// With a quiet period the tunnel starts in Go's poller: most
+		// tunnels move bytes at once, and a short one never touches epoll.
 		return false
 	}
 	if err := d.sp.rc.Control(d.sp.checkCtl); err != nil || !d.sp.blocked {
@@ -113,8 +116,9 @@ func (t *tunnel) startParked(d *direction) bool {
 // then parks d in the shared epoll set and returns; or until d is done.
 func (t *tunnel) runSplice(d *direction) {
 	if t.ep != nil && t.quiet > 0 {
-		// Resumed from epoll: stay in Go's poller, which wakes a waiting
-		// direction faster, until the tunnel has been quiet for t.quiet.
+		// Started or resumed from epoll: stay in Go's poller, which wakes a
+		// waiting direction faster, until the tunnel has been quiet for
+		// t.quiet.
 		d.sp.goWait = true
 		d.src.SetReadDeadline(time.Now().Add(t.quiet))
 	}
@@ -142,9 +146,9 @@ var errParked = errors.New("nothing to read: park")
 // run it on another goroutine.
 func (t *tunnel) park(d *direction) (parked bool, err error) {
 	op := unix.EPOLL_CTL_MOD
-	if !d.sp.added {
+	if !d.sp.added.Load() {
 		op = unix.EPOLL_CTL_ADD
-		d.sp.added = true
+		d.sp.added.Store(true)
 	}
 	ep, tok, rc := t.ep, d.sp.token, d.sp.rc
 	d.state.Store(dirParked)
@@ -170,7 +174,11 @@ func (t *tunnel) unwatch() {
 		return
 	}
 	for i := range t.dirs {
-		t.dirs[i].sp.rc.Control(func(fd uintptr) { t.ep.watch(unix.EPOLL_CTL_DEL, int(fd), 0) })
+		// A direction adding its socket after this check does so before
+		// the close that follows, which then removes it.
+		if t.dirs[i].sp.added.Load() {
+			t.dirs[i].sp.rc.Control(func(fd uintptr) { t.ep.watch(unix.EPOLL_CTL_DEL, int(fd), 0) })
+		}
 	}
 }
 
