@@ -96,9 +96,10 @@ func (sp *spliceState) checkReadable(fd uintptr) bool {
 	}
 }
 
-// startParked parks d in the shared epoll set if src has nothing to read,
-// which is the usual case when a tunnel starts. It reports false if d needs a
-// goroutine instead: there is something to do, or no shared epoll.
+// startParked parks d in the shared epoll set at once if src has nothing to
+// read and the tunnel has no quiet period. It reports false if d needs a
+// goroutine instead: there is something to do, a quiet period to wait out in
+// Go's poller, or no shared epoll.
 func (t *tunnel) startParked(d *direction) bool {
 	if t.ep == nil || t.quiet > 0 {
 		// With a quiet period the tunnel starts in Go's poller: most
