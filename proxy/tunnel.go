@@ -47,8 +47,62 @@ type tunnelStats struct {
 // (TCP_INFO tcpi_bytes_acked, Linux); a peer that stopped reading altogether
 // is idle. Where acknowledgements cannot be observed (non-TCP conns, other
 // OSes), a pending write always counts as activity. Idleness is checked by one
-// timer per tunnel that is re-armed only when it fires; pipe sets no deadlines.
+// timer per tunnel that is re-armed only when it fires, not by deadlines.
+// The conns' deadlines belong to pipe until it returns.
+//
+// pipe is startPipe waiting for done.
 func pipe(ctx context.Context, client, upstream net.Conn, idle time.Duration, st *tunnelStats) (reason string, err error) {
+	ch := make(chan struct{})
+	startPipe(ctx, client, upstream, idle, st, func(r string, e error) {
+		reason, err = r, e
+		close(ch)
+	})
+	<-ch
+	return reason, err
+}
+
+// startPipe is pipe without the wait: it returns at once and calls done
+// exactly once, with pipe's reason and err, after both conns are closed and
+// nothing of the tunnel runs any more.
+//
+// On Linux, between two *net.TCPConn, an idle tunnel holds no goroutine: a
+// direction with nothing to read parks its socket in one epoll instance
+// shared by all tunnels, whose single loop goroutine starts a copier when the
+// socket becomes readable. That copier keeps waiting in Go's poller (with a
+// read deadline on its socket) until the tunnel has been quiet for
+// epollQuiet, then parks again. An idle tunnel is then its heap state (about
+// 1.5 KiB) and its two sockets. Other conns and OSes take a goroutine per
+// direction for the tunnel's life.
+//
+// The conns belong to the tunnel until done: to end it early, cancel ctx.
+// Closing a conn from outside is not noticed while the tunnel idles (closing
+// removes the socket from epoll silently), only at the idle timeout, if any.
+//
+// done runs on a goroutine of the tunnel's own (a copier, the idle timer or
+// ctx's AfterFunc), never inside startPipe and never on the shared epoll
+// loop, so it may block and may log; nothing waits for it.
+func startPipe(ctx context.Context, client, upstream net.Conn, idle time.Duration, st *tunnelStats, done func(reason string, err error)) {
+	t := newTunnel(client, upstream, idle, st, done)
+	t.quiet = epollQuiet
+	t.run(ctx, parkEpoll)
+}
+
+// epollQuiet is how long a direction resumed from epoll keeps waiting in Go's
+// runtime poller after the tunnel's last activity before it parks in epoll
+// again. Waking from Go's poller is faster than waking through epoll (one hop
+// and a new goroutine less), so busy tunnels keep their latency; idle ones
+// give their goroutines up soon after.
+const epollQuiet = 20 * time.Millisecond
+
+// parkMode says where a splice direction waits for data.
+type parkMode int
+
+const (
+	parkEpoll parkMode = iota // the shared epoll instance; no goroutine while idle
+	parkGo                    // Go's runtime poller, on the direction's goroutine (before #5)
+)
+
+func newTunnel(client, upstream net.Conn, idle time.Duration, st *tunnelStats, done func(string, error)) *tunnel {
 	if st == nil {
 		st = new(tunnelStats)
 	}
@@ -57,63 +111,77 @@ func pipe(ctx context.Context, client, upstream net.Conn, idle time.Duration, st
 		upstream: upstream,
 		idle:     idle,
 		start:    time.Now(),
+		done:     done,
 	}
-	t.dirs[0] = direction{dst: upstream, src: client, n: &st.up, acked: ackProbe(upstream)}
-	t.dirs[1] = direction{dst: client, src: upstream, n: &st.down, acked: ackProbe(client)}
-
-	// Deadlines left over from the handshake would end the tunnel spuriously.
-	client.SetDeadline(time.Time{})
-	upstream.SetDeadline(time.Time{})
-
-	stopCtx := context.AfterFunc(ctx, func() { t.end(reasonCanceled, context.Cause(ctx)) })
-	if idle > 0 {
-		t.mu.Lock()
-		t.timer = time.AfterFunc(idle, t.checkIdle)
-		t.mu.Unlock()
-	}
-
-	copyDir := (*tunnel).copyGeneric
-	if t.prepareSplice() {
-		copyDir = (*tunnel).copySplice
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() { t.finish(copyDir(t, &t.dirs[0])) })
-	t.finish(copyDir(t, &t.dirs[1]))
-	wg.Wait()
-
-	t.end(reasonEOF, nil) // no-op unless both directions ended cleanly
-	stopCtx()
-	t.mu.Lock()
-	t.stopped = true
-	if t.timer != nil {
-		t.timer.Stop()
-	}
-	t.mu.Unlock()
-	return t.reason, t.err
+	t.dirs[0] = direction{t: t, dst: upstream, src: client, n: &st.up, acked: ackProbe(upstream)}
+	t.dirs[1] = direction{t: t, dst: client, src: upstream, n: &st.down, acked: ackProbe(client)}
+	return t
 }
 
-// tunnel is the state of one pipe call.
+// run starts moving bytes and returns; see startPipe.
+func (t *tunnel) run(ctx context.Context, mode parkMode) {
+	// Deadlines left over from the handshake would end the tunnel spuriously.
+	t.client.SetDeadline(time.Time{})
+	t.upstream.SetDeadline(time.Time{})
+	t.pending.Store(2)
+
+	splice := t.prepareSplice(mode)
+	t.stopCtx = context.AfterFunc(ctx, func() { t.end(reasonCanceled, context.Cause(ctx)) })
+	if t.idle > 0 {
+		t.mu.Lock()
+		t.timer = time.AfterFunc(t.idle, t.checkIdle)
+		t.mu.Unlock()
+	}
+	for i := range t.dirs {
+		d := &t.dirs[i]
+		switch {
+		case !splice:
+			go t.runGeneric(d)
+		case !t.startParked(d):
+			go t.runSplice(d)
+		}
+	}
+}
+
+// tunnel is the state of one startPipe call.
 type tunnel struct {
 	client, upstream net.Conn
 	idle             time.Duration
 	start            time.Time    // monotonic origin for last
 	last             atomic.Int64 // nanoseconds since start of the latest activity
 	dirs             [2]direction // client→upstream, upstream→client
+	pending          atomic.Int32 // directions not yet done
+	done             func(reason string, err error)
+	stopCtx          func() bool
+	ep               *poller       // shared epoll instance splice directions park in; nil: Go's poller
+	quiet            time.Duration // with ep, how long a resumed direction waits in Go's poller first
 
 	mu      sync.Mutex  // guards timer, stopped and direction.lastAcked
 	timer   *time.Timer // idle watchdog; nil if idle is 0
-	stopped bool        // pipe is returning; do not re-arm timer
+	stopped bool        // the tunnel is finishing; do not re-arm timer
 
 	once   sync.Once // guards reason and err, and closing the conns
 	reason string
 	err    error
 }
 
+// Direction states. A running direction is owned by exactly one goroutine; a
+// parked one by nobody: the epoll loop (readable) or end (closed) claims it
+// with a compare-and-swap.
+const (
+	dirRunning int32 = iota
+	dirParked
+	dirDone
+)
+
 // direction is one half of a tunnel: bytes read from src are written to dst.
 type direction struct {
+	t        *tunnel
 	dst, src net.Conn
 	n        *atomic.Int64 // bytes written to dst
 	busy     atomic.Bool   // a write to dst is in progress
+	state    atomic.Int32  // dirRunning, dirParked or dirDone
+	sp       spliceState   // owned by the goroutine running the direction
 
 	// acked, if non-nil, reports the bytes dst's peer has acknowledged, so
 	// the watchdog can tell a slow reader from one that stopped reading.
@@ -127,17 +195,60 @@ func (t *tunnel) touch() {
 	t.last.Store(int64(time.Since(t.start)))
 }
 
-// end records why the tunnel ended, if it is the first to, and closes both conns.
+// end records why the tunnel ended, if it is the first to, and closes both
+// conns. Directions parked in epoll are then done: closing removed their
+// sockets from it, so no event will come for them.
 func (t *tunnel) end(reason string, err error) {
+	first := false
 	t.once.Do(func() {
+		first = true
 		t.reason, t.err = reason, err
 		if reason == reasonError {
 			abort(t.client)
 			abort(t.upstream)
 		}
+		t.unwatch()
 		t.client.Close()
 		t.upstream.Close()
 	})
+	if !first {
+		return
+	}
+	for i := range t.dirs {
+		if t.dirs[i].state.CompareAndSwap(dirParked, dirDone) {
+			t.dirDone()
+		}
+	}
+}
+
+// exit is the last thing the goroutine running d does: it records err (nil
+// at EOF) and marks d done.
+func (t *tunnel) exit(d *direction, err error) {
+	t.finish(err)
+	d.state.Store(dirDone)
+	t.dirDone()
+}
+
+// dirDone counts one direction as done; the last one finalizes the tunnel.
+func (t *tunnel) dirDone() {
+	if t.pending.Add(-1) != 0 {
+		return
+	}
+	t.end(reasonEOF, nil) // no-op unless both directions ended cleanly
+	t.stopCtx()
+	t.mu.Lock()
+	t.stopped = true
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	t.mu.Unlock()
+	t.release()
+	t.done(t.reason, t.err)
+}
+
+// runGeneric runs d with copyGeneric on the calling goroutine.
+func (t *tunnel) runGeneric(d *direction) {
+	t.exit(d, t.copyGeneric(d))
 }
 
 // finish ends the tunnel with reason "error" if err is non-nil. Errors that
@@ -159,8 +270,8 @@ func abort(c net.Conn) {
 // moved for t.idle, and otherwise re-arms the watchdog for the remaining time.
 func (t *tunnel) checkIdle() {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.stopped {
+		t.mu.Unlock()
 		return
 	}
 	now := int64(time.Since(t.start))
@@ -183,12 +294,14 @@ func (t *tunnel) checkIdle() {
 		}
 	}
 	idleFor := time.Duration(now - t.last.Load())
-	if idleFor >= t.idle {
-		// Closing under t.mu is safe: the directions never take it.
-		t.end(reasonIdleTimeout, nil)
+	if idleFor < t.idle {
+		t.timer.Reset(t.idle - idleFor)
+		t.mu.Unlock()
 		return
 	}
-	t.timer.Reset(t.idle - idleFor)
+	t.mu.Unlock()
+	// Not under t.mu: end may finalize the tunnel, which takes it.
+	t.end(reasonIdleTimeout, nil)
 }
 
 // halfClose propagates EOF from d.src to d.dst. If d.dst cannot close only its

@@ -1,19 +1,193 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// prepareSplice reports whether both conns are TCP, so copySplice can be used.
-func (t *tunnel) prepareSplice() bool {
-	_, ok1 := t.client.(*net.TCPConn)
-	_, ok2 := t.upstream.(*net.TCPConn)
-	return ok1 && ok2
+// spliceState is what copySplice keeps of one direction between chunks and
+// between parkings. Only the goroutine running the direction touches it,
+// except rc and token, which are set before the tunnel starts.
+type spliceState struct {
+	rc     syscall.RawConn // src's
+	token  uint64          // names the direction in the shared epoll set
+	added  atomic.Bool     // src was added to the epoll set
+	goWait bool            // wait in Go's poller, with a read deadline, while the tunnel is busy
+
+	check    func(fd uintptr) bool // sets the fields below; false if nothing to read
+	checkCtl func(fd uintptr)      // check, for RawConn.Control
+	queued   int                   // bytes queued on src, if > 0
+	eof      bool                  // src reached EOF
+	blocked  bool                  // nothing to read yet
+	err      error                 // pending socket error on src
+	peek     [1]byte
+	lr       io.LimitedReader
+	small    []byte // for the rare queued == 0 case
+}
+
+// prepareSplice reports whether both conns are TCP, so copySplice can be
+// used, and sets up each direction for it. With parkEpoll it also joins the
+// shared epoll instance; if that cannot be had, directions park in Go's
+// poller instead.
+func (t *tunnel) prepareSplice(mode parkMode) bool {
+	for i := range t.dirs {
+		src, ok := t.dirs[i].src.(*net.TCPConn)
+		if !ok {
+			return false
+		}
+		if _, ok := t.dirs[i].dst.(*net.TCPConn); !ok {
+			return false
+		}
+		rc, err := src.SyscallConn()
+		if err != nil {
+			return false
+		}
+		sp := &t.dirs[i].sp
+		sp.rc = rc
+		sp.lr.R = src
+		sp.check = sp.checkReadable
+		sp.checkCtl = func(fd uintptr) { sp.checkReadable(fd) }
+	}
+	if mode == parkEpoll {
+		t.ep = acquirePoller(t.dirs[:])
+	}
+	return true
+}
+
+// checkReadable finds out, without blocking or consuming anything, whether
+// src has bytes queued, reached EOF, has an error, or has nothing yet.
+func (sp *spliceState) checkReadable(fd uintptr) bool {
+	sp.queued, sp.eof, sp.blocked, sp.err = 0, false, false, nil
+	n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	if err != nil {
+		sp.err = os.NewSyscallError("ioctl", err)
+		return true
+	}
+	if n > 0 {
+		sp.queued = n
+		return true
+	}
+	// Nothing queued: not yet readable, EOF, or an error. A peek tells them
+	// apart without consuming anything.
+	for {
+		m, _, err := unix.Recvfrom(int(fd), sp.peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			sp.blocked = true
+			return false
+		case err != nil:
+			sp.err = os.NewSyscallError("recvfrom", err)
+		case m == 0:
+			sp.eof = true
+		}
+		// m > 0 with queued == 0: data arrived after the ioctl, or an
+		// urgent mark is at the head of the queue (SIOCINQ counts only
+		// up to it). The caller copies one buffer the ordinary way.
+		return true
+	}
+}
+
+// startParked parks d in the shared epoll set at once if src has nothing to
+// read and the tunnel has no quiet period. It reports false if d needs a
+// goroutine instead: there is something to do, a quiet period to wait out in
+// Go's poller, or no shared epoll.
+func (t *tunnel) startParked(d *direction) bool {
+	if t.ep == nil || t.quiet > 0 {
+		// With a quiet period the tunnel starts in Go's poller: most
+		// tunnels move bytes at once, and a short one never touches epoll.
+		return false
+	}
+	if err := d.sp.rc.Control(d.sp.checkCtl); err != nil || !d.sp.blocked {
+		return false
+	}
+	parked, _ := t.park(d) // if not parked, runSplice meets the error again
+	return parked
+}
+
+// runSplice runs d on the calling goroutine until src has nothing to read,
+// then parks d in the shared epoll set and returns; or until d is done.
+func (t *tunnel) runSplice(d *direction) {
+	if t.ep != nil && t.quiet > 0 {
+		// Started or resumed from epoll: stay in Go's poller, which wakes a
+		// waiting direction faster, until the tunnel has been quiet for
+		// t.quiet.
+		d.sp.goWait = true
+		d.src.SetReadDeadline(time.Now().Add(t.quiet))
+	}
+	err := t.copySplice(d)
+	if err == errParked {
+		parked, perr := t.park(d)
+		if parked {
+			return // d belongs to the epoll loop or to end now
+		}
+		err = perr
+	}
+	t.exit(d, err)
+}
+
+// errParked is copySplice saying that src has nothing to read and the
+// direction should park in the shared epoll set.
+var errParked = errors.New("nothing to read: park")
+
+// park registers d.src with the shared epoll set for one readiness event and
+// hands d over: to the epoll loop, which resumes it on a new goroutine, or to
+// end, which closes it. It reports false, with the reason, if d could not be
+// registered and still belongs to the caller.
+//
+// After d is marked parked the caller must not touch d: the loop may already
+// run it on another goroutine.
+func (t *tunnel) park(d *direction) (parked bool, err error) {
+	op := unix.EPOLL_CTL_MOD
+	if !d.sp.added.Load() {
+		op = unix.EPOLL_CTL_ADD
+		d.sp.added.Store(true)
+	}
+	ep, tok, rc := t.ep, d.sp.token, d.sp.rc
+	d.state.Store(dirParked)
+	var cerr error
+	err = rc.Control(func(fd uintptr) { cerr = ep.watch(op, int(fd), tok) })
+	if err == nil {
+		err = cerr
+	}
+	if err == nil {
+		return true, nil
+	}
+	if d.state.CompareAndSwap(dirParked, dirRunning) {
+		return false, err
+	}
+	return true, nil // end claimed it after closing the conns
+}
+
+// unwatch removes both sockets from the shared epoll set before end closes
+// them. The kernel would drop them at close anyway, unless the fds were
+// duplicated; this keeps the set exact. Errors mean already gone.
+func (t *tunnel) unwatch() {
+	if t.ep == nil {
+		return
+	}
+	for i := range t.dirs {
+		// A direction adding its socket after this check does so before
+		// the close that follows, which then removes it.
+		if t.dirs[i].sp.added.Load() {
+			t.dirs[i].sp.rc.Control(func(fd uintptr) { t.ep.watch(unix.EPOLL_CTL_DEL, int(fd), 0) })
+		}
+	}
+}
+
+// release gives the tunnel's tokens and its share of the epoll instance back.
+func (t *tunnel) release() {
+	if t.ep != nil {
+		t.ep.release(t.dirs[:])
+	}
 }
 
 // ackProbe returns a function reporting tcpi_bytes_acked of c's socket, the
@@ -48,100 +222,88 @@ func ackProbe(c net.Conn) func() (uint64, bool) {
 }
 
 // copySplice copies d.src to d.dst, both *net.TCPConn, with splice(2) until
-// d.src reaches EOF, which it propagates with halfClose, or an error.
+// d.src reaches EOF, which it propagates with halfClose, or an error. With a
+// shared epoll instance it returns errParked instead of waiting when src has
+// nothing to read.
 //
 // Go's io.Copy between TCP conns takes a pipe from a pool before it waits for
 // data and keeps it while blocked, so an idle direction holds two fds.
-// copySplice instead waits for readability through the runtime poller without
-// a pipe, asks the kernel how many bytes are queued (SIOCINQ), and moves
-// exactly that many with (*net.TCPConn).ReadFrom on an io.LimitedReader, which
-// splices through a pooled pipe and cannot block on the read side.
+// copySplice instead waits for readability without a pipe, asks the kernel
+// how many bytes are queued (SIOCINQ), and moves exactly that many with
+// (*net.TCPConn).ReadFrom on an io.LimitedReader, which splices through a
+// pooled pipe and cannot block on the read side.
 func (t *tunnel) copySplice(d *direction) error {
 	dst := d.dst.(*net.TCPConn)
 	src := d.src.(*net.TCPConn)
-	rc, err := src.SyscallConn()
-	if err != nil {
-		return err
-	}
-
-	// State set by wait; allocated once per direction, not per chunk.
-	var (
-		queued  int   // bytes queued on src, if > 0
-		eof     bool  // src reached EOF
-		waitErr error // pending socket error on src
-		peek    [1]byte
-	)
-	wait := func(fd uintptr) bool {
-		queued, eof, waitErr = 0, false, nil
-		n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-		if err != nil {
-			waitErr = os.NewSyscallError("ioctl", err)
-			return true
-		}
-		if n > 0 {
-			queued = n
-			return true
-		}
-		// Nothing queued: not yet readable, EOF, or an error. A peek tells them
-		// apart without consuming anything.
-		for {
-			m, _, err := unix.Recvfrom(int(fd), peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err == unix.EAGAIN:
-				return false // the poller parks us until src is readable
-			case err != nil:
-				waitErr = os.NewSyscallError("recvfrom", err)
-			case m == 0:
-				eof = true
-			}
-			// m > 0 with queued == 0: data arrived after the ioctl, or an
-			// urgent mark is at the head of the queue (SIOCINQ counts only
-			// up to it). The caller copies one buffer the ordinary way.
-			return true
-		}
-	}
-
-	lr := &io.LimitedReader{R: src}
-	var small []byte // for the rare queued == 0 case
+	sp := &d.sp
 	for {
-		if err := rc.Read(wait); err != nil {
-			return err
+		var err error
+		switch {
+		case t.ep == nil || sp.goWait:
+			err = sp.rc.Read(sp.check) // Go's poller parks us until src is readable
+			if sp.goWait && errors.Is(err, os.ErrDeadlineExceeded) {
+				if err = t.quietOver(d); err != nil {
+					return err
+				}
+				continue
+			}
+		default:
+			err = sp.rc.Control(sp.checkCtl)
 		}
 		switch {
-		case waitErr != nil:
-			return waitErr
-		case eof:
+		case err != nil:
+			return err
+		case sp.err != nil:
+			return sp.err
+		case sp.eof:
 			return t.halfClose(d)
+		case sp.blocked:
+			return errParked
 		}
 
 		d.busy.Store(true)
 		t.touch()
 		var n int64
-		if queued > 0 {
-			lr.N = int64(queued)
-			n, err = dst.ReadFrom(lr)
+		if sp.queued > 0 {
+			sp.lr.N = int64(sp.queued)
+			n, err = dst.ReadFrom(&sp.lr)
 		} else {
-			if small == nil {
-				small = make([]byte, 4<<10)
+			if sp.small == nil {
+				sp.small = make([]byte, 4<<10)
 			}
 			var nr int
-			nr, err = src.Read(small)
+			nr, err = src.Read(sp.small)
 			if nr > 0 {
 				var nw int
-				nw, err = dst.Write(small[:nr])
+				nw, err = dst.Write(sp.small[:nr])
 				n = int64(nw)
 			}
 			if err == io.EOF {
-				err = nil // the next wait sees it too and half-closes
+				err = nil // the next check sees it too and half-closes
 			}
 		}
 		d.n.Add(n)
 		t.touch()
 		d.busy.Store(false)
+		if sp.goWait && errors.Is(err, os.ErrDeadlineExceeded) {
+			// The read deadline passed while a write was blocked: splice
+			// stopped before moving anything more from src. Carry on.
+			err = nil
+		}
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// quietOver runs when d's read deadline passed while it waited in Go's
+// poller. If the tunnel moved bytes within t.quiet it extends the deadline;
+// otherwise it clears it, and d parks in epoll the next time it has nothing
+// to read.
+func (t *tunnel) quietOver(d *direction) error {
+	if rest := t.quiet - time.Duration(int64(time.Since(t.start))-t.last.Load()); rest > 0 {
+		return d.src.SetReadDeadline(time.Now().Add(rest))
+	}
+	d.sp.goWait = false
+	return d.src.SetReadDeadline(time.Time{})
 }

@@ -4,11 +4,26 @@ package proxy
 
 import "net"
 
-// prepareSplice reports whether copySplice can be used; only on Linux.
-func (t *tunnel) prepareSplice() bool { return false }
+// spliceState is empty: copySplice is Linux only.
+type spliceState struct{}
 
-// copySplice is never called off Linux.
-func (t *tunnel) copySplice(d *direction) error { return t.copyGeneric(d) }
+// poller is the shared epoll instance, Linux only.
+type poller struct{}
+
+// prepareSplice reports whether copySplice can be used; only on Linux.
+func (t *tunnel) prepareSplice(parkMode) bool { return false }
+
+// startParked never parks: directions hold a goroutine off Linux.
+func (t *tunnel) startParked(*direction) bool { return false }
+
+// runSplice is never called off Linux.
+func (t *tunnel) runSplice(d *direction) { t.runGeneric(d) }
+
+// unwatch has nothing to remove off Linux.
+func (t *tunnel) unwatch() {}
+
+// release has nothing to give back off Linux.
+func (t *tunnel) release() {}
 
 // ackProbe returns nil: acknowledgements are observed only on Linux.
 func ackProbe(c net.Conn) func() (uint64, bool) { return nil }

@@ -547,8 +547,9 @@ func testTunnelFDs(t *testing.T) {
 }
 
 // BenchmarkTunnelBulk measures one-way bulk throughput, 64 MiB per op, over a
-// direct loopback connection, through pipe (splice and buffered paths), and
-// through plain io.Copy.
+// direct loopback connection, through pipe (splice and buffered paths, and
+// splice with goroutines parked in Go's poller as before #5), and through
+// plain io.Copy.
 func BenchmarkTunnelBulk(b *testing.B) {
 	for _, bm := range []struct {
 		name  string
@@ -561,6 +562,11 @@ func BenchmarkTunnelBulk(b *testing.B) {
 				defer close(done)
 				pipe(context.Background(), pc, pu, time.Minute, nil)
 			}()
+			return func() { <-done }
+		}},
+		{"pipe_goroutines", func(pc, pu *net.TCPConn) func() { // splice parked in Go's poller, before #5
+			done := make(chan struct{})
+			newTunnel(pc, pu, time.Minute, nil, func(string, error) { close(done) }).run(context.Background(), parkGo)
 			return func() { <-done }
 		}},
 		{"pipe_generic", func(pc, pu *net.TCPConn) func() { // the buffered path, over the same TCP

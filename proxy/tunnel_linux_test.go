@@ -1,0 +1,497 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The tests in this file count process-wide goroutines, fds and epoll tokens,
+// so none of them is parallel (the testing package runs them before any
+// parallel test of the package starts).
+
+// tunnelPath is a way to run a tunnel's splice directions.
+type tunnelPath struct {
+	name  string
+	mode  parkMode
+	quiet time.Duration
+}
+
+var (
+	pathGoroutines = tunnelPath{"goroutines", parkGo, 0}         // before #5: a goroutine per direction
+	pathEpoll      = tunnelPath{"epoll", parkEpoll, 0}           // back to epoll whenever nothing is queued
+	pathHybrid     = tunnelPath{"hybrid", parkEpoll, epollQuiet} // startPipe's
+)
+
+// start runs a tunnel between pc and pu on path p.
+func (p tunnelPath) start(ctx context.Context, pc, pu net.Conn, idle time.Duration, st *tunnelStats, done func(string, error)) *tunnel {
+	t := newTunnel(pc, pu, idle, st, done)
+	t.quiet = p.quiet
+	t.run(ctx, p.mode)
+	return t
+}
+
+// asyncTunnel is a tunnel started with run, and what its done reported.
+type asyncTunnel struct {
+	t              *tunnel
+	client, origin *net.TCPConn // the test's ends
+	pc, pu         *net.TCPConn // the proxy's ends
+	st             tunnelStats
+	calls          atomic.Int32 // times done was called
+	finished       chan struct{}
+	reason         string
+	err            error
+}
+
+// startAsync opens client ↔ pc [tunnel] pu ↔ origin on ln and starts the
+// tunnel in mode. Cleanup closes the test's ends and waits for done.
+func startAsync(tb testing.TB, ctx context.Context, ln net.Listener, idle time.Duration, path tunnelPath) *asyncTunnel {
+	tb.Helper()
+	at := &asyncTunnel{finished: make(chan struct{})}
+	at.client, at.pc = tcpPair(tb, ln)
+	at.pu, at.origin = tcpPair(tb, ln)
+	at.t = path.start(ctx, at.pc, at.pu, idle, &at.st, func(reason string, err error) {
+		if at.calls.Add(1) == 1 {
+			at.reason, at.err = reason, err
+			close(at.finished)
+		}
+	})
+	tb.Cleanup(func() {
+		at.client.Close()
+		at.origin.Close()
+		<-at.finished
+	})
+	return at
+}
+
+// wait waits for done and checks that it was called once, with want, after
+// both proxy conns were closed.
+func (at *asyncTunnel) wait(tb testing.TB, want string) error {
+	tb.Helper()
+	select {
+	case <-at.finished:
+	case <-time.After(10 * time.Second):
+		tb.Fatalf("done was not called")
+	}
+	if at.reason != want {
+		tb.Errorf("reason: got %q (err %v), want %q", at.reason, at.err, want)
+	}
+	if !isClosed(at.pc) || !isClosed(at.pu) {
+		tb.Errorf("done called before both conns were closed")
+	}
+	return at.err
+}
+
+// parked reports whether both directions are parked in epoll.
+func (at *asyncTunnel) parked() bool {
+	return at.t.dirs[0].state.Load() == dirParked && at.t.dirs[1].state.Load() == dirParked
+}
+
+// waitParked polls until every tunnel has both directions parked in epoll or
+// has ended; it returns how many ended first (an idle timeout can fire before
+// a tunnel is seen parked on an overloaded machine).
+func waitParked(tb testing.TB, ats []*asyncTunnel) (ended int) {
+	tb.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		parked, ended := 0, 0
+		for _, at := range ats {
+			switch {
+			case at.parked():
+				parked++
+			case at.calls.Load() > 0:
+				ended++
+			}
+		}
+		if parked+ended == len(ats) {
+			return ended
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d of %d tunnels parked in epoll, %d ended", parked, len(ats), ended)
+		}
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// settle polls until cond holds, for at most 10 s (the epoll instance lingers
+// for epollGrace after its last tunnel).
+func settle(tb testing.TB, what string, cond func() (ok bool, detail string)) {
+	tb.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: %s", what, detail)
+		}
+		runtime.GC()
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestTunnelEpollIdleHoldsNoGoroutines opens 500 idle tunnels with startPipe:
+// the goroutine count must not grow with them, and they must still work.
+func TestTunnelEpollIdleHoldsNoGoroutines(t *testing.T) {
+	const n = 500
+	ln := listen(t)
+	base := runtime.NumGoroutine()
+	ats := make([]*asyncTunnel, n)
+	for i := range ats {
+		ats[i] = startAsync(t, t.Context(), ln, time.Minute, pathHybrid)
+		pingPong(t, ats[i].client, ats[i].origin) // each direction copied, then parked again
+	}
+	if ended := waitParked(t, ats); ended > 0 {
+		t.Fatalf("%d tunnels ended on their own", ended)
+	}
+	// One loop goroutine for all; the slack is for the runtime's own.
+	if got := runtime.NumGoroutine(); got > base+4 {
+		t.Errorf("%d idle tunnels: goroutines %d, baseline %d; want at most %d", n, got, base, base+4)
+	}
+	if tokens, _ := epollForTest(); tokens != 2*n {
+		t.Errorf("epoll tokens: got %d, want %d", tokens, 2*n)
+	}
+	for _, at := range ats { // still alive after idling
+		pingPong(t, at.client, at.origin)
+	}
+	for _, at := range ats {
+		at.client.CloseWrite()
+		at.origin.CloseWrite()
+	}
+	for _, at := range ats {
+		if err := at.wait(t, reasonEOF); err != nil {
+			t.Fatalf("err: %v", err)
+		}
+		if up, down := at.st.up.Load(), at.st.down.Load(); up != 8 || down != 8 {
+			t.Fatalf("bytes: up %d, down %d; want 8 each", up, down)
+		}
+	}
+	settle(t, "after the tunnels ended", func() (bool, string) {
+		tokens, _ := epollForTest()
+		g := runtime.NumGoroutine()
+		return tokens == 0 && g <= base, "tokens " + strconv.Itoa(tokens) + ", goroutines " + strconv.Itoa(g) + " (baseline " + strconv.Itoa(base) + ")"
+	})
+}
+
+// TestTunnelEpollEndWhileParked ends parked tunnels every way a tunnel ends
+// and checks that done reports it once, and that no epoll token, goroutine or
+// fd is left behind.
+func TestTunnelEpollEndWhileParked(t *testing.T) {
+	const n = 20
+	ln := listen(t)
+	settle(t, "before", func() (bool, string) { _, open := epollForTest(); return !open, "epoll instance still open" })
+	runtime.GC()
+	baseFDs, _ := countFDs(t)
+	baseG := runtime.NumGoroutine()
+
+	for _, tc := range []struct {
+		name  string
+		idle  time.Duration
+		end   func(at *asyncTunnel, cancel context.CancelFunc)
+		want  string
+		check func(t *testing.T, err error)
+	}{
+		{"client_closes", time.Minute, func(at *asyncTunnel, _ context.CancelFunc) { at.client.Close(); at.origin.CloseWrite() }, reasonEOF, nil},
+		{"cancel", time.Minute, func(_ *asyncTunnel, cancel context.CancelFunc) { cancel() }, reasonCanceled,
+			func(t *testing.T, err error) {
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("err: got %v, want context.Canceled", err)
+				}
+			}},
+		{"idle_timeout", testIdle, func(*asyncTunnel, context.CancelFunc) {}, reasonIdleTimeout, nil},
+		{"reset", time.Minute, func(at *asyncTunnel, _ context.CancelFunc) { at.origin.SetLinger(0); at.origin.Close() }, reasonError,
+			func(t *testing.T, err error) {
+				if err == nil {
+					t.Errorf("err: got nil, want the reset")
+				}
+			}},
+	} {
+		for _, path := range []tunnelPath{pathEpoll, pathHybrid} {
+			t.Run(path.name+"/"+tc.name, func(t *testing.T) {
+				ats := make([]*asyncTunnel, n)
+				cancels := make([]context.CancelFunc, n)
+				for i := range ats {
+					ctx, cancel := context.WithCancel(t.Context())
+					cancels[i] = cancel
+					ats[i] = startAsync(t, ctx, ln, tc.idle, path)
+				}
+				if ended := waitParked(t, ats); ended == n {
+					t.Skipf("all %d tunnels ended before they were seen parked: the test was starved", n)
+				} else if ended > 0 && tc.want != reasonIdleTimeout {
+					t.Fatalf("%d tunnels ended on their own", ended)
+				}
+				for i, at := range ats {
+					tc.end(at, cancels[i])
+				}
+				for i, at := range ats {
+					err := at.wait(t, tc.want)
+					if tc.check != nil {
+						tc.check(t, err)
+					} else if err != nil {
+						t.Errorf("err: %v", err)
+					}
+					cancels[i]()
+					at.client.Close()
+					at.origin.Close()
+				}
+				for _, at := range ats {
+					if c := at.calls.Load(); c != 1 {
+						t.Errorf("done called %d times, want 1", c)
+					}
+				}
+				if tokens, _ := epollForTest(); tokens != 0 {
+					t.Errorf("epoll tokens after every tunnel ended: %d, want 0", tokens)
+				}
+			})
+		}
+	}
+	settle(t, "after all", func() (bool, string) {
+		fds, _ := countFDs(t)
+		g := runtime.NumGoroutine()
+		_, open := epollForTest()
+		return fds <= baseFDs && g <= baseG && !open,
+			"fds " + strconv.Itoa(fds) + " (baseline " + strconv.Itoa(baseFDs) + "), goroutines " + strconv.Itoa(g) + " (baseline " + strconv.Itoa(baseG) + "), epoll open " + strconv.FormatBool(open)
+	})
+}
+
+// TestTunnelEpollFDReuse ends parked tunnels while bytes for them are in
+// flight (so readiness events race with the end) and at once opens new
+// tunnels, which get the freed fd numbers. An event meant for an old tunnel
+// must not reach a new one: each new tunnel moves exactly its own bytes.
+func TestTunnelEpollFDReuse(t *testing.T) {
+	const rounds = 300
+	ln := listen(t)
+	reused := 0
+	for i := range rounds {
+		ctx, cancel := context.WithCancel(t.Context())
+		path := []tunnelPath{pathEpoll, pathHybrid}[i/2%2]
+		old := startAsync(t, ctx, ln, time.Minute, path)
+		if waitParked(t, []*asyncTunnel{old}) > 0 {
+			t.Fatalf("round %d: tunnel ended on its own", i)
+		}
+		oldFDs := []int{fdOf(t, old.pc), fdOf(t, old.pu)}
+		// Readiness for both directions, racing with the cancel.
+		old.client.Write([]byte("stale"))
+		old.origin.Write([]byte("stale"))
+		if i%2 == 0 {
+			cancel()
+		} else {
+			old.origin.SetLinger(0)
+			old.origin.Close()
+		}
+		old.wait(t, map[bool]string{true: reasonCanceled, false: reasonError}[i%2 == 0])
+		cancel()
+		old.client.Close()
+		old.origin.Close()
+
+		nu := startAsync(t, t.Context(), ln, time.Minute, path)
+		if slices.Contains(oldFDs, fdOf(t, nu.pc)) || slices.Contains(oldFDs, fdOf(t, nu.pu)) {
+			reused++
+		}
+		pingPong(t, nu.client, nu.origin)
+		nu.client.CloseWrite()
+		nu.origin.CloseWrite()
+		if rest, err := io.ReadAll(nu.client); err != nil || len(rest) != 0 {
+			t.Fatalf("round %d: client got %q, %v after the ping-pong; want EOF", i, rest, err)
+		}
+		if err := nu.wait(t, reasonEOF); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		if up, down := nu.st.up.Load(), nu.st.down.Load(); up != 4 || down != 4 {
+			t.Fatalf("round %d: new tunnel moved up %d, down %d bytes; want 4 each", i, up, down)
+		}
+		nu.client.Close()
+		nu.origin.Close()
+		if c := old.calls.Load(); c != 1 {
+			t.Fatalf("round %d: old tunnel's done called %d times", i, c)
+		}
+	}
+	t.Logf("%d of %d new tunnels reused an fd number of the tunnel just ended", reused, rounds)
+	if reused == 0 {
+		t.Errorf("no new tunnel reused an fd number; the test did not test reuse")
+	}
+	if tokens, _ := epollForTest(); tokens != 0 {
+		t.Errorf("epoll tokens: %d, want 0", tokens)
+	}
+}
+
+func fdOf(tb testing.TB, c *net.TCPConn) int {
+	tb.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		tb.Fatal(err)
+	}
+	return fd
+}
+
+// BenchmarkIdleTunnelMemory opens 2,000 idle tunnels and reports what each
+// costs this process: heap and goroutine stacks in use after a GC
+// (B/tunnel), and resident memory (RSS-B/tunnel, noisier: it includes GC
+// headroom and freed memory not yet returned). The sockets of both sides
+// exist before the baseline, so only the tunnel is counted. "goroutines" is
+// the path before #5 (a goroutine per direction parked in Go's poller),
+// "epoll" and "hybrid" park in the shared epoll set, hybrid (startPipe's)
+// after epollQuiet.
+func BenchmarkIdleTunnelMemory(b *testing.B) {
+	const n = 2000
+	for _, bm := range []tunnelPath{pathGoroutines, pathEpoll, pathHybrid} {
+		b.Run(bm.name, func(b *testing.B) {
+			ln := listen(b)
+			var perTunnel, rssPerTunnel float64
+			for b.Loop() {
+				var clients, origins, pcs, pus []*net.TCPConn
+				for range n {
+					c, pc := tcpPair(b, ln)
+					pu, o := tcpPair(b, ln)
+					clients, origins, pcs, pus = append(clients, c), append(origins, o), append(pcs, pc), append(pus, pu)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				var wg sync.WaitGroup
+				wg.Add(n)
+				heap0, rss0 := memInUse(b)
+				ts := make([]*tunnel, n)
+				for i := range n {
+					ts[i] = bm.start(ctx, pcs[i], pus[i], time.Minute, nil, func(string, error) { wg.Done() })
+					pingPong(b, clients[i], origins[i])
+				}
+				if bm.mode == parkEpoll { // measured once every direction is back in epoll
+					settle(b, "parking", func() (bool, string) {
+						for _, t := range ts {
+							if t.dirs[0].state.Load() != dirParked || t.dirs[1].state.Load() != dirParked {
+								return false, "not all parked"
+							}
+						}
+						return true, ""
+					})
+				}
+				heap1, rss1 := memInUse(b)
+				perTunnel = float64(heap1-heap0) / n
+				rssPerTunnel = float64(rss1-rss0) / n
+				cancel()
+				wg.Wait()
+				for i := range n {
+					clients[i].Close()
+					origins[i].Close()
+				}
+			}
+			b.ReportMetric(perTunnel, "B/tunnel")
+			b.ReportMetric(rssPerTunnel, "RSS-B/tunnel")
+		})
+	}
+}
+
+// memInUse returns heap and stack bytes in use after a GC, and VmRSS.
+func memInUse(tb testing.TB) (heapStack, rss int64) {
+	tb.Helper()
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse + ms.StackInuse), vmRSS(tb)
+}
+
+// vmRSS returns this process's resident set size in bytes.
+func vmRSS(tb testing.TB) int64 {
+	tb.Helper()
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		tb.Skipf("no /proc: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	tb.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
+// BenchmarkTunnelRoundTrip passes 64 bytes through a tunnel to an echoing
+// origin and back, one op per round trip, and reports the p50 and p99
+// latency. The tunnel idles between round trips for the time the client
+// takes, so each direction parks (epoll) or waits (goroutines) every time.
+func BenchmarkTunnelRoundTrip(b *testing.B) {
+	for _, bm := range []tunnelPath{{name: "direct"}, pathGoroutines, pathEpoll, pathHybrid} {
+		b.Run(bm.name, func(b *testing.B) {
+			ln := listen(b)
+			client, origin := tcpPair(b, ln)
+			if bm.name != "direct" {
+				var pc, pu *net.TCPConn
+				client, pc = tcpPair(b, ln)
+				pu, origin = tcpPair(b, ln)
+				done := make(chan struct{})
+				bm.start(context.Background(), pc, pu, time.Minute, nil, func(string, error) { close(done) })
+				b.Cleanup(func() { <-done })
+			}
+			b.Cleanup(func() { client.Close(); origin.Close() })
+			go echo(origin)
+			msg := bytes.Repeat([]byte{'x'}, 64)
+			got := make([]byte, 64)
+			var lat []time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				if _, err := client.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(client, got); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+		})
+	}
+}
+
+// BenchmarkTunnelSetup opens a tunnel, passes one byte each way through it
+// and closes it, one op per tunnel: the per-tunnel overhead of each path,
+// connects included.
+func BenchmarkTunnelSetup(b *testing.B) {
+	for _, bm := range []tunnelPath{pathGoroutines, pathEpoll, pathHybrid} {
+		b.Run(bm.name, func(b *testing.B) {
+			ln := listen(b)
+			one := make([]byte, 1)
+			done := make(chan struct{}, 1)
+			for b.Loop() {
+				client, pc := tcpPair(b, ln)
+				pu, origin := tcpPair(b, ln)
+				bm.start(context.Background(), pc, pu, time.Minute, nil, func(string, error) { done <- struct{}{} })
+				for _, step := range []struct{ from, to net.Conn }{{client, origin}, {origin, client}} {
+					if _, err := step.from.Write(one); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := io.ReadFull(step.to, one); err != nil {
+						b.Fatal(err)
+					}
+				}
+				client.Close()
+				origin.Close()
+				<-done
+			}
+		})
+	}
+}
