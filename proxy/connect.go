@@ -295,14 +295,16 @@ func (s *Server) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.Co
 			// connection goroutine returns and an idle tunnel does not pin
 			// its deep stack, read buffer and request (about 12 KiB).
 			go func() {
-				defer s.tunnelWG.Done()
-				defer fl.state.releaseTunnel()
+				var cl cleanup
+				defer cl.run()
+				cl.add(s.tunnelWG.Done)
+				cl.add(fl.state.releaseTunnel)
 				var early []byte
 				if pc, ok := client.(*prefixConn); ok {
 					early = pc.unread()
 					client = pc.clientConn
 				}
-				s.runTunnel(req, client, upstream, fl, early)
+				s.runTunnel(req, client, upstream, fl, early, &cl)
 			}()
 		},
 	}, host
@@ -310,8 +312,8 @@ func (s *Server) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.Co
 
 // serveConnect answers a CONNECT the front door read (front.go) exactly as
 // handleConnect and goproxy would, without them. early are bytes the client
-// sent after the head.
-func (s *Server) serveConnect(cc *clientConn, h *reqHead, early []byte) {
+// sent after the head. cl is undone when the connection is done with.
+func (s *Server) serveConnect(cc *clientConn, h *reqHead, early []byte, cl *cleanup) {
 	s.frontConnects.Add(1)
 	r := &http.Request{
 		Method:     h.Method,
@@ -336,8 +338,8 @@ func (s *Server) serveConnect(cc *clientConn, h *reqHead, early []byte) {
 		_ = cc.Close()
 		return
 	}
-	defer fl.state.releaseTunnel()
-	s.runTunnel(r, cc, upstream, fl, early)
+	cl.add(fl.state.releaseTunnel)
+	s.runTunnel(r, cc, upstream, fl, early, cl)
 }
 
 // openTunnel takes one of the client block's tunnels and dials the
@@ -363,10 +365,11 @@ func (s *Server) openTunnel(r *http.Request, fl *flow, d *denial) (net.Conn, *de
 	return upstream, nil
 }
 
-// runTunnel answers 200 and moves bytes until either side is done. early
-// are bytes the client sent before the 200, for the destination.
-func (s *Server) runTunnel(r *http.Request, client, upstream net.Conn, fl *flow, early []byte) {
-	defer client.Close() // gives the connection's slot back under the global cap
+// runTunnel answers 200 and starts moving bytes. early are bytes the client
+// sent before the 200, for the destination. The tunnel takes cl over and
+// undoes it when it ends.
+func (s *Server) runTunnel(r *http.Request, client, upstream net.Conn, fl *flow, early []byte, cl *cleanup) {
+	cl.add(func() { client.Close() }) // gives the connection's slot back under the global cap
 	minor := 1
 	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
 		minor = 0
@@ -385,7 +388,7 @@ func (s *Server) runTunnel(r *http.Request, client, upstream net.Conn, fl *flow,
 		s.refused(r, fl, d)
 		return
 	}
-	s.spliceTunnel(fl, raw, upstream, toUpstream, toClient)
+	s.spliceTunnel(fl, raw, upstream, toUpstream, toClient, cl)
 }
 
 // established are the 200 responses to an HTTP/1.0 and an HTTP/1.1 CONNECT.
@@ -395,16 +398,28 @@ var established = [2][]byte{
 }
 
 // spliceTunnel forwards the bytes the proxy already read from either side,
-// then moves bytes until either side is done. It logs and counts the tunnel
-// and closes both conns.
-func (s *Server) spliceTunnel(fl *flow, client, upstream net.Conn, toUpstream, toClient []byte) {
+// then starts moving bytes until either side is done. When the tunnel ends
+// it logs and counts it, closes both conns and undoes cl, which it takes
+// over: the caller may return at once.
+func (s *Server) spliceTunnel(fl *flow, client, upstream net.Conn, toUpstream, toClient []byte, cl *cleanup) {
 	s.m.tunnelsActive.Inc()
-	var st tunnelStats
-	why, err := replay(client, upstream, toUpstream, toClient, &st)
-	putHelloBuf(toUpstream)
-	if err == nil {
-		why, err = pipe(s.tunnelCtx, client, upstream, s.cfg.TunnelIdleTimeout, &st)
+	st := new(tunnelStats)
+	undo := cl.take()
+	done := func(why string, err error) {
+		s.tunnelClosed(fl, st, why, err)
+		undo.run()
 	}
+	why, err := replay(client, upstream, toUpstream, toClient, st)
+	putHelloBuf(toUpstream)
+	if err != nil {
+		done(why, err)
+		return
+	}
+	startPipe(s.tunnelCtx, client, upstream, s.cfg.TunnelIdleTimeout, st, done)
+}
+
+// tunnelClosed counts and logs a tunnel that ended.
+func (s *Server) tunnelClosed(fl *flow, st *tunnelStats, why string, err error) {
 	s.m.tunnelsActive.Dec()
 	up, down := st.up.Load(), st.down.Load()
 	s.m.tunnelsTotal.WithLabelValues(why).Inc()
@@ -422,6 +437,27 @@ func (s *Server) spliceTunnel(fl *flow, client, upstream net.Conn, toUpstream, t
 		attrs = append(attrs, slog.String(keyError, err.Error()))
 	}
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "tunnel closed", attrs...)
+}
+
+// cleanup is what a connection's goroutine must undo when the connection is
+// done with, in reverse order; a tunnel takes it over (take) to undo when
+// it ends, after its goroutine is gone.
+type cleanup []func()
+
+func (c *cleanup) add(f func()) { *c = append(*c, f) }
+
+// take moves c's functions to the returned cleanup, leaving c empty.
+func (c *cleanup) take() cleanup {
+	t := *c
+	*c = nil
+	return t
+}
+
+func (c *cleanup) run() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+	*c = nil
 }
 
 // handleHTTP decides one absolute-form request. Each request on a kept-alive

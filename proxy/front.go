@@ -103,10 +103,7 @@ func (s *Server) acceptLoop(ln net.Listener, h *handoff) error {
 		// Counted before the accept loop can return: Shutdown waits for the
 		// loops to end before it waits for tunnels.
 		s.tunnelWG.Add(1)
-		go func() {
-			defer s.tunnelWG.Done()
-			s.serveFront(cc, h)
-		}()
+		go s.serveFront(cc, h)
 	}
 }
 
@@ -155,8 +152,12 @@ func (s *Server) closeFront() {
 }
 
 // serveFront reads cc's first head and answers a plain CONNECT itself;
-// anything else goes to net/http.
+// anything else goes to net/http. It is counted in s.tunnelWG, which it (or
+// the tunnel it starts) releases.
 func (s *Server) serveFront(cc *clientConn, h *handoff) {
+	var cl cleanup
+	defer cl.run()
+	cl.add(s.tunnelWG.Done)
 	_ = cc.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
 	bp := frontBufPool.Get().(*[]byte)
 	buf := (*bp)[:frontBufSize]
@@ -192,7 +193,7 @@ func (s *Server) serveFront(cc *clientConn, h *handoff) {
 			early = append([]byte(nil), buf[head.End:n]...)
 		}
 		frontBufPool.Put(bp)
-		s.serveConnect(cc, &head, early)
+		s.serveConnect(cc, &head, early, &cl)
 		return
 	}
 	_ = cc.SetReadDeadline(time.Time{})

@@ -194,17 +194,20 @@ func (s *Server) ServeTransparentTLS(ln net.Listener) error {
 		// loops to end before it waits for tunnels.
 		s.tunnelWG.Add(1)
 		go func() {
-			defer s.tunnelWG.Done()
-			defer s.releaseConn()
-			s.serveTransparentTLS(c)
+			var cl cleanup
+			defer cl.run()
+			cl.add(s.tunnelWG.Done)
+			cl.add(s.releaseConn)
+			s.serveTransparentTLS(c, &cl)
 		}()
 	}
 }
 
 // serveTransparentTLS decides one redirected TLS connection and, if it is
-// allowed, splices it to the ClientHello's server name.
-func (s *Server) serveTransparentTLS(c net.Conn) {
-	defer c.Close()
+// allowed, splices it to the ClientHello's server name. cl is undone when
+// the connection is done with.
+func (s *Server) serveTransparentTLS(c net.Conn, cl *cleanup) {
+	cl.add(func() { c.Close() })
 	fl := &flow{kind: kindTransparentTLS, method: "TLS", start: time.Now(), gen: s.gen.Load()}
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		fl.client = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
@@ -263,7 +266,7 @@ func (s *Server) serveTransparentTLS(c net.Conn) {
 		refuse(d, alertAccessDenied)
 		return
 	}
-	defer fl.state.releaseTunnel()
+	cl.add(fl.state.releaseTunnel)
 	upstream, d := s.dialFlow(context.WithValue(ctx, flowKey{}, fl), fl)
 	if d != nil {
 		alert := byte(alertAccessDenied)
@@ -278,7 +281,7 @@ func (s *Server) serveTransparentTLS(c net.Conn) {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "encrypted client hello", append(fl.attrs(),
 			slog.String(keyDetail, "the client encrypted its real server name (ECH); the connection was decided on the outer, public name"))...)
 	}
-	s.spliceTunnel(fl, c, upstream, buf, nil)
+	s.spliceTunnel(fl, c, upstream, buf, nil, cl)
 }
 
 // sniHost sets fl.host from the ClientHello's server name.
