@@ -5,7 +5,6 @@ import (
 	"sort"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
@@ -22,11 +21,12 @@ func Load(filename string, src []byte) (*Policy, hcl.Diagnostics) {
 	if diags.HasErrors() || file == nil {
 		return nil, finishDiags(diags, nil, filename)
 	}
-	var fs fileSchema
-	diags = append(diags, gohcl.DecodeBody(file.Body, nil, &fs)...)
+	d := &decoder{diags: diags}
+	fs := d.file(file.Body.(*hclsyntax.Body))
+	diags = d.diags
 
 	c := &compiler{filename: filename}
-	p := c.compile(&fs)
+	p := c.compile(fs)
 	diags = append(diags, c.diags...)
 	diags = finishDiags(diags, c.blocks, filename)
 	if diags.HasErrors() {
