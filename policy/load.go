@@ -5,7 +5,6 @@ import (
 	"sort"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
@@ -16,13 +15,31 @@ import (
 // returned policy is nil if any diagnostic is an error; warnings alone do
 // not prevent loading. Every error diagnostic has a Subject range.
 func Load(filename string, src []byte) (*Policy, hcl.Diagnostics) {
-	parser := hclparse.NewParser()
-	file, diags := parser.ParseHCL(src, filename)
-	if diags.HasErrors() || file == nil {
-		return nil, finishDiags(diags, nil, filename)
+	return load(filename, src, true)
+}
+
+// loadSlow is Load without the fast front end, for tests that compare the
+// two.
+func loadSlow(filename string, src []byte) (*Policy, hcl.Diagnostics) {
+	return load(filename, src, false)
+}
+
+func load(filename string, src []byte, fast bool) (*Policy, hcl.Diagnostics) {
+	var body *hclsyntax.Body
+	var diags hcl.Diagnostics
+	ok := false
+	if fast {
+		body, ok = parseFast(src, filename)
+	}
+	if !ok {
+		file, parseDiags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+		if parseDiags.HasErrors() || file == nil {
+			return nil, finishDiags(parseDiags, nil, filename)
+		}
+		body, diags = file.Body.(*hclsyntax.Body), parseDiags
 	}
 	d := &decoder{diags: diags}
-	fs := d.file(file.Body.(*hclsyntax.Body))
+	fs := d.file(body)
 	diags = d.diags
 
 	c := &compiler{filename: filename}

@@ -1,0 +1,206 @@
+package policy
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// checkParseFast requires parseFast to return exactly the body
+// hclsyntax.ParseConfig returns for src, or to decline. It reports whether
+// parseFast accepted src.
+func checkParseFast(t *testing.T, src []byte) bool {
+	t.Helper()
+	got, ok := parseFast(src, "fuzz.hcl")
+	file, diags := hclsyntax.ParseConfig(src, "fuzz.hcl", hcl.InitialPos)
+	if !ok {
+		return false
+	}
+	if len(diags) > 0 {
+		t.Fatalf("parseFast accepted a file hclsyntax reports:\n%s\nsource:\n%q", FormatDiagnostics(diags), src)
+	}
+	want := file.Body.(*hclsyntax.Body)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("parseFast differs from hclsyntax:\n%s\nsource:\n%q", astDiff(got, want), src)
+	}
+	// The compiled policies are then the same too, diagnostics included.
+	gotP, gotDiags := Load("fuzz.hcl", src)
+	wantP, wantDiags := loadSlow("fuzz.hcl", src)
+	if g, w := FormatDiagnostics(gotDiags), FormatDiagnostics(wantDiags); g != w {
+		t.Fatalf("diagnostics differ:\ngot:\n%s\nwant:\n%s", g, w)
+	}
+	if (gotP == nil) != (wantP == nil) {
+		t.Fatalf("policy %v, want %v", gotP != nil, wantP != nil)
+	}
+	return true
+}
+
+// astDiff describes the first difference between two bodies.
+func astDiff(got, want *hclsyntax.Body) string {
+	var out []string
+	var walk func(path string, g, w reflect.Value)
+	walk = func(path string, g, w reflect.Value) {
+		if len(out) > 0 {
+			return
+		}
+		if g.IsValid() != w.IsValid() {
+			out = append(out, fmt.Sprintf("%s: validity %v vs %v", path, g.IsValid(), w.IsValid()))
+			return
+		}
+		if !g.IsValid() {
+			return
+		}
+		if g.Type() != w.Type() {
+			out = append(out, fmt.Sprintf("%s: type %s vs %s", path, g.Type(), w.Type()))
+			return
+		}
+		switch g.Kind() {
+		case reflect.Pointer, reflect.Interface:
+			if g.IsNil() != w.IsNil() {
+				out = append(out, fmt.Sprintf("%s: nil %v vs %v", path, g.IsNil(), w.IsNil()))
+				return
+			}
+			if !g.IsNil() {
+				walk(path, g.Elem(), w.Elem())
+			}
+		case reflect.Struct:
+			for i := range g.NumField() {
+				walk(path+"."+g.Type().Field(i).Name, g.Field(i), w.Field(i))
+			}
+		case reflect.Slice:
+			if g.IsNil() != w.IsNil() || g.Len() != w.Len() {
+				out = append(out, fmt.Sprintf("%s: nil %v len %d vs nil %v len %d", path, g.IsNil(), g.Len(), w.IsNil(), w.Len()))
+				return
+			}
+			for i := range g.Len() {
+				walk(fmt.Sprintf("%s[%d]", path, i), g.Index(i), w.Index(i))
+			}
+		case reflect.Map:
+			if g.IsNil() != w.IsNil() || g.Len() != w.Len() {
+				out = append(out, fmt.Sprintf("%s: nil %v len %d vs nil %v len %d", path, g.IsNil(), g.Len(), w.IsNil(), w.Len()))
+				return
+			}
+			for _, k := range w.MapKeys() {
+				walk(fmt.Sprintf("%s[%v]", path, k), g.MapIndex(k), w.MapIndex(k))
+			}
+		default:
+			if g.CanInterface() && !reflect.DeepEqual(g.Interface(), w.Interface()) {
+				out = append(out, fmt.Sprintf("%s: %v vs %v", path, g.Interface(), w.Interface()))
+			} else if !g.CanInterface() && fmt.Sprint(g) != fmt.Sprint(w) {
+				out = append(out, fmt.Sprintf("%s: %v vs %v", path, g, w))
+			}
+		}
+	}
+	walk("body", reflect.ValueOf(got), reflect.ValueOf(want))
+	if len(out) == 0 {
+		return "(no difference found by walk; reflect.DeepEqual differs)"
+	}
+	return strings.Join(out, "\n")
+}
+
+// fastParseCases are table tests: sources parseFast must accept, and
+// sources it must decline (hclsyntax reports them, or they are outside the
+// subset).
+var fastParseCases = []struct {
+	src    string
+	accept bool
+}{
+	{"", true},
+	{"\n\n", true},
+	{"# only a comment", true},
+	{"# only a comment\n", true},
+	{"/* c */ mode = \"learn\"\n", true},
+	{"mode = \"learn\"", true},
+	{"mode = \"learn\" # why\n", true},
+	{"mode = \"learn\" // why\r\n", true},
+	{"mode = \"learn\"\r\ncloud = \"AzureCloud\"\r\n", true},
+	{"  \t mode = \"\"\n", true},
+	{"client \"a\" {\n  sources = [\"10.0.0.0/8\",]\n  allow \"r\" {\n    hosts = [\n      \"a.example.com\", # one\n      \"*.b.example.com\"\n    ]\n    ports = [443, 8443]\n  }\n  limits {\n    connections_per_second = 2.5\n    burst = 10\n  }\n}\n", true},
+	{"client \"a\" {}\n", true},
+	{"client \"a\" {\n}", true},
+	{"x = [true, false, null, 1, \"s\"]\n", true},
+	{"x = []\n", true},
+	{"# Zürich – ünïcode in a comment\nx = 1\n", true},
+	{"/* multi\nline */ x = 1\n", true},
+	{"x = 1 /* trailing */\n", true},
+	{"a \"b\" \"c\" {\n}\n", true},
+
+	{"\xEF\xBB\xBFx = 1\n", false},
+	{"x = 1\nx = 2\n", false},
+	{"x = 1, y = 2\n", false},
+	{"x = \"a\\\"b\"\n", false},
+	{"x = \"${var.a}\"\n", false},
+	{"x = \"100%\"\n", false},
+	{"x = \"caf\u00e9\"\n", false},
+	{"x = -1\n", false},
+	{"x = 1e3\n", false},
+	{"x = 1.\n", false},
+	{"x = 1 + 2\n", false},
+	{"x = a.b\n", false},
+	{"x = [[1]]\n", false},
+	{"x = [for v in y: v]\n", false},
+	{"x = {a = 1}\n", false},
+	{"x = <<EOT\nhi\nEOT\n", false},
+	{"x = \"a\" [0]\n", false},
+	{"x = [\"a\"\n[0]]\n", false},
+	{"x = true(1)\n", false},
+	{"client a {\n}\n", false},
+	{"client \"a\" { x = 1 }\n", false},
+	{"client \"a\"\n{\n}\n", false},
+	{"client \"a\" {\n", false},
+	{"client \"a\" {\n} x = 1\n", false},
+	{"}\n", false},
+	{"x = 1\r", false},
+	{"x = 1 /* unterminated", false},
+	{"x = 1 # Zürich", false},
+	{"\"x\" = 1\n", false},
+	{"x = \"unterminated\n", false},
+	{"x == 1\n", false},
+	{"x;\n", false},
+}
+
+func TestParseFast(t *testing.T) {
+	t.Parallel()
+	for _, tt := range fastParseCases {
+		t.Run(fmt.Sprintf("%q", tt.src), func(t *testing.T) {
+			if got := checkParseFast(t, []byte(tt.src)); got != tt.accept {
+				t.Errorf("parseFast accepted=%v, want %v", got, tt.accept)
+			}
+		})
+	}
+}
+
+// TestParseFastPolicies requires parseFast to accept every valid policy in
+// the repository and to agree with hclsyntax on all of them.
+func TestParseFastPolicies(t *testing.T) {
+	t.Parallel()
+	for name, src := range policyFiles(t) {
+		accepted := checkParseFast(t, src)
+		if strings.HasPrefix(name, "../policies/") && !accepted {
+			t.Errorf("%s: parseFast declined a shipped policy", name)
+		}
+	}
+	if !checkParseFast(t, []byte(benchPolicy(1000))) {
+		t.Error("parseFast declined the benchmark policy")
+	}
+}
+
+// FuzzParseFast is the differential check of the fast front end: for any
+// input it either declines or returns exactly hclsyntax's body, and Load
+// gives the same diagnostics either way.
+func FuzzParseFast(f *testing.F) {
+	for _, src := range policyFiles(f) {
+		f.Add(src)
+	}
+	for _, tt := range fastParseCases {
+		f.Add([]byte(tt.src))
+	}
+	f.Add([]byte(benchPolicy(10)))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		checkParseFast(t, src)
+	})
+}
