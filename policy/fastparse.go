@@ -145,7 +145,6 @@ func isIdentStart(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <=
 
 func isIdentPart(c byte) bool { return isIdentStart(c) || '0' <= c && c <= '9' || c == '-' }
 
-
 func (p *fastParser) scan() tok {
 	s := p.src
 	for {
