@@ -22,6 +22,8 @@ var clouds = []string{"AzureCloud", "AzureUSGovernment", "AzureChinaCloud"}
 // defaultCloud is the cloud of a policy without a cloud attribute.
 const defaultCloud = "AzureCloud"
 
+var maxPort = big.NewFloat(65535)
+
 // maxLimit bounds every limits attribute, so that values fit the token
 // bucket and counters without overflow.
 const maxLimit = 1_000_000
@@ -31,7 +33,6 @@ const maxLimit = 1_000_000
 type compiler struct {
 	filename string
 	diags    hcl.Diagnostics
-	blocks   []hcl.Range // whole ranges of all blocks, for diagnostic contexts
 
 	// sources maps each source prefix to where it was first defined.
 	sources map[netip.Prefix]sourceDef
@@ -40,6 +41,19 @@ type compiler struct {
 	// use; cloudOK is false if the cloud attribute is invalid.
 	cloud   string
 	cloudOK bool
+
+	rules []Rule // backing array for the rules of the client being compiled
+}
+
+// newRule returns a rule from c.rules, so that a client's rules take one
+// allocation rather than one each.
+func (c *compiler) newRule() *Rule {
+	if len(c.rules) == 0 {
+		return new(Rule)
+	}
+	r := &c.rules[0]
+	c.rules = c.rules[1:]
+	return r
 }
 
 type sourceDef struct {
@@ -123,7 +137,6 @@ func (c *compiler) prefixTable(clients []*Client, v4 bool) prefixTable {
 
 func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
 	block := blockRange(cs.DefRange, cs.Body)
-	c.blocks = append(c.blocks, block)
 	ctx := &block
 	cl := &Client{
 		Name:             cs.Name,
@@ -174,27 +187,31 @@ func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
 
 	// Allow and deny rules share one namespace: logs and metrics name rules
 	// by client block and rule name alone.
-	type ruleDef struct {
-		kind string
-		rng  hcl.Range
-	}
-	ruleNames := make(map[string]ruleDef)
-	addRule := func(r *Rule, nameRange hcl.Range, kind string) {
+	n := len(cs.Allows) + len(cs.Denies)
+	c.rules = make([]Rule, n)
+	ruleNames := make(map[string]*Rule, n)
+	addRule := func(r *Rule, nameRange hcl.Range) {
 		if prev, dup := ruleNames[r.Name]; dup {
+			kind, prevKind := ruleKind(r), ruleKind(prev)
 			c.add(errorf(nameRange.Ptr(), ctx, "Duplicate "+kind+" rule",
 				"A%s %s rule named %q is already defined in client block %q; previous definition at %s. Give each rule a unique name.",
-				article(prev.kind), prev.kind, r.Name, cs.Name, pos(prev.rng)))
+				article(prevKind), prevKind, r.Name, cs.Name, pos(prev.Range)))
 		} else {
-			ruleNames[r.Name] = ruleDef{kind, r.Range}
+			ruleNames[r.Name] = r
 		}
 		cl.expiring = cl.expiring || r.expiresUnix != 0
+	}
+	if len(cs.Allows) > 0 {
+		cl.Rules = make([]*Rule, 0, len(cs.Allows))
 	}
 	for _, as := range cs.Allows {
 		r := c.rule(as, ctx, false)
 		r.Index = len(cl.Rules)
-		addRule(r, as.NameRange, "allow")
+		addRule(r, as.NameRange)
 		cl.Rules = append(cl.Rules, r)
-		cl.allow.add(r)
+	}
+	if len(cs.Denies) > 0 {
+		cl.Denies = make([]*Rule, 0, len(cs.Denies))
 	}
 	for _, ds := range cs.Denies {
 		r := c.rule(&allowSchema{
@@ -202,12 +219,14 @@ func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
 			Expires: ds.Expires, DefRange: ds.DefRange, Body: ds.Body,
 		}, ctx, true)
 		r.Index = len(cl.Denies)
-		addRule(r, ds.NameRange, "deny")
+		addRule(r, ds.NameRange)
 		cl.Denies = append(cl.Denies, r)
-		cl.deny.add(r)
 	}
+	cl.allow.build(cl.Rules)
+	cl.deny.build(cl.Denies)
 	return cl
 }
+
 
 func article(word string) string {
 	if strings.HasPrefix(word, "a") {
@@ -216,24 +235,46 @@ func article(word string) string {
 	return ""
 }
 
-// add adds r to the index. Rules are added in file order, so every list in
-// the maps is in file order.
-func (x *ruleIndex) add(r *Rule) {
-	if x.exact == nil {
-		x.exact, x.wild = make(map[string][]*Rule), make(map[string][]*Rule)
-	}
-	for _, h := range r.Hosts {
-		m, key := x.exact, h
-		if suffix, ok := strings.CutPrefix(h, "*."); ok {
-			m, key = x.wild, suffix
-			x.maxWild = max(x.maxWild, 1+strings.Count(suffix, "."))
+// build indexes rules, which are in file order, so every list in the maps
+// is in file order. The maps are sized up front, and the one-rule lists
+// most keys have share one backing array.
+func (x *ruleIndex) build(rules []*Rule) {
+	nExact, nWild, nIP := 0, 0, 0
+	for _, r := range rules {
+		for _, h := range r.Hosts {
+			if strings.HasPrefix(h, "*.") {
+				nWild++
+			} else {
+				nExact++
+			}
 		}
-		if rs := m[key]; len(rs) == 0 || rs[len(rs)-1] != r {
-			m[key] = append(rs, r)
+		if len(r.Addresses) > 0 {
+			nIP++
 		}
 	}
-	if len(r.Addresses) > 0 {
-		x.ipRules = append(x.ipRules, r)
+	x.exact, x.wild = make(map[string][]*Rule, nExact), make(map[string][]*Rule, nWild)
+	if nIP > 0 {
+		x.ipRules = make([]*Rule, 0, nIP)
+	}
+	singles := make([]*Rule, nExact+nWild)
+	for _, r := range rules {
+		for _, h := range r.Hosts {
+			m, key := x.exact, h
+			if suffix, ok := strings.CutPrefix(h, "*."); ok {
+				m, key = x.wild, suffix
+				x.maxWild = max(x.maxWild, 1+strings.Count(suffix, "."))
+			}
+			switch rs := m[key]; {
+			case len(rs) == 0:
+				singles[0] = r
+				m[key], singles = singles[:1:1], singles[1:]
+			case rs[len(rs)-1] != r:
+				m[key] = append(rs, r)
+			}
+		}
+		if len(r.Addresses) > 0 {
+			x.ipRules = append(x.ipRules, r)
+		}
 	}
 }
 
@@ -241,9 +282,9 @@ func (x *ruleIndex) add(r *Rule) {
 // schema has no catalog attributes, so those fields are nil).
 func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule {
 	block := blockRange(as.DefRange, as.Body)
-	c.blocks = append(c.blocks, block)
 	ctx := &block
-	r := &Rule{Name: as.Name, Range: as.DefRange, Deny: deny}
+	r := c.newRule()
+	*r = Rule{Name: as.Name, Range: as.DefRange, Deny: deny}
 	kind := "allow"
 	if deny {
 		kind = "deny"
@@ -384,6 +425,9 @@ func (c *compiler) hasListElems(attr *hcl.Attribute) bool {
 	if attr == nil {
 		return false
 	}
+	if t, ok := attr.Expr.(*hclsyntax.TupleConsExpr); ok {
+		return len(t.Exprs) > 0
+	}
 	elems, diags := hcl.ExprList(attr.Expr)
 	return !diags.HasErrors() && len(elems) > 0
 }
@@ -439,7 +483,6 @@ func (c *compiler) hostPattern(s string, rng, ctx *hcl.Range) (string, bool) {
 // limits validates a limits block.
 func (c *compiler) limits(ls *limitsSchema) Limits {
 	block := blockRange(ls.DefRange, ls.Body)
-	c.blocks = append(c.blocks, block)
 	ctx := &block
 	var l Limits
 	if v, rng, ok := c.numberAttr(ls.ConnectionsPerSecond, ctx); ok {
@@ -532,12 +575,36 @@ func (c *compiler) checkName(name string, rng hcl.Range, ctx *hcl.Range, what st
 
 // value evaluates a constant expression.
 func (c *compiler) value(expr hcl.Expression) (cty.Value, bool) {
+	if v, ok := literalValue(expr); ok {
+		return v, true
+	}
 	v, diags := expr.Value(nil)
 	c.diags = append(c.diags, diags...)
 	if diags.HasErrors() || !v.IsWhollyKnown() {
 		return cty.NilVal, false
 	}
 	return v, true
+}
+
+// literalValue returns the value of a literal or of a quoted string
+// without interpolations, which is what expr.Value(nil) returns for them,
+// without evaluating a template. ok is false for other expressions.
+func literalValue(expr hcl.Expression) (cty.Value, bool) {
+	switch e := expr.(type) {
+	case *hclsyntax.LiteralValueExpr:
+		if e.Val.IsWhollyKnown() && !e.Val.IsMarked() {
+			return e.Val, true
+		}
+	case *hclsyntax.TemplateExpr:
+		if len(e.Parts) != 1 {
+			break
+		}
+		if lit, ok := e.Parts[0].(*hclsyntax.LiteralValueExpr); ok && lit.Val.Type() == cty.String &&
+			lit.Val.IsKnown() && !lit.Val.IsNull() && !lit.Val.IsMarked() {
+			return lit.Val, true
+		}
+	}
+	return cty.NilVal, false
 }
 
 // stringAttr decodes a string attribute. ok is false if attr is nil or
@@ -592,6 +659,9 @@ func (c *compiler) numberAttr(attr *hcl.Attribute, ctx *hcl.Range) (*big.Float, 
 // listAttr returns the element expressions of a list attribute, so that
 // each element's diagnostics point at the element itself.
 func (c *compiler) listAttr(attr *hcl.Attribute, ctx *hcl.Range, example string) ([]hcl.Expression, bool) {
+	if t, ok := attr.Expr.(*hclsyntax.TupleConsExpr); ok {
+		return t.ExprList(), true
+	}
 	elems, diags := hcl.ExprList(attr.Expr)
 	if diags.HasErrors() {
 		c.add(errorf(attr.Expr.Range().Ptr(), ctx, "Incorrect attribute value type",
@@ -687,7 +757,7 @@ func (c *compiler) portElem(e hcl.Expression, ctx *hcl.Range) (uint16, bool) {
 		return 0, false
 	}
 	f := v.AsBigFloat()
-	if !f.IsInt() || f.Sign() <= 0 || f.Cmp(big.NewFloat(65535)) > 0 {
+	if !f.IsInt() || f.Sign() <= 0 || f.Cmp(maxPort) > 0 {
 		c.add(errorf(rng, ctx, "Invalid port",
 			"Port %s is out of range. A port must be a whole number from 1 to 65535.", numText(f)))
 		return 0, false

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"unicode/utf8"
+
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
@@ -14,7 +16,7 @@ import (
 // syntax diagnostic still comes from hclsyntax. FuzzParseFast checks the
 // equivalence.
 //
-// The subset: ASCII text (other bytes only inside line comments);
+// The subset: ASCII text (other valid UTF-8 only inside line comments);
 // newlines "\n" or "\r\n"; "#", "//" and "/* */" comments; attributes whose
 // value is a string, a number, true, false, null or a one-level list of
 // those; and blocks with quoted labels whose "{" ends its line. Strings
@@ -184,6 +186,12 @@ func (p *fastParser) scan() tok {
 				}
 				p.pos = j
 				continue
+			}
+			// hclsyntax counts lines by grapheme cluster, and in invalid
+			// UTF-8 a cluster may swallow the newline.
+			if !utf8.ValidString(s[i:j]) {
+				t.kind = tOther
+				return t
 			}
 			// hclsyntax turns a comment that ends a line into a newline.
 			t.kind, t.end = tNewline, j+1

@@ -157,6 +157,7 @@ var fastParseCases = []struct {
 	{"x = 1\r", false},
 	{"x = 1 /* unterminated", false},
 	{"x = 1 # Zürich", false},
+	{"#\xec0\n", false}, // invalid UTF-8 in a comment: a grapheme cluster can swallow the newline
 	{"\"x\" = 1\n", false},
 	{"x = \"unterminated\n", false},
 	{"x == 1\n", false},

@@ -45,7 +45,7 @@ func load(filename string, src []byte, fast bool) (*Policy, hcl.Diagnostics) {
 	c := &compiler{filename: filename}
 	p := c.compile(fs)
 	diags = append(diags, c.diags...)
-	diags = finishDiags(diags, c.blocks, filename)
+	diags = finishDiags(diags, func() []hcl.Range { return blockRanges(fs) }, filename)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -75,11 +75,32 @@ func blockRange(def hcl.Range, body hcl.Body) hcl.Range {
 	return def
 }
 
+// blockRanges returns the whole ranges of the blocks the compiler reads:
+// every client, allow and deny block, and each client's first limits
+// block.
+func blockRanges(fs *fileSchema) []hcl.Range {
+	var rs []hcl.Range
+	for _, cs := range fs.Clients {
+		rs = append(rs, blockRange(cs.DefRange, cs.Body))
+		if len(cs.Limits) > 0 {
+			rs = append(rs, blockRange(cs.Limits[0].DefRange, cs.Limits[0].Body))
+		}
+		for _, as := range cs.Allows {
+			rs = append(rs, blockRange(as.DefRange, as.Body))
+		}
+		for _, ds := range cs.Denies {
+			rs = append(rs, blockRange(ds.DefRange, ds.Body))
+		}
+	}
+	return rs
+}
+
 // finishDiags gives each diagnostic without a Context the innermost block
-// that encloses its Subject, gives every error a Subject, and sorts the
-// diagnostics by position so that output is stable and reads top to
-// bottom.
-func finishDiags(diags hcl.Diagnostics, blocks []hcl.Range, filename string) hcl.Diagnostics {
+// (of those blocks returns, called only if needed) that encloses its
+// Subject, gives every error a Subject, and sorts the diagnostics by
+// position so that output is stable and reads top to bottom.
+func finishDiags(diags hcl.Diagnostics, blocksFunc func() []hcl.Range, filename string) hcl.Diagnostics {
+	var blocks []hcl.Range
 	for _, d := range diags {
 		if d.Subject == nil && d.Severity == hcl.DiagError {
 			if d.Context != nil {
@@ -94,6 +115,9 @@ func finishDiags(diags hcl.Diagnostics, blocks []hcl.Range, filename string) hcl
 		}
 		if d.Subject == nil || d.Context != nil {
 			continue
+		}
+		if blocks == nil && blocksFunc != nil {
+			blocks = blocksFunc()
 		}
 		var best *hcl.Range
 		for i := range blocks {
