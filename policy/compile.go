@@ -227,7 +227,6 @@ func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
 	return cl
 }
 
-
 func article(word string) string {
 	if strings.HasPrefix(word, "a") {
 		return "n"
