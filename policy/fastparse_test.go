@@ -205,3 +205,43 @@ func FuzzParseFast(f *testing.F) {
 		checkParseFast(t, src)
 	})
 }
+
+// TestLoadLargeDeepError puts one error deep inside a 100,000-rule policy,
+// once a syntax error (the fast front end declines and hclsyntax reports
+// it) and once a semantic one (the fast front end parses the file), and
+// requires each to be reported alone at its line and column.
+func TestLoadLargeDeepError(t *testing.T) {
+	t.Parallel()
+	src := benchPolicy(100_000)
+	// Rule r77777 is an odd rule: allow "r77777" {, hosts, ports, }.
+	const rule = "  allow \"r77777\" {\n    hosts = [\"*.tenant77777.example.net\"]\n"
+	at := strings.Index(src, rule)
+	if at < 0 {
+		t.Fatal("benchmark policy changed; update the test")
+	}
+	line := 1 + strings.Count(src[:at], "\n") + 1 // the hosts line
+	for _, tt := range []struct {
+		name, hosts string
+		col         int
+		want        string
+		fast        bool
+	}{
+		{"syntax", `    hosts = ["*.tenant77777.example.net" "x"]` + "\n", 42, "Missing item separator", false},
+		{"semantic", `    hosts = ["*.tenant77777.exa mple.net"]` + "\n", 14, "Invalid host pattern", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			bad := src[:at] + "  allow \"r77777\" {\n" + tt.hosts + src[at+len(rule):]
+			p, diags := Load("big.hcl", []byte(bad))
+			if p != nil || len(diags) != 1 {
+				t.Fatalf("got policy %v and %d diagnostics, want one error:\n%s", p != nil, len(diags), FormatDiagnostics(diags))
+			}
+			want := fmt.Sprintf("big.hcl:%d:%d: %s", line, tt.col, tt.want)
+			if got := FormatDiagnostics(diags); !strings.HasPrefix(got, want) {
+				t.Errorf("got %q, want prefix %q", got, want)
+			}
+			if _, fast := parseFast([]byte(bad), "big.hcl"); fast != tt.fast {
+				t.Errorf("parseFast accepted=%v, want %v", fast, tt.fast)
+			}
+		})
+	}
+}
