@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -42,18 +44,57 @@ type compiler struct {
 	cloud   string
 	cloudOK bool
 
-	rules []Rule // backing array for the rules of the client being compiled
+	ruleBuf []Rule // backing array for the rules of the client being compiled
 }
 
-// newRule returns a rule from c.rules, so that a client's rules take one
+// newRule returns a rule from c.ruleBuf, so that a client's rules take one
 // allocation rather than one each.
 func (c *compiler) newRule() *Rule {
-	if len(c.rules) == 0 {
+	if len(c.ruleBuf) == 0 {
 		return new(Rule)
 	}
-	r := &c.rules[0]
-	c.rules = c.rules[1:]
+	r := &c.ruleBuf[0]
+	c.ruleBuf = c.ruleBuf[1:]
 	return r
+}
+
+// parallelRules is the number of rules in a client block from which its
+// rules are compiled on two goroutines.
+const parallelRules = 4096
+
+// rules compiles n allow or deny blocks, schema(i) being the i-th. Many
+// rules are compiled in two halves at once, each half's diagnostics in
+// file order after the other's, as one pass would add them.
+func (c *compiler) rules(n int, schema func(int) *allowSchema, ctx *hcl.Range, deny bool) []*Rule {
+	if n == 0 {
+		return nil
+	}
+	out := make([]*Rule, n)
+	compile := func(c *compiler, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			out[i] = c.rule(schema(i), ctx, deny)
+		}
+	}
+	if n < parallelRules || runtime.GOMAXPROCS(0) < 2 {
+		compile(c, 0, n)
+		return out
+	}
+	mid := n / 2
+	half := func(lo, hi int) *compiler {
+		h := &compiler{filename: c.filename, cloud: c.cloud, cloudOK: c.cloudOK}
+		if len(c.ruleBuf) >= hi-lo {
+			h.ruleBuf, c.ruleBuf = c.ruleBuf[:hi-lo], c.ruleBuf[hi-lo:]
+		}
+		return h
+	}
+	first, second := half(0, mid), half(mid, n)
+	var wg sync.WaitGroup
+	wg.Go(func() { compile(second, mid, n) })
+	compile(first, 0, mid)
+	wg.Wait()
+	c.diags = append(c.diags, first.diags...)
+	c.diags = append(c.diags, second.diags...)
+	return out
 }
 
 type sourceDef struct {
@@ -188,7 +229,7 @@ func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
 	// Allow and deny rules share one namespace: logs and metrics name rules
 	// by client block and rule name alone.
 	n := len(cs.Allows) + len(cs.Denies)
-	c.rules = make([]Rule, n)
+	c.ruleBuf = make([]Rule, n)
 	ruleNames := make(map[string]*Rule, n)
 	addRule := func(r *Rule, nameRange hcl.Range) {
 		if prev, dup := ruleNames[r.Name]; dup {
@@ -201,26 +242,21 @@ func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
 		}
 		cl.expiring = cl.expiring || r.expiresUnix != 0
 	}
-	if len(cs.Allows) > 0 {
-		cl.Rules = make([]*Rule, 0, len(cs.Allows))
+	cl.Rules = c.rules(len(cs.Allows), func(i int) *allowSchema { return cs.Allows[i] }, ctx, false)
+	for i, r := range cl.Rules {
+		r.Index = i
+		addRule(r, cs.Allows[i].NameRange)
 	}
-	for _, as := range cs.Allows {
-		r := c.rule(as, ctx, false)
-		r.Index = len(cl.Rules)
-		addRule(r, as.NameRange)
-		cl.Rules = append(cl.Rules, r)
-	}
-	if len(cs.Denies) > 0 {
-		cl.Denies = make([]*Rule, 0, len(cs.Denies))
-	}
-	for _, ds := range cs.Denies {
-		r := c.rule(&allowSchema{
+	cl.Denies = c.rules(len(cs.Denies), func(i int) *allowSchema {
+		ds := cs.Denies[i]
+		return &allowSchema{
 			Name: ds.Name, NameRange: ds.NameRange, Hosts: ds.Hosts, Addresses: ds.Addresses, Ports: ds.Ports,
 			Expires: ds.Expires, DefRange: ds.DefRange, Body: ds.Body,
-		}, ctx, true)
-		r.Index = len(cl.Denies)
-		addRule(r, ds.NameRange)
-		cl.Denies = append(cl.Denies, r)
+		}
+	}, ctx, true)
+	for i, r := range cl.Denies {
+		r.Index = i
+		addRule(r, cs.Denies[i].NameRange)
 	}
 	cl.allow.build(cl.Rules)
 	cl.deny.build(cl.Denies)

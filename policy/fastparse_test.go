@@ -124,6 +124,7 @@ var fastParseCases = []struct {
 	{"client \"a\" {\n}", true},
 	{"x = [true, false, null, 1, \"s\"]\n", true},
 	{"x = []\n", true},
+	{"x = [0, 0443, 65535, 123456789012345678, 1234567890123456789, 0.5, 2.50]\n", true},
 	{"# Zürich – ünïcode in a comment\nx = 1\n", true},
 	{"/* multi\nline */ x = 1\n", true},
 	{"x = 1 /* trailing */\n", true},
