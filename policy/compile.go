@@ -177,7 +177,7 @@ func (c *compiler) prefixTable(clients []*Client, v4 bool) prefixTable {
 }
 
 func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
-	block := blockRange(cs.DefRange, cs.Body)
+	block := cs.rng
 	ctx := &block
 	cl := &Client{
 		Name:             cs.Name,
@@ -251,7 +251,7 @@ func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
 		ds := cs.Denies[i]
 		return &allowSchema{
 			Name: ds.Name, NameRange: ds.NameRange, Hosts: ds.Hosts, Addresses: ds.Addresses, Ports: ds.Ports,
-			Expires: ds.Expires, DefRange: ds.DefRange, Body: ds.Body,
+			Expires: ds.Expires, DefRange: ds.DefRange, Body: ds.Body, rng: ds.rng,
 		}
 	}, ctx, true)
 	for i, r := range cl.Denies {
@@ -316,7 +316,7 @@ func (x *ruleIndex) build(rules []*Rule) {
 // rule compiles an allow block or, with deny set, a deny block (whose
 // schema has no catalog attributes, so those fields are nil).
 func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule {
-	block := blockRange(as.DefRange, as.Body)
+	block := as.rng
 	ctx := &block
 	r := c.newRule()
 	*r = Rule{Name: as.Name, Range: as.DefRange, Deny: deny}
@@ -517,7 +517,7 @@ func (c *compiler) hostPattern(s string, rng, ctx *hcl.Range) (string, bool) {
 
 // limits validates a limits block.
 func (c *compiler) limits(ls *limitsSchema) Limits {
-	block := blockRange(ls.DefRange, ls.Body)
+	block := ls.rng
 	ctx := &block
 	var l Limits
 	if v, rng, ok := c.numberAttr(ls.ConnectionsPerSecond, ctx); ok {

@@ -136,6 +136,7 @@ func (d *decoder) client(blk *hclsyntax.Block) *clientSchema {
 		Name: blk.Labels[0], NameRange: blk.LabelRanges[0],
 		DefRange: blk.DefRange(), Body: b,
 	}
+	cs.rng = blockRange(cs.DefRange, b)
 	d.content(b, clientBodySchema)
 	cs.Sources = d.attr(b, "sources")
 	cs.Mode = d.attr(b, "mode")
@@ -178,6 +179,7 @@ func (d *decoder) allow(blk *hclsyntax.Block, as *allowSchema) {
 		Name: blk.Labels[0], NameRange: blk.LabelRanges[0],
 		DefRange: blk.DefRange(), Body: b,
 	}
+	as.rng = blockRange(as.DefRange, b)
 	d.content(b, allowBodySchema)
 	for name, a := range b.Attributes {
 		p := &as.Hosts
@@ -210,6 +212,7 @@ func (d *decoder) deny(blk *hclsyntax.Block) *denySchema {
 		Name: blk.Labels[0], NameRange: blk.LabelRanges[0],
 		DefRange: blk.DefRange(), Body: b,
 	}
+	ds.rng = blockRange(ds.DefRange, b)
 	d.content(b, denyBodySchema)
 	ds.Hosts = d.attr(b, "hosts")
 	ds.Addresses = d.attr(b, "addresses")
@@ -221,6 +224,7 @@ func (d *decoder) deny(blk *hclsyntax.Block) *denySchema {
 func (d *decoder) limits(blk *hclsyntax.Block) *limitsSchema {
 	b := blk.Body
 	ls := &limitsSchema{DefRange: blk.DefRange(), Body: b}
+	ls.rng = blockRange(ls.DefRange, b)
 	d.content(b, limitsBodySchema)
 	ls.ConnectionsPerSecond = d.attr(b, "connections_per_second")
 	ls.Burst = d.attr(b, "burst")

@@ -48,6 +48,7 @@ func checkDecodeLikeGohcl(t *testing.T, name string, src []byte) {
 	}
 	var want fileSchema
 	wantDiags := gohcl.DecodeBody(file.Body, nil, &want)
+	setBlockRanges(&want)
 	d := &decoder{}
 	got := d.file(file.Body.(*hclsyntax.Body))
 	if !reflect.DeepEqual(*got, want) {
@@ -56,6 +57,22 @@ func checkDecodeLikeGohcl(t *testing.T, name string, src []byte) {
 	g, w := FormatDiagnostics(finishDiags(d.diags, nil, name)), FormatDiagnostics(finishDiags(wantDiags, nil, name))
 	if g != w {
 		t.Errorf("%s: diagnostics differ from gohcl's:\ngot:\n%s\nwant:\n%s", name, g, w)
+	}
+}
+
+// setBlockRanges sets the block ranges gohcl does not know about.
+func setBlockRanges(fs *fileSchema) {
+	for _, c := range fs.Clients {
+		c.rng = blockRange(c.DefRange, c.Body)
+		for _, a := range c.Allows {
+			a.rng = blockRange(a.DefRange, a.Body)
+		}
+		for _, d := range c.Denies {
+			d.rng = blockRange(d.DefRange, d.Body)
+		}
+		for _, l := range c.Limits {
+			l.rng = blockRange(l.DefRange, l.Body)
+		}
 	}
 }
 

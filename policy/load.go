@@ -81,15 +81,15 @@ func blockRange(def hcl.Range, body hcl.Body) hcl.Range {
 func blockRanges(fs *fileSchema) []hcl.Range {
 	var rs []hcl.Range
 	for _, cs := range fs.Clients {
-		rs = append(rs, blockRange(cs.DefRange, cs.Body))
+		rs = append(rs, cs.rng)
 		if len(cs.Limits) > 0 {
-			rs = append(rs, blockRange(cs.Limits[0].DefRange, cs.Limits[0].Body))
+			rs = append(rs, cs.Limits[0].rng)
 		}
 		for _, as := range cs.Allows {
-			rs = append(rs, blockRange(as.DefRange, as.Body))
+			rs = append(rs, as.rng)
 		}
 		for _, ds := range cs.Denies {
-			rs = append(rs, blockRange(ds.DefRange, ds.Body))
+			rs = append(rs, ds.rng)
 		}
 	}
 	return rs

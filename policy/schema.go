@@ -3,7 +3,8 @@ package policy
 import "github.com/hashicorp/hcl/v2"
 
 // The structs in this file are the policy file format, decoded with
-// gohcl.DecodeBody. Attributes are kept as *hcl.Attribute (nil when absent)
+// gohcl.DecodeBody (or, without reflection, by decode.go, or straight from
+// the source by parseFastSchema). Attributes are kept as *hcl.Attribute (nil when absent)
 // so that compile.go can check types itself and point each diagnostic at
 // the exact list element; gohcl still rejects unknown attributes and blocks
 // with its "Did you mean" diagnostics.
@@ -29,7 +30,8 @@ type clientSchema struct {
 	Denies           []*denySchema   `hcl:"deny,block"`
 	Limits           []*limitsSchema `hcl:"limits,block"` // at most one; checked in compile.go
 	DefRange         hcl.Range       `hcl:",def_range"`
-	Body             hcl.Body        `hcl:",body"`
+	Body             hcl.Body        `hcl:",body"` // nil from parseFastSchema
+	rng              hcl.Range       // the whole block, for diagnostic contexts
 }
 
 // allowSchema is an allow "NAME" { ... } block inside a client block.
@@ -49,7 +51,8 @@ type allowSchema struct {
 	// end of that day, UTC) or an RFC 3339 time.
 	Expires  *hcl.Attribute `hcl:"expires,optional"`
 	DefRange hcl.Range      `hcl:",def_range"`
-	Body     hcl.Body       `hcl:",body"`
+	Body     hcl.Body       `hcl:",body"` // nil from parseFastSchema
+	rng      hcl.Range      // the whole block, for diagnostic contexts
 }
 
 // denySchema is a deny "NAME" { ... } block inside a client block: the
@@ -64,7 +67,8 @@ type denySchema struct {
 	Ports     *hcl.Attribute `hcl:"ports,optional"`
 	Expires   *hcl.Attribute `hcl:"expires,optional"`
 	DefRange  hcl.Range      `hcl:",def_range"`
-	Body      hcl.Body       `hcl:",body"`
+	Body      hcl.Body       `hcl:",body"` // nil from parseFastSchema
+	rng       hcl.Range      // the whole block, for diagnostic contexts
 }
 
 // limitsSchema is the optional limits { ... } block inside a client block.
@@ -73,5 +77,6 @@ type limitsSchema struct {
 	Burst                *hcl.Attribute `hcl:"burst,optional"`
 	MaxTunnels           *hcl.Attribute `hcl:"max_tunnels,optional"`
 	DefRange             hcl.Range      `hcl:",def_range"`
-	Body                 hcl.Body       `hcl:",body"`
+	Body                 hcl.Body       `hcl:",body"` // nil from parseFastSchema
+	rng                  hcl.Range      // the whole block, for diagnostic contexts
 }
