@@ -81,6 +81,8 @@ type fastParser struct {
 	lits      slab[hclsyntax.LiteralValueExpr]
 	exprs     slab[hclsyntax.Expression]
 	labels    slab[string]
+	hclAttrs  slab[hcl.Attribute]
+	allows    slab[allowSchema]
 	labelRngs slab[hcl.Range]
 }
 

@@ -17,6 +17,20 @@ func checkParseFast(t *testing.T, src []byte) bool {
 	t.Helper()
 	got, ok := parseFast(src, "fuzz.hcl")
 	file, diags := hclsyntax.ParseConfig(src, "fuzz.hcl", hcl.InitialPos)
+	if fs, schemaOK := parseFastSchema(src, "fuzz.hcl"); schemaOK {
+		if !ok {
+			t.Fatalf("parseFastSchema accepted a file parseFast declines:\n%q", src)
+		}
+		d := &decoder{}
+		want := d.file(file.Body.(*hclsyntax.Body))
+		if len(d.diags) > 0 {
+			t.Fatalf("parseFastSchema accepted a file the decoder reports:\n%s\nsource:\n%q", FormatDiagnostics(d.diags), src)
+		}
+		clearBodies(want)
+		if !reflect.DeepEqual(fs, want) {
+			t.Fatalf("parseFastSchema differs from decoding hclsyntax's body:\ngot:  %s\nwant: %s\nsource:\n%q", dumpSchema(fs), dumpSchema(want), src)
+		}
+	}
 	if !ok {
 		return false
 	}
@@ -37,6 +51,22 @@ func checkParseFast(t *testing.T, src []byte) bool {
 		t.Fatalf("policy %v, want %v", gotP != nil, wantP != nil)
 	}
 	return true
+}
+
+// clearBodies sets the Body fields, which parseFastSchema leaves nil.
+func clearBodies(fs *fileSchema) {
+	for _, c := range fs.Clients {
+		c.Body = nil
+		for _, a := range c.Allows {
+			a.Body = nil
+		}
+		for _, d := range c.Denies {
+			d.Body = nil
+		}
+		for _, l := range c.Limits {
+			l.Body = nil
+		}
+	}
 }
 
 // astDiff describes the first difference between two bodies.
@@ -176,18 +206,52 @@ func TestParseFast(t *testing.T) {
 	}
 }
 
+// TestParseFastSchema checks which files parseFastSchema takes; what it
+// returns is checked against the decoder by checkParseFast.
+func TestParseFastSchema(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		src    string
+		accept bool
+	}{
+		{"", true},
+		{"cloud = \"AzureCloud\"\nmode = \"learn\"\n", true},
+		{"client \"a\" {\n  sources = [\"10.0.0.0/8\"]\n  mode = \"learn\"\n  allow_sni_mismatch = true\n" +
+			"  allow \"r\" {\n    hosts = [\"a.example.com\"]\n    addresses = []\n    ports = [443]\n    endpoints = []\n" +
+			"    keyvaults = []\n    storage_accounts = []\n    registries = []\n    expires = \"2026-12-31\"\n  }\n" +
+			"  deny \"d\" {\n    hosts = [\"b.example.com\"]\n    addresses = []\n    ports = [443]\n    expires = \"2026-12-31\"\n  }\n" +
+			"  limits {\n    connections_per_second = 1.5\n    burst = 3\n    max_tunnels = 10\n  }\n  limits {\n  }\n}\nclient \"a\" {}\n", true},
+		{"clouds = 1\n", false},
+		{"client \"a\" {\n  source = []\n}\n", false},
+		{"client \"a\" {\n  deny \"d\" {\n    endpoints = []\n  }\n}\n", false},
+		{"client \"a\" {\n  allow \"r\" {\n    allow \"x\" {}\n  }\n}\n", false},
+		{"client {\n}\n", false},
+		{"client \"a\" \"b\" {\n}\n", false},
+		{"client \"a\" {\n  limits \"x\" {}\n}\n", false},
+		{"client \"a\" {\n  allow {}\n}\n", false},
+		{"server \"a\" {\n}\n", false},
+		{"client = 1\n", false},
+	} {
+		_, ok := parseFastSchema([]byte(tt.src), "t.hcl")
+		if ok != tt.accept {
+			t.Errorf("parseFastSchema(%q) accepted=%v, want %v", tt.src, ok, tt.accept)
+		}
+		checkParseFast(t, []byte(tt.src))
+	}
+}
+
 // TestParseFastPolicies requires parseFast to accept every valid policy in
 // the repository and to agree with hclsyntax on all of them.
 func TestParseFastPolicies(t *testing.T) {
 	t.Parallel()
 	for name, src := range policyFiles(t) {
 		accepted := checkParseFast(t, src)
-		if strings.HasPrefix(name, "../policies/") && !accepted {
-			t.Errorf("%s: parseFast declined a shipped policy", name)
+		if _, schemaOK := parseFastSchema(src, name); strings.HasPrefix(name, "../policies/") && (!accepted || !schemaOK) {
+			t.Errorf("%s: a fast front end declined a shipped policy (parseFast %v, parseFastSchema %v)", name, accepted, schemaOK)
 		}
 	}
-	if !checkParseFast(t, []byte(benchPolicy(1000))) {
-		t.Error("parseFast declined the benchmark policy")
+	if _, ok := parseFastSchema([]byte(benchPolicy(1000)), "bench.hcl"); !ok || !checkParseFast(t, []byte(benchPolicy(1000))) {
+		t.Error("a fast front end declined the benchmark policy")
 	}
 }
 
@@ -225,10 +289,12 @@ func TestLoadLargeDeepError(t *testing.T) {
 		name, hosts string
 		col         int
 		want        string
-		fast        bool
+		fast        bool // parseFast accepts it
+		fastSchema  bool // parseFastSchema accepts it
 	}{
-		{"syntax", `    hosts = ["*.tenant77777.example.net" "x"]` + "\n", 42, "Missing item separator", false},
-		{"semantic", `    hosts = ["*.tenant77777.exa mple.net"]` + "\n", 14, "Invalid host pattern", true},
+		{"syntax", `    hosts = ["*.tenant77777.example.net" "x"]` + "\n", 42, "Missing item separator", false, false},
+		{"schema", `    host = ["*.tenant77777.example.net"]` + "\n", 5, "Unsupported argument", true, false},
+		{"semantic", `    hosts = ["*.tenant77777.exa mple.net"]` + "\n", 14, "Invalid host pattern", true, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			bad := src[:at] + "  allow \"r77777\" {\n" + tt.hosts + src[at+len(rule):]
@@ -242,6 +308,9 @@ func TestLoadLargeDeepError(t *testing.T) {
 			}
 			if _, fast := parseFast([]byte(bad), "big.hcl"); fast != tt.fast {
 				t.Errorf("parseFast accepted=%v, want %v", fast, tt.fast)
+			}
+			if _, fast := parseFastSchema([]byte(bad), "big.hcl"); fast != tt.fastSchema {
+				t.Errorf("parseFastSchema accepted=%v, want %v", fast, tt.fastSchema)
 			}
 		})
 	}

@@ -18,29 +18,34 @@ func Load(filename string, src []byte) (*Policy, hcl.Diagnostics) {
 	return load(filename, src, true)
 }
 
-// loadSlow is Load without the fast front end, for tests that compare the
-// two.
+// loadSlow is Load without the fast front ends, for tests that compare.
 func loadSlow(filename string, src []byte) (*Policy, hcl.Diagnostics) {
 	return load(filename, src, false)
 }
 
 func load(filename string, src []byte, fast bool) (*Policy, hcl.Diagnostics) {
-	var body *hclsyntax.Body
+	var fs *fileSchema
 	var diags hcl.Diagnostics
 	ok := false
 	if fast {
-		body, ok = parseFast(src, filename)
+		fs, ok = parseFastSchema(src, filename)
 	}
 	if !ok {
-		file, parseDiags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
-		if parseDiags.HasErrors() || file == nil {
-			return nil, finishDiags(parseDiags, nil, filename)
+		var body *hclsyntax.Body
+		if fast {
+			body, ok = parseFast(src, filename)
 		}
-		body, diags = file.Body.(*hclsyntax.Body), parseDiags
+		if !ok {
+			file, parseDiags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+			if parseDiags.HasErrors() || file == nil {
+				return nil, finishDiags(parseDiags, nil, filename)
+			}
+			body, diags = file.Body.(*hclsyntax.Body), parseDiags
+		}
+		d := &decoder{diags: diags}
+		fs = d.file(body)
+		diags = d.diags
 	}
-	d := &decoder{diags: diags}
-	fs := d.file(body)
-	diags = d.diags
 
 	c := &compiler{filename: filename}
 	p := c.compile(fs)
