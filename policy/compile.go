@@ -45,6 +45,21 @@ type compiler struct {
 	cloudOK bool
 
 	ruleBuf []Rule // backing array for the rules of the client being compiled
+
+	// Backing arrays for the small values every rule has, so that they do
+	// not take an allocation each.
+	ranges  slab[hcl.Range]
+	strs    slab[string]
+	elems   slab[hcl.Expression]
+	rngList slab[hcl.Range]
+	bools   slab[bool]
+}
+
+// rangePtr returns a pointer to a copy of r.
+func (c *compiler) rangePtr(r hcl.Range) *hcl.Range {
+	p := c.ranges.new()
+	*p = r
+	return p
 }
 
 // newRule returns a rule from c.ruleBuf, so that a client's rules take one
@@ -316,8 +331,7 @@ func (x *ruleIndex) build(rules []*Rule) {
 // rule compiles an allow block or, with deny set, a deny block (whose
 // schema has no catalog attributes, so those fields are nil).
 func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule {
-	block := as.rng
-	ctx := &block
+	ctx := &as.rng
 	r := c.newRule()
 	*r = Rule{Name: as.Name, Range: as.DefRange, Deny: deny}
 	kind := "allow"
@@ -328,6 +342,10 @@ func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule 
 
 	if as.Hosts != nil {
 		elems, _ := c.listAttr(as.Hosts, ctx, `hosts = ["api.example.com"]`)
+		if n := len(elems); n > 0 {
+			r.Hosts, r.Labels = c.strs.slice(n)[:0], c.strs.slice(n)[:0]
+			r.hostRanges, r.fromCatalog = c.rngList.slice(n)[:0], c.bools.slice(n)[:0]
+		}
 		for _, e := range elems {
 			s, rng, ok := c.stringElem(e, ctx, "hosts")
 			if !ok {
@@ -348,9 +366,13 @@ func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule 
 			}
 		}
 	}
-	var portSrcs []portSource
+	if len(r.Hosts) == 0 {
+		r.Hosts, r.Labels, r.hostRanges, r.fromCatalog = nil, nil, nil, nil
+	}
+	var srcBuf [4]portSource
+	portSrcs := srcBuf[:0]
 	if len(r.Hosts) > 0 {
-		portSrcs = append(portSrcs, portSource{what: "hosts", ports: portsHTTPS, rng: as.Hosts.Expr.Range().Ptr()})
+		portSrcs = append(portSrcs, portSource{what: "hosts", ports: portsHTTPS, rng: c.rangePtr(as.Hosts.Expr.Range())})
 	}
 	portSrcs = append(portSrcs, c.catalogAttrs(as, ctx, r)...)
 	for len(r.hostRanges) < len(r.Hosts) {
@@ -695,7 +717,11 @@ func (c *compiler) numberAttr(attr *hcl.Attribute, ctx *hcl.Range) (*big.Float, 
 // each element's diagnostics point at the element itself.
 func (c *compiler) listAttr(attr *hcl.Attribute, ctx *hcl.Range, example string) ([]hcl.Expression, bool) {
 	if t, ok := attr.Expr.(*hclsyntax.TupleConsExpr); ok {
-		return t.ExprList(), true
+		elems := c.elems.slice(len(t.Exprs))
+		for i, e := range t.Exprs {
+			elems[i] = e
+		}
+		return elems, true
 	}
 	elems, diags := hcl.ExprList(attr.Expr)
 	if diags.HasErrors() {
@@ -708,7 +734,7 @@ func (c *compiler) listAttr(attr *hcl.Attribute, ctx *hcl.Range, example string)
 
 // stringElem decodes one string element of a list attribute.
 func (c *compiler) stringElem(e hcl.Expression, ctx *hcl.Range, attr string) (string, *hcl.Range, bool) {
-	rng := e.Range().Ptr()
+	rng := c.rangePtr(e.Range())
 	v, ok := c.value(e)
 	if !ok {
 		return "", nil, false
@@ -777,7 +803,7 @@ func parsePrefix(s string) (netip.Prefix, string) {
 
 // portElem decodes one element of ports.
 func (c *compiler) portElem(e hcl.Expression, ctx *hcl.Range) (uint16, bool) {
-	rng := e.Range().Ptr()
+	rng := c.rangePtr(e.Range())
 	v, ok := c.value(e)
 	if !ok {
 		return 0, false
