@@ -28,27 +28,11 @@ func impliedSchema(v any) *hcl.BodySchema {
 	return s
 }
 
-// attrSlab hands out *hcl.Attribute values from shared backing arrays, one
-// allocation per slabSize attributes instead of one each.
-type attrSlab []hcl.Attribute
-
-const slabSize = 256
-
-func (s *attrSlab) attr(a *hclsyntax.Attribute) *hcl.Attribute {
-	if len(*s) == 0 {
-		*s = make([]hcl.Attribute, slabSize)
-	}
-	p := &(*s)[0]
-	*s = (*s)[1:]
-	*p = hcl.Attribute{Name: a.Name, Expr: a.Expr, Range: a.SrcRange, NameRange: a.NameRange}
-	return p
-}
-
 // decoder decodes one file. Its diagnostics are in the order gohcl would
 // produce them for each body, which finishDiags then sorts by position.
 type decoder struct {
 	diags hcl.Diagnostics
-	attrs attrSlab
+	attrs slab[hcl.Attribute]
 }
 
 // content checks b against s and reports whether the item is wanted: an
@@ -102,7 +86,11 @@ func (d *decoder) attr(b *hclsyntax.Body, name string) *hcl.Attribute {
 	return d.attr1(a)
 }
 
-func (d *decoder) attr1(a *hclsyntax.Attribute) *hcl.Attribute { return d.attrs.attr(a) }
+func (d *decoder) attr1(a *hclsyntax.Attribute) *hcl.Attribute {
+	p := d.attrs.new()
+	*p = hcl.Attribute{Name: a.Name, Expr: a.Expr, Range: a.SrcRange, NameRange: a.NameRange}
+	return p
+}
 
 // blocks calls f for each block of b of type typ that content wants, in
 // file order.

@@ -87,8 +87,11 @@ type fastParser struct {
 }
 
 // slab hands out values from shared backing arrays, one allocation per
-// slabSize values instead of one each.
+// slabSize values instead of one each. The values live as long as any of
+// them does, which suits the parts of one policy.
 type slab[T any] struct{ buf []T }
+
+const slabSize = 256
 
 func (s *slab[T]) new() *T {
 	if len(s.buf) == 0 {

@@ -2,14 +2,17 @@ package policy
 
 import "github.com/hashicorp/hcl/v2"
 
-// The structs in this file are the policy file format, decoded with
-// gohcl.DecodeBody (or, without reflection, by decode.go, or straight from
-// the source by parseFastSchema). Attributes are kept as *hcl.Attribute (nil when absent)
-// so that compile.go can check types itself and point each diagnostic at
-// the exact list element; gohcl still rejects unknown attributes and blocks
-// with its "Did you mean" diagnostics.
+// The structs in this file are the policy file format. Their gohcl tags
+// define the schema; decode.go fills them from an hclsyntax body as
+// gohcl.DecodeBody would, and parseFastSchema straight from plain source.
+// Attributes are kept as *hcl.Attribute (nil when absent) so that
+// compile.go can check types itself and point each diagnostic at the exact
+// list element; unknown attributes and blocks get Body.Content's "Did you
+// mean" diagnostics.
 //
-// To extend the language, add fields here and handle them in compile.go.
+// To extend the language, add fields here and handle them in decode.go,
+// fastschema.go (TestDecodeLikeGohcl and FuzzParseFast catch a miss) and
+// compile.go.
 
 // fileSchema is the top level of a policy file.
 type fileSchema struct {
