@@ -130,6 +130,11 @@ client {
 }
 `
 	checkDecodeLikeGohcl(t, "all.hcl", []byte(src))
-	checkDecodeLikeGohcl(t, "plain.hcl", []byte(attrs(fileBodySchema)+"client \"a\" {\n"+attrs(clientBodySchema)+
-		"allow \"r\" {\n"+attrs(allowBodySchema)+"}\ndeny \"d\" {\n"+attrs(denyBodySchema)+"}\nlimits {\n"+attrs(limitsBodySchema)+"}\n}\n"))
+	plain := []byte(attrs(fileBodySchema) + "client \"a\" {\n" + attrs(clientBodySchema) +
+		"allow \"r\" {\n" + attrs(allowBodySchema) + "}\ndeny \"d\" {\n" + attrs(denyBodySchema) + "}\nlimits {\n" + attrs(limitsBodySchema) + "}\n}\n")
+	checkDecodeLikeGohcl(t, "plain.hcl", plain)
+	if _, ok := parseFastSchema(plain, "plain.hcl"); !ok {
+		t.Error("parseFastSchema declines a file with every schema attribute; add the new ones to fastschema.go")
+	}
+	checkParseFast(t, plain)
 }
