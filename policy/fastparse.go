@@ -153,24 +153,48 @@ func isIdentStart(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <=
 
 func isIdentPart(c byte) bool { return isIdentStart(c) || '0' <= c && c <= '9' || c == '-' }
 
+// identPart[c] is isIdentPart(c), for the scanner's inner loop.
+var identPart = func() (t [256]bool) {
+	for c := range t {
+		t[c] = isIdentPart(byte(c))
+	}
+	return t
+}()
+
+// punct maps the one-byte punctuation tokens to their kinds.
+var punct = [256]tokKind{'[': tOBrack, ']': tCBrack, ',': tComma, '{': tOBrace, '}': tCBrace}
+
 func (p *fastParser) scan() tok {
 	s := p.src
 	for {
 		i := p.pos
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+			i++
+		}
+		p.pos = i
 		t := tok{start: i, line: p.line, col: i - p.lineStart + 1}
 		if i >= len(s) {
 			t.kind, t.end = tEOF, i
 			return t
 		}
 		c := s[i]
+		switch c {
+		case '=':
+			if i+1 < len(s) && (s[i+1] == '=' || s[i+1] == '>') {
+				t.kind = tOther
+				return t
+			}
+			p.pos, t.kind, t.end = i+1, tEqual, i+1
+			return t
+		case '[', ']', ',', '{', '}':
+			p.pos, t.kind, t.end = i+1, punct[c], i+1
+			return t
+		}
 		var next byte
 		if i+1 < len(s) {
 			next = s[i+1]
 		}
 		switch {
-		case c == ' ' || c == '\t':
-			p.pos++
-			continue
 		case c == '\n' || c == '\r' && next == '\n':
 			t.kind, t.end = tNewline, i+1
 			if c == '\r' {
@@ -252,7 +276,7 @@ func (p *fastParser) scan() tok {
 			t.kind, t.end = tNumber, j
 		case isIdentStart(c):
 			j := i + 1
-			for j < len(s) && isIdentPart(s[j]) {
+			for j < len(s) && identPart[s[j]] {
 				j++
 			}
 			if j < len(s) && s[j] >= 0x80 {
@@ -260,22 +284,6 @@ func (p *fastParser) scan() tok {
 				return t
 			}
 			t.kind, t.end = tIdent, j
-		case c == '=':
-			if next == '=' || next == '>' {
-				t.kind = tOther
-				return t
-			}
-			t.kind, t.end = tEqual, i+1
-		case c == '[':
-			t.kind, t.end = tOBrack, i+1
-		case c == ']':
-			t.kind, t.end = tCBrack, i+1
-		case c == ',':
-			t.kind, t.end = tComma, i+1
-		case c == '{':
-			t.kind, t.end = tOBrace, i+1
-		case c == '}':
-			t.kind, t.end = tCBrace, i+1
 		default:
 			t.kind = tOther
 			return t
