@@ -20,8 +20,8 @@ import (
 // The subset: ASCII text (other valid UTF-8 only inside line comments);
 // newlines "\n" or "\r\n"; "#", "//" and "/* */" comments; attributes whose
 // value is a string, a number, true, false, null or a one-level list of
-// those; and blocks with quoted labels whose "{" ends its line. Strings
-// have no escapes, "$" or "%" (so no templates).
+// those; and blocks with quoted labels whose "{" ends its line or is
+// followed by "}". Strings have no escapes, "$" or "%" (so no templates).
 //
 // Labels and strings are substrings of one copy of src, so a loaded policy
 // keeps its source text in memory.

@@ -69,6 +69,11 @@ func clearBodies(fs *fileSchema) {
 	}
 }
 
+// loadSlow is Load without the fast front ends.
+func loadSlow(filename string, src []byte) (*Policy, hcl.Diagnostics) {
+	return load(filename, src, false)
+}
+
 // astDiff describes the first difference between two bodies.
 func astDiff(got, want *hclsyntax.Body) string {
 	var out []string

@@ -18,11 +18,8 @@ func Load(filename string, src []byte) (*Policy, hcl.Diagnostics) {
 	return load(filename, src, true)
 }
 
-// loadSlow is Load without the fast front ends, for tests that compare.
-func loadSlow(filename string, src []byte) (*Policy, hcl.Diagnostics) {
-	return load(filename, src, false)
-}
-
+// load is Load, with fast false only to let tests compare the fast front
+// ends with hclsyntax and the decoder.
 func load(filename string, src []byte, fast bool) (*Policy, hcl.Diagnostics) {
 	var fs *fileSchema
 	var diags hcl.Diagnostics
