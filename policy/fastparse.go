@@ -2,6 +2,7 @@ package policy
 
 import (
 	"math/big"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
@@ -67,6 +68,12 @@ type fastParser struct {
 
 	la    tok // lookahead, valid if hasLA
 	hasLA bool
+
+	// For parseFastSchema's split (fastschema.go).
+	split   *parseSplit  // the second half being parsed, until joined
+	stopped bool         // items stopped at split.at
+	joined  bool         // the second half's result was used
+	abort   *atomic.Bool // set: give up (this parser is a second half)
 
 	// Scratch stacks for the items of the bodies and lists being parsed.
 	attrStack  []*hclsyntax.Attribute

@@ -17,7 +17,11 @@ func checkParseFast(t *testing.T, src []byte) bool {
 	t.Helper()
 	got, ok := parseFast(src, "fuzz.hcl")
 	file, diags := hclsyntax.ParseConfig(src, "fuzz.hcl", hcl.InitialPos)
-	if fs, schemaOK := parseFastSchema(src, "fuzz.hcl"); schemaOK {
+	fs, schemaOK := parseFastSchema(src, "fuzz.hcl")
+	if split, _, splitOK := parseFastSchemaSplit(src, "fuzz.hcl", 0); splitOK != schemaOK || splitOK && !reflect.DeepEqual(split, fs) {
+		t.Fatalf("parseFastSchema split in two (accepted=%v) differs from one pass (accepted=%v)\nsource:\n%q", splitOK, schemaOK, src)
+	}
+	if schemaOK {
 		if !ok {
 			t.Fatalf("parseFastSchema accepted a file parseFast declines:\n%q", src)
 		}
@@ -317,6 +321,44 @@ func TestLoadLargeDeepError(t *testing.T) {
 			if _, fast := parseFastSchema([]byte(bad), "big.hcl"); fast != tt.fastSchema {
 				t.Errorf("parseFastSchema accepted=%v, want %v", fast, tt.fastSchema)
 			}
+		})
+	}
+}
+
+// TestParseFastSchemaSplit parses files in two halves, as large files
+// are, and requires the result of one pass, or a decline where one pass
+// declines.
+func TestParseFastSchemaSplit(t *testing.T) {
+	t.Parallel()
+	rules := benchPolicy(400)
+	body := strings.TrimSuffix(strings.TrimPrefix(rules, "client \"bench\" {\n  sources = [\"10.0.0.0/8\"]\n"), "}\n")
+	comment := "/*\n" + strings.Repeat("  allow \"c\" {\n  }\n", 3000) + "*/\n" // longer than rules: the middle is in it
+	for _, tt := range []struct {
+		name, src      string
+		accept, joined bool
+	}{
+		{"one client", rules, true, true},
+		{"second client", "client \"a\" {\n  sources = [\"10.1.0.0/16\"]\n}\n" + rules + "mode = \"learn\"\n", true, true},
+		{"attribute after the split", "client \"a\" {\n" + body + "  sources = [\"10.1.0.0/16\"]\n  mode = \"learn\"\n}\n", true, true},
+		{"attribute in both halves", "client \"a\" {\n  sources = [\"10.1.0.0/16\"]\n" + body + "  sources = [\"10.2.0.0/16\"]\n}\n", false, false},
+		{"split inside a comment", rules + comment, true, false},
+		{"error after the split", rules[:len(rules)-2] + "  allow \"x\" { hosts = [] }\n}\n", false, false},
+		{"deny rules", strings.ReplaceAll(rules, "allow", "deny"), true, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := []byte(tt.src)
+			split, joined, ok := parseFastSchemaSplit(src, "split.hcl", 0)
+			if ok != tt.accept || joined != tt.joined {
+				t.Fatalf("accepted=%v joined=%v, want %v and %v", ok, joined, tt.accept, tt.joined)
+			}
+			one, _, oneOK := parseFastSchemaSplit(src, "split.hcl", len(src)+1)
+			if ok != oneOK {
+				t.Fatalf("split accepted=%v, one pass %v", ok, oneOK)
+			}
+			if ok && !reflect.DeepEqual(split, one) {
+				t.Errorf("split result differs from one pass:\n%s\n%s", dumpSchema(split), dumpSchema(one))
+			}
+			checkParseFast(t, src)
 		})
 	}
 }
