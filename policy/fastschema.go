@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"math"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -17,7 +18,11 @@ import (
 // those decoder.file fills from hclsyntax's body, except that Body is nil;
 // FuzzParseFast checks that.
 func parseFastSchema(src []byte, filename string) (*fileSchema, bool) {
-	fs, _, ok := parseFastSchemaSplit(src, filename, parallelParseBytes)
+	minSplit := parallelParseBytes
+	if runtime.GOMAXPROCS(0) < 2 {
+		minSplit = math.MaxInt
+	}
+	fs, _, ok := parseFastSchemaSplit(src, filename, minSplit)
 	return fs, ok
 }
 
@@ -36,7 +41,7 @@ func parseFastSchemaSplit(src []byte, filename string, minSplit int) (fs *fileSc
 	if p.peek().kind == tOther {
 		return nil, false, false
 	}
-	if len(src) >= minSplit && runtime.GOMAXPROCS(0) > 1 {
+	if len(src) >= minSplit {
 		if sp := p.startSplit(); sp != nil {
 			defer func() {
 				sp.abort.Store(true)
