@@ -775,6 +775,9 @@ func (r *Rule) addHost(pattern, label string) {
 // hosts, each with its label, and returns where the hosts came from and
 // their ports.
 func (c *compiler) catalogAttrs(as *allowSchema, ctx *hcl.Range, r *Rule) []portSource {
+	if as.Endpoints == nil && as.KeyVaults == nil && as.StorageAccounts == nil && as.Registries == nil {
+		return nil
+	}
 	var srcs []portSource
 	if as.Endpoints != nil {
 		srcs = append(srcs, c.endpoints(as.Endpoints, ctx, r)...)

@@ -6,9 +6,11 @@ import (
 	"math"
 	"math/big"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -22,6 +24,8 @@ var clouds = []string{"AzureCloud", "AzureUSGovernment", "AzureChinaCloud"}
 // defaultCloud is the cloud of a policy without a cloud attribute.
 const defaultCloud = "AzureCloud"
 
+var maxPort = big.NewFloat(65535)
+
 // maxLimit bounds every limits attribute, so that values fit the token
 // bucket and counters without overflow.
 const maxLimit = 1_000_000
@@ -31,7 +35,6 @@ const maxLimit = 1_000_000
 type compiler struct {
 	filename string
 	diags    hcl.Diagnostics
-	blocks   []hcl.Range // whole ranges of all blocks, for diagnostic contexts
 
 	// sources maps each source prefix to where it was first defined.
 	sources map[netip.Prefix]sourceDef
@@ -40,6 +43,73 @@ type compiler struct {
 	// use; cloudOK is false if the cloud attribute is invalid.
 	cloud   string
 	cloudOK bool
+
+	ruleBuf []Rule // backing array for the rules of the client being compiled
+
+	// Backing arrays for the small values every rule has, so that they do
+	// not take an allocation each.
+	ranges  slab[hcl.Range]
+	strs    slab[string]
+	elems   slab[hcl.Expression]
+	rngList slab[hcl.Range]
+	bools   slab[bool]
+}
+
+// rangePtr returns a pointer to a copy of r.
+func (c *compiler) rangePtr(r hcl.Range) *hcl.Range {
+	p := c.ranges.new()
+	*p = r
+	return p
+}
+
+// newRule returns a rule from c.ruleBuf, so that a client's rules take one
+// allocation rather than one each.
+func (c *compiler) newRule() *Rule {
+	if len(c.ruleBuf) == 0 {
+		return new(Rule)
+	}
+	r := &c.ruleBuf[0]
+	c.ruleBuf = c.ruleBuf[1:]
+	return r
+}
+
+// parallelRules is the number of rules in a client block from which its
+// rules are compiled on two goroutines.
+const parallelRules = 4096
+
+// rules compiles n allow or deny blocks, schema(i) being the i-th. Many
+// rules are compiled in two halves at once, each half's diagnostics in
+// file order after the other's, as one pass would add them.
+func (c *compiler) rules(n int, schema func(int) *allowSchema, ctx *hcl.Range, deny bool) []*Rule {
+	if n == 0 {
+		return nil
+	}
+	out := make([]*Rule, n)
+	compile := func(c *compiler, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			out[i] = c.rule(schema(i), ctx, deny)
+		}
+	}
+	if n < parallelRules || runtime.GOMAXPROCS(0) < 2 {
+		compile(c, 0, n)
+		return out
+	}
+	mid := n / 2
+	half := func(lo, hi int) *compiler {
+		h := &compiler{filename: c.filename, cloud: c.cloud, cloudOK: c.cloudOK}
+		if len(c.ruleBuf) >= hi-lo {
+			h.ruleBuf, c.ruleBuf = c.ruleBuf[:hi-lo], c.ruleBuf[hi-lo:]
+		}
+		return h
+	}
+	first, second := half(0, mid), half(mid, n)
+	var wg sync.WaitGroup
+	wg.Go(func() { compile(second, mid, n) })
+	compile(first, 0, mid)
+	wg.Wait()
+	c.diags = append(c.diags, first.diags...)
+	c.diags = append(c.diags, second.diags...)
+	return out
 }
 
 type sourceDef struct {
@@ -122,8 +192,7 @@ func (c *compiler) prefixTable(clients []*Client, v4 bool) prefixTable {
 }
 
 func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
-	block := blockRange(cs.DefRange, cs.Body)
-	c.blocks = append(c.blocks, block)
+	block := cs.rng
 	ctx := &block
 	cl := &Client{
 		Name:             cs.Name,
@@ -174,38 +243,38 @@ func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
 
 	// Allow and deny rules share one namespace: logs and metrics name rules
 	// by client block and rule name alone.
-	type ruleDef struct {
-		kind string
-		rng  hcl.Range
-	}
-	ruleNames := make(map[string]ruleDef)
-	addRule := func(r *Rule, nameRange hcl.Range, kind string) {
+	n := len(cs.Allows) + len(cs.Denies)
+	c.ruleBuf = make([]Rule, n)
+	ruleNames := make(map[string]*Rule, n)
+	addRule := func(r *Rule, nameRange hcl.Range) {
 		if prev, dup := ruleNames[r.Name]; dup {
+			kind, prevKind := ruleKind(r), ruleKind(prev)
 			c.add(errorf(nameRange.Ptr(), ctx, "Duplicate "+kind+" rule",
 				"A%s %s rule named %q is already defined in client block %q; previous definition at %s. Give each rule a unique name.",
-				article(prev.kind), prev.kind, r.Name, cs.Name, pos(prev.rng)))
+				article(prevKind), prevKind, r.Name, cs.Name, pos(prev.Range)))
 		} else {
-			ruleNames[r.Name] = ruleDef{kind, r.Range}
+			ruleNames[r.Name] = r
 		}
 		cl.expiring = cl.expiring || r.expiresUnix != 0
 	}
-	for _, as := range cs.Allows {
-		r := c.rule(as, ctx, false)
-		r.Index = len(cl.Rules)
-		addRule(r, as.NameRange, "allow")
-		cl.Rules = append(cl.Rules, r)
-		cl.allow.add(r)
+	cl.Rules = c.rules(len(cs.Allows), func(i int) *allowSchema { return cs.Allows[i] }, ctx, false)
+	for i, r := range cl.Rules {
+		r.Index = i
+		addRule(r, cs.Allows[i].NameRange)
 	}
-	for _, ds := range cs.Denies {
-		r := c.rule(&allowSchema{
+	cl.Denies = c.rules(len(cs.Denies), func(i int) *allowSchema {
+		ds := cs.Denies[i]
+		return &allowSchema{
 			Name: ds.Name, NameRange: ds.NameRange, Hosts: ds.Hosts, Addresses: ds.Addresses, Ports: ds.Ports,
-			Expires: ds.Expires, DefRange: ds.DefRange, Body: ds.Body,
-		}, ctx, true)
-		r.Index = len(cl.Denies)
-		addRule(r, ds.NameRange, "deny")
-		cl.Denies = append(cl.Denies, r)
-		cl.deny.add(r)
+			Expires: ds.Expires, DefRange: ds.DefRange, Body: ds.Body, rng: ds.rng,
+		}
+	}, ctx, true)
+	for i, r := range cl.Denies {
+		r.Index = i
+		addRule(r, cs.Denies[i].NameRange)
 	}
+	cl.allow.build(cl.Rules)
+	cl.deny.build(cl.Denies)
 	return cl
 }
 
@@ -216,34 +285,55 @@ func article(word string) string {
 	return ""
 }
 
-// add adds r to the index. Rules are added in file order, so every list in
-// the maps is in file order.
-func (x *ruleIndex) add(r *Rule) {
-	if x.exact == nil {
-		x.exact, x.wild = make(map[string][]*Rule), make(map[string][]*Rule)
-	}
-	for _, h := range r.Hosts {
-		m, key := x.exact, h
-		if suffix, ok := strings.CutPrefix(h, "*."); ok {
-			m, key = x.wild, suffix
-			x.maxWild = max(x.maxWild, 1+strings.Count(suffix, "."))
+// build indexes rules, which are in file order, so every list in the maps
+// is in file order. The maps are sized up front, and the one-rule lists
+// most keys have share one backing array.
+func (x *ruleIndex) build(rules []*Rule) {
+	nExact, nWild, nIP := 0, 0, 0
+	for _, r := range rules {
+		for _, h := range r.Hosts {
+			if strings.HasPrefix(h, "*.") {
+				nWild++
+			} else {
+				nExact++
+			}
 		}
-		if rs := m[key]; len(rs) == 0 || rs[len(rs)-1] != r {
-			m[key] = append(rs, r)
+		if len(r.Addresses) > 0 {
+			nIP++
 		}
 	}
-	if len(r.Addresses) > 0 {
-		x.ipRules = append(x.ipRules, r)
+	x.exact, x.wild = make(map[string][]*Rule, nExact), make(map[string][]*Rule, nWild)
+	if nIP > 0 {
+		x.ipRules = make([]*Rule, 0, nIP)
+	}
+	singles := make([]*Rule, nExact+nWild)
+	for _, r := range rules {
+		for _, h := range r.Hosts {
+			m, key := x.exact, h
+			if suffix, ok := strings.CutPrefix(h, "*."); ok {
+				m, key = x.wild, suffix
+				x.maxWild = max(x.maxWild, 1+strings.Count(suffix, "."))
+			}
+			switch rs := m[key]; {
+			case len(rs) == 0:
+				singles[0] = r
+				m[key], singles = singles[:1:1], singles[1:]
+			case rs[len(rs)-1] != r:
+				m[key] = append(rs, r)
+			}
+		}
+		if len(r.Addresses) > 0 {
+			x.ipRules = append(x.ipRules, r)
+		}
 	}
 }
 
 // rule compiles an allow block or, with deny set, a deny block (whose
 // schema has no catalog attributes, so those fields are nil).
 func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule {
-	block := blockRange(as.DefRange, as.Body)
-	c.blocks = append(c.blocks, block)
-	ctx := &block
-	r := &Rule{Name: as.Name, Range: as.DefRange, Deny: deny}
+	ctx := &as.rng
+	r := c.newRule()
+	*r = Rule{Name: as.Name, Range: as.DefRange, Deny: deny}
 	kind := "allow"
 	if deny {
 		kind = "deny"
@@ -252,6 +342,10 @@ func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule 
 
 	if as.Hosts != nil {
 		elems, _ := c.listAttr(as.Hosts, ctx, `hosts = ["api.example.com"]`)
+		if n := len(elems); n > 0 {
+			r.Hosts, r.Labels = c.strs.slice(n)[:0], c.strs.slice(n)[:0]
+			r.hostRanges, r.fromCatalog = c.rngList.slice(n)[:0], c.bools.slice(n)[:0]
+		}
 		for _, e := range elems {
 			s, rng, ok := c.stringElem(e, ctx, "hosts")
 			if !ok {
@@ -272,9 +366,13 @@ func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule 
 			}
 		}
 	}
-	var portSrcs []portSource
+	if len(r.Hosts) == 0 {
+		r.Hosts, r.Labels, r.hostRanges, r.fromCatalog = nil, nil, nil, nil
+	}
+	var srcBuf [4]portSource
+	portSrcs := srcBuf[:0]
 	if len(r.Hosts) > 0 {
-		portSrcs = append(portSrcs, portSource{what: "hosts", ports: portsHTTPS, rng: as.Hosts.Expr.Range().Ptr()})
+		portSrcs = append(portSrcs, portSource{what: "hosts", ports: portsHTTPS, rng: c.rangePtr(as.Hosts.Expr.Range())})
 	}
 	portSrcs = append(portSrcs, c.catalogAttrs(as, ctx, r)...)
 	for len(r.hostRanges) < len(r.Hosts) {
@@ -384,6 +482,9 @@ func (c *compiler) hasListElems(attr *hcl.Attribute) bool {
 	if attr == nil {
 		return false
 	}
+	if t, ok := attr.Expr.(*hclsyntax.TupleConsExpr); ok {
+		return len(t.Exprs) > 0
+	}
 	elems, diags := hcl.ExprList(attr.Expr)
 	return !diags.HasErrors() && len(elems) > 0
 }
@@ -438,8 +539,7 @@ func (c *compiler) hostPattern(s string, rng, ctx *hcl.Range) (string, bool) {
 
 // limits validates a limits block.
 func (c *compiler) limits(ls *limitsSchema) Limits {
-	block := blockRange(ls.DefRange, ls.Body)
-	c.blocks = append(c.blocks, block)
+	block := ls.rng
 	ctx := &block
 	var l Limits
 	if v, rng, ok := c.numberAttr(ls.ConnectionsPerSecond, ctx); ok {
@@ -532,12 +632,36 @@ func (c *compiler) checkName(name string, rng hcl.Range, ctx *hcl.Range, what st
 
 // value evaluates a constant expression.
 func (c *compiler) value(expr hcl.Expression) (cty.Value, bool) {
+	if v, ok := literalValue(expr); ok {
+		return v, true
+	}
 	v, diags := expr.Value(nil)
 	c.diags = append(c.diags, diags...)
 	if diags.HasErrors() || !v.IsWhollyKnown() {
 		return cty.NilVal, false
 	}
 	return v, true
+}
+
+// literalValue returns the value of a literal or of a quoted string
+// without interpolations, which is what expr.Value(nil) returns for them,
+// without evaluating a template. ok is false for other expressions.
+func literalValue(expr hcl.Expression) (cty.Value, bool) {
+	switch e := expr.(type) {
+	case *hclsyntax.LiteralValueExpr:
+		if e.Val.IsWhollyKnown() && !e.Val.IsMarked() {
+			return e.Val, true
+		}
+	case *hclsyntax.TemplateExpr:
+		if len(e.Parts) != 1 {
+			break
+		}
+		if lit, ok := e.Parts[0].(*hclsyntax.LiteralValueExpr); ok && lit.Val.Type() == cty.String &&
+			lit.Val.IsKnown() && !lit.Val.IsNull() && !lit.Val.IsMarked() {
+			return lit.Val, true
+		}
+	}
+	return cty.NilVal, false
 }
 
 // stringAttr decodes a string attribute. ok is false if attr is nil or
@@ -592,6 +716,13 @@ func (c *compiler) numberAttr(attr *hcl.Attribute, ctx *hcl.Range) (*big.Float, 
 // listAttr returns the element expressions of a list attribute, so that
 // each element's diagnostics point at the element itself.
 func (c *compiler) listAttr(attr *hcl.Attribute, ctx *hcl.Range, example string) ([]hcl.Expression, bool) {
+	if t, ok := attr.Expr.(*hclsyntax.TupleConsExpr); ok {
+		elems := c.elems.slice(len(t.Exprs))
+		for i, e := range t.Exprs {
+			elems[i] = e
+		}
+		return elems, true
+	}
 	elems, diags := hcl.ExprList(attr.Expr)
 	if diags.HasErrors() {
 		c.add(errorf(attr.Expr.Range().Ptr(), ctx, "Incorrect attribute value type",
@@ -603,7 +734,7 @@ func (c *compiler) listAttr(attr *hcl.Attribute, ctx *hcl.Range, example string)
 
 // stringElem decodes one string element of a list attribute.
 func (c *compiler) stringElem(e hcl.Expression, ctx *hcl.Range, attr string) (string, *hcl.Range, bool) {
-	rng := e.Range().Ptr()
+	rng := c.rangePtr(e.Range())
 	v, ok := c.value(e)
 	if !ok {
 		return "", nil, false
@@ -672,7 +803,7 @@ func parsePrefix(s string) (netip.Prefix, string) {
 
 // portElem decodes one element of ports.
 func (c *compiler) portElem(e hcl.Expression, ctx *hcl.Range) (uint16, bool) {
-	rng := e.Range().Ptr()
+	rng := c.rangePtr(e.Range())
 	v, ok := c.value(e)
 	if !ok {
 		return 0, false
@@ -687,7 +818,7 @@ func (c *compiler) portElem(e hcl.Expression, ctx *hcl.Range) (uint16, bool) {
 		return 0, false
 	}
 	f := v.AsBigFloat()
-	if !f.IsInt() || f.Sign() <= 0 || f.Cmp(big.NewFloat(65535)) > 0 {
+	if !f.IsInt() || f.Sign() <= 0 || f.Cmp(maxPort) > 0 {
 		c.add(errorf(rng, ctx, "Invalid port",
 			"Port %s is out of range. A port must be a whole number from 1 to 65535.", numText(f)))
 		return 0, false

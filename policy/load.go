@@ -5,8 +5,6 @@ import (
 	"sort"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/gohcl"
-	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
@@ -17,18 +15,39 @@ import (
 // returned policy is nil if any diagnostic is an error; warnings alone do
 // not prevent loading. Every error diagnostic has a Subject range.
 func Load(filename string, src []byte) (*Policy, hcl.Diagnostics) {
-	parser := hclparse.NewParser()
-	file, diags := parser.ParseHCL(src, filename)
-	if diags.HasErrors() || file == nil {
-		return nil, finishDiags(diags, nil, filename)
+	return load(filename, src, true)
+}
+
+// load is Load, with fast false only to let tests compare the fast front
+// ends with hclsyntax and the decoder.
+func load(filename string, src []byte, fast bool) (*Policy, hcl.Diagnostics) {
+	var fs *fileSchema
+	var diags hcl.Diagnostics
+	ok := false
+	if fast {
+		fs, ok = parseFastSchema(src, filename)
 	}
-	var fs fileSchema
-	diags = append(diags, gohcl.DecodeBody(file.Body, nil, &fs)...)
+	if !ok {
+		var body *hclsyntax.Body
+		if fast {
+			body, ok = parseFast(src, filename)
+		}
+		if !ok {
+			file, parseDiags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+			if parseDiags.HasErrors() || file == nil {
+				return nil, finishDiags(parseDiags, nil, filename)
+			}
+			body, diags = file.Body.(*hclsyntax.Body), parseDiags
+		}
+		d := &decoder{diags: diags}
+		fs = d.file(body)
+		diags = d.diags
+	}
 
 	c := &compiler{filename: filename}
-	p := c.compile(&fs)
+	p := c.compile(fs)
 	diags = append(diags, c.diags...)
-	diags = finishDiags(diags, c.blocks, filename)
+	diags = finishDiags(diags, func() []hcl.Range { return blockRanges(fs) }, filename)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -58,11 +77,32 @@ func blockRange(def hcl.Range, body hcl.Body) hcl.Range {
 	return def
 }
 
+// blockRanges returns the whole ranges of the blocks the compiler reads:
+// every client, allow and deny block, and each client's first limits
+// block.
+func blockRanges(fs *fileSchema) []hcl.Range {
+	var rs []hcl.Range
+	for _, cs := range fs.Clients {
+		rs = append(rs, cs.rng)
+		if len(cs.Limits) > 0 {
+			rs = append(rs, cs.Limits[0].rng)
+		}
+		for _, as := range cs.Allows {
+			rs = append(rs, as.rng)
+		}
+		for _, ds := range cs.Denies {
+			rs = append(rs, ds.rng)
+		}
+	}
+	return rs
+}
+
 // finishDiags gives each diagnostic without a Context the innermost block
-// that encloses its Subject, gives every error a Subject, and sorts the
-// diagnostics by position so that output is stable and reads top to
-// bottom.
-func finishDiags(diags hcl.Diagnostics, blocks []hcl.Range, filename string) hcl.Diagnostics {
+// (of those blocks returns, called only if needed) that encloses its
+// Subject, gives every error a Subject, and sorts the diagnostics by
+// position so that output is stable and reads top to bottom.
+func finishDiags(diags hcl.Diagnostics, blocksFunc func() []hcl.Range, filename string) hcl.Diagnostics {
+	var blocks []hcl.Range
 	for _, d := range diags {
 		if d.Subject == nil && d.Severity == hcl.DiagError {
 			if d.Context != nil {
@@ -77,6 +117,9 @@ func finishDiags(diags hcl.Diagnostics, blocks []hcl.Range, filename string) hcl
 		}
 		if d.Subject == nil || d.Context != nil {
 			continue
+		}
+		if blocks == nil && blocksFunc != nil {
+			blocks = blocksFunc()
 		}
 		var best *hcl.Range
 		for i := range blocks {

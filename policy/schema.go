@@ -2,13 +2,17 @@ package policy
 
 import "github.com/hashicorp/hcl/v2"
 
-// The structs in this file are the policy file format, decoded with
-// gohcl.DecodeBody. Attributes are kept as *hcl.Attribute (nil when absent)
-// so that compile.go can check types itself and point each diagnostic at
-// the exact list element; gohcl still rejects unknown attributes and blocks
-// with its "Did you mean" diagnostics.
+// The structs in this file are the policy file format. Their gohcl tags
+// define the schema; decode.go fills them from an hclsyntax body as
+// gohcl.DecodeBody would, and parseFastSchema straight from plain source.
+// Attributes are kept as *hcl.Attribute (nil when absent) so that
+// compile.go can check types itself and point each diagnostic at the exact
+// list element; unknown attributes and blocks get Body.Content's "Did you
+// mean" diagnostics.
 //
-// To extend the language, add fields here and handle them in compile.go.
+// To extend the language, add fields here and handle them in decode.go,
+// fastschema.go (TestDecodeLikeGohcl and FuzzParseFast catch a miss) and
+// compile.go.
 
 // fileSchema is the top level of a policy file.
 type fileSchema struct {
@@ -29,7 +33,8 @@ type clientSchema struct {
 	Denies           []*denySchema   `hcl:"deny,block"`
 	Limits           []*limitsSchema `hcl:"limits,block"` // at most one; checked in compile.go
 	DefRange         hcl.Range       `hcl:",def_range"`
-	Body             hcl.Body        `hcl:",body"`
+	Body             hcl.Body        `hcl:",body"` // nil from parseFastSchema
+	rng              hcl.Range       // the whole block, for diagnostic contexts
 }
 
 // allowSchema is an allow "NAME" { ... } block inside a client block.
@@ -49,7 +54,8 @@ type allowSchema struct {
 	// end of that day, UTC) or an RFC 3339 time.
 	Expires  *hcl.Attribute `hcl:"expires,optional"`
 	DefRange hcl.Range      `hcl:",def_range"`
-	Body     hcl.Body       `hcl:",body"`
+	Body     hcl.Body       `hcl:",body"` // nil from parseFastSchema
+	rng      hcl.Range      // the whole block, for diagnostic contexts
 }
 
 // denySchema is a deny "NAME" { ... } block inside a client block: the
@@ -64,7 +70,8 @@ type denySchema struct {
 	Ports     *hcl.Attribute `hcl:"ports,optional"`
 	Expires   *hcl.Attribute `hcl:"expires,optional"`
 	DefRange  hcl.Range      `hcl:",def_range"`
-	Body      hcl.Body       `hcl:",body"`
+	Body      hcl.Body       `hcl:",body"` // nil from parseFastSchema
+	rng       hcl.Range      // the whole block, for diagnostic contexts
 }
 
 // limitsSchema is the optional limits { ... } block inside a client block.
@@ -73,5 +80,6 @@ type limitsSchema struct {
 	Burst                *hcl.Attribute `hcl:"burst,optional"`
 	MaxTunnels           *hcl.Attribute `hcl:"max_tunnels,optional"`
 	DefRange             hcl.Range      `hcl:",def_range"`
-	Body                 hcl.Body       `hcl:",body"`
+	Body                 hcl.Body       `hcl:",body"` // nil from parseFastSchema
+	rng                  hcl.Range      // the whole block, for diagnostic contexts
 }
