@@ -436,7 +436,7 @@ func (s *Server) tunnelClosed(fl *flow, st *tunnelStats, why string, err error) 
 	if err != nil {
 		attrs = append(attrs, slog.String(keyError, err.Error()))
 	}
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, "tunnel closed", attrs...)
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, msgTunnelClosed, attrs...)
 }
 
 // cleanup is what a connection's goroutine must undo when the connection is
@@ -498,7 +498,7 @@ func (s *Server) forward(r *http.Request, fl *flow) *http.Response {
 	resp.Header.Del("X-Azegress-Reason") // an origin must not forge the proxy's verdict
 	resp.Body = &countingBody{ReadCloser: resp.Body, c: s.m.bytes.WithLabelValues("downstream")}
 	if !s.cfg.QuietAllowed {
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", append(fl.attrs(),
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, msgRequest, append(fl.attrs(),
 			slog.Int(keyStatus, resp.StatusCode),
 			slog.Int64(keyDurationMS, time.Since(fl.start).Milliseconds()))...)
 	}

@@ -8,11 +8,13 @@ import (
 	"time"
 )
 
-// LogWriter batches log records on their way to w: one write(2) per record
-// is a tenth of the CPU time of a forwarded request. Records wait at most
-// the flush interval, or until 32 KiB are waiting; records at Warn and
-// above (denials) are written at once through Handler, so that an operator
-// watching the log sees a refusal as it happens. Close writes what is left.
+// LogWriter batches the per-flow log records on their way to w: one
+// write(2) per allowed tunnel or request is a tenth of the CPU time of a
+// forwarded request. Those records wait at most the flush interval, or until
+// 32 KiB are waiting. Every other record that goes through Handler (denials,
+// reloads, errors, start and stop) is written at once, with what is waiting
+// before it, so an operator watching the log sees them as they happen.
+// Close writes what is left.
 type LogWriter struct {
 	w        io.Writer
 	interval time.Duration
@@ -22,6 +24,12 @@ type LogWriter struct {
 	timer *time.Timer // armed while buf holds records
 	err   error       // the first write error, reported by Flush and Close
 }
+
+// The messages of the per-flow records, which LogWriter batches.
+const (
+	msgTunnelClosed = "tunnel closed"
+	msgRequest      = "request"
+)
 
 // logBatchBytes is how much LogWriter buffers before it writes regardless
 // of the interval.
@@ -80,8 +88,8 @@ func (l *LogWriter) flushLocked() {
 // buffered and flushed by the timer.
 func (l *LogWriter) Close() error { return l.Flush() }
 
-// Handler wraps h, which must write to l, so that records at Warn and above
-// are flushed at once.
+// Handler wraps h, which must write to l, so that every record but the
+// per-flow ones (msgTunnelClosed, msgRequest at Info) is flushed at once.
 func (l *LogWriter) Handler(h slog.Handler) slog.Handler { return &flushHandler{Handler: h, l: l} }
 
 type flushHandler struct {
@@ -91,7 +99,7 @@ type flushHandler struct {
 
 func (h *flushHandler) Handle(ctx context.Context, r slog.Record) error {
 	err := h.Handler.Handle(ctx, r)
-	if r.Level >= slog.LevelWarn {
+	if r.Level != slog.LevelInfo || (r.Message != msgTunnelClosed && r.Message != msgRequest) {
 		if ferr := h.l.Flush(); err == nil {
 			err = ferr
 		}
