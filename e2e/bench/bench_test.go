@@ -83,10 +83,11 @@ func TestParseGoBench(t *testing.T) {
 pkg: github.com/azegress/azegress/policy
 BenchmarkDecide/rules=100000/exact-2         	 9000000	       95.3 ns/op	       0 B/op	       0 allocs/op
 BenchmarkLoad100kRules-2                 	       1	2860320615 ns/op	   2.75 MB/s	2139319880 B/op	14051493 allocs/op
+BenchmarkIdleTunnelMemory/hybrid-2       	       1	 441700000 ns/op	      1376 B/tunnel	      1364 RSS-B/tunnel	 9198234 B/op	  173558 allocs/op
 PASS
 `
 	gb := parseGoBench(out)
-	if len(gb) != 2 {
+	if len(gb) != 3 {
 		t.Fatalf("parsed %d lines: %+v", len(gb), gb)
 	}
 	if g := gb[0]; g.Name != "BenchmarkDecide/rules=100000/exact" || g.NsOp != 95.3 || !g.HasMem || g.Allocs != 0 || g.Pkg != "github.com/azegress/azegress/policy" {
@@ -94,6 +95,9 @@ PASS
 	}
 	if g, ok := findBench(gb, "BenchmarkLoad100kRules"); !ok || g.NsOp != 2860320615 || g.MBs != 2.75 || g.Allocs != 14051493 {
 		t.Errorf("second: %+v", g)
+	}
+	if g := gb[2]; strings.Join(g.Other, ", ") != "1376 B/tunnel, 1364 RSS-B/tunnel" || g.Allocs != 173558 {
+		t.Errorf("third, with metrics of its own: %+v", g)
 	}
 }
 

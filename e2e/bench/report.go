@@ -453,6 +453,7 @@ type goBench struct {
 	NsOp, MBs    float64
 	BOp, Allocs  float64
 	HasMem, HasM bool
+	Other        []string // metrics a benchmark reports itself, "1376 B/tunnel"
 }
 
 func parseGoBench(out string) []goBench {
@@ -488,6 +489,8 @@ func parseGoBench(out string) []goBench {
 				g.BOp, g.HasMem = v, true
 			case "allocs/op":
 				g.Allocs = v
+			default:
+				g.Other = append(g.Other, f[i]+" "+f[i+1])
 			}
 		}
 		r = append(r, g)
@@ -514,7 +517,7 @@ func (rep *report) renderGoBench(b *strings.Builder) {
 		b.WriteString("No benchmark results.\n")
 		return
 	}
-	b.WriteString("| package | benchmark | time/op | B/op | allocs/op | MB/s |\n|---|---|---|---|---|---|\n")
+	b.WriteString("| package | benchmark | time/op | B/op | allocs/op | MB/s | its own metrics |\n|---|---|---|---|---|---|---|\n")
 	for _, g := range gb {
 		mem, allocs, mbs := "", "", ""
 		if g.HasMem {
@@ -526,8 +529,8 @@ func (rep *report) renderGoBench(b *strings.Builder) {
 		if g.HasM {
 			mbs = fmtCount(g.MBs)
 		}
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", strings.TrimPrefix(g.Pkg, "github.com/azegress/azegress/"),
-			strings.TrimPrefix(g.Name, "Benchmark"), fmtNs(g.NsOp), mem, allocs, mbs)
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", strings.TrimPrefix(g.Pkg, "github.com/azegress/azegress/"),
+			strings.TrimPrefix(g.Name, "Benchmark"), fmtNs(g.NsOp), mem, allocs, mbs, strings.Join(g.Other, ", "))
 	}
 }
 
