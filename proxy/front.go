@@ -260,10 +260,3 @@ func (p *prefixConn) unread() []byte {
 	p.prefix = nil
 	return b
 }
-
-// shed refuses a connection over the global cap with a short 503.
-func shed(c net.Conn) {
-	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = c.Write(shedResponse)
-	_ = c.Close()
-}

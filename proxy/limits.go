@@ -133,6 +133,13 @@ func (l *capListener) Accept() (net.Conn, error) {
 	}
 }
 
+// shed refuses a connection over the global cap with a short 503.
+func shed(c net.Conn) {
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = c.Write(shedResponse)
+	_ = c.Close()
+}
+
 var shedResponse = func() []byte {
 	const body = "azegress: too many client connections; retry in a second\n"
 	return fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)

@@ -202,11 +202,7 @@ func (g *generation) closeIdle() {
 // Serve accepts proxy clients on ln until Shutdown. It returns nil after a
 // Shutdown and the listener's error otherwise.
 func (s *Server) Serve(ln net.Listener) error {
-	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil {
-		s.mu.Lock()
-		s.own = append(s.own, ap)
-		s.mu.Unlock()
-	}
+	s.addOwn(ln.Addr())
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
