@@ -5,8 +5,6 @@ import (
 	"net"
 	"os"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // awaitServer blocks until upstream has bytes to read (spoke), reaches EOF
@@ -21,25 +19,12 @@ func awaitServer(upstream net.Conn) (data []byte, spoke, timedOut bool) {
 	if err != nil {
 		return readServer(upstream)
 	}
-	var peek [1]byte
-	err = rc.Read(func(fd uintptr) bool {
-		n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-		if err != nil || n > 0 {
-			spoke = n > 0
-			return true
-		}
-		// Nothing queued: not yet readable, or EOF or an error, which a
-		// peek tells apart.
-		for {
-			_, _, err := unix.Recvfrom(int(fd), peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-			if err == unix.EINTR {
-				continue
-			}
-			return err != unix.EAGAIN
-		}
-	})
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil, false, true
+	// The tunnel's own readiness check: bytes queued, EOF or an error end
+	// the wait; nothing yet parks in the runtime poller.
+	var sp spliceState
+	err = rc.Read(sp.checkReadable)
+	if err != nil {
+		return nil, false, errors.Is(err, os.ErrDeadlineExceeded)
 	}
-	return nil, spoke, false
+	return nil, !sp.eof && sp.err == nil, false
 }
