@@ -423,8 +423,8 @@ func (s *Server) tunnelClosed(fl *flow, st *tunnelStats, why string, err error) 
 	s.m.tunnelsActive.Dec()
 	up, down := st.up.Load(), st.down.Load()
 	s.m.tunnelsTotal.WithLabelValues(why).Inc()
-	s.m.bytes.WithLabelValues("upstream").Add(float64(up))
-	s.m.bytes.WithLabelValues("downstream").Add(float64(down))
+	s.m.bytesUp.Add(float64(up))
+	s.m.bytesDown.Add(float64(down))
 	if s.cfg.QuietAllowed {
 		return
 	}
@@ -478,12 +478,18 @@ func (s *Server) handleHTTP(r *http.Request, pctx *goproxy.ProxyCtx) (*http.Requ
 // forward sends an allowed plain-HTTP request upstream. It never returns an
 // error to goproxy, whose default error page leaks Go error strings.
 func (s *Server) forward(r *http.Request, fl *flow) *http.Response {
-	tr := fl.gen.transport(s, fl.block.Name)
-	r = r.WithContext(context.WithValue(r.Context(), flowKey{}, fl))
-	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &countingBody{ReadCloser: r.Body, c: s.m.bytes.WithLabelValues("upstream")}
+	var resp *http.Response
+	var err error
+	if plainExchange(r) {
+		resp, err = fl.gen.origins(s, fl.block.Name).roundTrip(r, fl)
+	} else {
+		tr := fl.gen.transport(s, fl.block.Name)
+		r = r.WithContext(context.WithValue(r.Context(), flowKey{}, fl))
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = &countingBody{ReadCloser: r.Body, c: s.m.bytesUp}
+		}
+		resp, err = tr.RoundTrip(r)
 	}
-	resp, err := tr.RoundTrip(r)
 	if err != nil {
 		var dd *dialDenial
 		d := &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, detail: fmt.Sprintf("request to %s failed", fl.target())}
@@ -496,7 +502,7 @@ func (s *Server) forward(r *http.Request, fl *flow) *http.Response {
 		return s.denyResponse(r, fl, d)
 	}
 	resp.Header.Del("X-Azegress-Reason") // an origin must not forge the proxy's verdict
-	resp.Body = &countingBody{ReadCloser: resp.Body, c: s.m.bytes.WithLabelValues("downstream")}
+	resp.Body = &countingBody{ReadCloser: resp.Body, c: s.m.bytesDown}
 	if !s.cfg.QuietAllowed {
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, msgRequest, append(fl.attrs(),
 			slog.Int(keyStatus, resp.StatusCode),
@@ -525,6 +531,33 @@ func (b *countingBody) Read(p []byte) (int, error) {
 type dialDenial struct{ d *denial }
 
 func (e *dialDenial) Error() string { return e.d.reason + ": " + e.d.detail }
+
+// plainExchange reports whether r can go through the origin pool: no body,
+// nothing that makes the exchange more than one request and one response.
+func plainExchange(r *http.Request) bool {
+	return (r.Body == nil || r.Body == http.NoBody) && r.ContentLength == 0 && len(r.TransferEncoding) == 0 &&
+		r.Header.Get("Expect") == "" && r.Header.Get("Upgrade") == "" && r.ProtoMajor == 1
+}
+
+func (g *generation) origins(s *Server, block string) *originPool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p := g.originPools[block]; p != nil {
+		return p
+	}
+	if g.originPools == nil {
+		g.originPools = make(map[string]*originPool)
+	}
+	p := &originPool{dial: func(ctx context.Context, fl *flow) (net.Conn, error) {
+		c, d := s.dialFlow(context.WithValue(ctx, flowKey{}, fl), fl) // as through the transport
+		if d != nil {
+			return nil, &dialDenial{d}
+		}
+		return c, nil
+	}, idleTimeout: originIdleTimeout}
+	g.originPools[block] = p
+	return p
+}
 
 func (g *generation) transport(s *Server, block string) *http.Transport {
 	g.mu.Lock()

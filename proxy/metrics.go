@@ -13,6 +13,8 @@ type metrics struct {
 	tunnelsActive prometheus.Gauge
 	tunnelsTotal  *prometheus.CounterVec // close reason
 	bytes         *prometheus.CounterVec // direction
+	bytesUp       prometheus.Counter     // bytes{direction="upstream"}, looked up once
+	bytesDown     prometheus.Counter     // bytes{direction="downstream"}
 	dialSeconds   prometheus.Histogram
 	connsActive   prometheus.Gauge
 	connsShed     prometheus.Counter
@@ -28,7 +30,7 @@ const namespace = "azegress"
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	f := promauto.With(reg)
-	return &metrics{
+	m := &metrics{
 		decisions: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "decisions_total",
 			Help: "Policy decisions by request kind (connect, http), decision (allow, deny, would_deny), reason, mode and client block.",
@@ -87,4 +89,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "1 while the proxy is shutting down and draining tunnels.",
 		}),
 	}
+	m.bytesUp = m.bytes.WithLabelValues("upstream")
+	m.bytesDown = m.bytes.WithLabelValues("downstream")
+	return m
 }

@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // awaitServer blocks until upstream has bytes to read (spoke), reaches EOF
@@ -27,4 +29,27 @@ func awaitServer(upstream net.Conn) (data []byte, spoke, timedOut bool) {
 		return nil, false, errors.Is(err, os.ErrDeadlineExceeded)
 	}
 	return nil, !sp.eof && sp.err == nil, false
+}
+
+// idleOpen reports whether an idle kept-alive connection is still usable:
+// nothing to read, no EOF, no error. One non-blocking peek.
+func idleOpen(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	open := false
+	var b [1]byte
+	if err := rc.Read(func(fd uintptr) bool {
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		open = err == unix.EAGAIN
+		return true
+	}); err != nil {
+		return false
+	}
+	return open
 }

@@ -112,8 +112,9 @@ type Server struct {
 type generation struct {
 	pol *policy.Policy
 
-	mu         sync.Mutex
-	transports map[string]*http.Transport // by client block name
+	mu          sync.Mutex
+	transports  map[string]*http.Transport // by client block name
+	originPools map[string]*originPool     // by client block name
 }
 
 // New validates cfg and returns a Server ready to Serve.
@@ -197,6 +198,9 @@ func (g *generation) closeIdle() {
 	for _, t := range g.transports {
 		t.CloseIdleConnections()
 	}
+	for _, p := range g.originPools {
+		p.closeIdle()
+	}
 }
 
 // Serve accepts proxy clients on ln until Shutdown. It returns nil after a
@@ -257,6 +261,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 	}
 	s.cancelTunnel()
+	s.gen.Load().closeIdle()
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		err = nil // in-flight plain-HTTP requests were cut at the deadline, like tunnels
 		_ = s.hs.Close()
