@@ -183,8 +183,12 @@ func (p *originPool) get(key originKey) *originConn {
 			return nil
 		}
 		oc := l[len(l)-1]
-		l[len(l)-1] = nil
-		p.idle[key] = l[:len(l)-1]
+		if len(l) == 1 {
+			delete(p.idle, key) // a pool that saw many destinations keeps no empty lists
+		} else {
+			l[len(l)-1] = nil
+			p.idle[key] = l[:len(l)-1]
+		}
 		p.nidle--
 		p.mu.Unlock()
 		// An origin may have closed the connection, or sent bytes nobody

@@ -287,16 +287,22 @@ func TestOriginPoolIdleTimeout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		p.mu.Lock()
+		keys := len(p.idle)
+		p.mu.Unlock()
+		if keys != 0 {
+			t.Errorf("%d destinations listed while their only connection is in use", keys)
+		}
 		if b, err := io.ReadAll(resp.Body); err != nil || string(b) != "ok" {
 			t.Fatalf("body %q, %v", b, err)
 		}
 	}
 	waitFor(t, func() bool { return o.eofs.Load() == 1 }, "the idle connection to be closed")
 	p.mu.Lock()
-	idle, sweeping := p.nidle, p.sweep != nil
+	idle, keys, sweeping := p.nidle, len(p.idle), p.sweep != nil
 	p.mu.Unlock()
-	if idle != 0 || sweeping || o.accepted.Load() != 1 {
-		t.Errorf("after the sweep: %d idle, sweep armed %v, %d connections accepted", idle, sweeping, o.accepted.Load())
+	if idle != 0 || keys != 0 || sweeping || o.accepted.Load() != 1 {
+		t.Errorf("after the sweep: %d idle in %d lists, sweep armed %v, %d connections accepted", idle, keys, sweeping, o.accepted.Load())
 	}
 }
 
