@@ -482,7 +482,10 @@ func (c *compiler) hasListElems(attr *hcl.Attribute) bool {
 	if attr == nil {
 		return false
 	}
-	if t, ok := attr.Expr.(*hclsyntax.TupleConsExpr); ok {
+	switch t := attr.Expr.(type) {
+	case *fastList:
+		return len(t.elems) > 0
+	case *hclsyntax.TupleConsExpr:
 		return len(t.Exprs) > 0
 	}
 	elems, diags := hcl.ExprList(attr.Expr)
@@ -648,6 +651,8 @@ func (c *compiler) value(expr hcl.Expression) (cty.Value, bool) {
 // without evaluating a template. ok is false for other expressions.
 func literalValue(expr hcl.Expression) (cty.Value, bool) {
 	switch e := expr.(type) {
+	case *fastLit:
+		return e.value(), true
 	case *hclsyntax.LiteralValueExpr:
 		if e.Val.IsWhollyKnown() && !e.Val.IsMarked() {
 			return e.Val, true
@@ -716,7 +721,14 @@ func (c *compiler) numberAttr(attr *hcl.Attribute, ctx *hcl.Range) (*big.Float, 
 // listAttr returns the element expressions of a list attribute, so that
 // each element's diagnostics point at the element itself.
 func (c *compiler) listAttr(attr *hcl.Attribute, ctx *hcl.Range, example string) ([]hcl.Expression, bool) {
-	if t, ok := attr.Expr.(*hclsyntax.TupleConsExpr); ok {
+	switch t := attr.Expr.(type) {
+	case *fastList:
+		elems := c.elems.slice(len(t.elems))
+		for i := range t.elems {
+			elems[i] = &t.elems[i]
+		}
+		return elems, true
+	case *hclsyntax.TupleConsExpr:
 		elems := c.elems.slice(len(t.Exprs))
 		for i, e := range t.Exprs {
 			elems[i] = e
@@ -735,6 +747,9 @@ func (c *compiler) listAttr(attr *hcl.Attribute, ctx *hcl.Range, example string)
 // stringElem decodes one string element of a list attribute.
 func (c *compiler) stringElem(e hcl.Expression, ctx *hcl.Range, attr string) (string, *hcl.Range, bool) {
 	rng := c.rangePtr(e.Range())
+	if l, ok := e.(*fastLit); ok && l.kind == tString {
+		return l.text(), rng, true // what value and AsString return, without the cty value
+	}
 	v, ok := c.value(e)
 	if !ok {
 		return "", nil, false
@@ -803,6 +818,11 @@ func parsePrefix(s string) (netip.Prefix, string) {
 
 // portElem decodes one element of ports.
 func (c *compiler) portElem(e hcl.Expression, ctx *hcl.Range) (uint16, bool) {
+	if l, ok := e.(*fastLit); ok {
+		if n, ok := l.smallInt(); ok && n >= 1 && n <= 65535 {
+			return uint16(n), true
+		}
+	}
 	rng := c.rangePtr(e.Range())
 	v, ok := c.value(e)
 	if !ok {

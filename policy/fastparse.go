@@ -80,6 +80,12 @@ type fastParser struct {
 	blockStack []*hclsyntax.Block
 	exprStack  []hclsyntax.Expression
 
+	// For parseFastSchema's compact values (fastexpr.go).
+	srcFile  *fastFile
+	litStack []fastLit
+	flits    slab[fastLit]
+	flists   slab[fastList]
+
 	blocks    slab[hclsyntax.Block]
 	bodies    slab[hclsyntax.Body]
 	attrs     slab[hclsyntax.Attribute]
@@ -503,7 +509,11 @@ func (p *fastParser) expr() (hclsyntax.Expression, hcl.Range, bool) {
 
 // term parses a string, number, true, false or null.
 func (p *fastParser) term() (hclsyntax.Expression, bool) {
-	t := p.read()
+	return p.termNode(p.read())
+}
+
+// termNode returns the node of the string, number, true, false or null t.
+func (p *fastParser) termNode(t tok) (hclsyntax.Expression, bool) {
 	switch t.kind {
 	case tString:
 		tmpl := p.tmpls.new()

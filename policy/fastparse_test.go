@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math/big"
 	"reflect"
 	"strings"
 	"testing"
@@ -31,6 +32,7 @@ func checkParseFast(t *testing.T, src []byte) bool {
 			t.Fatalf("parseFastSchema accepted a file the decoder reports:\n%s\nsource:\n%q", FormatDiagnostics(d.diags), src)
 		}
 		clearBodies(want)
+		syntaxSchema(t, fs)
 		if !reflect.DeepEqual(fs, want) {
 			t.Fatalf("parseFastSchema differs from decoding hclsyntax's body:\ngot:  %s\nwant: %s\nsource:\n%q", dumpSchema(fs), dumpSchema(want), src)
 		}
@@ -54,7 +56,87 @@ func checkParseFast(t *testing.T, src []byte) bool {
 	if (gotP == nil) != (wantP == nil) {
 		t.Fatalf("policy %v, want %v", gotP != nil, wantP != nil)
 	}
+	if !reflect.DeepEqual(gotP, wantP) {
+		t.Fatalf("compiled policies differ\nsource:\n%q", src)
+	}
 	return true
+}
+
+// syntaxSchema replaces the compact values of parseFastSchema's
+// attributes with the hclsyntax nodes they stand for, after checking that
+// what the compiler reads from them without those nodes (range, value,
+// string, whole number) is what it would read from the nodes.
+func syntaxSchema(t *testing.T, fs *fileSchema) {
+	t.Helper()
+	var p *fastParser
+	checkLit := func(l *fastLit, node hcl.Expression) {
+		t.Helper()
+		if got, want := l.Range(), node.Range(); got != want {
+			t.Fatalf("compact literal %q has range %v, its node %v", l.text(), got, want)
+		}
+		want, ok := literalValue(node)
+		if !ok || !l.value().RawEquals(want) {
+			t.Fatalf("compact literal %q has value %#v, its node %#v", l.text(), l.value(), want)
+		}
+		if l.kind == tString && l.text() != want.AsString() {
+			t.Fatalf("compact string %q, its node %q", l.text(), want.AsString())
+		}
+		if n, ok := l.smallInt(); ok {
+			if f := want.AsBigFloat(); !f.IsInt() || f.Cmp(new(big.Float).SetInt64(n)) != 0 {
+				t.Fatalf("compact number %q reads as %d, its node %v", l.text(), n, f)
+			}
+		}
+	}
+	conv := func(a *hcl.Attribute) {
+		t.Helper()
+		if a == nil {
+			return
+		}
+		switch e := a.Expr.(type) {
+		case *fastLit:
+			if p == nil {
+				p = newSyntaxParser(e.f)
+			}
+			a.Expr = p.litNode(e)
+			checkLit(e, a.Expr)
+		case *fastList:
+			if p == nil {
+				p = newSyntaxParser(e.f)
+			}
+			node := p.listNode(e)
+			for i := range e.elems {
+				checkLit(&e.elems[i], node.Exprs[i])
+			}
+			if got, want := e.Range(), node.Range(); got != want {
+				t.Fatalf("compact list has range %v, its node %v", got, want)
+			}
+			a.Expr = node
+		default:
+			t.Fatalf("attribute %s has a %T, not a compact value", a.Name, a.Expr)
+		}
+	}
+	conv(fs.Cloud)
+	conv(fs.Mode)
+	for _, c := range fs.Clients {
+		conv(c.Sources)
+		conv(c.Mode)
+		conv(c.AllowSNIMismatch)
+		for _, a := range c.Allows {
+			for _, x := range []*hcl.Attribute{a.Hosts, a.Addresses, a.Ports, a.Endpoints, a.KeyVaults, a.StorageAccounts, a.Registries, a.Expires} {
+				conv(x)
+			}
+		}
+		for _, d := range c.Denies {
+			for _, x := range []*hcl.Attribute{d.Hosts, d.Addresses, d.Ports, d.Expires} {
+				conv(x)
+			}
+		}
+		for _, l := range c.Limits {
+			for _, x := range []*hcl.Attribute{l.ConnectionsPerSecond, l.Burst, l.MaxTunnels} {
+				conv(x)
+			}
+		}
+	}
 }
 
 // clearBodies sets the Body fields, which parseFastSchema leaves nil.

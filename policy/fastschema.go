@@ -37,7 +37,11 @@ func parseFastSchemaSplit(src []byte, filename string, minSplit int) (fs *fileSc
 	if len(src) >= 3 && src[0] == 0xEF && src[1] == 0xBB && src[2] == 0xBF {
 		return nil, false, false
 	}
+	if len(src) > math.MaxInt32 {
+		return nil, false, false // compact values hold 32-bit offsets
+	}
 	p := &fastParser{src: string(src), filename: filename, line: 1}
+	p.srcFile = &fastFile{src: p.src, filename: filename}
 	if p.peek().kind == tOther {
 		return nil, false, false
 	}
@@ -123,7 +127,7 @@ func (p *fastParser) items(end tokKind,
 			names[nNames] = name
 			nNames++
 			p.read() // "="
-			expr, endRange, ok := p.expr()
+			expr, endRange, ok := p.compactExpr()
 			if !ok || !p.endOfLine() {
 				return hcl.Range{}, false
 			}
@@ -328,7 +332,7 @@ func (p *fastParser) startSplit() *parseSplit {
 		}
 	}
 	sp := &parseSplit{at: at, line: 1 + strings.Count(s[:at], "\n"), done: make(chan struct{})}
-	q := &fastParser{src: s, filename: p.filename, pos: at, line: sp.line, lineStart: at, abort: &sp.abort}
+	q := &fastParser{src: s, filename: p.filename, pos: at, line: sp.line, lineStart: at, abort: &sp.abort, srcFile: p.srcFile}
 	go func() {
 		defer close(sp.done)
 		cs := &clientSchema{}
