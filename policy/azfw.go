@@ -623,7 +623,7 @@ func (imp *importer) target(t string, r *azRule) {
 			imp.warn(r.where, "target FQDN %q is an IP address: carried over in addresses", t)
 			continue
 		}
-		pat, ok := c.hostPattern(p, &hcl.Range{}, nil)
+		pat, ok := c.hostPattern(p, hcl.Range{}, nil)
 		if !ok {
 			imp.warn(r.where, "target FQDN %q not carried over: %s", t, c.diags[0].Detail)
 			r.notes = append(r.notes, fmt.Sprintf("not carried: target FQDN %q", t))

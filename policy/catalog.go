@@ -760,6 +760,15 @@ type portSource struct {
 	what  string // "hosts", `group "azure.pki"`
 	ports []uint16
 	rng   *hcl.Range
+	expr  hcl.Expression // if rng is nil, rng is expr's range
+}
+
+// subject returns where s came from, for a diagnostic.
+func (s portSource) subject() *hcl.Range {
+	if s.rng == nil {
+		return s.expr.Range().Ptr()
+	}
+	return s.rng
 }
 
 // addHost adds a normalized host pattern and its label to r, once.
@@ -807,7 +816,7 @@ func (c *compiler) catalogAttrs(as *allowSchema, ctx *hcl.Range, r *Rule) []port
 			}
 		}
 		if len(r.Hosts) > n {
-			srcs = append(srcs, portSource{what: h.attr.Name, ports: portsHTTPS, rng: h.attr.Expr.Range().Ptr()})
+			srcs = append(srcs, portSource{what: h.attr.Name, ports: portsHTTPS, expr: h.attr.Expr})
 		}
 	}
 	return srcs
@@ -824,7 +833,7 @@ func (c *compiler) rulePorts(srcs []portSource, ctx *hcl.Range) []uint16 {
 	first := srcs[0]
 	for _, s := range srcs[1:] {
 		if !samePorts(s.ports, first.ports) {
-			c.add(errorf(s.rng, ctx, "Mixed ports",
+			c.add(errorf(s.subject(), ctx, "Mixed ports",
 				"%s %s served on %s, but %s %s on %s, and an allow rule has one ports list for all its hosts. Put them in separate allow rules, or set ports to the ports all of them may use.",
 				s.what, isAre(s.what), portList(s.ports), first.what, isAre(first.what), portList(first.ports)))
 			break

@@ -67,7 +67,7 @@ func TestCatalogData(t *testing.T) {
 						continue
 					}
 					c := &compiler{filename: "catalog"}
-					pat, ok := c.hostPattern(e.Host, nil, nil)
+					pat, ok := c.hostPattern(e.Host, hcl.Range{}, nil)
 					if !ok || pat != e.Host {
 						t.Errorf("%s: %q is not a normalized host pattern (%q): %s", g.Name, e.Host, pat, FormatDiagnostics(c.diags))
 					}

@@ -62,7 +62,7 @@ func (c *compiler) rangePtr(r hcl.Range) *hcl.Range {
 	return p
 }
 
-// newRule returns a rule from c.ruleBuf, so that a client's rules take one
+// newRule returns a zero rule from c.ruleBuf, so that a client's rules take one
 // allocation rather than one each.
 func (c *compiler) newRule() *Rule {
 	if len(c.ruleBuf) == 0 {
@@ -332,8 +332,8 @@ func (x *ruleIndex) build(rules []*Rule) {
 // schema has no catalog attributes, so those fields are nil).
 func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule {
 	ctx := &as.rng
-	r := c.newRule()
-	*r = Rule{Name: as.Name, Range: as.DefRange, Deny: deny}
+	r := c.newRule() // zero: field by field is much cheaper than copying a whole Rule into fresh memory
+	r.Name, r.Range, r.Deny = as.Name, as.DefRange, deny
 	kind := "allow"
 	if deny {
 		kind = "deny"
@@ -347,12 +347,19 @@ func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule 
 			r.hostRanges, r.fromCatalog = c.rngList.slice(n)[:0], c.bools.slice(n)[:0]
 		}
 		for _, e := range elems {
-			s, rng, ok := c.stringElem(e, ctx, "hosts")
-			if !ok {
-				continue
+			var s string
+			var rng hcl.Range
+			if l, ok := e.(*fastLit); ok && l.kind == tString {
+				s, rng = l.text(), l.Range() // stringElem's result, without a copy of the range
+			} else {
+				es, erng, ok := c.stringElem(e, ctx, "hosts")
+				if !ok {
+					continue
+				}
+				s, rng = es, *erng
 			}
 			if deny && s == "*" {
-				c.add(errorf(rng, ctx, "Invalid host pattern",
+				c.add(errorf(c.rangePtr(rng), ctx, "Invalid host pattern",
 					`"*" would refuse every host, and whatever no allow rule matches is refused already. List the domains to refuse, like "*.example.com".`))
 				continue
 			}
@@ -360,7 +367,7 @@ func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule 
 				n := len(r.Hosts)
 				r.addHost(pat, patternLabel(c.cloud, pat))
 				if len(r.Hosts) > n {
-					r.hostRanges = append(r.hostRanges, *rng)
+					r.hostRanges = append(r.hostRanges, rng)
 					r.fromCatalog = append(r.fromCatalog, false)
 				}
 			}
@@ -372,7 +379,7 @@ func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule 
 	var srcBuf [4]portSource
 	portSrcs := srcBuf[:0]
 	if len(r.Hosts) > 0 {
-		portSrcs = append(portSrcs, portSource{what: "hosts", ports: portsHTTPS, rng: c.rangePtr(as.Hosts.Expr.Range())})
+		portSrcs = append(portSrcs, portSource{what: "hosts", ports: portsHTTPS, expr: as.Hosts.Expr})
 	}
 	portSrcs = append(portSrcs, c.catalogAttrs(as, ctx, r)...)
 	for len(r.hostRanges) < len(r.Hosts) {
@@ -438,7 +445,7 @@ func (c *compiler) expires(attr *hcl.Attribute, ctx *hcl.Range, r *Rule) {
 			"%q is not a date or time. Write a date like \"2026-12-31\" (the rule matches through the end of that day, UTC) or an RFC 3339 time like \"2026-12-31T18:00:00Z\".", s))
 		return
 	}
-	r.Expires, r.expiresRng = t, *rng
+	r.Expires, r.expiresRng = t, rng
 	r.expiresUnix = t.Unix()
 	if r.expiresUnix == 0 {
 		r.expiresUnix = -1 // 0 means "never"
@@ -492,10 +499,11 @@ func (c *compiler) hasListElems(attr *hcl.Attribute) bool {
 	return !diags.HasErrors() && len(elems) > 0
 }
 
-// hostPattern validates and normalizes one element of hosts.
-func (c *compiler) hostPattern(s string, rng, ctx *hcl.Range) (string, bool) {
+// hostPattern validates and normalizes one element of hosts, written at
+// rng (a value, copied only for a diagnostic).
+func (c *compiler) hostPattern(s string, rng hcl.Range, ctx *hcl.Range) (string, bool) {
 	bad := func(format string, args ...any) (string, bool) {
-		c.add(errorf(rng, ctx, "Invalid host pattern", format, args...))
+		c.add(errorf(c.rangePtr(rng), ctx, "Invalid host pattern", format, args...))
 		return "", false
 	}
 	const example = `Use an exact name like "api.example.com" or a wildcard like "*.example.com".`
@@ -527,7 +535,7 @@ func (c *compiler) hostPattern(s string, rng, ctx *hcl.Range) (string, bool) {
 		if wildcard {
 			return bad(`%q puts a wildcard over an IP address. Put IP addresses and CIDRs in addresses, not hosts.`, s)
 		}
-		c.add(errorf(rng, ctx, "IP address in hosts",
+		c.add(errorf(c.rangePtr(rng), ctx, "IP address in hosts",
 			`%q is an IP address, but hosts takes DNS names. Put IP addresses and CIDRs in addresses instead.`, s))
 		return "", false
 	}

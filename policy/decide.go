@@ -154,7 +154,7 @@ type Rule struct {
 	Index int
 
 	expiresUnix int64       // Expires as Unix seconds; 0: never
-	expiresRng  hcl.Range   // the expires attribute's value, for lint
+	expiresRng  *hcl.Range  // the expires attribute's value, for lint; nil if none
 	hostRanges  []hcl.Range // where each of Hosts was written, for lint
 	addrRanges  []hcl.Range // where each of Addresses was written
 	fromCatalog []bool      // Hosts[i] came from a catalog attribute

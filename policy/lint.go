@@ -256,11 +256,11 @@ func (l *linter) expiry(c *Client, r *Rule) {
 	at := r.Expires.UTC().Format(time.RFC3339)
 	switch left := r.Expires.Sub(l.now); {
 	case left <= 0:
-		l.warn(r.expiresRng, "Expired rule",
+		l.warn(*r.expiresRng, "Expired rule",
 			"%s rule %q expired at %s, so it no longer matches. Remove it, or move expires forward if %s.",
 			capital(ruleKind(r)), r.Name, at, stillNeeded(r))
 	case left <= ExpiryWarning:
-		l.warn(r.expiresRng, "Rule expires soon",
+		l.warn(*r.expiresRng, "Rule expires soon",
 			"%s rule %q stops matching at %s, in %s. Move expires forward if %s, or plan for the change.",
 			capital(ruleKind(r)), r.Name, at, durationWords(left), stillNeeded(r))
 	}
