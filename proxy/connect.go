@@ -72,9 +72,23 @@ func (s *Server) newGoproxy() *goproxy.ProxyHttpServer {
 	gp.ConnectDialWithReq = func(*http.Request, string, string) (net.Conn, error) { return refuse(nil, "", "") }
 	gp.KeepAcceptEncoding = true
 	gp.NonproxyHandler = http.HandlerFunc(s.serveNonProxy)
-	gp.OnRequest().HandleConnectFunc(s.handleConnect)
+	// serveHTTP answers every CONNECT itself; should one ever reach
+	// goproxy, it is refused rather than dialed.
+	gp.OnRequest().HandleConnectFunc(func(host string, _ *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+		return goproxy.RejectConnect, host
+	})
 	gp.OnRequest().DoFunc(s.handleHTTP)
 	return gp
+}
+
+// serveHTTP is the handler of the forward proxy's net/http server: CONNECT
+// to serveConnectHTTP, everything else to goproxy.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		s.serveConnectHTTP(w, r)
+		return
+	}
+	s.gp.ServeHTTP(w, r)
 }
 
 type slogPrintf struct{ l *slog.Logger }
@@ -275,43 +289,55 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// handleConnect decides a CONNECT that came through net/http and goproxy
-// (see front.go for the ones that do not) and, when allowed, dials the
-// destination before answering, so a refused or unreachable destination
-// gets a real status code instead of a tunnel that dies.
-func (s *Server) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
-	r := pctx.Req
+// serveConnectHTTP answers a CONNECT that net/http read: one that follows
+// another request on a kept-alive connection, or one the front door left to
+// net/http. It does what serveConnect does for the front door; unlike
+// goproxy's hijack, it keeps the bytes net/http had read behind the head.
+func (s *Server) serveConnectHTTP(w http.ResponseWriter, r *http.Request) {
 	fl, d := s.admit(r, kindConnect)
 	upstream, d := s.openTunnel(r, fl, d)
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil { // not HTTP/1: nothing to tunnel over
+		if upstream != nil {
+			_ = upstream.Close()
+			fl.state.releaseTunnel()
+		}
+		http.Error(w, "CONNECT needs an HTTP/1 connection", http.StatusBadRequest)
+		return
+	}
 	if d != nil {
-		pctx.Resp = s.denyResponse(r, fl, d)
-		return goproxy.RejectConnect, host
+		_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_ = s.denyResponse(r, fl, d).Write(conn)
+		_ = conn.Close()
+		return
+	}
+	// What the client sent behind the head: first what net/http had
+	// buffered, then what the front door had read and net/http had not.
+	var early []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		early = append(early, b...)
+	}
+	client := conn
+	if pc, ok := conn.(*prefixConn); ok {
+		early = append(early, pc.unread()...)
+		client = pc.clientConn
 	}
 	s.tunnelWG.Add(1)
-	return &goproxy.ConnectAction{
-		Action: goproxy.ConnectHijack,
-		Hijack: func(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
-			// The tunnel gets a goroutine of its own, so that net/http's
-			// connection goroutine returns and an idle tunnel does not pin
-			// its deep stack, read buffer and request (about 12 KiB).
-			go func() {
-				var cl cleanup
-				defer cl.run()
-				cl.add(s.tunnelWG.Done)
-				cl.add(fl.state.releaseTunnel)
-				var early []byte
-				if pc, ok := client.(*prefixConn); ok {
-					early = pc.unread()
-					client = pc.clientConn
-				}
-				s.runTunnel(req, client, upstream, fl, early, &cl)
-			}()
-		},
-	}, host
+	// The tunnel gets a goroutine of its own, so that net/http's connection
+	// goroutine returns and an idle tunnel does not pin its deep stack,
+	// read buffer and request (about 12 KiB).
+	go func() {
+		var cl cleanup
+		defer cl.run()
+		cl.add(s.tunnelWG.Done)
+		cl.add(fl.state.releaseTunnel)
+		s.runTunnel(r, client, upstream, fl, early, &cl)
+	}()
 }
 
 // serveConnect answers a CONNECT the front door read (front.go) exactly as
-// handleConnect and goproxy would, without them. early are bytes the client
+// serveConnectHTTP answers one net/http read. early are bytes the client
 // sent after the head. cl is undone when the connection is done with.
 func (s *Server) serveConnect(cc *clientConn, h *reqHead, early []byte, cl *cleanup) {
 	s.frontConnects.Add(1)

@@ -12,17 +12,18 @@ import (
 // The front door of the proxy listener.
 //
 // Most proxy connections carry one CONNECT and then a tunnel. Serving those
-// through net/http and goproxy costs a goroutine with a deep stack, 8 KiB of
-// bufio buffers that a hijack never returns to net/http's pools, and a
-// second parse of the head. So Serve reads each connection's first head
-// itself, with the headConn parser that checks every request anyway, and
-// answers a plain CONNECT directly: the decision, the dial, the response
-// bodies and the tunnel are the same code goproxy's handler runs. Anything
-// else (plain HTTP, a head the parser flags or that is unusual in any way, a
-// head larger than the first buffer, and every later request on a kept-alive
-// connection) is handed to net/http and goproxy unchanged, with the bytes
-// already read in front. Bytes a client sends after its CONNECT head and
-// before the 200 are kept and forwarded, which goproxy's hijack drops.
+// through net/http costs a goroutine with a deep stack, 8 KiB of bufio
+// buffers that a hijack never returns to net/http's pools, and a second
+// parse of the head. So Serve reads each connection's first head itself,
+// with the headConn parser that checks every request anyway, and answers a
+// plain CONNECT directly: the decision, the dial, the response bodies and
+// the tunnel are the same code serveConnectHTTP runs for a CONNECT net/http
+// read. Anything else (plain HTTP, a head the parser flags or that is
+// unusual in any way, a head larger than the first buffer, and every later
+// request on a kept-alive connection) is handed to net/http unchanged, with
+// the bytes already read in front. On both paths, bytes a client sends after
+// its CONNECT head and before the 200 are kept and forwarded (goproxy's
+// hijack, which answered CONNECTs before, dropped them).
 
 // frontBufSize is the buffer the first head is read into. A head that does
 // not fit goes to net/http, which allows up to MaxHeaderBytes.

@@ -12,11 +12,12 @@ import (
 	"time"
 )
 
-// TestFrontDoorMatchesGoproxy sends each CONNECT twice: as the first request
-// of a connection, which the front door answers itself, and after a
-// kept-alive GET on the same connection, which net/http and goproxy serve.
-// Both must give the same status, reason, body and connection handling.
-func TestFrontDoorMatchesGoproxy(t *testing.T) {
+// TestFrontDoorMatchesNetHTTP sends each CONNECT twice: as the first request
+// of a connection, which the front door reads and answers, and after a
+// kept-alive GET on the same connection, which net/http reads and
+// serveConnectHTTP answers. Both must give the same status, reason, body and
+// connection handling.
+func TestFrontDoorMatchesNetHTTP(t *testing.T) {
 	t.Parallel()
 	_, port := httpOrigin(t, "origin")
 	tp := startProxy(t, httpPolicy(port), loopbackNames("allowed.example.com", "other.example.com"))
@@ -142,26 +143,40 @@ func TestFrontDoorEarlyData(t *testing.T) {
 		}
 	}()
 	port := portOf(t, origin.Addr())
-	tp := startProxy(t, basePolicy(port, ""), loopbackNames("allowed.example.com"))
+	_, webPort := httpOrigin(t, "web")
+	web := fmt.Sprintf("  allow \"web\" {\n    hosts     = [\"allowed.example.com\"]\n    ports     = [%d]\n    addresses = [\"127.0.0.0/8\"]\n  }", webPort)
+	tp := startProxy(t, basePolicy(port, web), loopbackNames("allowed.example.com"))
 	for _, early := range []string{"ping", strings.Repeat("x", 3000), strings.Repeat("y", 9000)} {
-		c, err := net.Dial("tcp", tp.addr)
-		if err != nil {
-			t.Fatal(err)
+		// First on its connection, the front door answers the CONNECT;
+		// after a kept-alive GET, net/http reads it.
+		for _, pre := range []string{"", fmt.Sprintf("GET http://allowed.example.com:%d/ HTTP/1.1\r\nHost: allowed.example.com:%d\r\n\r\n", webPort, webPort)} {
+			c, err := net.Dial("tcp", tp.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			if pre != "" {
+				_, _ = io.WriteString(c, pre)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil || resp.StatusCode != 200 || resp.Close {
+					t.Fatalf("GET before the CONNECT: %v %v", resp, err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+			}
+			if _, err := fmt.Fprintf(c, "CONNECT allowed.example.com:%d HTTP/1.1\r\n\r\n%s", port, early); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("CONNECT: %v %v", resp, err)
+			}
+			got := make([]byte, len(early))
+			if _, err := io.ReadFull(br, got); err != nil || string(got) != early {
+				t.Errorf("%d early bytes (after a GET: %v): echoed %d (%v)", len(early), pre != "", len(strings.TrimRight(string(got), "\x00")), err)
+			}
+			c.Close()
 		}
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := fmt.Fprintf(c, "CONNECT allowed.example.com:%d HTTP/1.1\r\n\r\n%s", port, early); err != nil {
-			t.Fatal(err)
-		}
-		br := bufio.NewReader(c)
-		resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("CONNECT: %v %v", resp, err)
-		}
-		got := make([]byte, len(early))
-		if _, err := io.ReadFull(br, got); err != nil || string(got) != early {
-			t.Errorf("%d early bytes: echoed %d (%v)", len(early), len(strings.TrimRight(string(got), "\x00")), err)
-		}
-		c.Close()
 	}
 }
 

@@ -154,7 +154,7 @@ func New(cfg Config) (*Server, error) {
 	s.tunnelCtx, s.cancelTunnel = context.WithCancel(context.Background())
 	s.gp = s.newGoproxy()
 	s.hs = &http.Server{
-		Handler:           s.gp,
+		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.ClientIdleTimeout,
 		MaxHeaderBytes:    64 << 10,
