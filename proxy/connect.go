@@ -294,10 +294,12 @@ func truncate(s string, n int) string {
 // net/http. It does what serveConnect does for the front door; unlike
 // goproxy's hijack, it keeps the bytes net/http had read behind the head.
 func (s *Server) serveConnectHTTP(w http.ResponseWriter, r *http.Request) {
+	// Decided and dialed before the hijack: until then net/http counts the
+	// connection as active, so Shutdown waits for the dial.
 	fl, d := s.admit(r, kindConnect)
 	upstream, d := s.openTunnel(r, fl, d)
 	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil { // not HTTP/1: nothing to tunnel over
+	if err != nil { // not HTTP/1, which the proxy listener always is
 		if upstream != nil {
 			_ = upstream.Close()
 			fl.state.releaseTunnel()
