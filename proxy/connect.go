@@ -298,11 +298,15 @@ func (s *Server) serveConnectHTTP(w http.ResponseWriter, r *http.Request) {
 	// connection as active, so Shutdown waits for the dial.
 	fl, d := s.admit(r, kindConnect)
 	upstream, d := s.openTunnel(r, fl, d)
+	if d == nil {
+		s.tunnelWG.Add(1) // before the hijack, so that Shutdown waits for the tunnel too
+	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil { // not HTTP/1, which the proxy listener always is
-		if upstream != nil {
+		if d == nil {
 			_ = upstream.Close()
 			fl.state.releaseTunnel()
+			s.tunnelWG.Done()
 		}
 		http.Error(w, "CONNECT needs an HTTP/1 connection", http.StatusBadRequest)
 		return
@@ -325,7 +329,6 @@ func (s *Server) serveConnectHTTP(w http.ResponseWriter, r *http.Request) {
 		early = append(early, pc.unread()...)
 		client = pc.clientConn
 	}
-	s.tunnelWG.Add(1)
 	// The tunnel gets a goroutine of its own, so that net/http's connection
 	// goroutine returns and an idle tunnel does not pin its deep stack,
 	// read buffer and request (about 12 KiB).
