@@ -264,6 +264,31 @@ func azInNetns(ns string, fn func() error) error {
 	return <-errc
 }
 
+// startPinned starts cmd from an OS thread that stays locked, so alive and
+// out of every other goroutine's reach, until cmd has exited; the returned
+// channel gets Wait's error. Pdeathsig kills a child when the thread that
+// forked it ends, and the runtime ends every thread an azInNetns goroutine
+// locked: started from whatever thread the caller ran on, a proxy was
+// SIGKILLed the moment a later dial into a namespace happened to lock and
+// discard that thread (its client saw a reset, its log just stopped).
+func startPinned(cmd *exec.Cmd) (<-chan error, error) {
+	started, waited := make(chan error, 1), make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread() // never joined a namespace: reusable
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		waited <- cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return waited, nil
+}
+
 // azListenIn listens on addr inside the network namespace ns.
 func azListenIn(ns, network, addr string) (net.Listener, error) {
 	var ln net.Listener
@@ -386,10 +411,11 @@ func (tp *azTopo) azStartProxy(t *testing.T, name, src string) *azProxy {
 	p.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
+	waited, err := startPinned(p.cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.cmd.Wait(); close(p.exited) }()
+	go func() { <-waited; close(p.exited) }()
 	t.Cleanup(func() {
 		// ip netns exec replaces itself with azegress: the PID is the proxy's.
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -471,7 +497,10 @@ func azRun(t *testing.T, ns string, env []string, limit time.Duration, args ...s
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
-	err := cmd.Run()
+	waited, err := startPinned(cmd)
+	if err == nil {
+		err = <-waited
+	}
 	r := azResult{Stdout: stdout.String(), Stderr: stderr.String(), Elapsed: time.Since(start), TimedOut: ctx.Err() != nil}
 	var ee *exec.ExitError
 	switch {
