@@ -192,26 +192,15 @@ func (p *fastParser) compactExpr() (hcl.Expression, hcl.Range, bool) {
 	}
 	open := t
 	base := len(p.litStack)
-	var close tok
-	for {
-		if t := p.peekSkipNL(); t.kind == tCBrack {
-			close = p.read()
-			break
-		}
-		t := p.read()
+	close, ok := p.listElems(func(t tok) bool {
 		if !p.validTerm(t) {
-			return nil, hcl.Range{}, false
+			return false
 		}
 		p.litStack = append(p.litStack, p.lit(t))
-		t = p.peekSkipNL()
-		if t.kind == tCBrack {
-			close = p.read()
-			break
-		}
-		if t.kind != tComma {
-			return nil, hcl.Range{}, false
-		}
-		p.read()
+		return true
+	})
+	if !ok {
+		return nil, hcl.Range{}, false
 	}
 	l := p.flists.new()
 	*l = fastList{

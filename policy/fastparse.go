@@ -400,11 +400,7 @@ func (p *fastParser) attribute(ident tok) (*hclsyntax.Attribute, bool) {
 	if !ok {
 		return nil, false
 	}
-	switch p.peek().kind {
-	case tNewline:
-		p.read()
-	case tEOF:
-	default:
+	if !p.endOfLine() {
 		return nil, false
 	}
 	a := p.attrs.new()
@@ -439,11 +435,7 @@ func (p *fastParser) block(ident tok) (*hclsyntax.Block, bool) {
 	if !ok {
 		return nil, false
 	}
-	switch p.peek().kind {
-	case tNewline:
-		p.read()
-	case tEOF:
-	default:
+	if !p.endOfLine() {
 		return nil, false
 	}
 	blk := p.blocks.new()
@@ -473,26 +465,15 @@ func (p *fastParser) expr() (hclsyntax.Expression, hcl.Range, bool) {
 	}
 	open := p.read()
 	base := len(p.exprStack)
-	var close tok
-	for {
-		if t := p.peekSkipNL(); t.kind == tCBrack {
-			close = p.read()
-			break
+	close, ok := p.listElems(func(t tok) bool {
+		e, ok := p.termNode(t)
+		if ok {
+			p.exprStack = append(p.exprStack, e)
 		}
-		e, ok := p.term()
-		if !ok {
-			return nil, hcl.Range{}, false
-		}
-		p.exprStack = append(p.exprStack, e)
-		t := p.peekSkipNL()
-		if t.kind == tCBrack {
-			close = p.read()
-			break
-		}
-		if t.kind != tComma {
-			return nil, hcl.Range{}, false
-		}
-		p.read()
+		return ok
+	})
+	if !ok {
+		return nil, hcl.Range{}, false
 	}
 	tc := p.tuples.new()
 	if n := len(p.exprStack) - base; n > 0 {
@@ -505,6 +486,29 @@ func (p *fastParser) expr() (hclsyntax.Expression, hcl.Range, bool) {
 	tc.SrcRange = hcl.RangeBetween(p.rng(open), closeRange)
 	tc.OpenRange = p.rng(open)
 	return tc, closeRange, true
+}
+
+// listElems parses the elements of a list, after its "[", up to and
+// including the "]" it returns: elements separated by commas, a trailing
+// comma allowed, newlines anywhere. It passes each element's token to elem
+// and fails if elem does.
+func (p *fastParser) listElems(elem func(tok) bool) (close tok, ok bool) {
+	for {
+		if t := p.peekSkipNL(); t.kind == tCBrack {
+			return p.read(), true
+		}
+		if !elem(p.read()) {
+			return tok{}, false
+		}
+		t := p.peekSkipNL()
+		if t.kind == tCBrack {
+			return p.read(), true
+		}
+		if t.kind != tComma {
+			return tok{}, false
+		}
+		p.read()
+	}
 }
 
 // term parses a string, number, true, false or null.
