@@ -811,7 +811,7 @@ func (c *compiler) catalogAttrs(as *allowSchema, ctx *hcl.Range, r *Rule) []port
 			if !ok {
 				continue
 			}
-			for _, host := range h.host(s, rng, ctx) {
+			for _, host := range h.host(s, c.rangePtr(rng), ctx) {
 				r.addHost(host, Label(c.cloud, Host{Name: host}))
 			}
 		}
@@ -873,10 +873,11 @@ func (c *compiler) endpoints(attr *hcl.Attribute, ctx *hcl.Range, r *Rule) []por
 	cc := catalogs[c.cloud]
 	var srcs []portSource
 	for _, e := range elems {
-		s, rng, ok := c.stringElem(e, ctx, "endpoints")
+		s, erng, ok := c.stringElem(e, ctx, "endpoints")
 		if !ok {
 			continue
 		}
+		rng := c.rangePtr(erng)
 		g := c.catalogGroup(s, rng, ctx)
 		if g == nil || slices.Contains(r.Endpoints, g.Name) {
 			continue

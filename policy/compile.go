@@ -347,16 +347,9 @@ func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule 
 			r.hostRanges, r.fromCatalog = c.rngList.slice(n)[:0], c.bools.slice(n)[:0]
 		}
 		for _, e := range elems {
-			var s string
-			var rng hcl.Range
-			if l, ok := e.(*fastLit); ok && l.kind == tString {
-				s, rng = l.text(), l.Range() // stringElem's result, without a copy of the range
-			} else {
-				es, erng, ok := c.stringElem(e, ctx, "hosts")
-				if !ok {
-					continue
-				}
-				s, rng = es, *erng
+			s, rng, ok := c.stringElem(e, ctx, "hosts")
+			if !ok {
+				continue
 			}
 			if deny && s == "*" {
 				c.add(errorf(c.rangePtr(rng), ctx, "Invalid host pattern",
@@ -753,29 +746,32 @@ func (c *compiler) listAttr(attr *hcl.Attribute, ctx *hcl.Range, example string)
 }
 
 // stringElem decodes one string element of a list attribute.
-func (c *compiler) stringElem(e hcl.Expression, ctx *hcl.Range, attr string) (string, *hcl.Range, bool) {
-	rng := c.rangePtr(e.Range())
+// The range is a value: callers copy it to the slab (rangePtr) only where
+// they keep a pointer, so a valid host costs no copy.
+func (c *compiler) stringElem(e hcl.Expression, ctx *hcl.Range, attr string) (string, hcl.Range, bool) {
+	rng := e.Range()
 	if l, ok := e.(*fastLit); ok && l.kind == tString {
 		return l.text(), rng, true // what value and AsString return, without the cty value
 	}
 	v, ok := c.value(e)
 	if !ok {
-		return "", nil, false
+		return "", hcl.Range{}, false
 	}
 	if v.IsNull() || v.Type() != cty.String {
-		c.add(errorf(rng, ctx, "Incorrect value type",
+		c.add(errorf(c.rangePtr(rng), ctx, "Incorrect value type",
 			"Each element of %s must be a string in quotes.", attr))
-		return "", nil, false
+		return "", hcl.Range{}, false
 	}
 	return v.AsString(), rng, true
 }
 
 // prefixElem decodes one CIDR or IP element of sources or addresses.
 func (c *compiler) prefixElem(e hcl.Expression, ctx *hcl.Range, attr string) (netip.Prefix, *hcl.Range, bool) {
-	s, rng, ok := c.stringElem(e, ctx, attr)
+	s, erng, ok := c.stringElem(e, ctx, attr)
 	if !ok {
 		return netip.Prefix{}, nil, false
 	}
+	rng := c.rangePtr(erng)
 	pfx, detail := parsePrefix(s)
 	if detail != "" {
 		summary := "Invalid address"
