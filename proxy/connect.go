@@ -312,9 +312,7 @@ func (s *Server) serveConnectHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if d != nil {
-		_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		_ = s.denyResponse(r, fl, d).Write(conn)
-		_ = conn.Close()
+		s.refuseConnect(conn, r, fl, d)
 		return
 	}
 	// What the client sent behind the head: first what net/http had
@@ -341,6 +339,13 @@ func (s *Server) serveConnectHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
+// refuseConnect answers a refused CONNECT on c, which it closes.
+func (s *Server) refuseConnect(c net.Conn, r *http.Request, fl *flow, d *denial) {
+	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_ = s.denyResponse(r, fl, d).Write(c)
+	_ = c.Close()
+}
+
 // serveConnect answers a CONNECT the front door read (front.go) exactly as
 // serveConnectHTTP answers one net/http read. early are bytes the client
 // sent after the head. cl is undone when the connection is done with.
@@ -364,9 +369,7 @@ func (s *Server) serveConnect(cc *clientConn, h *reqHead, early []byte, cl *clea
 	}
 	upstream, d := s.openTunnel(r, fl, d)
 	if d != nil {
-		_ = cc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		_ = s.denyResponse(r, fl, d).Write(cc)
-		_ = cc.Close()
+		s.refuseConnect(cc, r, fl, d)
 		return
 	}
 	cl.add(fl.state.releaseTunnel)
@@ -580,14 +583,21 @@ func (g *generation) origins(s *Server, block string) *originPool {
 		g.originPools = make(map[string]*originPool)
 	}
 	p := &originPool{dial: func(ctx context.Context, fl *flow) (net.Conn, error) {
-		c, d := s.dialFlow(context.WithValue(ctx, flowKey{}, fl), fl) // as through the transport
-		if d != nil {
-			return nil, &dialDenial{d}
-		}
-		return c, nil
+		return s.dialUpstream(context.WithValue(ctx, flowKey{}, fl), fl) // fl in ctx as through the transport
 	}, idleTimeout: originIdleTimeout}
 	g.originPools[block] = p
 	return p
+}
+
+// dialUpstream dials fl's destination for an origin pool or a transport;
+// a refusal comes back as a *dialDenial, which forward turns into its
+// answer.
+func (s *Server) dialUpstream(ctx context.Context, fl *flow) (net.Conn, error) {
+	c, d := s.dialFlow(ctx, fl)
+	if d != nil {
+		return nil, &dialDenial{d}
+	}
+	return c, nil
 }
 
 func (g *generation) transport(s *Server, block string) *http.Transport {
@@ -606,17 +616,13 @@ func (g *generation) transport(s *Server, block string) *http.Transport {
 			if fl == nil {
 				return nil, errors.New("azegress: internal error: dial without a decision")
 			}
-			c, d := s.dialFlow(ctx, fl)
-			if d != nil {
-				return nil, &dialDenial{d}
-			}
-			return c, nil
+			return s.dialUpstream(ctx, fl)
 		},
-		MaxIdleConnsPerHost:    32,
-		IdleConnTimeout:        90 * time.Second,
+		MaxIdleConnsPerHost:    originMaxIdlePerHost,
+		IdleConnTimeout:        originIdleTimeout,
 		DisableCompression:     true,
 		ExpectContinueTimeout:  time.Second,
-		MaxResponseHeaderBytes: 1 << 20,
+		MaxResponseHeaderBytes: maxResponseHead,
 		TLSHandshakeTimeout:    10 * time.Second,
 	}
 	g.transports[block] = t

@@ -53,10 +53,11 @@ type originConn struct {
 }
 
 const (
+	// The transports (connect.go) keep the same limits.
 	originMaxIdlePerHost = 32
 	originIdleTimeout    = 90 * time.Second
-	maxResponseHead      = 1 << 20 // as http.Transport's MaxResponseHeaderBytes here
-	max1xxResponses      = 5       // as http.Transport
+	maxResponseHead      = 1 << 20
+	max1xxResponses      = 5 // as http.Transport
 )
 
 var errResponseHeadTooLarge = fmt.Errorf("origin response head larger than %d bytes", maxResponseHead)
