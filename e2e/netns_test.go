@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -232,12 +233,35 @@ type nhTopo struct {
 	workload, proxy, inet *netns.NS
 	dir, caFile           string
 	httpPort, tlsPort     string // the ruleset's transparent listener ports
+	explicit              string // the explicit listener, in the proxy namespace
 	log                   *nhLog
+	opts                  nhOptions
 }
+
+// nhOptions vary the topology for tests other than TestNextHop.
+type nhOptions struct {
+	// Policy replaces nhPolicy when set.
+	Policy string
+	// Listen is the explicit listener's address in the proxy namespace
+	// (default 127.0.0.1:0). 10.77.1.1:3128 lets the workload use it.
+	Listen string
+	// ProxyEtc are extra files for the proxy namespace's /etc (e.g. a
+	// resolv.conf with a search list), written after hosts and resolv.conf.
+	ProxyEtc map[string]string
+	// Args are extra azegress serve flags.
+	Args []string
+}
+
+// nhSeq tells apart the topologies of one test process.
+var nhSeq atomic.Int32
 
 // nhSetup builds the three namespaces, loads the ruleset, starts the
 // servers and azegress, and registers the cleanup of all of it.
-func nhSetup(t *testing.T) *nhTopo {
+func nhSetup(t *testing.T) *nhTopo { return nhSetupWith(t, nhOptions{}) }
+
+// nhSetupWith is nhSetup with options. Topologies of one process get names
+// of their own, so tests that build one may run in parallel.
+func nhSetupWith(t *testing.T, o nhOptions) *nhTopo {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		depMissing(t, "needs root to create network namespaces")
@@ -248,11 +272,14 @@ func nhSetup(t *testing.T) *nhTopo {
 	for _, name := range netns.SweepStale(nhPrefix) {
 		t.Logf("removed namespace %s left by an earlier run", name)
 	}
-	tp := &nhTopo{dir: t.TempDir(), log: &nhLog{changed: make(chan struct{})}}
+	tp := &nhTopo{dir: t.TempDir(), log: &nhLog{changed: make(chan struct{})}, opts: o}
 	tp.httpPort = nhDefine(t, "transparent_http_port")
 	tp.tlsPort = nhDefine(t, "transparent_tls_port")
 
 	id := fmt.Sprintf("%s%d", nhPrefix, os.Getpid())
+	if n := nhSeq.Add(1); n > 1 {
+		id += fmt.Sprintf("x%d", n) // SweepStale reads the PID up to the x
+	}
 	mk := func(suffix string) *netns.NS {
 		ns, err := netns.New(id + suffix)
 		if err != nil {
@@ -305,6 +332,9 @@ func nhSetup(t *testing.T) *nhTopo {
 	for _, ns := range []*netns.NS{w, p} {
 		must(ns.WriteEtc("hosts", []byte(hosts.String())))
 		must(ns.WriteEtc("resolv.conf", []byte("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")))
+	}
+	for file, data := range o.ProxyEtc {
+		must(p.WriteEtc(file, []byte(data)))
 	}
 
 	// The proxy host: forwarding on, the deploy/ ruleset loaded unchanged.
@@ -378,14 +408,22 @@ func (tp *nhTopo) startServers(t *testing.T) {
 func (tp *nhTopo) startProxy(t *testing.T) {
 	t.Helper()
 	pol := filepath.Join(tp.dir, "policy.hcl")
-	if err := os.WriteFile(pol, []byte(nhPolicy), 0o644); err != nil {
+	text, listen := nhPolicy, "127.0.0.1:0"
+	if tp.opts.Policy != "" {
+		text = tp.opts.Policy
+	}
+	if tp.opts.Listen != "" {
+		listen = tp.opts.Listen
+	}
+	if err := os.WriteFile(pol, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := tp.proxy.Command(ctx, azegressBin, "serve", "-policy", pol,
-		"-listen", "127.0.0.1:0", "-metrics", "",
-		"-transparent-http", "0.0.0.0:"+tp.httpPort,
-		"-transparent-tls", "0.0.0.0:"+tp.tlsPort)
+	args := append([]string{"serve", "-policy", pol,
+		"-listen", listen, "-metrics", "",
+		"-transparent-http", "0.0.0.0:" + tp.httpPort,
+		"-transparent-tls", "0.0.0.0:" + tp.tlsPort}, tp.opts.Args...)
+	cmd := tp.proxy.Command(ctx, azegressBin, args...)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = nhLimit
@@ -413,6 +451,7 @@ func (tp *nhTopo) startProxy(t *testing.T) {
 				t.Fatalf("startup record: transparent_tls %q, transparent_http %q; want ports %s and %s",
 					r.str("transparent_tls"), r.str("transparent_http"), tp.tlsPort, tp.httpPort)
 			}
+			tp.explicit = r.str("listen")
 			return
 		}
 		select {
