@@ -35,14 +35,18 @@ unit:
 # a target with a bare "context deadline exceeded" when a duration -fuzztime
 # ends while a worker is mid-run (golang/go#75804, fixed in Go 1.27); a count
 # never arms that deadline.
+# The fuzz targets of every package that has any: `go test -list` prints a
+# package's targets before its "ok PKG" line.
 fuzz-short:
-	@for t in $$($(GO) test -list '^Fuzz' ./policy ./proxy | grep '^Fuzz'); do \
-	  pkg=./policy; $(GO) test -list "^$$t$$" ./proxy | grep -q "^$$t$$" && pkg=./proxy; \
+	@dirs=$$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -r -n1 dirname | sort -u); \
+	list=$$($(GO) test -list '^Fuzz' $$dirs) || { echo "$$list"; exit 1; }; \
+	echo "$$list" | awk '/^Fuzz/ { t[n++] = $$1 } /^ok/ { for (i = 0; i < n; i++) print $$2, t[i]; n = 0 }' | \
+	while read pkg t; do \
 	  echo "fuzz $$pkg $$t"; \
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 20000x -fuzzminimizetime 100x $$pkg || exit 1; \
 	done
 
-# The benchmark of issue 5: the Go benchmarks of ./policy and ./proxy, then
+# The benchmark of issue 5: the Go benchmarks of ./policy/... and ./proxy, then
 # azegress side by side with a direct connection, Squid and tinyproxy, all
 # started by the harness in a network namespace of its own (needs root).
 # Writes BENCHMARKS.md, keeping its hand-written part. About 10 minutes;

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/azegress/azegress/policy/host"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 )
@@ -618,7 +619,7 @@ func (imp *importer) target(t string, r *azRule) {
 	}
 	for _, p := range patterns {
 		c := &compiler{filename: "import", cloud: imp.cloud, cloudOK: true}
-		if h, err := ParseHost(p); err == nil && h.IsIP() {
+		if h, err := host.Parse(p); err == nil && h.IsIP() {
 			r.addresses = append(r.addresses, netip.PrefixFrom(h.IP, h.IP.BitLen()))
 			imp.warn(r.where, "target FQDN %q is an IP address: carried over in addresses", t)
 			continue

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azegress/azegress/policy/host"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 )
 
@@ -83,13 +84,13 @@ func TestImportAzureFirewallGolden(t *testing.T) {
 // reason the proxy would give (deny_rule, no_rule, client_unknown).
 func checkCase(t *testing.T, p *Policy, c Case) {
 	t.Helper()
-	host, port := c.Target, uint16(443)
+	name, port := c.Target, uint16(443)
 	if h, ps, ok := strings.Cut(c.Target, ":"); ok {
 		var n int
 		fmt.Sscan(ps, &n)
-		host, port = h, uint16(n)
+		name, port = h, uint16(n)
 	}
-	h, err := ParseHost(host)
+	h, err := host.Parse(name)
 	if err != nil {
 		t.Fatalf("case %q: %v", c.Name, err)
 	}
@@ -153,7 +154,7 @@ func checkRoundTrip(t *testing.T, p *Policy, export []byte) {
 }
 
 type target struct {
-	h    Host
+	h    host.Host
 	port uint16
 }
 
@@ -163,7 +164,7 @@ type target struct {
 func targets(p *Policy) []target {
 	var out []target
 	add := func(name string, port uint16) {
-		if h, err := ParseHost(name); err == nil {
+		if h, err := host.Parse(name); err == nil {
 			out = append(out, target{h, port})
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/azegress/azegress/policy/host"
 	"github.com/hashicorp/hcl/v2"
 )
 
@@ -617,7 +618,7 @@ func (e *Endpoint) resourceLabel(prefix string) string {
 // for 169.254.169.254. It returns "" for hosts the catalog does not know
 // and for an unknown cloud. It allocates only to build a label with a
 // resource name.
-func Label(cloud string, h Host) string {
+func Label(cloud string, h host.Host) string {
 	cc := catalogs[cloud]
 	if cc == nil {
 		return ""
@@ -643,7 +644,7 @@ func Label(cloud string, h Host) string {
 
 // Label returns the catalog label of h in the policy's cloud; see the
 // package-level Label.
-func (p *Policy) Label(h Host) string {
+func (p *Policy) Label(h host.Host) string {
 	if p == nil {
 		return ""
 	}
@@ -664,7 +665,7 @@ func patternLabel(cloud, pattern string) string {
 		}
 		return ""
 	}
-	return Label(cloud, Host{Name: pattern})
+	return Label(cloud, host.Host{Name: pattern})
 }
 
 // LocalEndpoint reports whether h on port is an Azure endpoint local to the
@@ -674,7 +675,7 @@ func patternLabel(cloud, pattern string) string {
 // ::1 on port 40342) and Arc Proxy (port 40343). IPv4-mapped IPv6 forms
 // count as their IPv4 address. The local endpoints are the same in every
 // cloud.
-func LocalEndpoint(h Host, port uint16) (label string, ok bool) {
+func LocalEndpoint(h host.Host, port uint16) (label string, ok bool) {
 	ip := h.IP.Unmap()
 	for _, e := range catalogs[defaultCloud].local {
 		if e.Ports != nil && !slices.Contains(e.Ports, port) {
@@ -811,8 +812,8 @@ func (c *compiler) catalogAttrs(as *allowSchema, ctx *hcl.Range, r *Rule) []port
 			if !ok {
 				continue
 			}
-			for _, host := range h.host(s, c.rangePtr(rng), ctx) {
-				r.addHost(host, Label(c.cloud, Host{Name: host}))
+			for _, name := range h.host(s, c.rangePtr(rng), ctx) {
+				r.addHost(name, Label(c.cloud, host.Host{Name: name}))
 			}
 		}
 		if len(r.Hosts) > n {

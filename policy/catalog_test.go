@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/azegress/azegress/policy/host"
 	"github.com/hashicorp/hcl/v2"
 )
 
@@ -272,7 +273,7 @@ client "c" {
 		{"crl.microsoft.com", 80, "pki"},
 		{"crl.microsoft.com", 443, ""},
 	} {
-		h, err := ParseHost(tt.host)
+		h, err := host.Parse(tt.host)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -325,7 +326,7 @@ func TestLabel(t *testing.T) {
 		{"AzureChinaCloud", "mcr.azure.cn", "Microsoft Container Registry (China)"},
 		{"AzureGermanCloud", "management.azure.com", ""},
 	} {
-		h, err := ParseHost(tt.host)
+		h, err := host.Parse(tt.host)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -337,10 +338,10 @@ func TestLabel(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatal(FormatDiagnostics(diags))
 	}
-	if got := p.Label(Host{Name: "login.microsoftonline.us"}); got != "Entra ID token endpoint" {
+	if got := p.Label(host.Host{Name: "login.microsoftonline.us"}); got != "Entra ID token endpoint" {
 		t.Errorf("Policy.Label = %q", got)
 	}
-	if got := (*Policy)(nil).Label(Host{Name: "management.azure.com"}); got != "" {
+	if got := (*Policy)(nil).Label(host.Host{Name: "management.azure.com"}); got != "" {
 		t.Errorf("nil Policy.Label = %q", got)
 	}
 }
@@ -348,10 +349,10 @@ func TestLabel(t *testing.T) {
 // Labels are used on every log record; unknown hosts, the common case,
 // cost nothing, and so do labels without a resource name.
 func TestLabelAllocs(t *testing.T) {
-	for _, host := range []string{"a.b.c.example.com", "management.azure.com", "x.y.z.vault.azure.net"} {
-		h := Host{Name: host}
+	for _, name := range []string{"a.b.c.example.com", "management.azure.com", "x.y.z.vault.azure.net"} {
+		h := host.Host{Name: name}
 		if n := testing.AllocsPerRun(100, func() { _ = Label("AzureCloud", h) }); n != 0 {
-			t.Errorf("Label(%s) allocates %v times", host, n)
+			t.Errorf("Label(%s) allocates %v times", name, n)
 		}
 	}
 }
@@ -380,7 +381,7 @@ func TestLocalEndpoint(t *testing.T) {
 		{"169.254.169.253", 80, ""},
 		{"management.azure.com", 443, ""},
 	} {
-		h, err := ParseHost(tt.host)
+		h, err := host.Parse(tt.host)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/azegress/azegress/policy/host"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
@@ -516,9 +517,9 @@ func (c *compiler) hostPattern(s string, rng hcl.Range, ctx *hcl.Range) (string,
 			return bad(`%q has a wildcard that is not the whole first label. A wildcard may only appear as "*." at the start, like "*.example.com".`, s)
 		}
 	}
-	h, err := ParseHost(suffix)
+	h, err := host.Parse(suffix)
 	if err != nil {
-		hint := hostErrorHint(err)
+		hint := host.Hint(err)
 		if hint == "" {
 			hint = example
 		}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/azegress/azegress/policy/host"
 	"github.com/hashicorp/hcl/v2"
 )
 
@@ -185,19 +186,19 @@ type Decision struct {
 // wildcard rules from the longest suffix to the shortest, each group in
 // file order; for an IP literal, the first rule in file order whose
 // addresses contain it. Expired rules do not match. h must come from
-// ParseHost; names that are not normalized never match. A nil client denies
+// host.Parse; names that are not normalized never match. A nil client denies
 // everything.
 //
 // Decide does not allocate. It reads the clock (time.Now) only if some rule
 // of the block has an expires attribute, and then once per call.
-func (c *Client) Decide(h Host, port uint16) Decision {
+func (c *Client) Decide(h host.Host, port uint16) Decision {
 	return c.decide(h, port, c.now())
 }
 
 // DecideAt is Decide at the instant now: rules whose expiry is at or
 // before now do not match. It is for tests and tools that ask "what would
 // the proxy decide on that day".
-func (c *Client) DecideAt(h Host, port uint16, now time.Time) Decision {
+func (c *Client) DecideAt(h host.Host, port uint16, now time.Time) Decision {
 	return c.decide(h, port, now.Unix())
 }
 
@@ -210,7 +211,7 @@ func (c *Client) now() int64 {
 	return time.Now().Unix()
 }
 
-func (c *Client) decide(h Host, port uint16, now int64) Decision {
+func (c *Client) decide(h host.Host, port uint16, now int64) Decision {
 	if c == nil {
 		return Decision{}
 	}
@@ -232,7 +233,7 @@ func (c *Client) decide(h Host, port uint16, now int64) Decision {
 //
 // Expired rules do not count, and deny rules play no part: Decide has
 // already refused whatever a deny rule matches.
-func (c *Client) AddressAllowed(h Host, port uint16, ip netip.Addr) bool {
+func (c *Client) AddressAllowed(h host.Host, port uint16, ip netip.Addr) bool {
 	if c == nil || !ip.IsValid() {
 		return false
 	}

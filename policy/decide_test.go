@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azegress/azegress/policy/host"
 	"golang.org/x/net/idna"
 )
 
@@ -76,11 +77,11 @@ func loadForTest(t testing.TB, src string) *Policy {
 	return p
 }
 
-func mustHost(t testing.TB, s string) Host {
+func mustHost(t testing.TB, s string) host.Host {
 	t.Helper()
-	h, err := ParseHost(s)
+	h, err := host.Parse(s)
 	if err != nil {
-		t.Fatalf("ParseHost(%q): %v", s, err)
+		t.Fatalf("host.Parse(%q): %v", s, err)
 	}
 	return h
 }
@@ -136,7 +137,7 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
-	if d := c.Decide(Host{}, 443); d.Allowed || d.Rule != nil {
+	if d := c.Decide(host.Host{}, 443); d.Allowed || d.Rule != nil {
 		t.Errorf("Decide(Host{}) = %+v, want deny", d)
 	}
 	var none *Client
@@ -244,7 +245,7 @@ func TestZeroAllocs(t *testing.T) {
 		{"AddressAllowed", func() { c.AddressAllowed(exact, 443, resolved) }},
 		{"AddressAllowed miss", func() { c.AddressAllowed(miss, 443, resolved) }},
 		{"Client", func() { p.Client(client) }},
-		{"ParseHost", func() { _, _ = ParseHost("management.azure.com") }},
+		{"host.Parse", func() { _, _ = host.Parse("management.azure.com") }},
 	} {
 		if n := testing.AllocsPerRun(100, tt.fn); n != 0 {
 			t.Errorf("%s allocates %v times per run, want 0", tt.name, n)
@@ -346,18 +347,18 @@ func FuzzMatch(f *testing.F) {
 		c := loadForTest(t, src.String()).Clients()[0]
 
 		hostStr := fuzzName(hostSpec)
-		h, err := ParseHost(hostStr)
+		h, err := host.Parse(hostStr)
 		if strings.Contains(hostStr, "*") {
 			if err == nil {
-				t.Fatalf("ParseHost(%q) accepted a wildcard", hostStr)
+				t.Fatalf("host.Parse(%q) accepted a wildcard", hostStr)
 			}
 			return
 		}
 		if err != nil {
-			t.Fatalf("ParseHost(%q): %v", hostStr, err)
+			t.Fatalf("host.Parse(%q): %v", hostStr, err)
 		}
 		if want := refNormalize(hostStr); h.Name != want {
-			t.Fatalf("ParseHost(%q) = %q, reference %q", hostStr, h.Name, want)
+			t.Fatalf("host.Parse(%q) = %q, reference %q", hostStr, h.Name, want)
 		}
 
 		want, bestRank := -1, -1
@@ -418,7 +419,7 @@ func BenchmarkDecide(b *testing.B) {
 		miss := mustHost(b, "login.microsoftonline.com")
 		for _, bb := range []struct {
 			name  string
-			h     Host
+			h     host.Host
 			allow bool
 		}{
 			{"exact", exact, true},
@@ -535,7 +536,7 @@ func TestExpires(t *testing.T) {
 	freezeEnd := time.Date(2026, 6, 30, 12, 0, 0, 0, time.UTC)
 	for _, tt := range []struct {
 		name  string
-		h     Host
+		h     host.Host
 		port  uint16
 		at    time.Time
 		allow bool

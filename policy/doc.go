@@ -134,7 +134,7 @@
 //     IPv4-mapped IPv6 address. The client block with the longest source
 //     prefix containing it is selected (Policy.Client). If no block
 //     matches, the connection is refused as client_unknown.
-//  2. Destination parsing. The destination host is parsed with ParseHost:
+//  2. Destination parsing. The destination host is parsed with host.Parse:
 //     IP literals in any inet_aton spelling become addresses, and names are
 //     normalized to lowercase punycode.
 //  3. Rule selection (Client.Decide). Deny rules are tried first: if one

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/azegress/azegress/policy/host"
 	"github.com/hashicorp/hcl/v2"
 )
 
@@ -189,9 +190,9 @@ func (l *linter) plainHTTPToken(r *Rule) {
 			var what string
 			switch {
 			case h == e:
-				what = fmt.Sprintf("%q (%s)", h, Label(l.p.cloud, Host{Name: strings.TrimPrefix(h, "*.")}))
+				what = fmt.Sprintf("%q (%s)", h, Label(l.p.cloud, host.Host{Name: strings.TrimPrefix(h, "*.")}))
 			case patternCovers(e, h):
-				what = fmt.Sprintf("%q (%s, under %s)", h, Label(l.p.cloud, Host{Name: strings.TrimPrefix(h, "*.")}), e)
+				what = fmt.Sprintf("%q (%s, under %s)", h, Label(l.p.cloud, host.Host{Name: strings.TrimPrefix(h, "*.")}), e)
 			default:
 				what = fmt.Sprintf("%q, which covers %s (%s),", h, e, patternLabel(l.p.cloud, e))
 			}
@@ -208,7 +209,7 @@ func (l *linter) plainHTTPToken(r *Rule) {
 func (l *linter) local(c *Client, r *Rule) {
 	for i, h := range r.Hosts {
 		for _, port := range r.Ports {
-			if label, ok := LocalEndpoint(Host{Name: h}, port); ok {
+			if label, ok := LocalEndpoint(host.Host{Name: h}, port); ok {
 				l.warn(r.hostRanges[i], "Local endpoint in a rule",
 					"Rule %q names %q on port %d, the %s. It answers only on the machine itself, and the proxy refuses it whatever the rules say (local_endpoint), so this %s nothing. Remove it here, and add %s to NO_PROXY in the client's environment.",
 					r.Name, h, port, label, ruleEffect(r), h)

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"github.com/azegress/azegress/policy/host"
 	"net/netip"
 	"strings"
 )
@@ -48,7 +49,7 @@ func (t *prefixTable) lookup(addr netip.Addr) *Client {
 // lookup returns the rule of x that matches h on port at now (Unix
 // seconds; rules that expired by then are skipped), or nil. If guard is
 // valid, only rules whose addresses contain guard count.
-func (x *ruleIndex) lookup(h Host, port uint16, guard netip.Addr, now int64) *Rule {
+func (x *ruleIndex) lookup(h host.Host, port uint16, guard netip.Addr, now int64) *Rule {
 	switch {
 	case h.IP.IsValid():
 		return x.lookupIP(h.IP, port, guard, now)

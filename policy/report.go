@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/azegress/azegress/policy/host"
 	"github.com/hashicorp/hcl/v2"
 )
 
@@ -122,7 +123,7 @@ func diffBaseline(obs []Observation, base *Policy) *BaselineDiff {
 			continue
 		}
 		c := base.clientNamed(o.ClientBlock)
-		h, err := ParseHost(o.Host)
+		h, err := host.Parse(o.Host)
 		if c == nil || err != nil {
 			d.Denied = append(d.Denied, o)
 			continue

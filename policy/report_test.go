@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"github.com/azegress/azegress/policy/host"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,7 +73,7 @@ func TestReportGolden(t *testing.T) {
 					{"management.azure.com", 80, false},
 					{"169.254.169.254", 80, false},
 				} {
-					h, _ := ParseHost(tc.host)
+					h, _ := host.Parse(tc.host)
 					if got := c.Decide(h, tc.port).Allowed; got != tc.allow {
 						t.Errorf("learned policy: %s:%d allowed=%v, want %v", tc.host, tc.port, got, tc.allow)
 					}

@@ -17,6 +17,7 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/host"
 )
 
 // flow is one decided request: who asked for what, and under which policy.
@@ -24,7 +25,7 @@ type flow struct {
 	kind   string
 	method string
 	client netip.AddrPort
-	host   policy.Host
+	host   host.Host
 	port   uint16
 	gen    *generation
 	block  *policy.Client
@@ -223,13 +224,13 @@ func checkTarget(fl *flow, method, requestURI string, u *url.URL, hosts []string
 		}
 		authority = u.Host
 	}
-	host, port, err := splitAuthority(authority, defPort)
+	name, port, err := splitAuthority(authority, defPort)
 	if err != nil {
 		return badRequest("%v", err)
 	}
-	h, err := policy.ParseHost(host)
+	h, err := host.Parse(name)
 	if err != nil {
-		return badRequest("invalid destination host %q: %v", truncate(host, 80), err)
+		return badRequest("invalid destination host %q: %v", truncate(name, 80), err)
 	}
 	fl.host, fl.port = h, port
 	if len(hosts) == 1 {
@@ -239,9 +240,9 @@ func checkTarget(fl *flow, method, requestURI string, u *url.URL, hosts []string
 			hostDefPort = strconv.Itoa(int(port))
 		}
 		hh, hp, err := splitAuthority(hosts[0], hostDefPort)
-		var hph policy.Host
+		var hph host.Host
 		if err == nil {
-			hph, err = policy.ParseHost(hh)
+			hph, err = host.Parse(hh)
 		}
 		if err != nil || hph != h || hp != port {
 			return badRequest("Host header %q disagrees with the request target %s", truncate(hosts[0], 80), fl.target())
@@ -653,7 +654,7 @@ func (s *Server) writeDenial(w http.ResponseWriter, r *http.Request, fl *flow, d
 // denyResponse builds the response for a refusal.
 func (s *Server) denyResponse(r *http.Request, fl *flow, d *denial) *http.Response {
 	target := r.RequestURI
-	if fl != nil && fl.host != (policy.Host{}) {
+	if fl != nil && fl.host != (host.Host{}) {
 		target = fl.target()
 	}
 	body := d.body(r.Method, truncate(target, 200), fl)
@@ -692,7 +693,7 @@ func (fl *flow) appendAttrs(a []slog.Attr) []slog.Attr {
 	if fl.block != nil {
 		a = append(a, slog.String(keyClientBlock, fl.block.Name), slog.String(keyMode, fl.block.Mode.String()))
 	}
-	if fl.host != (policy.Host{}) {
+	if fl.host != (host.Host{}) {
 		a = append(a, slog.String(keyHost, fl.host.String()), slog.Int(keyPort, int(fl.port)))
 	}
 	if fl.rule != nil {
@@ -709,7 +710,7 @@ func (fl *flow) appendAttrs(a []slog.Attr) []slog.Attr {
 
 // observe tells the Observer about a decision on a known destination.
 func (s *Server) observe(fl *flow, decision, reason string) {
-	if s.cfg.Observer == nil || fl.host == (policy.Host{}) {
+	if s.cfg.Observer == nil || fl.host == (host.Host{}) {
 		return
 	}
 	o := policy.Observation{
@@ -751,7 +752,7 @@ func (s *Server) refused(r *http.Request, fl *flow, d *denial) {
 	if d.fix != "" {
 		attrs = append(attrs, slog.String(keyFix, d.fix))
 	}
-	if fl.host == (policy.Host{}) {
+	if fl.host == (host.Host{}) {
 		attrs = append(attrs, slog.String(keyMethod, r.Method))
 	}
 	if d.dstIP.IsValid() {

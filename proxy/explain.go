@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/host"
 )
 
 // Explanation is what the proxy would decide for one client and target,
@@ -13,7 +14,7 @@ import (
 type Explanation struct {
 	Client    netip.Addr
 	Block     *policy.Client // nil: no client block covers Client
-	Host      policy.Host
+	Host      host.Host
 	Port      uint16
 	Decision  string       // allow, deny or would_deny
 	Reason    string       // a Reason* constant
@@ -35,13 +36,13 @@ type AddrCheck struct {
 // p. With a non-nil resolver it also resolves the name and runs the
 // destination guard on every address, as the proxy does before dialing.
 func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target string, r Resolver) (*Explanation, error) {
-	host, port, err := splitAuthority(target, "443")
+	name, port, err := splitAuthority(target, "443")
 	if err != nil {
 		return nil, err
 	}
-	h, err := policy.ParseHost(host)
+	h, err := host.Parse(name)
 	if err != nil {
-		return nil, fmt.Errorf("invalid host %q: %w", host, err)
+		return nil, fmt.Errorf("invalid host %q: %w", name, err)
 	}
 	client = client.Unmap()
 	fl := &flow{client: netip.AddrPortFrom(client, 0), host: h, port: port, gen: &generation{pol: p}}

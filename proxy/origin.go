@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/host"
 )
 
 // originPool forwards plain-HTTP requests that have no body over kept-alive
@@ -38,7 +38,7 @@ type originPool struct {
 }
 
 type originKey struct {
-	host policy.Host
+	host host.Host
 	port uint16
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/host"
 )
 
 // Reasons a request is refused. They appear in logs, metrics, the
@@ -174,12 +175,12 @@ const selfWhat = "listener of this proxy"
 // on the VM itself (IMDS, WireServer): a client sending them to a proxy has a
 // NO_PROXY problem, not a policy problem.
 func isLocalEndpoint(ip netip.Addr) bool {
-	_, ok := policy.LocalEndpoint(policy.Host{IP: ip.Unmap()}, 0)
+	_, ok := policy.LocalEndpoint(host.Host{IP: ip.Unmap()}, 0)
 	return ok
 }
 
 // suggestRule renders the HCL allow block that would let host:port through.
-func suggestRule(h policy.Host, port uint16) string {
+func suggestRule(h host.Host, port uint16) string {
 	var b strings.Builder
 	name := h.String()
 	if h.IsIP() {
@@ -237,6 +238,6 @@ func (d *denial) body(method, target string, fl *flow) string {
 func statusText(code int) string { return strconv.Itoa(code) + " " + http.StatusText(code) }
 
 // hostPort joins a host and a port, bracketing IPv6.
-func hostPort(h policy.Host, port uint16) string {
+func hostPort(h host.Host, port uint16) string {
 	return net.JoinHostPort(h.String(), strconv.Itoa(int(port)))
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/host"
 )
 
 // Transparent (next-hop) mode.
@@ -291,16 +292,16 @@ func (s *Server) sniHost(fl *flow, h *clientHello) *denial {
 		return &denial{status: http.StatusForbidden, reason: ReasonNoSNI,
 			detail: "the TLS ClientHello has no server name (SNI), so there is no name to decide on", fix: fix}
 	}
-	host, err := policy.ParseHost(string(h.serverName))
+	name, err := host.Parse(string(h.serverName))
 	if err != nil {
 		return &denial{status: http.StatusBadRequest, reason: ReasonBadRequest,
 			detail: fmt.Sprintf("the TLS server name %q is not a valid host name: %v", printableSNI(h.serverName), err), fix: fix}
 	}
-	if host.IsIP() {
+	if name.IsIP() {
 		return &denial{status: http.StatusForbidden, reason: ReasonNoSNI,
-			detail: fmt.Sprintf("the TLS server name is the IP address %s, which RFC 6066 does not allow in SNI", host.IP), fix: fix}
+			detail: fmt.Sprintf("the TLS server name is the IP address %s, which RFC 6066 does not allow in SNI", name.IP), fix: fix}
 	}
-	fl.host = host
+	fl.host = name
 	return nil
 }
 
@@ -400,7 +401,7 @@ func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.C
 	case hello.serverName == nil:
 		return buf, nil, nil
 	}
-	sni, err := policy.ParseHost(string(hello.serverName))
+	sni, err := host.Parse(string(hello.serverName))
 	if err == nil && sni == fl.host {
 		return buf, nil, nil
 	}
@@ -527,18 +528,18 @@ func checkTransparentHygiene(r *http.Request, head reqHead, tc *transparentConn,
 // transparentTarget is the destination a Host header names on a
 // connection redirected from tc.origDst: the Host's name, and the original
 // destination port, which a port in the Host must repeat.
-func transparentTarget(hostHeader string, tc *transparentConn) (policy.Host, uint16, *denial) {
+func transparentTarget(hostHeader string, tc *transparentConn) (host.Host, uint16, *denial) {
 	port := tc.origDst.Port()
 	hh, hp, err := splitAuthority(hostHeader, strconv.Itoa(int(port)))
 	if err != nil {
-		return policy.Host{}, 0, badRequest("invalid Host header %q: %v", truncate(hostHeader, 80), err)
+		return host.Host{}, 0, badRequest("invalid Host header %q: %v", truncate(hostHeader, 80), err)
 	}
-	h, err := policy.ParseHost(hh)
+	h, err := host.Parse(hh)
 	if err != nil {
-		return policy.Host{}, 0, badRequest("invalid Host header %q: %v", truncate(hostHeader, 80), err)
+		return host.Host{}, 0, badRequest("invalid Host header %q: %v", truncate(hostHeader, 80), err)
 	}
 	if hp != port {
-		return policy.Host{}, 0, badRequest("Host header %q names port %d, but the connection was to port %d", truncate(hostHeader, 80), hp, port)
+		return host.Host{}, 0, badRequest("Host header %q names port %d, but the connection was to port %d", truncate(hostHeader, 80), hp, port)
 	}
 	return h, port, nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/host"
 )
 
 // The benchmark policy must stay a valid azegress policy that allows the
@@ -42,7 +43,7 @@ func TestBenchPolicyLoads(t *testing.T) {
 		{originHost, 443, false},
 		{"cdn.azbench.example", uint16(echoPort), false},
 	} {
-		h, err := policy.ParseHost(tt.host)
+		h, err := host.Parse(tt.host)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -146,7 +146,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	var cfg config
 	cfg.flags(fs)
 	out := fs.String("out", "BENCHMARKS.md", "report `file` to write (text below its hand-written marker is kept)")
-	goBin := fs.String("go", "go", "go `command`, to run the Go benchmarks of ./policy and ./proxy (empty: skip them)")
+	goBin := fs.String("go", "go", "go `command`, to run the Go benchmarks of ./policy/... and ./proxy (empty: skip them)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -182,7 +182,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 
 	rep := &report{Config: cfg, Machine: machine(), Started: time.Now()}
 	if *goBin != "" {
-		fmt.Fprintln(stdout, "== Go benchmarks: ./policy ./proxy")
+		fmt.Fprintln(stdout, "== Go benchmarks: ./policy/... ./proxy")
 		rep.GoBench, rep.GoBenchErr = runGoBench(*goBin, cfg.Quick, stdout)
 	}
 
@@ -211,7 +211,7 @@ func runGoBench(goBin string, quick bool, stdout io.Writer) (string, string) {
 	if quick {
 		args = append(args, "-benchtime", "100ms")
 	}
-	args = append(args, "./policy", "./proxy")
+	args = append(args, "./policy/...", "./proxy")
 	cmd := exec.Command(goBin, args...)
 	var buf strings.Builder
 	cmd.Stdout = io.MultiWriter(&buf, stdout)

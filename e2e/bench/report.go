@@ -508,7 +508,7 @@ func findBench(gb []goBench, name string) (goBench, bool) {
 }
 
 func (rep *report) renderGoBench(b *strings.Builder) {
-	b.WriteString("\n## Go benchmarks (`go test -bench . -benchmem ./policy ./proxy`)\n\n")
+	b.WriteString("\n## Go benchmarks (`go test -bench . -benchmem ./policy/... ./proxy`)\n\n")
 	if rep.GoBenchErr != "" {
 		fmt.Fprintf(b, "They did not all run: %s\n\n", rep.GoBenchErr)
 	}

@@ -1,4 +1,4 @@
-package policy
+package host
 
 import (
 	"net/netip"
@@ -100,27 +100,27 @@ func TestParseHost(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h, err := ParseHost(tt.in)
+			h, err := Parse(tt.in)
 			if tt.wantErr != "" {
 				if err == nil || err.Error() != tt.wantErr {
-					t.Fatalf("ParseHost(%q) = %v, %v; want error %q", tt.in, h, err, tt.wantErr)
+					t.Fatalf("Parse(%q) = %v, %v; want error %q", tt.in, h, err, tt.wantErr)
 				}
 				if h != (Host{}) {
-					t.Errorf("ParseHost(%q) returned %#v with an error", tt.in, h)
+					t.Errorf("Parse(%q) returned %#v with an error", tt.in, h)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("ParseHost(%q): %v", tt.in, err)
+				t.Fatalf("Parse(%q): %v", tt.in, err)
 			}
 			if got := h.String(); got != tt.want {
-				t.Errorf("ParseHost(%q) = %q, want %q", tt.in, got, tt.want)
+				t.Errorf("Parse(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 			if h.IsIP() != tt.wantIP {
-				t.Errorf("ParseHost(%q).IsIP() = %v, want %v", tt.in, h.IsIP(), tt.wantIP)
+				t.Errorf("Parse(%q).IsIP() = %v, want %v", tt.in, h.IsIP(), tt.wantIP)
 			}
 			if (h.Name == "") == (h.IP == netip.Addr{}) {
-				t.Errorf("ParseHost(%q) = %#v; want exactly one of Name and IP", tt.in, h)
+				t.Errorf("Parse(%q) = %#v; want exactly one of Name and IP", tt.in, h)
 			}
 		})
 	}
@@ -129,11 +129,11 @@ func TestParseHost(t *testing.T) {
 func TestParseHostAllocs(t *testing.T) {
 	for _, in := range []string{"management.azure.com", "management.azure.com.", "a.b.c.blob.core.windows.net", "10.0.0.1", "[2001:db8::1]"} {
 		if n := testing.AllocsPerRun(100, func() {
-			if _, err := ParseHost(in); err != nil {
+			if _, err := Parse(in); err != nil {
 				t.Fatal(err)
 			}
 		}); n != 0 {
-			t.Errorf("ParseHost(%q) allocates %v times, want 0", in, n)
+			t.Errorf("Parse(%q) allocates %v times, want 0", in, n)
 		}
 	}
 }
@@ -148,22 +148,22 @@ func FuzzParseHost(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		h, err := ParseHost(s)
+		h, err := Parse(s)
 		if err != nil {
 			if h != (Host{}) {
-				t.Fatalf("ParseHost(%q) returned %#v with error %v", s, h, err)
+				t.Fatalf("Parse(%q) returned %#v with error %v", s, h, err)
 			}
 			return
 		}
 		if h.IsIP() == (h.Name != "") {
-			t.Fatalf("ParseHost(%q) = %#v; want exactly one of Name and IP", s, h)
+			t.Fatalf("Parse(%q) = %#v; want exactly one of Name and IP", s, h)
 		}
-		h2, err := ParseHost(h.String())
+		h2, err := Parse(h.String())
 		if err != nil {
-			t.Fatalf("ParseHost(%q) = %q, but ParseHost(%q): %v", s, h, h, err)
+			t.Fatalf("Parse(%q) = %q, but Parse(%q): %v", s, h, h, err)
 		}
 		if h2 != h {
-			t.Fatalf("not idempotent: ParseHost(%q) = %#v, ParseHost(%q) = %#v", s, h, h.String(), h2)
+			t.Fatalf("not idempotent: Parse(%q) = %#v, Parse(%q) = %#v", s, h, h.String(), h2)
 		}
 		if h.IsIP() {
 			return
@@ -171,10 +171,10 @@ func FuzzParseHost(f *testing.F) {
 		// A normalized name is lowercase LDH-or-underscore ASCII of valid
 		// length; the fast path must accept it without allocating.
 		if err := validName(h.Name); err != nil {
-			t.Fatalf("ParseHost(%q) = %q, which is not a valid name: %v", s, h.Name, err)
+			t.Fatalf("Parse(%q) = %q, which is not a valid name: %v", s, h.Name, err)
 		}
 		if strings.ToLower(h.Name) != h.Name {
-			t.Fatalf("ParseHost(%q) = %q is not lowercase", s, h.Name)
+			t.Fatalf("Parse(%q) = %q is not lowercase", s, h.Name)
 		}
 		// The slow path (IDNA) must agree with the fast path on ASCII.
 		if a, err := idnaProfile.ToASCII(h.Name); err != nil || a != h.Name {
@@ -197,7 +197,7 @@ func BenchmarkParseHost(b *testing.B) {
 		b.Run(bb.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := ParseHost(bb.in); err != nil {
+				if _, err := Parse(bb.in); err != nil {
 					b.Fatal(err)
 				}
 			}

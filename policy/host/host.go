@@ -1,4 +1,4 @@
-package policy
+package host
 
 import (
 	"fmt"
@@ -33,7 +33,7 @@ func (h Host) String() string {
 // IsIP reports whether h is an IP literal.
 func (h Host) IsIP() bool { return h.IP.IsValid() }
 
-// hostError is a ParseHost error. msg is short and user-readable; hint, if
+// hostError is a Parse error. msg is short and user-readable; hint, if
 // not empty, tells a policy author how to fix a host pattern.
 type hostError struct {
 	msg  string
@@ -42,7 +42,7 @@ type hostError struct {
 
 func (e *hostError) Error() string { return e.msg }
 
-// Errors returned by ParseHost. They are preallocated so that rejecting
+// Errors returned by Parse. They are preallocated so that rejecting
 // hostile input costs nothing.
 var (
 	errEmptyHost    = &hostError{"empty host name", ""}
@@ -77,7 +77,7 @@ var idnaProfile = idna.New(
 	idna.Transitional(false),
 )
 
-// ParseHost parses a destination host as a client wrote it in a CONNECT
+// Parse parses a destination host as a client wrote it in a CONNECT
 // target, a URL or a TLS server name, with any port already removed.
 //
 // IPv6 literals may be bracketed and must not carry a zone. IPv4 literals
@@ -88,8 +88,8 @@ var idnaProfile = idna.New(
 // name: it is lowercased, one trailing dot is removed, and it is converted
 // to IDNA ASCII (punycode). Percent-encoding is rejected, not decoded.
 //
-// ParseHost does not allocate for names that are already normalized.
-func ParseHost(s string) (Host, error) {
+// Parse does not allocate for names that are already normalized.
+func Parse(s string) (Host, error) {
 	if s == "" {
 		return Host{}, errEmptyHost
 	}
@@ -340,8 +340,8 @@ func parseIPv4Number(s string) (uint64, bool) {
 	return v, true
 }
 
-// hostErrorHint returns the fix-it hint of a ParseHost error, if any.
-func hostErrorHint(err error) string {
+// Hint returns the fix-it hint of a Parse error for a policy author, or "".
+func Hint(err error) string {
 	if he, ok := err.(*hostError); ok {
 		return he.hint
 	}
