@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclwrite"
@@ -63,13 +64,13 @@ type AzureFirewallImport struct {
 }
 
 // ImportAzureFirewall converts the application rules of Azure Firewall
-// exports to an azegress policy for cloud (a name Clouds returns; "" means
+// exports to an azegress policy for cloud (a name catalog.Clouds returns; "" means
 // AzureCloud). It returns an error only when a document is not JSON or no
 // document holds rule collections; everything it cannot carry over is a
 // warning.
 func ImportAzureFirewall(cloud string, inputs ...AzureFirewallInput) (*AzureFirewallImport, error) {
-	cloud = cmp.Or(cloud, defaultCloud)
-	if catalogs[cloud] == nil {
+	cloud = cmp.Or(cloud, catalog.DefaultCloud)
+	if clouds := catalog.Clouds(); !slices.Contains(clouds, cloud) {
 		return nil, fmt.Errorf("unknown cloud %q; use one of %s", cloud, quoteList(clouds))
 	}
 	imp := &importer{cloud: cloud, ipGroups: map[string][]string{}, seen: map[string]bool{}}
@@ -646,14 +647,14 @@ var fqdnTags = map[string]struct {
 
 func (imp *importer) fqdnTag(tag string, r *azRule) {
 	m, ok := fqdnTags[strings.ToLower(tag)]
-	g, inCloud := CatalogGroup(imp.cloud, m.group)
+	g, inCloud := catalog.LookupGroup(imp.cloud, m.group)
 	if !ok || !inCloud {
 		imp.warn(r.where, "FQDN tag %q not carried over: the azegress catalog has no group for it; list the hosts the workload needs (learn them with mode = \"learn\")", tag)
 		r.notes = append(r.notes, fmt.Sprintf("not carried: FQDN tag %q", tag))
 		return
 	}
 	if r.deny {
-		hosts, _ := catalogs[imp.cloud].expand(g)
+		hosts, _ := catalog.Expand(imp.cloud, g)
 		imp.warn(r.where, "FQDN tag %q in a Deny collection became the hosts of catalog group %s (deny rules take hosts)", tag, g.Name)
 		for _, h := range hosts {
 			if !slices.Contains(r.hosts, h) {
@@ -954,8 +955,8 @@ func (imp *importer) overlap(d, a *azRule) (string, bool) {
 	}
 	ahosts := slices.Clone(a.hosts)
 	for _, e := range a.endpoints {
-		if g, ok := CatalogGroup(imp.cloud, e); ok {
-			h, _ := catalogs[imp.cloud].expand(g)
+		if g, ok := catalog.LookupGroup(imp.cloud, e); ok {
+			h, _ := catalog.Expand(imp.cloud, g)
 			ahosts = append(ahosts, h...)
 		}
 	}

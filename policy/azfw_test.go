@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 )
@@ -211,7 +212,7 @@ func TestRoundTripPresets(t *testing.T) {
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			t.Parallel()
-			for _, cloud := range Clouds() {
+			for _, cloud := range catalog.Clouds() {
 				src, err := os.ReadFile(file)
 				if err != nil {
 					t.Fatal(err)

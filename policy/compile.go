@@ -13,17 +13,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 )
-
-// clouds are the valid values of the top-level cloud attribute.
-var clouds = []string{"AzureCloud", "AzureUSGovernment", "AzureChinaCloud"}
-
-// defaultCloud is the cloud of a policy without a cloud attribute.
-const defaultCloud = "AzureCloud"
 
 var maxPort = big.NewFloat(65535)
 
@@ -121,12 +116,12 @@ type sourceDef struct {
 func (c *compiler) add(d *hcl.Diagnostic) { c.diags = append(c.diags, d) }
 
 func (c *compiler) compile(fs *fileSchema) *Policy {
-	p := &Policy{filename: c.filename, cloud: defaultCloud}
+	p := &Policy{filename: c.filename, cloud: catalog.DefaultCloud}
 	c.sources = make(map[netip.Prefix]sourceDef)
 
-	c.cloud, c.cloudOK = defaultCloud, fs.Cloud == nil
+	c.cloud, c.cloudOK = catalog.DefaultCloud, fs.Cloud == nil
 	if s, rng, ok := c.stringAttr(fs.Cloud, nil); ok {
-		if slices.Contains(clouds, s) {
+		if clouds := catalog.Clouds(); slices.Contains(clouds, s) {
 			p.cloud = s
 			c.cloud, c.cloudOK = s, true
 		} else {
@@ -359,7 +354,7 @@ func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule 
 			}
 			if pat, ok := c.hostPattern(s, rng, ctx); ok {
 				n := len(r.Hosts)
-				r.addHost(pat, patternLabel(c.cloud, pat))
+				r.addHost(pat, catalog.PatternLabel(c.cloud, pat))
 				if len(r.Hosts) > n {
 					r.hostRanges = append(r.hostRanges, rng)
 					r.fromCatalog = append(r.fromCatalog, false)
@@ -693,7 +688,7 @@ func (c *compiler) stringAttr(attr *hcl.Attribute, ctx *hcl.Range) (string, *hcl
 func exampleFor(name string) string {
 	switch name {
 	case "cloud":
-		return defaultCloud
+		return catalog.DefaultCloud
 	case "mode":
 		return "enforce"
 	case "expires":

@@ -81,7 +81,7 @@
 //   - ports: destination ports, each 1 to 65535. Default [443], or the
 //     ports of the rule's catalog groups (80 for azure.pki); a rule without
 //     ports whose hosts are served on different ports is an error.
-//   - endpoints: groups of the Azure endpoint catalog (catalog.go), like
+//   - endpoints: groups of the Azure endpoint catalog (package catalog), like
 //     ["azure.entra", "azure.arm"], expanded to their host patterns for the
 //     policy's cloud. Unknown groups, groups the cloud does not have and
 //     local groups (imds, wireserver, arc.himds: they belong in NO_PROXY,
@@ -98,7 +98,7 @@
 //
 // Expanded hosts are ordinary rule hosts: they match, win and lose like
 // hosts written out. Each carries its catalog label (Rule.Labels), and
-// Label names any host the catalog knows, for logs and reports.
+// catalog.Label names any host the catalog knows, for logs and reports.
 //
 // Allow and deny blocks may set expires, when the rule stops matching:
 // a date, "2026-12-31", which is valid through the end of that day in UTC
@@ -152,7 +152,7 @@
 //     some rule that matches the host and port lists a prefix in addresses
 //     that contains the resolved address. The proxy also accepts a private
 //     (RFC 1918, 100.64.0.0/10 or ULA) address for a name a rule allows when
-//     the name's canonical name is PrivateLinkName: the same name in its
+//     the name's canonical name is catalog.PrivateLinkName: the same name in its
 //     Azure service's privatelink zone, as a private endpoint's DNS has it.
 //
 // A client block in learn mode applies steps 3 and 4 and reports the

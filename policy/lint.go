@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
 	"github.com/hashicorp/hcl/v2"
 )
@@ -19,7 +20,7 @@ import (
 //
 //   - a wildcard written in hosts over a multi-tenant data plane
 //     (*.vault.azure.net, *.blob.core.windows.net): any tenant's resource
-//     matches it (MultiTenantWildcard);
+//     matches it (catalog.MultiTenantWildcard);
 //   - a host that never changes a decision: an exact host or a wildcard
 //     that another rule of the same kind in the block covers with a
 //     superset of its ports (a wildcard over it, a shorter wildcard, or the
@@ -87,7 +88,7 @@ func (l *linter) multiTenant(r *Rule) {
 		if r.fromCatalog[i] {
 			continue
 		}
-		if why, ok := MultiTenantWildcard(l.p.cloud, h); ok {
+		if why, ok := catalog.MultiTenantWildcard(l.p.cloud, h); ok {
 			l.warn(r.hostRanges[i], "Broad data-plane wildcard", "Rule %q: %s", r.Name, why)
 		}
 	}
@@ -190,11 +191,11 @@ func (l *linter) plainHTTPToken(r *Rule) {
 			var what string
 			switch {
 			case h == e:
-				what = fmt.Sprintf("%q (%s)", h, Label(l.p.cloud, host.Host{Name: strings.TrimPrefix(h, "*.")}))
+				what = fmt.Sprintf("%q (%s)", h, catalog.Label(l.p.cloud, host.Host{Name: strings.TrimPrefix(h, "*.")}))
 			case patternCovers(e, h):
-				what = fmt.Sprintf("%q (%s, under %s)", h, Label(l.p.cloud, host.Host{Name: strings.TrimPrefix(h, "*.")}), e)
+				what = fmt.Sprintf("%q (%s, under %s)", h, catalog.Label(l.p.cloud, host.Host{Name: strings.TrimPrefix(h, "*.")}), e)
 			default:
-				what = fmt.Sprintf("%q, which covers %s (%s),", h, e, patternLabel(l.p.cloud, e))
+				what = fmt.Sprintf("%q, which covers %s (%s),", h, e, catalog.PatternLabel(l.p.cloud, e))
 			}
 			l.warn(r.hostRanges[i], "Plain HTTP to a token endpoint",
 				"Rule %q allows %s on port 80. Entra ID issues tokens only over HTTPS; on port 80, client secrets, assertions and tokens would cross the network in clear text. Remove 80 from ports, or move the hosts that need port 80 to a rule of their own.",
@@ -209,7 +210,7 @@ func (l *linter) plainHTTPToken(r *Rule) {
 func (l *linter) local(c *Client, r *Rule) {
 	for i, h := range r.Hosts {
 		for _, port := range r.Ports {
-			if label, ok := LocalEndpoint(host.Host{Name: h}, port); ok {
+			if label, ok := catalog.LocalEndpoint(host.Host{Name: h}, port); ok {
 				l.warn(r.hostRanges[i], "Local endpoint in a rule",
 					"Rule %q names %q on port %d, the %s. It answers only on the machine itself, and the proxy refuses it whatever the rules say (local_endpoint), so this %s nothing. Remove it here, and add %s to NO_PROXY in the client's environment.",
 					r.Name, h, port, label, ruleEffect(r), h)
@@ -218,8 +219,8 @@ func (l *linter) local(c *Client, r *Rule) {
 		}
 	}
 	for i, pfx := range r.Addresses {
-		for _, e := range catalogs[defaultCloud].local {
-			if !e.ip.IsValid() || !pfx.Contains(e.ip) {
+		for _, e := range catalog.LocalEndpoints() {
+			if !e.Addr().IsValid() || !pfx.Contains(e.Addr()) {
 				continue
 			}
 			if e.Ports != nil && !slices.ContainsFunc(r.Ports, func(p uint16) bool { return slices.Contains(e.Ports, p) }) {
@@ -227,7 +228,7 @@ func (l *linter) local(c *Client, r *Rule) {
 			}
 			l.warn(r.addrRanges[i], "Local endpoint in a rule",
 				"Rule %q lists %s, which covers %s, the %s. It answers only on the machine itself, and the proxy refuses it whatever the rules say (local_endpoint), so this %s nothing for it. Narrow the address, and add %s to NO_PROXY in the client's environment.",
-				r.Name, prefixText(pfx), e.ip, e.Label, ruleEffect(r), e.ip)
+				r.Name, prefixText(pfx), e.Addr(), e.Label, ruleEffect(r), e.Addr())
 			break
 		}
 	}
@@ -369,7 +370,7 @@ func outlives(s, r *Rule) bool {
 // entraHosts returns the host patterns of cloud's Entra ID groups.
 func entraHosts(cloud string) []string {
 	var out []string
-	for _, g := range Catalog(cloud) {
+	for _, g := range catalog.Groups(cloud) {
 		if g.Name != "azure.entra" && !strings.HasPrefix(g.Name, "azure.entra.") {
 			continue
 		}

@@ -109,7 +109,7 @@ func TestPolicies(t *testing.T) {
 // the data plane, goproxy or Prometheus, nor on the packages above it.
 func TestDeps(t *testing.T) {
 	t.Parallel()
-	deptest.Check(t, "policy/host")
+	deptest.Check(t, "policy/host", "policy/catalog")
 }
 
 const examplePolicy = `

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
 	"github.com/hashicorp/hcl/v2"
 )
@@ -186,7 +187,7 @@ func (r *Report) HCL(cloud string) []byte {
 		}
 	}
 	if cloud == "" {
-		cloud = defaultCloud
+		cloud = catalog.DefaultCloud
 	}
 	fmt.Fprintf(&b, "\ncloud = %q\n", cloud)
 	for _, blk := range r.Blocks {
@@ -383,5 +384,5 @@ func riskyPattern(cloud, pattern string) (string, bool) {
 	if !strings.HasPrefix(pattern, "*.") {
 		return "", false
 	}
-	return MultiTenantWildcard(cloud, pattern)
+	return catalog.MultiTenantWildcard(cloud, pattern)
 }

@@ -44,7 +44,7 @@ type allowSchema struct {
 	Hosts     *hcl.Attribute `hcl:"hosts,optional"`
 	Addresses *hcl.Attribute `hcl:"addresses,optional"`
 	Ports     *hcl.Attribute `hcl:"ports,optional"`
-	// Catalog attributes (catalog.go): groups and resource helpers that
+	// Catalog attributes (catalog.go, package catalog): groups and resource helpers that
 	// expand to host patterns for the policy's cloud.
 	Endpoints       *hcl.Attribute `hcl:"endpoints,optional"`
 	KeyVaults       *hcl.Attribute `hcl:"keyvaults,optional"`

@@ -17,6 +17,7 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
 )
 
@@ -145,7 +146,7 @@ func (s *Server) decide(fl *flow) *denial {
 // clients in no block. The proxy and explain both decide through it.
 func classify(fl *flow) *denial {
 	fl.block = fl.gen.pol.Client(fl.client.Addr())
-	if label, ok := policy.LocalEndpoint(fl.host, fl.port); ok {
+	if label, ok := catalog.LocalEndpoint(fl.host, fl.port); ok {
 		return localEndpoint(fl, label)
 	}
 	if fl.block == nil {

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/catalog"
 )
 
 // dialFlow resolves the destination itself, checks every address against
@@ -130,7 +130,7 @@ func privateLinkCNAME(ctx context.Context, fl *flow, res Resolver) bool {
 	if fl.rule == nil || fl.host.IsIP() {
 		return false
 	}
-	want, ok := policy.PrivateLinkName(fl.gen.pol.Cloud(), fl.host.Name)
+	want, ok := catalog.PrivateLinkName(fl.gen.pol.Cloud(), fl.host.Name)
 	if !ok {
 		return false
 	}

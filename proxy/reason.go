@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
 )
 
@@ -175,7 +176,7 @@ const selfWhat = "listener of this proxy"
 // on the VM itself (IMDS, WireServer): a client sending them to a proxy has a
 // NO_PROXY problem, not a policy problem.
 func isLocalEndpoint(ip netip.Addr) bool {
-	_, ok := policy.LocalEndpoint(host.Host{IP: ip.Unmap()}, 0)
+	_, ok := catalog.LocalEndpoint(host.Host{IP: ip.Unmap()}, 0)
 	return ok
 }
 

@@ -11,14 +11,14 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/catalog"
 )
 
 // catalogCommand prints the Azure endpoint catalog of one cloud.
 func catalogCommand(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("catalog", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cloud := fs.String("cloud", "AzureCloud", "Azure cloud: "+strings.Join(policy.Clouds(), ", "))
+	cloud := fs.String("cloud", "AzureCloud", "Azure cloud: "+strings.Join(catalog.Clouds(), ", "))
 	format := fs.String("format", "table", "output format: table or json")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: azegress catalog [-cloud NAME] [-format table|json]\n\nPrints the Azure endpoint catalog: the groups rules name in endpoints = [...], their hosts, ports and labels.")
@@ -31,9 +31,9 @@ func catalogCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "azegress catalog: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	groups := policy.Catalog(*cloud)
+	groups := catalog.Groups(*cloud)
 	if groups == nil {
-		fmt.Fprintf(stderr, "azegress catalog: -cloud: %q is not a known Azure cloud; use one of %s\n", *cloud, strings.Join(policy.Clouds(), ", "))
+		fmt.Fprintf(stderr, "azegress catalog: -cloud: %q is not a known Azure cloud; use one of %s\n", *cloud, strings.Join(catalog.Clouds(), ", "))
 		return 2
 	}
 	switch *format {
@@ -41,8 +41,8 @@ func catalogCommand(args []string, stdout, stderr io.Writer) int {
 		writeCatalogTable(stdout, *cloud, groups)
 	case "json":
 		b, err := json.MarshalIndent(struct {
-			Cloud  string         `json:"cloud"`
-			Groups []policy.Group `json:"groups"`
+			Cloud  string          `json:"cloud"`
+			Groups []catalog.Group `json:"groups"`
 		}{*cloud, groups}, "", "  ")
 		if err != nil {
 			fmt.Fprintf(stderr, "azegress catalog: %v\n", err)
@@ -57,7 +57,7 @@ func catalogCommand(args []string, stdout, stderr io.Writer) int {
 }
 
 // writeCatalogTable prints one row per endpoint, and one per included group.
-func writeCatalogTable(w io.Writer, cloud string, groups []policy.Group) {
+func writeCatalogTable(w io.Writer, cloud string, groups []catalog.Group) {
 	fmt.Fprintf(w, "Azure endpoint catalog, %s. Allow rules name groups: endpoints = [\"azure.arm\"].\n\n", cloud)
 	var b bytes.Buffer
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)

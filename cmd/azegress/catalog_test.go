@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/catalog"
 )
 
 func init() {
@@ -83,13 +83,13 @@ func TestCatalogJSON(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	var got struct {
-		Cloud  string         `json:"cloud"`
-		Groups []policy.Group `json:"groups"`
+		Cloud  string          `json:"cloud"`
+		Groups []catalog.Group `json:"groups"`
 	}
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatal(err)
 	}
-	want := policy.Catalog("AzureUSGovernment")
+	want := catalog.Groups("AzureUSGovernment")
 	if got.Cloud != "AzureUSGovernment" || len(got.Groups) != len(want) {
 		t.Fatalf("cloud %q with %d groups, want %d", got.Cloud, len(got.Groups), len(want))
 	}

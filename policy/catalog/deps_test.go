@@ -1,0 +1,14 @@
+package catalog
+
+import (
+	"testing"
+
+	"github.com/azegress/azegress/policy/internal/deptest"
+)
+
+// TestDeps keeps the catalog data below the policy compiler: of the module
+// it imports only host.
+func TestDeps(t *testing.T) {
+	t.Parallel()
+	deptest.Check(t, "policy/host")
+}
