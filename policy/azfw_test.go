@@ -97,12 +97,12 @@ func checkCase(t *testing.T, p *Policy, c Case) {
 	}
 	cl := p.Client(c.Client)
 	d := cl.DecideAt(h, port, azfwNow)
-	got, rule, reason := DecisionDeny, "", ""
+	got, rule, reason := VerdictDeny, "", ""
 	switch {
 	case cl == nil:
 		reason = "client_unknown"
 	case d.Allowed:
-		got, rule = DecisionAllow, d.Rule.Name
+		got, rule = VerdictAllow, d.Rule.Name
 	case d.Deny != nil:
 		reason = "deny_rule"
 	default:

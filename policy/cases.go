@@ -22,7 +22,7 @@ type Case struct {
 	Name   string
 	Client netip.Addr
 	Target string
-	Expect string
+	Expect Verdict
 	Rule   string
 	Reason string
 	Range  hcl.Range // the case block, for failure reports
@@ -69,7 +69,7 @@ func LoadCasesFile(path string) ([]Case, hcl.Diagnostics) {
 			}
 			return ctx
 		}
-		c := Case{Name: cs.Name, Target: cs.Target, Expect: cs.Expect, Range: cs.DefRange}
+		c := Case{Name: cs.Name, Target: cs.Target, Expect: Verdict(cs.Expect), Range: cs.DefRange}
 		if prev, dup := seen[cs.Name]; dup {
 			diags = append(diags, errorf(ctx, ctx, "Duplicate case", "A case named %q is already defined; previous definition at %s.", cs.Name, pos(prev)))
 		}
@@ -79,20 +79,20 @@ func LoadCasesFile(path string) ([]Case, hcl.Diagnostics) {
 			diags = append(diags, errorf(at("client"), ctx, "Invalid client", "%q is not an IP address; write the client's address, like client = \"10.0.1.5\".", cs.Client))
 		}
 		c.Client = ip
-		switch cs.Expect {
-		case DecisionAllow, DecisionDeny, DecisionWouldDeny:
+		switch c.Expect {
+		case VerdictAllow, VerdictDeny, VerdictWouldDeny:
 		default:
 			diags = append(diags, errorf(at("expect"), ctx, "Invalid expect", "%q is not a decision; use \"allow\", \"deny\" or \"would_deny\".", cs.Expect))
 		}
 		if cs.Rule != nil {
 			c.Rule = *cs.Rule
-			if cs.Expect != DecisionAllow {
+			if c.Expect != VerdictAllow {
 				diags = append(diags, errorf(at("rule"), ctx, "Rule without allow", "rule names the rule that allows the target, so it needs expect = \"allow\"."))
 			}
 		}
 		if cs.Reason != nil {
 			c.Reason = *cs.Reason
-			if cs.Expect == DecisionAllow {
+			if c.Expect == VerdictAllow {
 				diags = append(diags, errorf(at("reason"), ctx, "Reason with allow", "reason says why the target is denied, so it needs expect = \"deny\" or \"would_deny\"."))
 			}
 		}

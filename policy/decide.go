@@ -180,6 +180,18 @@ type Decision struct {
 	Deny *Rule
 }
 
+// Verdict is what the proxy does with a connection: allow it, refuse it
+// (deny), or let it through although no rule allows it, in a client block
+// in learn mode (would_deny). Observations and cases name it so.
+type Verdict string
+
+// The verdicts.
+const (
+	VerdictAllow     Verdict = "allow"
+	VerdictWouldDeny Verdict = "would_deny"
+	VerdictDeny      Verdict = "deny"
+)
+
 // Decide reports whether the client may connect to h on port now. It
 // follows the evaluation order in the package documentation: deny rules
 // first, then allow rules; within each, for a name, exact rules first, then

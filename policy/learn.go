@@ -16,13 +16,6 @@ import (
 	"time"
 )
 
-// Decisions recorded in observations.
-const (
-	DecisionAllow     = "allow"
-	DecisionWouldDeny = "would_deny"
-	DecisionDeny      = "deny"
-)
-
 // Observation is one destination seen from one client block: what learning
 // mode records and what reports are made from. In an observations file each
 // line is an Observation as JSON, a cumulative snapshot for its key within
@@ -37,7 +30,7 @@ type Observation struct {
 	FirstSeen   time.Time `json:"first_seen"`
 	LastSeen    time.Time `json:"last_seen"`
 	Label       string    `json:"label,omitempty"`    // catalog label, if the catalog knows the host
-	Decision    string    `json:"decision"`           // allow, would_deny or deny (the latest)
+	Decision    Verdict   `json:"decision"`           // the latest
 	Reason      string    `json:"reason,omitempty"`   // why, for deny and would_deny
 	Rule        string    `json:"rule,omitempty"`     // allowing rule, for allow
 	Cloud       string    `json:"cloud,omitempty"`    // the policy's cloud

@@ -65,9 +65,9 @@ func ruleWorthy(o Observation) bool {
 		return false
 	}
 	switch o.Decision {
-	case DecisionAllow, DecisionWouldDeny:
+	case VerdictAllow, VerdictWouldDeny:
 		return true
-	case DecisionDeny:
+	case VerdictDeny:
 		return o.Reason == "no_rule"
 	}
 	return false
@@ -332,9 +332,9 @@ func (r *Report) Markdown() []byte {
 
 func decisionText(o Observation) string {
 	switch o.Decision {
-	case DecisionAllow:
+	case VerdictAllow:
 		return "allowed by rule `" + o.Rule + "`"
-	case DecisionWouldDeny:
+	case VerdictWouldDeny:
 		return "no rule (learning)"
 	}
 	return "denied: " + o.Reason

@@ -129,7 +129,7 @@ func TestRecorder(t *testing.T) {
 	r := NewRecorder(&buf)
 	c := &Client{Name: "w", Sources: nil}
 	t0 := time.Date(2026, 11, 23, 1, 0, 0, 0, time.UTC)
-	o := Observation{ClientBlock: "w", Host: "a.example", Port: 443, Decision: DecisionAllow, Rule: "a"}
+	o := Observation{ClientBlock: "w", Host: "a.example", Port: 443, Decision: VerdictAllow, Rule: "a"}
 	r.Observe(c, o, t0)
 	if n := strings.Count(buf.String(), "\n"); n != 1 {
 		t.Fatalf("after a new destination: %d lines, want 1", n)
@@ -142,7 +142,7 @@ func TestRecorder(t *testing.T) {
 	if err := r.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	o.Decision, o.Rule, o.Reason = DecisionDeny, "", "no_rule"
+	o.Decision, o.Rule, o.Reason = VerdictDeny, "", "no_rule"
 	r.Observe(c, o, t0.Add(3*time.Second))
 	if n := strings.Count(buf.String(), "\n"); n != 3 {
 		t.Fatalf("after flush and a changed verdict: %d lines, want 3", n)
@@ -154,7 +154,7 @@ func TestRecorder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].Count != 4 || got[0].Decision != DecisionDeny || !got[0].LastSeen.Equal(t0.Add(3*time.Second)) {
+	if len(got) != 1 || got[0].Count != 4 || got[0].Decision != VerdictDeny || !got[0].LastSeen.Equal(t0.Add(3*time.Second)) {
 		t.Fatalf("read back %+v", got)
 	}
 	if snap := r.Snapshot(); len(snap) != 1 || snap[0].Count != 4 {

@@ -710,7 +710,7 @@ func (fl *flow) appendAttrs(a []slog.Attr) []slog.Attr {
 }
 
 // observe tells the Observer about a decision on a known destination.
-func (s *Server) observe(fl *flow, decision, reason string) {
+func (s *Server) observe(fl *flow, decision policy.Verdict, reason string) {
 	if s.cfg.Observer == nil || fl.host == (host.Host{}) {
 		return
 	}
@@ -743,7 +743,7 @@ var observedReasons = map[string]bool{
 func (s *Server) refused(r *http.Request, fl *flow, d *denial) {
 	s.m.decisions.WithLabelValues(fl.kind, "deny", d.reason, fl.mode(), fl.blockName()).Inc()
 	if observedReasons[d.reason] {
-		s.observe(fl, policy.DecisionDeny, d.reason)
+		s.observe(fl, policy.VerdictDeny, d.reason)
 	}
 	attrs := append(fl.attrs(),
 		slog.String(keyDecision, "deny"),
@@ -816,9 +816,9 @@ func (s *Server) allowed(r *http.Request, fl *flow) {
 	}
 	s.m.decisions.WithLabelValues(fl.kind, fl.decision(), reason, fl.mode(), fl.blockName()).Inc()
 	if fl.rule == nil {
-		s.observe(fl, policy.DecisionWouldDeny, reason)
+		s.observe(fl, policy.VerdictWouldDeny, reason)
 	} else {
-		s.observe(fl, policy.DecisionAllow, "")
+		s.observe(fl, policy.VerdictAllow, "")
 	}
 	if fl.rule == nil {
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "would deny", append(fl.attrs(),

@@ -16,7 +16,7 @@ type Explanation struct {
 	Block     *policy.Client // nil: no client block covers Client
 	Host      host.Host
 	Port      uint16
-	Decision  string       // allow, deny or would_deny
+	Decision  policy.Verdict
 	Reason    string       // a Reason* constant
 	Rule      *policy.Rule // the allowing rule, if any
 	DenyRule  *policy.Rule // the deny rule that refused it, if any (reason deny_rule)
@@ -48,7 +48,7 @@ func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target st
 	fl := &flow{client: netip.AddrPortFrom(client, 0), host: h, port: port, gen: &generation{pol: p}}
 	e := &Explanation{Client: client, Host: h, Port: port}
 	deny := func(d *denial) (*Explanation, error) {
-		e.Decision, e.Reason, e.Detail, e.Fix = "deny", d.reason, d.detail, d.fix
+		e.Decision, e.Reason, e.Detail, e.Fix = policy.VerdictDeny, d.reason, d.detail, d.fix
 		return e, nil
 	}
 	d := classify(fl)
@@ -62,10 +62,10 @@ func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target st
 		e.DenyRule = dec.Deny
 		return deny(d)
 	case fl.rule == nil:
-		e.Decision, e.Reason = "would_deny", ReasonNoRule
+		e.Decision, e.Reason = policy.VerdictWouldDeny, ReasonNoRule
 		e.Detail = noRule(fl).detail + "; learning mode lets it through"
 	default:
-		e.Decision, e.Reason, e.Rule = "allow", ReasonAllowed, fl.rule
+		e.Decision, e.Reason, e.Rule = policy.VerdictAllow, ReasonAllowed, fl.rule
 		e.Detail = fmt.Sprintf("rule %q in client block %q allows %s", fl.rule.Name, fl.block.Name, fl.target())
 	}
 	if r == nil {

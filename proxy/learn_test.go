@@ -52,10 +52,10 @@ client "local" {
 		t.Errorf("would_deny counter = %v", got)
 	}
 	snap := rec.Snapshot()
-	want := map[string]string{
-		"unlisted.example.com": policy.DecisionWouldDeny,
-		"listed.example.com":   policy.DecisionAllow,
-		"imds.example.com":     policy.DecisionDeny,
+	want := map[string]policy.Verdict{
+		"unlisted.example.com": policy.VerdictWouldDeny,
+		"listed.example.com":   policy.VerdictAllow,
+		"imds.example.com":     policy.VerdictDeny,
 	}
 	if len(snap) != len(want) {
 		t.Fatalf("observations %+v", snap)

@@ -424,7 +424,7 @@ func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.C
 		if err == nil {
 			sfl := *fl
 			sfl.host, sfl.rule = sni, nil
-			s.observe(&sfl, policy.DecisionWouldDeny, ReasonNoRule)
+			s.observe(&sfl, policy.VerdictWouldDeny, ReasonNoRule)
 		}
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "would deny", append(fl.attrs(),
 			slog.String(keyDecision, "would_deny"), slog.String(keyReason, ReasonSNIMismatch),

@@ -449,7 +449,7 @@ func explain(args []string, stdout, stderr io.Writer) int {
 	if e.Fix != "" {
 		fmt.Fprintf(stdout, "\n%s", strings.TrimRight(e.Fix, "\n")+"\n")
 	}
-	if e.Decision == "deny" {
+	if e.Decision == policy.VerdictDeny {
 		return 1
 	}
 	return 0

@@ -49,7 +49,7 @@ func testPolicy(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "FAIL %s (%s): invalid target %q: %v\n", c.Name, where, c.Target, err)
 			continue
 		}
-		got := e.Decision
+		got := string(e.Decision)
 		if e.Rule != nil {
 			got += fmt.Sprintf(" by rule %q (%s:%d:%d)", e.Rule.Name, e.Rule.Range.Filename, e.Rule.Range.Start.Line, e.Rule.Range.Start.Column)
 		} else {
