@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 
+	"github.com/azegress/azegress/policy/internal/text"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
@@ -71,7 +72,7 @@ func LoadCasesFile(path string) ([]Case, hcl.Diagnostics) {
 		}
 		c := Case{Name: cs.Name, Target: cs.Target, Expect: Verdict(cs.Expect), Range: cs.DefRange}
 		if prev, dup := seen[cs.Name]; dup {
-			diags = append(diags, errorf(ctx, ctx, "Duplicate case", "A case named %q is already defined; previous definition at %s.", cs.Name, pos(prev)))
+			diags = append(diags, errorf(ctx, ctx, "Duplicate case", "A case named %q is already defined; previous definition at %s.", cs.Name, text.Pos(prev)))
 		}
 		seen[cs.Name] = cs.DefRange
 		ip, err := netip.ParseAddr(cs.Client)

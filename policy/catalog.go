@@ -7,6 +7,7 @@ import (
 
 	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
+	"github.com/azegress/azegress/policy/internal/text"
 	"github.com/hashicorp/hcl/v2"
 )
 
@@ -217,7 +218,7 @@ func (c *compiler) catalogGroup(s string, rng, ctx *hcl.Range) *catalog.Group {
 		if m := closeGroups(c.cloud, s); len(m) == 1 {
 			hint = fmt.Sprintf(" Did you mean %q?", m[0])
 		} else if len(m) > 1 {
-			hint = fmt.Sprintf(" Did you mean one of %s?", quoteList(m))
+			hint = fmt.Sprintf(" Did you mean one of %s?", text.QuoteList(m))
 		}
 		c.add(errorf(rng, ctx, "Unknown catalog group",
 			"%q is not a group of the Azure endpoint catalog.%s Run \"azegress catalog -cloud %s\" to list the groups.", s, hint, c.cloud))

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"math"
 	"math/big"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
+	"github.com/azegress/azegress/policy/internal/text"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
@@ -132,7 +134,7 @@ func (c *compiler) compile(fs *fileSchema) *Policy {
 				}
 			}
 			c.add(errorf(rng, nil, "Invalid cloud",
-				"%q is not a known Azure cloud. Use one of %s.%s", s, quoteList(clouds), hint))
+				"%q is not a known Azure cloud. Use one of %s.%s", s, text.QuoteList(clouds), hint))
 		}
 	}
 	defMode := c.mode(fs.Mode, nil, ModeEnforce)
@@ -148,7 +150,7 @@ func (c *compiler) compile(fs *fileSchema) *Policy {
 		if prev, dup := clientNames[cs.Name]; dup {
 			c.add(errorf(cs.NameRange.Ptr(), nil, "Duplicate client block",
 				"A client block named %q is already defined; previous definition at %s. Give each client block a unique name.",
-				cs.Name, pos(prev)))
+				cs.Name, text.Pos(prev)))
 		} else {
 			clientNames[cs.Name] = cs.DefRange
 		}
@@ -215,11 +217,11 @@ func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
 			if prev, dup := c.sources[pfx]; dup {
 				if prev.client == cs.Name {
 					c.add(errorf(rng, ctx, "Duplicate source",
-						"%s is listed twice in client block %q; previous definition at %s. Remove one.", pfx, cs.Name, pos(prev.rng)))
+						"%s is listed twice in client block %q; previous definition at %s. Remove one.", pfx, cs.Name, text.Pos(prev.rng)))
 				} else {
 					c.add(errorf(rng, ctx, "Duplicate source",
 						"%s is already a source of client block %q; previous definition at %s. A source prefix may belong to only one client block.",
-						pfx, prev.client, pos(prev.rng)))
+						pfx, prev.client, text.Pos(prev.rng)))
 				}
 				continue
 			}
@@ -234,7 +236,7 @@ func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
 			continue
 		}
 		c.add(errorf(ls.DefRange.Ptr(), ctx, "Duplicate limits block",
-			"Client block %q already has a limits block; previous definition at %s. Merge them into one.", cs.Name, pos(cs.Limits[0].DefRange)))
+			"Client block %q already has a limits block; previous definition at %s. Merge them into one.", cs.Name, text.Pos(cs.Limits[0].DefRange)))
 	}
 
 	// Allow and deny rules share one namespace: logs and metrics name rules
@@ -244,10 +246,10 @@ func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
 	ruleNames := make(map[string]*Rule, n)
 	addRule := func(r *Rule, nameRange hcl.Range) {
 		if prev, dup := ruleNames[r.Name]; dup {
-			kind, prevKind := ruleKind(r), ruleKind(prev)
+			kind, prevKind := r.Kind(), prev.Kind()
 			c.add(errorf(nameRange.Ptr(), ctx, "Duplicate "+kind+" rule",
 				"A%s %s rule named %q is already defined in client block %q; previous definition at %s. Give each rule a unique name.",
-				article(prevKind), prevKind, r.Name, cs.Name, pos(prev.Range)))
+				article(prevKind), prevKind, r.Name, cs.Name, text.Pos(prev.Range)))
 		} else {
 			ruleNames[r.Name] = r
 		}
@@ -491,9 +493,31 @@ func (c *compiler) hasListElems(attr *hcl.Attribute) bool {
 // hostPattern validates and normalizes one element of hosts, written at
 // rng (a value, copied only for a diagnostic).
 func (c *compiler) hostPattern(s string, rng hcl.Range, ctx *hcl.Range) (string, bool) {
-	bad := func(format string, args ...any) (string, bool) {
-		c.add(errorf(c.rangePtr(rng), ctx, "Invalid host pattern", format, args...))
+	pat, summary, detail := normalizeHostPattern(s)
+	if summary != "" {
+		c.add(&hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: c.rangePtr(rng), Context: ctx})
 		return "", false
+	}
+	return pat, true
+}
+
+// NormalizeHostPattern validates a host pattern as the hosts attribute
+// takes it and returns its normalized form: an exact name or "*." and a
+// domain of at least two labels, lowercase, IDNA (punycode) encoded,
+// without a trailing dot. The error says what is wrong and what to write.
+func NormalizeHostPattern(s string) (string, error) {
+	pat, summary, detail := normalizeHostPattern(s)
+	if summary != "" {
+		return "", errors.New(detail)
+	}
+	return pat, nil
+}
+
+// normalizeHostPattern is NormalizeHostPattern, with the summary and
+// detail of the diagnostic for an invalid pattern.
+func normalizeHostPattern(s string) (pattern, summary, detail string) {
+	bad := func(format string, args ...any) (string, string, string) {
+		return "", "Invalid host pattern", fmt.Sprintf(format, args...)
 	}
 	const example = `Use an exact name like "api.example.com" or a wildcard like "*.example.com".`
 	switch {
@@ -524,17 +548,16 @@ func (c *compiler) hostPattern(s string, rng hcl.Range, ctx *hcl.Range) (string,
 		if wildcard {
 			return bad(`%q puts a wildcard over an IP address. Put IP addresses and CIDRs in addresses, not hosts.`, s)
 		}
-		c.add(errorf(c.rangePtr(rng), ctx, "IP address in hosts",
-			`%q is an IP address, but hosts takes DNS names. Put IP addresses and CIDRs in addresses instead.`, s))
-		return "", false
+		return "", "IP address in hosts",
+			fmt.Sprintf(`%q is an IP address, but hosts takes DNS names. Put IP addresses and CIDRs in addresses instead.`, s)
 	}
 	if wildcard && !strings.Contains(h.Name, ".") {
 		return bad(`%q would allow every host under the top-level domain %q. Name at least two labels after "*.", like "*.example.%s".`, s, h.Name, h.Name)
 	}
 	if wildcard {
-		return "*." + h.Name, true
+		return "*." + h.Name, "", ""
 	}
-	return h.Name, true
+	return h.Name, "", ""
 }
 
 // limits validates a limits block.
@@ -845,14 +868,6 @@ func (c *compiler) portElem(e hcl.Expression, ctx *hcl.Range) (uint16, bool) {
 	}
 	n, _ := f.Int64()
 	return uint16(n), true
-}
-
-func quoteList(ss []string) string {
-	q := make([]string, len(ss))
-	for i, s := range ss {
-		q[i] = strconv.Quote(s)
-	}
-	return strings.Join(q, ", ")
 }
 
 // numText formats a number from a policy file for a diagnostic.

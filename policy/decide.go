@@ -166,6 +166,14 @@ func (r *Rule) Expired(now time.Time) bool {
 	return r.expiresUnix != 0 && now.Unix() >= r.expiresUnix
 }
 
+// Kind is "allow" or "deny", the rule's block type.
+func (r *Rule) Kind() string {
+	if r.Deny {
+		return "deny"
+	}
+	return "allow"
+}
+
 // live reports whether the rule matches at now (Unix seconds).
 func (r *Rule) live(now int64) bool { return r.expiresUnix == 0 || now < r.expiresUnix }
 

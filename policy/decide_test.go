@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/azegress/azegress/policy/host"
+	"github.com/azegress/azegress/policy/internal/policytest"
 	"golang.org/x/net/idna"
 )
 
@@ -77,15 +78,6 @@ func loadForTest(t testing.TB, src string) *Policy {
 	return p
 }
 
-func mustHost(t testing.TB, s string) host.Host {
-	t.Helper()
-	h, err := host.Parse(s)
-	if err != nil {
-		t.Fatalf("host.Parse(%q): %v", s, err)
-	}
-	return h
-}
-
 func TestDecide(t *testing.T) {
 	t.Parallel()
 	c := loadForTest(t, matchPolicy).Clients()[0]
@@ -127,7 +119,7 @@ func TestDecide(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			d := c.Decide(mustHost(t, tt.host), tt.port)
+			d := c.Decide(policytest.Host(t, tt.host), tt.port)
 			got := ""
 			if d.Rule != nil {
 				got = d.Rule.Name
@@ -141,10 +133,10 @@ func TestDecide(t *testing.T) {
 		t.Errorf("Decide(Host{}) = %+v, want deny", d)
 	}
 	var none *Client
-	if d := none.Decide(mustHost(t, "api.example.com"), 443); d.Allowed {
+	if d := none.Decide(policytest.Host(t, "api.example.com"), 443); d.Allowed {
 		t.Errorf("nil Client.Decide = %+v, want deny", d)
 	}
-	if none.AddressAllowed(mustHost(t, "api.example.com"), 443, netip.MustParseAddr("10.0.0.1")) {
+	if none.AddressAllowed(policytest.Host(t, "api.example.com"), 443, netip.MustParseAddr("10.0.0.1")) {
 		t.Error("nil Client.AddressAllowed = true, want false")
 	}
 }
@@ -175,13 +167,13 @@ func TestAddressAllowed(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got := c.AddressAllowed(mustHost(t, tt.host), tt.port, netip.MustParseAddr(tt.ip))
+			got := c.AddressAllowed(policytest.Host(t, tt.host), tt.port, netip.MustParseAddr(tt.ip))
 			if got != tt.want {
 				t.Errorf("AddressAllowed(%q, %d, %s) = %v, want %v", tt.host, tt.port, tt.ip, got, tt.want)
 			}
 		})
 	}
-	if c.AddressAllowed(mustHost(t, "kv.vault.azure.net"), 443, netip.Addr{}) {
+	if c.AddressAllowed(policytest.Host(t, "kv.vault.azure.net"), 443, netip.Addr{}) {
 		t.Error("AddressAllowed with the zero address = true, want false")
 	}
 }
@@ -228,10 +220,10 @@ func TestClientLookup(t *testing.T) {
 func TestZeroAllocs(t *testing.T) {
 	p := loadForTest(t, matchPolicy)
 	c := p.Clients()[0]
-	wild := mustHost(t, "a.b.c.example.com")
-	exact := mustHost(t, "kv.vault.azure.net")
-	miss := mustHost(t, "login.microsoftonline.com")
-	ip := mustHost(t, "::ffff:20.1.2.3")
+	wild := policytest.Host(t, "a.b.c.example.com")
+	exact := policytest.Host(t, "kv.vault.azure.net")
+	miss := policytest.Host(t, "login.microsoftonline.com")
+	ip := policytest.Host(t, "::ffff:20.1.2.3")
 	resolved := netip.MustParseAddr("10.30.0.5")
 	client := netip.MustParseAddr("::ffff:10.1.2.3")
 	for _, tt := range []struct {
@@ -414,9 +406,9 @@ func benchPolicy(n int) string {
 func BenchmarkDecide(b *testing.B) {
 	for _, n := range []int{10, 1_000, 100_000} {
 		c := loadForTest(b, benchPolicy(n)).Clients()[0]
-		exact := mustHost(b, fmt.Sprintf("svc%d.region%d.example.com", n-2, (n-2)%50))
-		wild := mustHost(b, fmt.Sprintf("a.b.tenant%d.example.net", n-1))
-		miss := mustHost(b, "login.microsoftonline.com")
+		exact := policytest.Host(b, fmt.Sprintf("svc%d.region%d.example.com", n-2, (n-2)%50))
+		wild := policytest.Host(b, fmt.Sprintf("a.b.tenant%d.example.net", n-1))
+		miss := policytest.Host(b, "login.microsoftonline.com")
 		for _, bb := range []struct {
 			name  string
 			h     host.Host
@@ -504,7 +496,7 @@ func TestDenyRules(t *testing.T) {
 		{"example.org", 443, "", "freeze"},
 		{"unknown.example.io", 443, "", ""},
 	} {
-		h := mustHost(t, tt.host)
+		h := policytest.Host(t, tt.host)
 		d := c.DecideAt(h, tt.port, at)
 		var gotAllow, gotDeny string
 		if d.Rule != nil {
@@ -531,7 +523,7 @@ func TestDenyRules(t *testing.T) {
 func TestExpires(t *testing.T) {
 	t.Parallel()
 	c := loadForTest(t, denyPolicy).Clients()[0]
-	vendor, org := mustHost(t, "vendor.example.net"), mustHost(t, "example.org")
+	vendor, org := policytest.Host(t, "vendor.example.net"), policytest.Host(t, "example.org")
 	endOfYear := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
 	freezeEnd := time.Date(2026, 6, 30, 12, 0, 0, 0, time.UTC)
 	for _, tt := range []struct {
@@ -561,7 +553,7 @@ func TestExpires(t *testing.T) {
 	}
 	// Decide reads the real clock: this rule expired long ago.
 	old := loadForTest(t, "client \"a\" {\n  sources = [\"10.0.0.0/8\"]\n  allow \"old\" {\n    hosts   = [\"old.example.com\"]\n    expires = \"2001-01-01T00:00:00Z\"\n  }\n}\n")
-	if old.Clients()[0].Decide(mustHost(t, "old.example.com"), 443).Allowed {
+	if old.Clients()[0].Decide(policytest.Host(t, "old.example.com"), 443).Allowed {
 		t.Errorf("Decide allowed a rule that expired in 2001")
 	}
 	if exp := old.Expiries(); len(exp) != 1 || exp[0].Rule.Name != "old" {
@@ -582,14 +574,14 @@ func TestExpires(t *testing.T) {
 	}
 	// An expiry at the Unix epoch must not read as "never".
 	epoch := loadForTest(t, "client \"a\" {\n  sources = [\"10.0.0.0/8\"]\n  allow \"e\" {\n    hosts   = [\"e.example.com\"]\n    expires = \"1969-12-31\"\n  }\n}\n")
-	if epoch.Clients()[0].Decide(mustHost(t, "e.example.com"), 443).Allowed {
+	if epoch.Clients()[0].Decide(policytest.Host(t, "e.example.com"), 443).Allowed {
 		t.Errorf("a rule that expired at the Unix epoch still matches")
 	}
 }
 
 func TestZeroAllocsDenyExpires(t *testing.T) {
 	c := loadForTest(t, denyPolicy).Clients()[0]
-	deny, allow, ip := mustHost(t, "x.internal.example.com"), mustHost(t, "vendor.example.net"), mustHost(t, "20.1.2.3")
+	deny, allow, ip := policytest.Host(t, "x.internal.example.com"), policytest.Host(t, "vendor.example.net"), policytest.Host(t, "20.1.2.3")
 	for _, tt := range []struct {
 		name string
 		fn   func()
@@ -618,7 +610,7 @@ func BenchmarkDecideDenyExpires(b *testing.B) {
 	} {
 		src := strings.Replace(benchPolicy(1000), "client \"bench\" {\n", "client \"bench\" {\n"+bb.extra, 1)
 		c := loadForTest(b, src).Clients()[0]
-		wild := mustHost(b, "a.b.tenant999.example.net")
+		wild := policytest.Host(b, "a.b.tenant999.example.net")
 		b.Run(bb.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

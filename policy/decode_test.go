@@ -13,13 +13,13 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
-// policyFiles returns every policy under policies/ and policy/testdata,
-// valid and invalid: the seeds of the decoder and parser equivalence
-// checks.
+// policyFiles returns every policy under policies/ and the testdata of
+// the policy packages, valid and invalid, and the cases files there: the
+// seeds of the decoder and parser equivalence checks.
 func policyFiles(tb testing.TB) map[string][]byte {
 	tb.Helper()
 	files := map[string][]byte{}
-	for _, pattern := range []string{"../policies/*.hcl", "testdata/*/*.hcl"} {
+	for _, pattern := range []string{"../policies/*.hcl", "testdata/*/*.hcl", "*/testdata/*.hcl", "*/testdata/*/*.hcl"} {
 		names, err := filepath.Glob(pattern)
 		if err != nil {
 			tb.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/azegress/azegress/policy/internal/text"
 	"github.com/hashicorp/hcl/v2"
 )
 
@@ -27,13 +28,13 @@ func FormatDiagnostics(diags hcl.Diagnostics) string {
 		}
 		switch {
 		case d.Subject != nil:
-			b.WriteString(filenameOr(d.Subject.Filename))
+			b.WriteString(text.File(d.Subject.Filename))
 			b.WriteByte(':')
 			b.WriteString(strconv.Itoa(d.Subject.Start.Line))
 			b.WriteByte(':')
 			b.WriteString(strconv.Itoa(d.Subject.Start.Column))
 		case d.Context != nil:
-			b.WriteString(filenameOr(d.Context.Filename))
+			b.WriteString(text.File(d.Context.Filename))
 		default:
 			b.WriteString("policy")
 		}
@@ -41,35 +42,14 @@ func FormatDiagnostics(diags hcl.Diagnostics) string {
 		if d.Severity == hcl.DiagWarning {
 			b.WriteString("warning: ")
 		}
-		b.WriteString(oneLine(d.Summary))
+		b.WriteString(text.OneLine(d.Summary))
 		if d.Detail != "" {
 			b.WriteString("; ")
-			b.WriteString(oneLine(d.Detail))
+			b.WriteString(text.OneLine(d.Detail))
 		}
 		b.WriteByte('\n')
 	}
 	return b.String()
-}
-
-func filenameOr(name string) string {
-	if name == "" {
-		return "policy"
-	}
-	return name
-}
-
-// oneLine joins the lines of s with single spaces.
-func oneLine(s string) string {
-	if !strings.ContainsAny(s, "\r\n") {
-		return s
-	}
-	return strings.Join(strings.Fields(s), " ")
-}
-
-// pos formats the start of r as file:line:col, the form diagnostics use
-// for "previous definition at".
-func pos(r hcl.Range) string {
-	return fmt.Sprintf("%s:%d:%d", filenameOr(r.Filename), r.Start.Line, r.Start.Column)
 }
 
 // errorf returns an error diagnostic. subject and context may be nil.

@@ -166,7 +166,7 @@
 //
 // # Azure Firewall
 //
-// ImportAzureFirewall converts Azure Firewall application rules to a
-// policy and ExportAzureFirewall writes a policy as a rule collection
-// group; azfw.go lists where the two languages differ.
+// Package azfw converts Azure Firewall application rules to a policy and
+// writes a policy as a rule collection group; its documentation lists
+// where the two languages differ.
 package policy

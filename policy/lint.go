@@ -11,6 +11,7 @@ import (
 
 	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
+	"github.com/azegress/azegress/policy/internal/text"
 	"github.com/hashicorp/hcl/v2"
 )
 
@@ -123,14 +124,14 @@ func (l *linter) redundant(c *Client, r *Rule, peers []*Rule) {
 			break
 		}
 	}
-	kind := ruleKind(r)
+	kind := r.Kind()
 	for _, s := range order {
 		idx := byRule[s]
 		subject, hosts := l.subject(r, idx)
 		l.warn(subject, pluralWord(len(idx), "Redundant host", "Redundant hosts"),
 			"%s %s of %s rule %q %s already matched by %s rule %q (%s on %s) at %s, so %s never %s a decision. Remove %s from rule %q, or narrow rule %q.",
 			pluralWord(len(idx), "Host", "Hosts"), hosts, kind, r.Name, isAreN(len(idx)), kind, s.Name,
-			patternsFor(s, r, idx), portList(s.Ports), pos(s.Range),
+			patternsFor(s, r, idx), portList(s.Ports), text.Pos(s.Range),
 			pluralWord(len(idx), "it", "they"), pluralWord(len(idx), "changes", "change"),
 			pluralWord(len(idx), "it", "them"), r.Name, s.Name)
 	}
@@ -159,7 +160,7 @@ func (l *linter) refused(c *Client, r *Rule) {
 		l.warn(subject, "Allow rule refused by a deny rule",
 			"%s %s of allow rule %q %s refused by deny rule %q (%s on %s) at %s, because deny rules are evaluated first. Remove %s from rule %q, or narrow deny rule %q.",
 			pluralWord(len(idx), "Host", "Hosts"), hosts, r.Name, isAreN(len(idx)), d.Name,
-			patternsFor(d, r, idx), portList(d.Ports), pos(d.Range),
+			patternsFor(d, r, idx), portList(d.Ports), text.Pos(d.Range),
 			pluralWord(len(idx), "it", "them"), r.Name, d.Name)
 	}
 }
@@ -185,7 +186,7 @@ func (l *linter) plainHTTPToken(r *Rule) {
 	}
 	for i, h := range r.Hosts {
 		for _, e := range l.entra {
-			if !patternsOverlap(h, e) {
+			if !PatternsOverlap(h, e) {
 				continue
 			}
 			var what string
@@ -228,18 +229,10 @@ func (l *linter) local(c *Client, r *Rule) {
 			}
 			l.warn(r.addrRanges[i], "Local endpoint in a rule",
 				"Rule %q lists %s, which covers %s, the %s. It answers only on the machine itself, and the proxy refuses it whatever the rules say (local_endpoint), so this %s nothing for it. Narrow the address, and add %s to NO_PROXY in the client's environment.",
-				r.Name, prefixText(pfx), e.Addr(), e.Label, ruleEffect(r), e.Addr())
+				r.Name, text.Prefix(pfx), e.Addr(), e.Label, ruleEffect(r), e.Addr())
 			break
 		}
 	}
-}
-
-// prefixText is pfx, or its address alone for a single address.
-func prefixText(pfx netip.Prefix) string {
-	if pfx.IsSingleIP() {
-		return pfx.Addr().String()
-	}
-	return pfx.String()
 }
 
 func ruleEffect(r *Rule) string {
@@ -260,11 +253,11 @@ func (l *linter) expiry(c *Client, r *Rule) {
 	case left <= 0:
 		l.warn(*r.expiresRng, "Expired rule",
 			"%s rule %q expired at %s, so it no longer matches. Remove it, or move expires forward if %s.",
-			capital(ruleKind(r)), r.Name, at, stillNeeded(r))
+			capital(r.Kind()), r.Name, at, stillNeeded(r))
 	case left <= ExpiryWarning:
 		l.warn(*r.expiresRng, "Rule expires soon",
 			"%s rule %q stops matching at %s, in %s. Move expires forward if %s, or plan for the change.",
-			capital(ruleKind(r)), r.Name, at, durationWords(left), stillNeeded(r))
+			capital(r.Kind()), r.Name, at, durationWords(left), stillNeeded(r))
 	}
 }
 
@@ -275,21 +268,14 @@ func stillNeeded(r *Rule) string {
 	return "the access is still needed"
 }
 
-func ruleKind(r *Rule) string {
-	if r.Deny {
-		return "deny"
-	}
-	return "allow"
-}
-
 func capital(s string) string { return strings.ToUpper(s[:1]) + s[1:] }
 
 // durationWords renders d in whole days, or hours under a day.
 func durationWords(d time.Duration) string {
 	if d >= 24*time.Hour {
-		return plural(int64(d/(24*time.Hour)), "day")
+		return text.Plural(int64(d/(24*time.Hour)), "day")
 	}
-	return plural(max(1, int64(d/time.Hour)), "hour")
+	return text.Plural(max(1, int64(d/time.Hour)), "hour")
 }
 
 func pluralWord(n int, one, many string) string {
@@ -337,8 +323,8 @@ func patternCovers(q, p string) bool {
 	return strings.HasSuffix(strings.TrimPrefix(p, "*."), "."+suffix)
 }
 
-// patternsOverlap reports whether some name matches both patterns.
-func patternsOverlap(a, b string) bool {
+// PatternsOverlap reports whether some name matches both host patterns.
+func PatternsOverlap(a, b string) bool {
 	return patternCovers(a, b) || patternCovers(b, a)
 }
 

@@ -1,12 +1,12 @@
 package policy
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/azegress/azegress/policy/internal/policytest"
 	"github.com/hashicorp/hcl/v2"
 )
 
@@ -41,27 +41,8 @@ func TestLintGolden(t *testing.T) {
 			if len(lint) == 0 {
 				t.Errorf("no warnings")
 			}
-			checkGolden(t, strings.TrimSuffix(file, ".hcl")+".golden", []byte(FormatDiagnostics(lint)))
+			policytest.Golden(t, strings.TrimSuffix(file, ".hcl")+".golden", []byte(FormatDiagnostics(lint)))
 		})
-	}
-}
-
-// checkGolden compares got with the golden file, or rewrites it with
-// -update.
-func checkGolden(t *testing.T, golden string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test ./policy -update to create it)", err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("output differs from %s (run go test ./policy -update to rewrite it)\ngot:\n%s\nwant:\n%s", golden, got, want)
 	}
 }
 

@@ -1,7 +1,7 @@
 package policy
 
 import (
-	"flag"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -9,11 +9,9 @@ import (
 	"testing"
 
 	"github.com/azegress/azegress/policy/host"
-	"github.com/azegress/azegress/policy/internal/deptest"
+	"github.com/azegress/azegress/policy/internal/policytest"
 	"github.com/hashicorp/hcl/v2"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/invalid/*.golden")
 
 // TestInvalidPolicies loads each testdata/invalid/NAME.hcl and compares
 // the short diagnostics with NAME.golden. Run with -update to rewrite them.
@@ -43,21 +41,7 @@ func TestInvalidPolicies(t *testing.T) {
 				t.Fatalf("Load returned no error diagnostics:\n%s", FormatDiagnostics(diags))
 			}
 			checkSubjects(t, diags)
-			got := FormatDiagnostics(diags)
-			golden := strings.TrimSuffix(file, ".hcl") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./policy -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("diagnostics differ from %s (run go test ./policy -update to rewrite it)\ngot:\n%s\nwant:\n%s", golden, got, want)
-			}
+			policytest.Golden(t, strings.TrimSuffix(file, ".hcl")+".golden", []byte(FormatDiagnostics(diags)))
 		})
 	}
 }
@@ -109,7 +93,7 @@ func TestPolicies(t *testing.T) {
 // the data plane, goproxy or Prometheus, nor on the packages above it.
 func TestDeps(t *testing.T) {
 	t.Parallel()
-	deptest.Check(t, "policy/host", "policy/catalog")
+	policytest.Deps(t, "policy/host", "policy/catalog", "policy/internal/text")
 }
 
 const examplePolicy = `
@@ -181,11 +165,11 @@ func TestLoad(t *testing.T) {
 		{"workloads limits", w.Limits, Limits{ConnectionsPerSecond: 2.5, Burst: 3, MaxTunnels: 500}},
 		{"batch limits", b.Limits, Limits{ConnectionsPerSecond: 10, Burst: 40}},
 		{"open limits", o.Limits, Limits{}},
-		{"sources", strings.Join(prefixStrings(w.Sources), " "), "10.0.1.0/24 2001:db8::1/128"},
+		{"sources", fmt.Sprint(w.Sources), "[10.0.1.0/24 2001:db8::1/128]"},
 		{"arm hosts", strings.Join(w.Rules[0].Hosts, " "), "management.azure.com *.blob.core.windows.net"},
 		{"arm ports", len(w.Rules[0].Ports) == 1 && w.Rules[0].Ports[0] == 443, true},
 		{"ip-only ports deduplicated", len(w.Rules[2].Ports), 2},
-		{"ip-only addresses", strings.Join(prefixStrings(w.Rules[2].Addresses), " "), "20.1.2.3/32"},
+		{"ip-only addresses", fmt.Sprint(w.Rules[2].Addresses), "[20.1.2.3/32]"},
 		{"rule index", w.Rules[2].Index, 2},
 		{"rule name", w.Rules[1].Name, "private-vault"},
 		{"rule range", w.Rules[0].Range.Start.Line, 7},

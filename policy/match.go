@@ -1,9 +1,10 @@
 package policy
 
 import (
-	"github.com/azegress/azegress/policy/host"
 	"net/netip"
 	"strings"
+
+	"github.com/azegress/azegress/policy/host"
 )
 
 // This file works only on compiled data and must not allocate.

@@ -19,6 +19,7 @@ import (
 	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
+	"github.com/azegress/azegress/policy/learn"
 )
 
 // flow is one decided request: who asked for what, and under which policy.
@@ -714,7 +715,7 @@ func (s *Server) observe(fl *flow, decision policy.Verdict, reason string) {
 	if s.cfg.Observer == nil || fl.host == (host.Host{}) {
 		return
 	}
-	o := policy.Observation{
+	o := learn.Observation{
 		ClientBlock: fl.blockName(),
 		Host:        fl.host.String(),
 		Port:        fl.port,

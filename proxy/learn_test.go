@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/learn"
 )
 
 // In learning mode what the policy would deny goes through and is recorded
@@ -20,7 +21,7 @@ func TestLearningMode(t *testing.T) {
 		"listed.example.com":   "203.0.113.21",
 		"imds.example.com":     "169.254.169.254",
 	})
-	rec := policy.NewRecorder(nil)
+	rec := learn.NewRecorder(nil)
 	var tp *testProxy
 	tp = startProxy(t, fmt.Sprintf(`
 mode = "learn"

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/learn"
 )
 
 // Resolver looks up the addresses of a name. *net.Resolver implements it.
@@ -25,7 +26,7 @@ type Resolver interface {
 
 // Observer receives policy decisions; see Config.Observer.
 type Observer interface {
-	Observe(c *policy.Client, o policy.Observation, now time.Time)
+	Observe(c *policy.Client, o learn.Observation, now time.Time)
 }
 
 // Config is the proxy's configuration: plain data plus its dependencies. It is
@@ -62,7 +63,7 @@ type Config struct {
 	QuietAllowed bool
 	// Observer, if non-nil, is told of every policy decision about a known
 	// destination (learning mode's record). It must be fast and safe for
-	// concurrent use; *policy.Recorder is.
+	// concurrent use; *learn.Recorder is.
 	Observer Observer
 	// OwnAddrs are further addresses of this process (the metrics listener)
 	// that no client may reach through the proxy. The listeners passed to

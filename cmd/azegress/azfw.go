@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/azfw"
 )
 
 // importAzfw converts Azure Firewall application rules to an azegress
@@ -30,16 +31,16 @@ func importAzfw(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	var inputs []policy.AzureFirewallInput
+	var inputs []azfw.Input
 	for _, name := range fs.Args() {
 		data, err := os.ReadFile(name)
 		if err != nil {
 			fmt.Fprintf(stderr, "azegress import-azfw: %v\n", err)
 			return 1
 		}
-		inputs = append(inputs, policy.AzureFirewallInput{Name: name, Data: data})
+		inputs = append(inputs, azfw.Input{Name: name, Data: data})
 	}
-	imp, err := policy.ImportAzureFirewall(*cloud, inputs...)
+	imp, err := azfw.Import(*cloud, inputs...)
 	if err != nil {
 		fmt.Fprintf(stderr, "azegress import-azfw: %v\n", err)
 		return 1
@@ -87,7 +88,7 @@ func exportAzfw(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
 		return 1
 	}
-	out, warnings, err := policy.ExportAzureFirewall(p, policy.AzureFirewallExportOptions{GroupName: *group, Priority: *priority})
+	out, warnings, err := azfw.Export(p, azfw.ExportOptions{GroupName: *group, Priority: *priority})
 	if err != nil {
 		fmt.Fprintf(stderr, "azegress export-azfw: %v\n", err)
 		return 1

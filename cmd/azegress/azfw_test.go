@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-const azfwTestdata = "../../policy/testdata/azfw"
+const azfwTestdata = "../../policy/azfw/testdata"
 
 // TestImportAzfwCommand imports each Azure Firewall export of the policy
 // package's golden tests through the CLI, checks that every warning is on

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/learn"
 	"github.com/azegress/azegress/proxy"
 )
 
@@ -46,7 +47,7 @@ func record(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	learn, diags := policy.Load("azegress-record", []byte(fmt.Sprintf(
+	learning, diags := policy.Load("azegress-record", []byte(fmt.Sprintf(
 		"cloud = %q\nclient %q {\n  sources = [\"127.0.0.0/8\", \"::1/128\"]\n  mode    = \"learn\"\n}\n", *cloud, recordBlock)))
 	if diags.HasErrors() {
 		fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
@@ -56,8 +57,8 @@ func record(args []string, stdout, stderr io.Writer) int {
 	if *verbose {
 		logger = slog.New(slog.NewJSONHandler(stderr, nil))
 	}
-	rec := policy.NewRecorder(nil)
-	srv, err := proxy.New(proxy.Config{Policy: learn, Logger: logger, Observer: rec})
+	rec := learn.NewRecorder(nil)
+	srv, err := proxy.New(proxy.Config{Policy: learning, Logger: logger, Observer: rec})
 	if err != nil {
 		fmt.Fprintf(stderr, "azegress record: %v\n", err)
 		return 2
@@ -79,7 +80,7 @@ func record(args []string, stdout, stderr io.Writer) int {
 	code := runOnce()
 	fmt.Fprintf(stderr, "azegress record: %s exited with status %d\n", cmdArgs[0], code)
 	obs := rec.Snapshot()
-	report := policy.NewReport(obs, nil)
+	report := learn.NewReport(obs, nil)
 	if !*minimize {
 		stdout.Write(report.HCL(*cloud))
 		return code
@@ -93,9 +94,9 @@ func record(args []string, stdout, stderr io.Writer) int {
 	// Minimize: drop each destination in turn; keep it only if the command
 	// fails without it. Then run once with just the kept set.
 	kept := ruleWorthy(report)
-	var dropped []policy.Observation
+	var dropped []learn.Observation
 	for i := 0; i < len(kept); {
-		trial := append(append([]policy.Observation{}, kept[:i]...), kept[i+1:]...)
+		trial := append(append([]learn.Observation{}, kept[:i]...), kept[i+1:]...)
 		if !applyEnforcing(srv, *cloud, trial, stderr) {
 			return 2
 		}
@@ -114,7 +115,7 @@ func record(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	final := runOnce()
-	minimal := policy.NewReport(kept, nil).HCL(*cloud)
+	minimal := learn.NewReport(kept, nil).HCL(*cloud)
 	var b strings.Builder
 	b.Write(minimal)
 	if len(dropped) > 0 {
@@ -138,21 +139,21 @@ func record(args []string, stdout, stderr io.Writer) int {
 }
 
 // ruleWorthy returns the observations a learned policy turns into rules.
-func ruleWorthy(r *policy.Report) []policy.Observation {
-	var out []policy.Observation
+func ruleWorthy(r *learn.Report) []learn.Observation {
+	var out []learn.Observation
 	for _, b := range r.Blocks {
 		out = append(out, b.Destinations...)
 	}
 	return out
 }
 
-func hostPortOf(o policy.Observation) string {
+func hostPortOf(o learn.Observation) string {
 	return net.JoinHostPort(o.Host, fmt.Sprint(o.Port))
 }
 
 // applyEnforcing swaps in an enforce-mode policy allowing exactly obs.
-func applyEnforcing(srv *proxy.Server, cloud string, obs []policy.Observation, stderr io.Writer) bool {
-	src := policy.NewReport(obs, nil).HCL(cloud)
+func applyEnforcing(srv *proxy.Server, cloud string, obs []learn.Observation, stderr io.Writer) bool {
+	src := learn.NewReport(obs, nil).HCL(cloud)
 	if len(obs) == 0 {
 		src = append(src, fmt.Sprintf("\nclient %q {\n  sources = [\"127.0.0.0/8\", \"::1/128\"]\n}\n", recordBlock)...)
 	}

@@ -66,14 +66,14 @@ func TestRecordRealCurl(t *testing.T) {
 
 func TestReportCommand(t *testing.T) {
 	t.Parallel()
-	files := []string{"../../policy/testdata/report/instance-a.jsonl", "../../policy/testdata/report/instance-b.jsonl"}
+	files := []string{"../../policy/learn/testdata/report/instance-a.jsonl", "../../policy/learn/testdata/report/instance-b.jsonl"}
 	for _, tt := range []struct {
 		args []string
 		code int
 		want string
 	}{
 		{append([]string{"report"}, files...), 0, `allow "management-azure-com" {`},
-		{append([]string{"report", "-format", "markdown", "-policy", "../../policy/testdata/report/baseline.hcl"}, files...), 0, "### Risky patterns"},
+		{append([]string{"report", "-format", "markdown", "-policy", "../../policy/learn/testdata/report/baseline.hcl"}, files...), 0, "### Risky patterns"},
 		{append([]string{"report", "-format", "json"}, files...), 0, `"client_blocks": [`},
 		{append([]string{"report", "-format", "xml"}, files...), 2, ""},
 		{[]string{"report", "no-such-file.jsonl"}, 1, ""},

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/learn"
 )
 
 func report(args []string, stdout, stderr io.Writer) int {
@@ -29,7 +30,7 @@ func report(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	obs, err := policy.ReadObservations(fs.Args()...)
+	obs, err := learn.ReadObservations(fs.Args()...)
 	if err != nil {
 		fmt.Fprintf(stderr, "azegress report: %v\n", err)
 		return 1
@@ -55,7 +56,7 @@ func report(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	r := policy.NewReport(obs, base)
+	r := learn.NewReport(obs, base)
 	switch *format {
 	case "hcl":
 		_, err = stdout.Write(r.HCL(*cloud))

@@ -28,6 +28,7 @@ import (
 
 	"github.com/azegress/azegress/policies"
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/learn"
 	"github.com/azegress/azegress/proxy"
 )
 
@@ -207,7 +208,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	var rec *policy.Recorder
+	var rec *learn.Recorder
 	if *observations != "" {
 		f, err := os.OpenFile(*observations, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 		if err != nil {
@@ -215,7 +216,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer f.Close()
-		rec = policy.NewRecorder(f)
+		rec = learn.NewRecorder(f)
 	}
 	var observer proxy.Observer
 	if rec != nil {

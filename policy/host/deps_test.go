@@ -1,13 +1,13 @@
-package host
+package host_test
 
 import (
 	"testing"
 
-	"github.com/azegress/azegress/policy/internal/deptest"
+	"github.com/azegress/azegress/policy/internal/policytest"
 )
 
 // TestDeps keeps host a leaf: it imports no package of the module.
 func TestDeps(t *testing.T) {
 	t.Parallel()
-	deptest.Check(t)
+	policytest.Deps(t)
 }

@@ -1,4 +1,4 @@
-package policy
+package learn
 
 import (
 	"crypto/sha256"
@@ -10,8 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
+	"github.com/azegress/azegress/policy/internal/text"
 	"github.com/hashicorp/hcl/v2"
 )
 
@@ -65,16 +67,16 @@ func ruleWorthy(o Observation) bool {
 		return false
 	}
 	switch o.Decision {
-	case VerdictAllow, VerdictWouldDeny:
+	case policy.VerdictAllow, policy.VerdictWouldDeny:
 		return true
-	case VerdictDeny:
+	case policy.VerdictDeny:
 		return o.Reason == "no_rule"
 	}
 	return false
 }
 
 // NewReport builds a report from merged observations; base may be nil.
-func NewReport(obs []Observation, base *Policy) *Report {
+func NewReport(obs []Observation, base *policy.Policy) *Report {
 	r := &Report{}
 	byBlock := map[string]*ReportBlock{}
 	for _, o := range obs {
@@ -86,7 +88,7 @@ func NewReport(obs []Observation, base *Policy) *Report {
 		if b == nil {
 			b = &ReportBlock{Name: o.ClientBlock, Sources: o.Sources}
 			if base != nil {
-				if c := base.clientNamed(o.ClientBlock); c != nil {
+				if c := clientNamed(base, o.ClientBlock); c != nil {
 					b.Sources = prefixStrings(c.Sources)
 				}
 			}
@@ -104,7 +106,8 @@ func NewReport(obs []Observation, base *Policy) *Report {
 	return r
 }
 
-func (p *Policy) clientNamed(name string) *Client {
+// clientNamed returns the client block of p named name, or nil.
+func clientNamed(p *policy.Policy, name string) *policy.Client {
 	for _, c := range p.Clients() {
 		if c.Name == name {
 			return c
@@ -113,17 +116,17 @@ func (p *Policy) clientNamed(name string) *Client {
 	return nil
 }
 
-func diffBaseline(obs []Observation, base *Policy) *BaselineDiff {
+func diffBaseline(obs []Observation, base *policy.Policy) *BaselineDiff {
 	d := &BaselineDiff{Policy: base.Filename(), UnusedRules: []RuleRef{}, Denied: []Observation{}, Risky: []RiskyRule{}}
-	for _, w := range Lint(base, time.Now()) {
-		d.lint = append(d.lint, strings.TrimSuffix(strings.Replace(FormatDiagnostics(hcl.Diagnostics{w}), ": warning: ", ": ", 1), "\n"))
+	for _, w := range policy.Lint(base, time.Now()) {
+		d.lint = append(d.lint, strings.TrimSuffix(strings.Replace(policy.FormatDiagnostics(hcl.Diagnostics{w}), ": warning: ", ": ", 1), "\n"))
 	}
-	used := map[*Rule]bool{}
+	used := map[*policy.Rule]bool{}
 	for _, o := range obs {
 		if !ruleWorthy(o) {
 			continue
 		}
-		c := base.clientNamed(o.ClientBlock)
+		c := clientNamed(base, o.ClientBlock)
 		h, err := host.Parse(o.Host)
 		if c == nil || err != nil {
 			d.Denied = append(d.Denied, o)
@@ -152,7 +155,7 @@ func diffBaseline(obs []Observation, base *Policy) *BaselineDiff {
 	return d
 }
 
-func ruleRef(c *Client, r *Rule) RuleRef {
+func ruleRef(c *policy.Client, r *policy.Rule) RuleRef {
 	return RuleRef{
 		ClientBlock: c.Name, Rule: r.Name, Hosts: r.Hosts, Ports: r.Ports,
 		Pos: fmt.Sprintf("%s:%d:%d", r.Range.Filename, r.Range.Start.Line, r.Range.Start.Column),
@@ -191,7 +194,7 @@ func (r *Report) HCL(cloud string) []byte {
 	}
 	fmt.Fprintf(&b, "\ncloud = %q\n", cloud)
 	for _, blk := range r.Blocks {
-		fmt.Fprintf(&b, "\nclient %q {\n  sources = [%s]\n", blk.Name, quoteList(blk.Sources))
+		fmt.Fprintf(&b, "\nclient %q {\n  sources = [%s]\n", blk.Name, text.QuoteList(blk.Sources))
 		type hostRule struct {
 			host  string
 			ports []uint16
@@ -215,9 +218,9 @@ func (r *Report) HCL(cloud string) []byte {
 			sort.Slice(hr.ports, func(i, j int) bool { return hr.ports[i] < hr.ports[j] })
 			b.WriteString("\n")
 			if hr.label != "" {
-				fmt.Fprintf(&b, "  # %s; %s\n", oneLine(hr.label), plural(hr.count, "connection"))
+				fmt.Fprintf(&b, "  # %s; %s\n", text.OneLine(hr.label), text.Plural(hr.count, "connection"))
 			} else {
-				fmt.Fprintf(&b, "  # %s\n", plural(hr.count, "connection"))
+				fmt.Fprintf(&b, "  # %s\n", text.Plural(hr.count, "connection"))
 			}
 			fmt.Fprintf(&b, "  allow %q {\n", ruleName(hr.host))
 			ports := make([]string, len(hr.ports))
@@ -310,7 +313,7 @@ func (r *Report) Markdown() []byte {
 			b.WriteString("None.\n")
 		}
 		for _, o := range d.Denied {
-			fmt.Fprintf(&b, "- `%s` from client `%s` (%s)\n", hostPortString(o.Host, o.Port), o.ClientBlock, plural(o.Count, "connection"))
+			fmt.Fprintf(&b, "- `%s` from client `%s` (%s)\n", hostPortString(o.Host, o.Port), o.ClientBlock, text.Plural(o.Count, "connection"))
 		}
 		b.WriteString("\n### Risky patterns\n\n")
 		if len(d.Risky) == 0 {
@@ -332,9 +335,9 @@ func (r *Report) Markdown() []byte {
 
 func decisionText(o Observation) string {
 	switch o.Decision {
-	case VerdictAllow:
+	case policy.VerdictAllow:
 		return "allowed by rule `" + o.Rule + "`"
-	case VerdictWouldDeny:
+	case policy.VerdictWouldDeny:
 		return "no rule (learning)"
 	}
 	return "denied: " + o.Reason
@@ -369,14 +372,7 @@ func codeList(ss []string) string {
 	return strings.Join(q, ", ")
 }
 
-func plural(n int64, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
-}
-
-func mdEscape(s string) string { return strings.ReplaceAll(oneLine(s), "|", `\|`) }
+func mdEscape(s string) string { return strings.ReplaceAll(text.OneLine(s), "|", `\|`) }
 
 // riskyPattern reports whether a host pattern is a wildcard over a
 // multi-tenant data plane, where any tenant's resource matches.

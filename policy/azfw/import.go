@@ -1,4 +1,4 @@
-package policy
+package azfw
 
 import (
 	"bytes"
@@ -13,48 +13,24 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
-	"github.com/hashicorp/hcl/v2"
+	"github.com/azegress/azegress/policy/internal/text"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 )
 
-// This file converts Azure Firewall application rules to an azegress
-// policy (ImportAzureFirewall) and back (ExportAzureFirewall). The JSON
-// shapes are those of shared/azure-endpoints.md section 6: firewall policy
-// rule collection groups (ARM resources, whole ARM templates, REST GET and
-// list responses, and the Azure CLI's flattened output) and the classic
-// Microsoft.Network/azureFirewalls rule collections.
-//
-// Semantics that differ, and how the conversion handles them:
-//
-//   - Azure Firewall applies every rule whose sources contain the client;
-//     azegress picks one client block by longest source prefix. The
-//     importer gives each distinct source prefix the rules of every Azure
-//     rule whose sources contain it, and merges prefixes with the same
-//     rules into one client block, so each client gets the same rules.
-//   - Azure evaluates collections by priority, first match wins; azegress
-//     evaluates deny rules before allow rules. They agree when Deny
-//     collections come first; where a lower-priority Deny overlaps a
-//     higher-priority Allow, the importer warns.
-//   - "*contoso.com" (no dot) also matches contoso.com and look-alikes
-//     such as evilcontoso.com in Azure; it becomes contoso.com and
-//     *.contoso.com, with a warning.
-//   - Protocols become ports: azegress does not tell HTTP from HTTPS on a
-//     port.
-
-// AzureFirewallInput is one JSON document for ImportAzureFirewall.
-type AzureFirewallInput struct {
+// Input is one JSON document for Import.
+type Input struct {
 	// Name is the document's name in warnings, usually its file name.
 	Name string
 	// Data is the JSON text.
 	Data []byte
 }
 
-// AzureFirewallImport is the result of ImportAzureFirewall.
-type AzureFirewallImport struct {
+// Imported is the result of Import.
+type Imported struct {
 	// HCL is the azegress policy.
 	HCL []byte
 	// Warnings say what was changed or could not be carried over, one line
@@ -63,15 +39,15 @@ type AzureFirewallImport struct {
 	Warnings []string
 }
 
-// ImportAzureFirewall converts the application rules of Azure Firewall
-// exports to an azegress policy for cloud (a name catalog.Clouds returns; "" means
+// Import converts the application rules of Azure Firewall exports to an
+// azegress policy for cloud (a name catalog.Clouds returns; "" means
 // AzureCloud). It returns an error only when a document is not JSON or no
 // document holds rule collections; everything it cannot carry over is a
 // warning.
-func ImportAzureFirewall(cloud string, inputs ...AzureFirewallInput) (*AzureFirewallImport, error) {
+func Import(cloud string, inputs ...Input) (*Imported, error) {
 	cloud = cmp.Or(cloud, catalog.DefaultCloud)
 	if clouds := catalog.Clouds(); !slices.Contains(clouds, cloud) {
-		return nil, fmt.Errorf("unknown cloud %q; use one of %s", cloud, quoteList(clouds))
+		return nil, fmt.Errorf("unknown cloud %q; use one of %s", cloud, text.QuoteList(clouds))
 	}
 	imp := &importer{cloud: cloud, ipGroups: map[string][]string{}, seen: map[string]bool{}}
 	docs := make([]any, len(inputs))
@@ -105,10 +81,10 @@ func ImportAzureFirewall(cloud string, inputs ...AzureFirewallInput) (*AzureFire
 		names[i] = in.Name
 	}
 	src := imp.render(names)
-	return &AzureFirewallImport{HCL: src, Warnings: imp.warnings}, nil
+	return &Imported{HCL: src, Warnings: imp.warnings}, nil
 }
 
-// importer holds the state of one ImportAzureFirewall call.
+// importer holds the state of one Import call.
 type importer struct {
 	cloud       string
 	file        string              // the document being read
@@ -475,11 +451,11 @@ func (imp *importer) appRule(v any, r *azRule, ev *armEval) {
 		imp.fqdnTag(tag, r)
 	}
 	if u := strs(field(p, "targetUrls")); len(u) > 0 {
-		imp.warn(r.where, "target URLs %s not carried over: azegress sees host names, never paths inside TLS; to allow the whole hosts, add them to hosts", quoteList(u))
+		imp.warn(r.where, "target URLs %s not carried over: azegress sees host names, never paths inside TLS; to allow the whole hosts, add them to hosts", text.QuoteList(u))
 		r.notes = append(r.notes, "not carried: target URLs "+strings.Join(u, ", "))
 	}
 	if c := strs(field(p, "webCategories")); len(c) > 0 {
-		imp.warn(r.where, "web categories %s not carried over: azegress has no category database; list the hosts", quoteList(c))
+		imp.warn(r.where, "web categories %s not carried over: azegress has no category database; list the hosts", text.QuoteList(c))
 		r.notes = append(r.notes, "not carried: web categories "+strings.Join(c, ", "))
 	}
 	if b, _ := field(p, "terminateTLS").(bool); b {
@@ -490,7 +466,7 @@ func (imp *importer) appRule(v any, r *azRule, ev *armEval) {
 		imp.warn(r.where, "httpHeadersToInsert not carried over: azegress does not rewrite requests")
 	}
 	if d := strs(field(p, "destinationAddresses")); len(d) > 0 {
-		imp.warn(r.where, "destination addresses %s of an application rule not carried over", quoteList(d))
+		imp.warn(r.where, "destination addresses %s of an application rule not carried over", text.QuoteList(d))
 	}
 	imp.finish(r)
 }
@@ -542,7 +518,7 @@ func (imp *importer) networkRule(v any, r *azRule, ev *armEval) {
 		r.addresses = append(r.addresses, pfxs...)
 	}
 	if f := strs(field(p, "destinationFqdns")); len(f) > 0 {
-		imp.warn(r.where, "network rule destination FQDNs %s not carried over: Azure filters their resolved addresses at layer 4; allow them by name with an application rule (hosts)", quoteList(f))
+		imp.warn(r.where, "network rule destination FQDNs %s not carried over: Azure filters their resolved addresses at layer 4; allow them by name with an application rule (hosts)", text.QuoteList(f))
 	}
 	for _, ps := range strs(field(p, "destinationPorts")) {
 		ports, err := parsePortRange(ps)
@@ -619,15 +595,14 @@ func (imp *importer) target(t string, r *azRule) {
 			t, rest, "*."+rest, "evil"+rest)
 	}
 	for _, p := range patterns {
-		c := &compiler{filename: "import", cloud: imp.cloud, cloudOK: true}
 		if h, err := host.Parse(p); err == nil && h.IsIP() {
 			r.addresses = append(r.addresses, netip.PrefixFrom(h.IP, h.IP.BitLen()))
 			imp.warn(r.where, "target FQDN %q is an IP address: carried over in addresses", t)
 			continue
 		}
-		pat, ok := c.hostPattern(p, hcl.Range{}, nil)
-		if !ok {
-			imp.warn(r.where, "target FQDN %q not carried over: %s", t, c.diags[0].Detail)
+		pat, err := policy.NormalizeHostPattern(p)
+		if err != nil {
+			imp.warn(r.where, "target FQDN %q not carried over: %s", t, err)
 			r.notes = append(r.notes, fmt.Sprintf("not carried: target FQDN %q", t))
 			return
 		}
@@ -810,7 +785,7 @@ func (imp *importer) blockName(b *block) string {
 		}
 	}
 	first, more := b.sources[0], len(b.sources)-1
-	name := "net-" + strings.NewReplacer("/", "-", ":", "-").Replace(prefixText(first))
+	name := "net-" + strings.NewReplacer("/", "-", ":", "-").Replace(text.Prefix(first))
 	if first.Bits() == 0 {
 		name = "any"
 		if more == 1 && b.sources[1].Bits() == 0 {
@@ -868,39 +843,39 @@ func (imp *importer) render(files []string) []byte {
 	if len(imp.warnings) > 0 {
 		b.WriteString("#\n# Changed or not carried over:\n")
 		for _, w := range imp.warnings {
-			fmt.Fprintf(&b, "#   %s\n", oneLine(w))
+			fmt.Fprintf(&b, "#   %s\n", text.OneLine(w))
 		}
 	}
 	fmt.Fprintf(&b, "\ncloud = %q\n", imp.cloud)
 	for _, blk := range blocks {
 		src := make([]string, len(blk.sources))
 		for i, p := range blk.sources {
-			src[i] = prefixText(p)
+			src[i] = text.Prefix(p)
 		}
-		fmt.Fprintf(&b, "\nclient %q {\n  sources = [%s]\n", blk.name, quoteList(src))
+		fmt.Fprintf(&b, "\nclient %q {\n  sources = [%s]\n", blk.name, text.QuoteList(src))
 		names := map[string]bool{}
 		for _, r := range blk.rules {
 			kind := "allow"
 			if r.deny {
 				kind = "deny"
 			}
-			fmt.Fprintf(&b, "\n  # %s\n", oneLine(r.comment))
+			fmt.Fprintf(&b, "\n  # %s\n", text.OneLine(r.comment))
 			for _, n := range r.notes {
-				fmt.Fprintf(&b, "  # %s\n", oneLine(n))
+				fmt.Fprintf(&b, "  # %s\n", text.OneLine(n))
 			}
 			fmt.Fprintf(&b, "  %s %q {\n", kind, uniqueName(sanitizeName(r.coll+"."+r.name), names))
 			if len(r.hosts) > 0 {
-				fmt.Fprintf(&b, "    hosts = [%s]\n", quoteList(r.hosts))
+				fmt.Fprintf(&b, "    hosts = [%s]\n", text.QuoteList(r.hosts))
 			}
 			if len(r.endpoints) > 0 {
-				fmt.Fprintf(&b, "    endpoints = [%s]\n", quoteList(r.endpoints))
+				fmt.Fprintf(&b, "    endpoints = [%s]\n", text.QuoteList(r.endpoints))
 			}
 			if len(r.addresses) > 0 {
 				addrs := make([]string, len(r.addresses))
 				for i, p := range r.addresses {
-					addrs[i] = prefixText(p)
+					addrs[i] = text.Prefix(p)
 				}
-				fmt.Fprintf(&b, "    addresses = [%s]\n", quoteList(addrs))
+				fmt.Fprintf(&b, "    addresses = [%s]\n", text.QuoteList(addrs))
 			}
 			ports := make([]string, len(r.ports))
 			for i, p := range slices.Sorted(slices.Values(r.ports)) {
@@ -962,7 +937,7 @@ func (imp *importer) overlap(d, a *azRule) (string, bool) {
 	}
 	for _, dh := range d.hosts {
 		for _, ah := range ahosts {
-			if patternsOverlap(dh, ah) {
+			if policy.PatternsOverlap(dh, ah) {
 				ex := dh
 				if strings.HasPrefix(ex, "*.") {
 					ex = ah
@@ -977,508 +952,12 @@ func (imp *importer) overlap(d, a *azRule) (string, bool) {
 	for _, dp := range d.addresses {
 		for _, ap := range a.addresses {
 			if dp.Overlaps(ap) {
-				return fmt.Sprintf("%s port %d", prefixText(dp), port), true
+				return fmt.Sprintf("%s port %d", text.Prefix(dp), port), true
 			}
 		}
 	}
 	return "", false
 }
 
-// ARM template expressions.
-
-// isExpr reports whether s is an ARM template expression: "[...]", but not
-// the escaped literal "[[...".
-func isExpr(s string) bool {
-	return len(s) >= 2 && s[0] == '[' && s[len(s)-1] == ']' && !strings.HasPrefix(s, "[[")
-}
-
-// armEval evaluates the ARM template expressions azegress can evaluate
-// without a deployment: string and number literals, parameters (their
-// defaultValue), variables, concat, format, toLower, toUpper and
-// resourceId (which yields "TYPE/NAME").
-type armEval struct {
-	params, vars jobj
-	defaults     []string // parameters whose defaultValue an evaluation used
-}
-
-func newARMEval(template jobj) *armEval {
-	e := &armEval{params: jobj{}, vars: jobj{}}
-	if p, ok := field(template, "parameters").(jobj); ok {
-		e.params = p
-	}
-	if v, ok := field(template, "variables").(jobj); ok {
-		e.vars = v
-	}
-	return e
-}
-
-// eval returns s evaluated: s itself if it is not an expression.
-func (e *armEval) eval(s string) (string, bool) {
-	if !isExpr(s) {
-		return strings.TrimPrefix(s, "["), true // "[[x]" is the literal "[x]"
-	}
-	if e == nil {
-		return "", false
-	}
-	v, ok := e.expr(s[1:len(s)-1], 0)
-	if !ok {
-		return "", false
-	}
-	switch x := v.(type) {
-	case string:
-		return x, true
-	case json.Number:
-		return x.String(), true
-	}
-	return "", false
-}
-
-// value evaluates s like eval, for resource names (nil e: literal only).
-func (e *armEval) value(s string) (string, bool) { return e.eval(s) }
-
-func (e *armEval) expr(s string, depth int) (any, bool) {
-	p := &armParser{s: s}
-	v, ok := e.parse(p, depth)
-	p.space()
-	return v, ok && p.i == len(p.s)
-}
-
-type armParser struct {
-	s string
-	i int
-}
-
-func (p *armParser) space() {
-	for p.i < len(p.s) && p.s[p.i] == ' ' {
-		p.i++
-	}
-}
-
-func (e *armEval) parse(p *armParser, depth int) (any, bool) {
-	if depth > 16 {
-		return nil, false
-	}
-	p.space()
-	if p.i >= len(p.s) {
-		return nil, false
-	}
-	switch ch := p.s[p.i]; {
-	case ch == '\'':
-		var b strings.Builder
-		for p.i++; p.i < len(p.s); p.i++ {
-			if p.s[p.i] == '\'' {
-				if p.i+1 < len(p.s) && p.s[p.i+1] == '\'' {
-					b.WriteByte('\'')
-					p.i++
-					continue
-				}
-				p.i++
-				return b.String(), true
-			}
-			b.WriteByte(p.s[p.i])
-		}
-		return nil, false
-	case isDigit(ch):
-		start := p.i
-		for p.i < len(p.s) && isDigit(p.s[p.i]) {
-			p.i++
-		}
-		return json.Number(p.s[start:p.i]), true
-	case isLetter(ch):
-		start := p.i
-		for p.i < len(p.s) && (isLetter(p.s[p.i]) || isDigit(p.s[p.i])) {
-			p.i++
-		}
-		fn := strings.ToLower(p.s[start:p.i])
-		p.space()
-		if p.i >= len(p.s) || p.s[p.i] != '(' {
-			return nil, false
-		}
-		p.i++
-		var args []any
-		for {
-			p.space()
-			if p.i < len(p.s) && p.s[p.i] == ')' {
-				p.i++
-				break
-			}
-			v, ok := e.parse(p, depth+1)
-			if !ok {
-				return nil, false
-			}
-			args = append(args, v)
-			p.space()
-			if p.i < len(p.s) && p.s[p.i] == ',' {
-				p.i++
-			}
-		}
-		return e.call(fn, args, depth)
-	}
-	return nil, false
-}
-
-func (e *armEval) call(fn string, args []any, depth int) (any, bool) {
-	sargs := make([]string, len(args))
-	for i, a := range args {
-		switch x := a.(type) {
-		case string:
-			sargs[i] = x
-		case json.Number:
-			sargs[i] = x.String()
-		default:
-			return nil, false
-		}
-	}
-	switch {
-	case fn == "parameters" && len(args) == 1:
-		d := field(field(e.params, sargs[0]), "defaultValue")
-		if d != nil && !slices.Contains(e.defaults, sargs[0]) {
-			e.defaults = append(e.defaults, sargs[0])
-		}
-		if s, ok := d.(string); ok && isExpr(s) {
-			return e.expr(s[1:len(s)-1], depth+1)
-		}
-		return d, d != nil
-	case fn == "variables" && len(args) == 1:
-		v := field(e.vars, sargs[0])
-		if s, ok := v.(string); ok && isExpr(s) {
-			return e.expr(s[1:len(s)-1], depth+1)
-		}
-		return v, v != nil
-	case fn == "concat":
-		return strings.Join(sargs, ""), true
-	case fn == "tolower" && len(args) == 1:
-		return strings.ToLower(sargs[0]), true
-	case fn == "toupper" && len(args) == 1:
-		return strings.ToUpper(sargs[0]), true
-	case fn == "format" && len(args) >= 1:
-		out := sargs[0]
-		for i, a := range sargs[1:] {
-			out = strings.ReplaceAll(out, "{"+strconv.Itoa(i)+"}", a)
-		}
-		return out, true
-	case fn == "resourceid" && len(args) >= 2:
-		return strings.Join(sargs, "/"), true
-	}
-	return nil, false
-}
-
-// Export.
-
-// AzureFirewallExportOptions configures ExportAzureFirewall.
-type AzureFirewallExportOptions struct {
-	// GroupName is the rule collection group's name; "" means "azegress".
-	GroupName string
-	// Priority is the group's priority, 100 to 65000; 0 means 500.
-	Priority int
-	// Now is when rules' expiry is judged: rules expired by then are left
-	// out. The zero value means time.Now().
-	Now time.Time
-}
-
-// ExportAzureFirewall writes p as an ARM template with one firewall policy
-// rule collection group (Microsoft.Network/firewallPolicies/
-// ruleCollectionGroups), deployable with
-//
-//	az deployment group create -g RG --template-file FILE --parameters firewallPolicyName=NAME
-//
-// Each client block becomes a Deny collection (its deny rules) and an
-// Allow collection (its allow rules), the Deny one at a higher priority;
-// rules with addresses become TCP network rules in collections of their
-// own. Sources are the block's sources less those of more specific blocks,
-// so each address gets the rules of the block azegress would pick. It
-// returns warnings for what Azure Firewall cannot express (learn mode,
-// limits, expires, the destination guard's addresses).
-func ExportAzureFirewall(p *Policy, opt AzureFirewallExportOptions) ([]byte, []string, error) {
-	opt.GroupName = cmp.Or(opt.GroupName, "azegress")
-	opt.Priority = cmp.Or(opt.Priority, 500)
-	if opt.Priority < 100 || opt.Priority > 65000 {
-		return nil, nil, fmt.Errorf("group priority %d is out of range; Azure takes 100 to 65000", opt.Priority)
-	}
-	if !validAzureName(opt.GroupName) {
-		return nil, nil, fmt.Errorf("group name %q is not a valid Azure name: letters, digits, \"_\", \".\" and \"-\", starting with a letter or digit, at most 80 characters", opt.GroupName)
-	}
-	now := opt.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	var warnings []string
-	warn := func(format string, args ...any) { warnings = append(warnings, fmt.Sprintf(format, args...)) }
-	var colls []any
-	denyPrio, allowPrio := 1000, 30000
-	for _, c := range p.clients {
-		where := fmt.Sprintf("%s: client %q", pos(c.Range), c.Name)
-		if c.Mode == ModeLearn {
-			warn("%s: mode learn has no Azure Firewall equivalent; the rules are exported as enforced", where)
-		}
-		if c.Limits != (Limits{}) {
-			warn("%s: limits have no Azure Firewall equivalent and are not exported", where)
-		}
-		if c.AllowSNIMismatch {
-			warn("%s: allow_sni_mismatch is not exported; Azure Firewall matches the SNI of HTTPS application rules", where)
-		}
-		srcs := exportSources(p, c)
-		if len(srcs) == 0 {
-			if len(c.Rules)+len(c.Denies) > 0 {
-				warn("%s: not exported: more specific client blocks cover all its sources", where)
-			}
-			continue
-		}
-		if allowPrio+10 > 65000 {
-			return nil, nil, errors.New("too many client blocks for Azure rule collection priorities")
-		}
-		name := azureName(c.Name)
-		for _, kind := range []struct {
-			rules  []*Rule
-			suffix string
-			action string
-			prio   int
-		}{
-			{c.Denies, "-deny", "Deny", denyPrio},
-			{c.Rules, "-allow", "Allow", allowPrio},
-		} {
-			var app, network []any
-			for _, r := range kind.rules {
-				rwhere := fmt.Sprintf("%s: %s rule %q", pos(r.Range), ruleKind(r), r.Name)
-				if r.Expired(now) {
-					warn("%s: not exported: it expired at %s", rwhere, r.Expires.UTC().Format(time.RFC3339))
-					continue
-				}
-				if !r.Expires.IsZero() {
-					warn("%s: expires %s has no Azure Firewall equivalent; the rule is exported without it: remove it from the firewall then",
-						rwhere, r.Expires.UTC().Format(time.RFC3339))
-				}
-				var appPorts []any
-				var netPorts []any
-				for _, port := range slices.Sorted(slices.Values(r.Ports)) {
-					netPorts = append(netPorts, strconv.Itoa(int(port)))
-					if port > 64000 {
-						warn("%s: port %d is above Azure application rules' limit of 64000 and is not exported", rwhere, port)
-						continue
-					}
-					proto := "Https"
-					if port == 80 {
-						proto = "Http"
-					}
-					appPorts = append(appPorts, jobj{"protocolType": proto, "port": int(port)})
-				}
-				if len(r.Hosts) > 0 && len(appPorts) > 0 {
-					app = append(app, jobj{
-						"ruleType":        "ApplicationRule",
-						"name":            azureName(r.Name),
-						"description":     fmt.Sprintf("azegress client %q rule %q (%s)", c.Name, r.Name, pos(r.Range)),
-						"sourceAddresses": srcs,
-						"protocols":       appPorts,
-						"targetFqdns":     r.Hosts,
-						"terminateTLS":    false,
-					})
-				}
-				if len(r.Addresses) > 0 {
-					addrs := make([]string, len(r.Addresses))
-					for i, a := range r.Addresses {
-						addrs[i] = prefixText(a)
-					}
-					network = append(network, jobj{
-						"ruleType":             "NetworkRule",
-						"name":                 azureName(r.Name),
-						"description":          fmt.Sprintf("azegress client %q rule %q (%s): IP destinations", c.Name, r.Name, pos(r.Range)),
-						"ipProtocols":          []string{"TCP"},
-						"sourceAddresses":      srcs,
-						"destinationAddresses": addrs,
-						"destinationPorts":     netPorts,
-					})
-					if len(r.Hosts) > 0 && !r.Deny {
-						warn("%s: addresses are exported as a network rule to those IP destinations; what they also mean in azegress, the private ranges the rule's hosts may resolve to, has no Azure Firewall equivalent (Azure Firewall does not refuse private answers)", rwhere)
-					}
-				}
-			}
-			if len(network) > 0 {
-				colls = append(colls, jobj{
-					"ruleCollectionType": "FirewallPolicyFilterRuleCollection",
-					"name":               name + kind.suffix + "-ip",
-					"priority":           kind.prio + 5,
-					"action":             jobj{"type": kind.action},
-					"rules":              network,
-				})
-			}
-			if len(app) > 0 {
-				colls = append(colls, jobj{
-					"ruleCollectionType": "FirewallPolicyFilterRuleCollection",
-					"name":               name + kind.suffix,
-					"priority":           kind.prio,
-					"action":             jobj{"type": kind.action},
-					"rules":              app,
-				})
-			}
-		}
-		denyPrio += 10
-		allowPrio += 10
-	}
-	if colls == nil {
-		colls = []any{}
-	}
-	tmpl := jobj{
-		"$schema":        "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
-		"contentVersion": "1.0.0.0",
-		"metadata": jobj{
-			"description": fmt.Sprintf("Generated by azegress export-azfw from %s (cloud %s). Deny collections come before Allow collections, as azegress evaluates deny rules first.", p.Filename(), p.Cloud()),
-		},
-		"parameters": jobj{
-			"firewallPolicyName": jobj{"type": "string", "metadata": jobj{"description": "The existing firewall policy that receives the rule collection group."}},
-		},
-		"resources": []any{jobj{
-			"type":       "Microsoft.Network/firewallPolicies/ruleCollectionGroups",
-			"apiVersion": "2023-09-01",
-			"name":       fmt.Sprintf("[format('{0}/%s', parameters('firewallPolicyName'))]", opt.GroupName),
-			"properties": jobj{
-				"priority":        opt.Priority,
-				"ruleCollections": colls,
-			},
-		}},
-	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(orderedJSON(tmpl)); err != nil {
-		return nil, nil, err
-	}
-	return b.Bytes(), warnings, nil
-}
-
-// exportSources returns a block's sources less those of more specific
-// blocks, as Azure address strings.
-func exportSources(p *Policy, c *Client) []string {
-	var out []string
-	for _, s := range c.Sources {
-		rest := []netip.Prefix{s}
-		for _, o := range p.clients {
-			for _, q := range o.Sources {
-				if q.Bits() > s.Bits() && s.Contains(q.Addr()) {
-					rest = subtractPrefix(rest, q)
-				}
-			}
-		}
-		for _, r := range rest {
-			out = append(out, prefixText(r))
-		}
-	}
-	return out
-}
-
-// subtractPrefix returns the prefixes covering ps except q.
-func subtractPrefix(ps []netip.Prefix, q netip.Prefix) []netip.Prefix {
-	var out []netip.Prefix
-	for _, p := range ps {
-		switch {
-		case !p.Overlaps(q):
-			out = append(out, p)
-		case q.Bits() <= p.Bits():
-			// q covers p: nothing left.
-		default:
-			// Split p in halves until q is one of them.
-			for p.Bits() < q.Bits() {
-				lo := netip.PrefixFrom(p.Addr(), p.Bits()+1)
-				hi := netip.PrefixFrom(lastAddr(lo).Next(), p.Bits()+1)
-				if lo.Contains(q.Addr()) {
-					out = append(out, hi)
-					p = lo
-				} else {
-					out = append(out, lo)
-					p = hi
-				}
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
-	return out
-}
-
-// azureName makes an azegress name valid for Azure: it must start with a
-// letter or digit and end with a letter, digit or "_".
-func azureName(s string) string {
-	if s == "" || !isLetter(s[0]) && !isDigit(s[0]) {
-		s = "x" + s
-	}
-	if last := s[len(s)-1]; !isLetter(last) && !isDigit(last) && last != '_' {
-		s += "_"
-	}
-	return s
-}
-
-func validAzureName(s string) bool {
-	if s == "" || len(s) > 80 || azureName(s) != s {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if ch := s[i]; !isLetter(ch) && !isDigit(ch) && ch != '-' && ch != '_' && ch != '.' {
-			return false
-		}
-	}
-	return true
-}
-
-// orderedJSON returns v with the keys of ARM objects in a conventional
-// order (type, apiVersion, name first), for readable output.
-func orderedJSON(v any) any {
-	switch x := v.(type) {
-	case jobj:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		rank := func(k string) int {
-			if i := slices.Index(jsonKeyOrder, k); i >= 0 {
-				return i
-			}
-			return len(jsonKeyOrder)
-		}
-		slices.SortStableFunc(keys, func(a, b string) int { return cmp.Or(cmp.Compare(rank(a), rank(b)), strings.Compare(a, b)) })
-		out := make(orderedObj, len(keys))
-		for i, k := range keys {
-			out[i] = kv{k, orderedJSON(x[k])}
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = orderedJSON(e)
-		}
-		return out
-	}
-	return v
-}
-
-var jsonKeyOrder = []string{
-	"$schema", "contentVersion", "metadata", "parameters", "resources",
-	"type", "apiVersion", "name", "ruleCollectionType", "ruleType", "description", "priority", "action", "properties",
-	"ruleCollections", "rules", "ipProtocols", "sourceAddresses", "protocols", "protocolType", "port",
-	"targetFqdns", "destinationAddresses", "destinationPorts", "terminateTLS",
-}
-
-type kv struct {
-	k string
-	v any
-}
-
-type orderedObj []kv
-
-func (o orderedObj) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, e := range o {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		k, _ := json.Marshal(e.k)
-		b.Write(k)
-		b.WriteByte(':')
-		v, err := json.Marshal(e.v)
-		if err != nil {
-			return nil, err
-		}
-		b.Write(v)
-	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
-}
+func isLetter(ch byte) bool { return 'a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' }
+func isDigit(ch byte) bool  { return '0' <= ch && ch <= '9' }

@@ -1,13 +1,16 @@
-package policy
+package learn
 
 import (
 	"bytes"
-	"github.com/azegress/azegress/policy/host"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/host"
+	"github.com/azegress/azegress/policy/internal/policytest"
 )
 
 // TestReportGolden merges two instances' observation files and renders
@@ -19,13 +22,13 @@ func TestReportGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, diags := LoadFile("testdata/report/baseline.hcl")
+	base, diags := policy.LoadFile("testdata/report/baseline.hcl")
 	if diags.HasErrors() {
-		t.Fatal(FormatDiagnostics(diags))
+		t.Fatal(policy.FormatDiagnostics(diags))
 	}
 	for _, tt := range []struct {
 		name string
-		base *Policy
+		base *policy.Policy
 		out  func(*Report) []byte
 	}{
 		{"learned.hcl", nil, func(r *Report) []byte { return r.HCL("AzureCloud") }},
@@ -41,26 +44,14 @@ func TestReportGolden(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got := tt.out(NewReport(obs, tt.base))
-			golden := filepath.Join("testdata/report", tt.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("output differs from %s (run go test ./policy -update to accept):\n%s", golden, got)
-			}
+			policytest.Golden(t, filepath.Join("testdata/report", tt.name+".golden"), got)
 			if strings.HasSuffix(tt.name, ".hcl") {
-				p, diags := Load(tt.name, got)
+				p, diags := policy.Load(tt.name, got)
 				if diags.HasErrors() {
-					t.Fatalf("generated policy does not pass check:\n%s", FormatDiagnostics(diags))
+					t.Fatalf("generated policy does not pass check:\n%s", policy.FormatDiagnostics(diags))
 				}
 				// It allows exactly what was observed, and nothing near it.
-				c := p.clientNamed("workloads")
+				c := clientNamed(p, "workloads")
 				for _, tc := range []struct {
 					host  string
 					port  uint16
@@ -127,9 +118,9 @@ func TestRecorder(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
 	r := NewRecorder(&buf)
-	c := &Client{Name: "w", Sources: nil}
+	c := &policy.Client{Name: "w", Sources: nil}
 	t0 := time.Date(2026, 11, 23, 1, 0, 0, 0, time.UTC)
-	o := Observation{ClientBlock: "w", Host: "a.example", Port: 443, Decision: VerdictAllow, Rule: "a"}
+	o := Observation{ClientBlock: "w", Host: "a.example", Port: 443, Decision: policy.VerdictAllow, Rule: "a"}
 	r.Observe(c, o, t0)
 	if n := strings.Count(buf.String(), "\n"); n != 1 {
 		t.Fatalf("after a new destination: %d lines, want 1", n)
@@ -142,7 +133,7 @@ func TestRecorder(t *testing.T) {
 	if err := r.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	o.Decision, o.Rule, o.Reason = VerdictDeny, "", "no_rule"
+	o.Decision, o.Rule, o.Reason = policy.VerdictDeny, "", "no_rule"
 	r.Observe(c, o, t0.Add(3*time.Second))
 	if n := strings.Count(buf.String(), "\n"); n != 3 {
 		t.Fatalf("after flush and a changed verdict: %d lines, want 3", n)
@@ -154,7 +145,7 @@ func TestRecorder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].Count != 4 || got[0].Decision != VerdictDeny || !got[0].LastSeen.Equal(t0.Add(3*time.Second)) {
+	if len(got) != 1 || got[0].Count != 4 || got[0].Decision != policy.VerdictDeny || !got[0].LastSeen.Equal(t0.Add(3*time.Second)) {
 		t.Fatalf("read back %+v", got)
 	}
 	if snap := r.Snapshot(); len(snap) != 1 || snap[0].Count != 4 {

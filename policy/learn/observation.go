@@ -1,4 +1,4 @@
-package policy
+package learn
 
 import (
 	"bufio"
@@ -14,6 +14,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/azegress/azegress/policy"
 )
 
 // Observation is one destination seen from one client block: what learning
@@ -21,22 +23,22 @@ import (
 // line is an Observation as JSON, a cumulative snapshot for its key within
 // one run of one proxy process.
 type Observation struct {
-	Run         string    `json:"run"`          // random id of the proxy process that saw it
-	ClientBlock string    `json:"client_block"` // "" when the client was in no block
-	Sources     []string  `json:"sources,omitempty"`
-	Host        string    `json:"host"` // normalized name, or IP literal
-	Port        uint16    `json:"port"`
-	Count       int64     `json:"count"`
-	FirstSeen   time.Time `json:"first_seen"`
-	LastSeen    time.Time `json:"last_seen"`
-	Label       string    `json:"label,omitempty"`    // catalog label, if the catalog knows the host
-	Decision    Verdict   `json:"decision"`           // the latest
-	Reason      string    `json:"reason,omitempty"`   // why, for deny and would_deny
-	Rule        string    `json:"rule,omitempty"`     // allowing rule, for allow
-	Cloud       string    `json:"cloud,omitempty"`    // the policy's cloud
-	Mode        string    `json:"mode,omitempty"`     // the client block's mode
-	Policy      string    `json:"policy,omitempty"`   // the policy file
-	Instance    string    `json:"instance,omitempty"` // host name of the proxy
+	Run         string         `json:"run"`          // random id of the proxy process that saw it
+	ClientBlock string         `json:"client_block"` // "" when the client was in no block
+	Sources     []string       `json:"sources,omitempty"`
+	Host        string         `json:"host"` // normalized name, or IP literal
+	Port        uint16         `json:"port"`
+	Count       int64          `json:"count"`
+	FirstSeen   time.Time      `json:"first_seen"`
+	LastSeen    time.Time      `json:"last_seen"`
+	Label       string         `json:"label,omitempty"`    // catalog label, if the catalog knows the host
+	Decision    policy.Verdict `json:"decision"`           // the latest
+	Reason      string         `json:"reason,omitempty"`   // why, for deny and would_deny
+	Rule        string         `json:"rule,omitempty"`     // allowing rule, for allow
+	Cloud       string         `json:"cloud,omitempty"`    // the policy's cloud
+	Mode        string         `json:"mode,omitempty"`     // the client block's mode
+	Policy      string         `json:"policy,omitempty"`   // the policy file
+	Instance    string         `json:"instance,omitempty"` // host name of the proxy
 }
 
 type obsKey struct {
@@ -74,7 +76,7 @@ func NewRecorder(w io.Writer) *Recorder {
 // Observe records one decided connection or request from client block c
 // (nil: the client was in no block). o.Count, Run, Sources, FirstSeen and
 // LastSeen are filled in by the Recorder.
-func (r *Recorder) Observe(c *Client, o Observation, now time.Time) {
+func (r *Recorder) Observe(c *policy.Client, o Observation, now time.Time) {
 	k := o.key()
 	r.mu.Lock()
 	defer r.mu.Unlock()

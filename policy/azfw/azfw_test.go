@@ -1,4 +1,4 @@
-package policy
+package azfw
 
 import (
 	"fmt"
@@ -10,23 +10,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
+	"github.com/azegress/azegress/policy/internal/policytest"
+	"github.com/azegress/azegress/policy/internal/text"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 )
 
 // azfwNow is the clock of the import and export golden tests.
 var azfwNow = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 
-// TestImportAzureFirewallGolden imports each testdata/azfw/NAME.json and
+// TestImportGolden imports each testdata/NAME.json and
 // checks the HCL (NAME.hcl.golden) and the warnings (NAME.warnings.golden);
 // that the policy loads; that it decides each case of NAME.cases.hcl the
 // way Azure Firewall does (or, where the warnings say so, the documented
 // way azegress differs); and that exporting it (NAME.json.golden) and
 // importing the export gives back an equivalent policy.
-func TestImportAzureFirewallGolden(t *testing.T) {
+func TestImportGolden(t *testing.T) {
 	t.Parallel()
-	files, err := filepath.Glob("testdata/azfw/*.json")
+	files, err := filepath.Glob("testdata/*.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,22 +50,22 @@ func TestImportAzureFirewallGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			imp, err := ImportAzureFirewall("AzureCloud", AzureFirewallInput{Name: filepath.Base(file), Data: data})
+			imp, err := Import("AzureCloud", Input{Name: filepath.Base(file), Data: data})
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, base+".hcl.golden", imp.HCL)
-			checkGolden(t, base+".warnings.golden", []byte(strings.Join(imp.Warnings, "\n")+"\n"))
+			policytest.Golden(t, base+".hcl.golden", imp.HCL)
+			policytest.Golden(t, base+".warnings.golden", []byte(strings.Join(imp.Warnings, "\n")+"\n"))
 			if got := hclwrite.Format(imp.HCL); string(got) != string(imp.HCL) {
 				t.Errorf("the HCL is not formatted:\n%s", imp.HCL)
 			}
-			p, diags := Load(filepath.Base(base)+".hcl", imp.HCL)
+			p, diags := policy.Load(filepath.Base(base)+".hcl", imp.HCL)
 			if diags.HasErrors() {
-				t.Fatalf("the imported policy does not load:\n%s", FormatDiagnostics(diags))
+				t.Fatalf("the imported policy does not load:\n%s", policy.FormatDiagnostics(diags))
 			}
-			cases, diags := LoadCasesFile(base + ".cases.hcl")
+			cases, diags := policy.LoadCasesFile(base + ".cases.hcl")
 			if diags.HasErrors() {
-				t.Fatal(FormatDiagnostics(diags))
+				t.Fatal(policy.FormatDiagnostics(diags))
 			}
 			if len(cases) < 3 {
 				t.Errorf("%d cases, want at least 3", len(cases))
@@ -71,11 +74,11 @@ func TestImportAzureFirewallGolden(t *testing.T) {
 				checkCase(t, p, c)
 			}
 
-			out, _, err := ExportAzureFirewall(p, AzureFirewallExportOptions{Now: azfwNow})
+			out, _, err := Export(p, ExportOptions{Now: azfwNow})
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, base+".json.golden", out)
+			policytest.Golden(t, base+".json.golden", out)
 			checkRoundTrip(t, p, out)
 		})
 	}
@@ -83,7 +86,7 @@ func TestImportAzureFirewallGolden(t *testing.T) {
 
 // checkCase decides c against p without the proxy: Decide's rule, or the
 // reason the proxy would give (deny_rule, no_rule, client_unknown).
-func checkCase(t *testing.T, p *Policy, c Case) {
+func checkCase(t *testing.T, p *policy.Policy, c policy.Case) {
 	t.Helper()
 	name, port := c.Target, uint16(443)
 	if h, ps, ok := strings.Cut(c.Target, ":"); ok {
@@ -97,12 +100,12 @@ func checkCase(t *testing.T, p *Policy, c Case) {
 	}
 	cl := p.Client(c.Client)
 	d := cl.DecideAt(h, port, azfwNow)
-	got, rule, reason := VerdictDeny, "", ""
+	got, rule, reason := policy.VerdictDeny, "", ""
 	switch {
 	case cl == nil:
 		reason = "client_unknown"
 	case d.Allowed:
-		got, rule = VerdictAllow, d.Rule.Name
+		got, rule = policy.VerdictAllow, d.Rule.Name
 	case d.Deny != nil:
 		reason = "deny_rule"
 	default:
@@ -110,25 +113,25 @@ func checkCase(t *testing.T, p *Policy, c Case) {
 	}
 	if got != c.Expect || c.Rule != "" && rule != c.Rule || c.Reason != "" && reason != c.Reason {
 		t.Errorf("case %q (%s): %s from %s: got %s rule=%q reason=%q; want %s rule=%q reason=%q",
-			c.Name, pos(c.Range), c.Target, c.Client, got, rule, reason, c.Expect, c.Rule, c.Reason)
+			c.Name, text.Pos(c.Range), c.Target, c.Client, got, rule, reason, c.Expect, c.Rule, c.Reason)
 	}
 }
 
 // checkRoundTrip imports the export of p and requires the same decisions
 // as p from the first source address of each of p's client blocks, for
 // every host and port p names and for near misses.
-func checkRoundTrip(t *testing.T, p *Policy, export []byte) {
+func checkRoundTrip(t *testing.T, p *policy.Policy, export []byte) {
 	t.Helper()
-	imp, err := ImportAzureFirewall(p.Cloud(), AzureFirewallInput{Name: "export.json", Data: export})
+	imp, err := Import(p.Cloud(), Input{Name: "export.json", Data: export})
 	if err != nil {
-		if len(p.Clients()) == 0 || slices.IndexFunc(p.Clients(), func(c *Client) bool { return len(c.Rules)+len(c.Denies) > 0 }) < 0 {
+		if len(p.Clients()) == 0 || slices.IndexFunc(p.Clients(), func(c *policy.Client) bool { return len(c.Rules)+len(c.Denies) > 0 }) < 0 {
 			return // nothing to export
 		}
 		t.Fatalf("importing the export: %v", err)
 	}
-	q, diags := Load("roundtrip.hcl", imp.HCL)
+	q, diags := policy.Load("roundtrip.hcl", imp.HCL)
 	if diags.HasErrors() {
-		t.Fatalf("the round-tripped policy does not load:\n%s\n%s", FormatDiagnostics(diags), imp.HCL)
+		t.Fatalf("the round-tripped policy does not load:\n%s\n%s", policy.FormatDiagnostics(diags), imp.HCL)
 	}
 	n := 0
 	for _, c := range p.Clients() {
@@ -162,7 +165,7 @@ type target struct {
 // targets returns every host and port p's rules name, with near misses:
 // the apex and a deeper name of each wildcard, a look-alike, an IP
 // literal's neighbour, and each host on a port its rule does not list.
-func targets(p *Policy) []target {
+func targets(p *policy.Policy) []target {
 	var out []target
 	add := func(name string, port uint16) {
 		if h, err := host.Parse(name); err == nil {
@@ -202,7 +205,7 @@ func targets(p *Policy) []target {
 // and near misses, as the preset does.
 func TestRoundTripPresets(t *testing.T) {
 	t.Parallel()
-	files, err := filepath.Glob("../policies/*.hcl")
+	files, err := filepath.Glob("../../policies/*.hcl")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,11 +221,11 @@ func TestRoundTripPresets(t *testing.T) {
 					t.Fatal(err)
 				}
 				src = []byte(strings.Replace(string(src), `cloud = "AzureCloud"`, fmt.Sprintf("cloud = %q", cloud), 1))
-				p, diags := Load(file, src)
+				p, diags := policy.Load(file, src)
 				if diags.HasErrors() {
-					t.Fatal(FormatDiagnostics(diags))
+					t.Fatal(policy.FormatDiagnostics(diags))
 				}
-				out, _, err := ExportAzureFirewall(p, AzureFirewallExportOptions{Now: azfwNow})
+				out, _, err := Export(p, ExportOptions{Now: azfwNow})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -244,13 +247,13 @@ func TestImportSourceSemantics(t *testing.T) {
 	    {"ruleType": "ApplicationRule", "name": "any", "sourceAddresses": ["*"], "protocols": [{"protocolType": "Http", "port": 80}], "targetFqdns": ["crl.example.com"]},
 	    {"ruleType": "ApplicationRule", "name": "range", "sourceAddresses": ["10.0.1.250-10.0.2.5"], "protocols": [{"protocolType": "Https", "port": 443}], "targetFqdns": ["range.example.com"]}
 	  ]}]}}`
-	imp, err := ImportAzureFirewall("", AzureFirewallInput{Name: "doc.json", Data: []byte(doc)})
+	imp, err := Import("", Input{Name: "doc.json", Data: []byte(doc)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, diags := Load("doc.hcl", imp.HCL)
+	p, diags := policy.Load("doc.hcl", imp.HCL)
 	if diags.HasErrors() {
-		t.Fatalf("%s\n%s", FormatDiagnostics(diags), imp.HCL)
+		t.Fatalf("%s\n%s", policy.FormatDiagnostics(diags), imp.HCL)
 	}
 	for _, tt := range []struct {
 		client string
@@ -277,7 +280,7 @@ func TestImportSourceSemantics(t *testing.T) {
 					host = h
 					fmt.Sscan(ps, &port)
 				}
-				if got := c.Decide(mustHost(t, host), port).Allowed; got != want.allow {
+				if got := c.Decide(policytest.Host(t, host), port).Allowed; got != want.allow {
 					t.Errorf("%s -> %s: allowed=%v, want %v", tt.client, tg, got, want.allow)
 				}
 			}
@@ -383,12 +386,12 @@ func TestImportErrors(t *testing.T) {
 		{"not json", `{"type": `, "not JSON"},
 		{"no collections", `{"type": "Microsoft.Network/virtualNetworks", "name": "vnet"}`, "no Azure Firewall rule collections found"},
 	} {
-		_, err := ImportAzureFirewall("", AzureFirewallInput{Name: "x.json", Data: []byte(tt.doc)})
+		_, err := Import("", Input{Name: "x.json", Data: []byte(tt.doc)})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: got %v, want an error containing %q", tt.name, err, tt.want)
 		}
 	}
-	if _, err := ImportAzureFirewall("Mars", AzureFirewallInput{Name: "x.json", Data: []byte(`{}`)}); err == nil {
+	if _, err := Import("Mars", Input{Name: "x.json", Data: []byte(`{}`)}); err == nil {
 		t.Errorf("unknown cloud: no error")
 	}
 }
@@ -397,7 +400,7 @@ func TestImportErrors(t *testing.T) {
 // addresses of more specific blocks, which azegress gives their own rules.
 func TestExportSources(t *testing.T) {
 	t.Parallel()
-	p := loadForTest(t, `client "wide" {
+	p, diags := policy.Load("test.hcl", []byte(`client "wide" {
   sources = ["10.0.0.0/16"]
   allow "a" {
     hosts = ["a.example.com"]
@@ -406,8 +409,11 @@ func TestExportSources(t *testing.T) {
 client "narrow" {
   sources = ["10.0.1.0/24"]
 }
-`)
-	out, warnings, err := ExportAzureFirewall(p, AzureFirewallExportOptions{Now: azfwNow})
+`))
+	if diags.HasErrors() {
+		t.Fatal(policy.FormatDiagnostics(diags))
+	}
+	out, warnings, err := Export(p, ExportOptions{Now: azfwNow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,10 +424,10 @@ client "narrow" {
 		t.Errorf("warnings: %v", warnings)
 	}
 	checkRoundTrip(t, p, out)
-	if _, _, err := ExportAzureFirewall(p, AzureFirewallExportOptions{Priority: 70000}); err == nil {
+	if _, _, err := Export(p, ExportOptions{Priority: 70000}); err == nil {
 		t.Errorf("priority 70000: no error")
 	}
-	if _, _, err := ExportAzureFirewall(p, AzureFirewallExportOptions{GroupName: "bad name"}); err == nil {
+	if _, _, err := Export(p, ExportOptions{GroupName: "bad name"}); err == nil {
 		t.Errorf("group name with a space: no error")
 	}
 }
@@ -437,39 +443,39 @@ func TestImportCLIListOutput(t *testing.T) {
 	      "targetFqdns": ["management.azure.com"]}]}]}]`
 	ipGroups := `[{"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/ipGroups/ipg-web", "name": "ipg-web",
 	  "type": "Microsoft.Network/ipGroups", "ipAddresses": ["10.5.0.0/24"]}]`
-	imp, err := ImportAzureFirewall("", AzureFirewallInput{Name: "groups.json", Data: []byte(groups)}, AzureFirewallInput{Name: "ipgroups.json", Data: []byte(ipGroups)})
+	imp, err := Import("", Input{Name: "groups.json", Data: []byte(groups)}, Input{Name: "ipgroups.json", Data: []byte(ipGroups)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(imp.Warnings) != 0 {
 		t.Errorf("warnings: %v", imp.Warnings)
 	}
-	p, diags := Load("x.hcl", imp.HCL)
+	p, diags := policy.Load("x.hcl", imp.HCL)
 	if diags.HasErrors() {
-		t.Fatal(FormatDiagnostics(diags))
+		t.Fatal(policy.FormatDiagnostics(diags))
 	}
 	c := p.Client(netip.MustParseAddr("10.5.0.9"))
-	if c == nil || c.Name != "ipg-web" || !c.Decide(mustHost(t, "management.azure.com"), 443).Allowed {
+	if c == nil || c.Name != "ipg-web" || !c.Decide(policytest.Host(t, "management.azure.com"), 443).Allowed {
 		t.Errorf("got:\n%s", imp.HCL)
 	}
 }
 
-// FuzzImportAzureFirewall requires the importer never to panic and, when
-// it succeeds, to produce a policy that loads without errors.
-func FuzzImportAzureFirewall(f *testing.F) {
-	files, _ := filepath.Glob("testdata/azfw/*.json")
+// FuzzImport requires the importer never to panic and, when it succeeds,
+// to produce a policy that loads without errors.
+func FuzzImport(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.json")
 	for _, file := range files {
 		if data, err := os.ReadFile(file); err == nil {
 			f.Add(data)
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		imp, err := ImportAzureFirewall("", AzureFirewallInput{Name: "fuzz.json", Data: data})
+		imp, err := Import("", Input{Name: "fuzz.json", Data: data})
 		if err != nil {
 			return
 		}
-		if _, diags := Load("fuzz.hcl", imp.HCL); diags.HasErrors() {
-			t.Fatalf("the imported policy does not load:\n%s\n%s", FormatDiagnostics(diags), imp.HCL)
+		if _, diags := policy.Load("fuzz.hcl", imp.HCL); diags.HasErrors() {
+			t.Fatalf("the imported policy does not load:\n%s\n%s", policy.FormatDiagnostics(diags), imp.HCL)
 		}
 	})
 }

@@ -1,0 +1,13 @@
+package text
+
+import (
+	"testing"
+
+	"github.com/azegress/azegress/policy/internal/policytest"
+)
+
+// TestDeps keeps text a leaf: it imports no package of the module.
+func TestDeps(t *testing.T) {
+	t.Parallel()
+	policytest.Deps(t)
+}
