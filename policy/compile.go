@@ -16,6 +16,8 @@ import (
 
 	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
+	"github.com/azegress/azegress/policy/internal/fasthcl"
+	"github.com/azegress/azegress/policy/internal/slab"
 	"github.com/azegress/azegress/policy/internal/text"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -46,16 +48,16 @@ type compiler struct {
 
 	// Backing arrays for the small values every rule has, so that they do
 	// not take an allocation each.
-	ranges  slab[hcl.Range]
-	strs    slab[string]
-	elems   slab[hcl.Expression]
-	rngList slab[hcl.Range]
-	bools   slab[bool]
+	ranges  slab.Of[hcl.Range]
+	strs    slab.Of[string]
+	elems   slab.Of[hcl.Expression]
+	rngList slab.Of[hcl.Range]
+	bools   slab.Of[bool]
 }
 
 // rangePtr returns a pointer to a copy of r.
 func (c *compiler) rangePtr(r hcl.Range) *hcl.Range {
-	p := c.ranges.new()
+	p := c.ranges.New()
 	*p = r
 	return p
 }
@@ -341,8 +343,8 @@ func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule 
 	if as.Hosts != nil {
 		elems, _ := c.listAttr(as.Hosts, ctx, `hosts = ["api.example.com"]`)
 		if n := len(elems); n > 0 {
-			r.Hosts, r.Labels = c.strs.slice(n)[:0], c.strs.slice(n)[:0]
-			r.hostRanges, r.fromCatalog = c.rngList.slice(n)[:0], c.bools.slice(n)[:0]
+			r.Hosts, r.Labels = c.strs.Slice(n)[:0], c.strs.Slice(n)[:0]
+			r.hostRanges, r.fromCatalog = c.rngList.Slice(n)[:0], c.bools.Slice(n)[:0]
 		}
 		for _, e := range elems {
 			s, rng, ok := c.stringElem(e, ctx, "hosts")
@@ -481,8 +483,8 @@ func (c *compiler) hasListElems(attr *hcl.Attribute) bool {
 		return false
 	}
 	switch t := attr.Expr.(type) {
-	case *fastList:
-		return len(t.elems) > 0
+	case *fasthcl.List:
+		return len(t.Elems()) > 0
 	case *hclsyntax.TupleConsExpr:
 		return len(t.Exprs) > 0
 	}
@@ -671,8 +673,8 @@ func (c *compiler) value(expr hcl.Expression) (cty.Value, bool) {
 // without evaluating a template. ok is false for other expressions.
 func literalValue(expr hcl.Expression) (cty.Value, bool) {
 	switch e := expr.(type) {
-	case *fastLit:
-		return e.value(), true
+	case *fasthcl.Lit:
+		return e.Val(), true
 	case *hclsyntax.LiteralValueExpr:
 		if e.Val.IsWhollyKnown() && !e.Val.IsMarked() {
 			return e.Val, true
@@ -742,14 +744,15 @@ func (c *compiler) numberAttr(attr *hcl.Attribute, ctx *hcl.Range) (*big.Float, 
 // each element's diagnostics point at the element itself.
 func (c *compiler) listAttr(attr *hcl.Attribute, ctx *hcl.Range, example string) ([]hcl.Expression, bool) {
 	switch t := attr.Expr.(type) {
-	case *fastList:
-		elems := c.elems.slice(len(t.elems))
-		for i := range t.elems {
-			elems[i] = &t.elems[i]
+	case *fasthcl.List:
+		lits := t.Elems()
+		elems := c.elems.Slice(len(lits))
+		for i := range lits {
+			elems[i] = &lits[i]
 		}
 		return elems, true
 	case *hclsyntax.TupleConsExpr:
-		elems := c.elems.slice(len(t.Exprs))
+		elems := c.elems.Slice(len(t.Exprs))
 		for i, e := range t.Exprs {
 			elems[i] = e
 		}
@@ -769,8 +772,8 @@ func (c *compiler) listAttr(attr *hcl.Attribute, ctx *hcl.Range, example string)
 // they keep a pointer, so a valid host costs no copy.
 func (c *compiler) stringElem(e hcl.Expression, ctx *hcl.Range, attr string) (string, hcl.Range, bool) {
 	rng := e.Range()
-	if l, ok := e.(*fastLit); ok && l.kind == tString {
-		return l.text(), rng, true // what value and AsString return, without the cty value
+	if l, ok := e.(*fasthcl.Lit); ok && l.IsString() {
+		return l.Text(), rng, true // what value and AsString return, without the cty value
 	}
 	v, ok := c.value(e)
 	if !ok {
@@ -841,8 +844,8 @@ func parsePrefix(s string) (netip.Prefix, string) {
 
 // portElem decodes one element of ports.
 func (c *compiler) portElem(e hcl.Expression, ctx *hcl.Range) (uint16, bool) {
-	if l, ok := e.(*fastLit); ok {
-		if n, ok := l.smallInt(); ok && n >= 1 && n <= 65535 {
+	if l, ok := e.(*fasthcl.Lit); ok {
+		if n, ok := l.SmallInt(); ok && n >= 1 && n <= 65535 {
 			return uint16(n), true
 		}
 	}

@@ -4,6 +4,27 @@
 // It is a pure library: HCL bytes go in, and either diagnostics or an
 // immutable, compiled *Policy come out. It does no network I/O.
 //
+// # Packages
+//
+// The policy packages are layered; each imports only those above it in
+// this list, and none the proxy, goproxy or Prometheus (each package's
+// TestDeps checks its imports):
+//
+//   - policy/host: host-name parsing and normalization.
+//   - policy/catalog: the Azure clouds and endpoint catalog, as data.
+//   - policy (this package): the schema (schema.go), the two parse paths
+//     (parse.go: the fast front end and hclsyntax with gohcl), compilation
+//     (compile.go, and catalog.go for the catalog attributes), decisions
+//     (decide.go, match.go), diagnostics, lint and cases. Its internal
+//     packages: fasthcl, the fast front end; slab, shared backing
+//     arrays; text, the text snippets diagnostics and generated policies
+//     share.
+//   - policy/learn (observations and reports) and policy/azfw (Azure
+//     Firewall import and export): features on the exported API of the
+//     packages above.
+//
+// The proxy (package proxy) and the commands (cmd/azegress) sit on top.
+//
 // # Policy files
 //
 // A policy file looks like this (policies/example.hcl has a commented
@@ -152,8 +173,9 @@
 //     some rule that matches the host and port lists a prefix in addresses
 //     that contains the resolved address. The proxy also accepts a private
 //     (RFC 1918, 100.64.0.0/10 or ULA) address for a name a rule allows when
-//     the name's canonical name is catalog.PrivateLinkName: the same name in its
-//     Azure service's privatelink zone, as a private endpoint's DNS has it.
+//     the name's canonical name is catalog.PrivateLinkName: the same name in
+//     its Azure service's privatelink zone, as a private endpoint's DNS has
+//     it.
 //
 // A client block in learn mode applies steps 3 and 4 and reports the
 // result, but the proxy does not refuse the connection, unless a deny

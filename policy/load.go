@@ -18,30 +18,20 @@ func Load(filename string, src []byte) (*Policy, hcl.Diagnostics) {
 	return load(filename, src, true)
 }
 
-// load is Load, with fast false only to let tests compare the fast front
-// ends with hclsyntax and the decoder.
+// load is Load, with fast false only to let tests compare the two parse
+// paths (parse.go).
 func load(filename string, src []byte, fast bool) (*Policy, hcl.Diagnostics) {
 	var fs *fileSchema
 	var diags hcl.Diagnostics
 	ok := false
 	if fast {
-		fs, ok = parseFastSchema(src, filename)
+		fs, ok = parseFast(src, filename)
 	}
 	if !ok {
-		var body *hclsyntax.Body
-		if fast {
-			body, ok = parseFast(src, filename)
+		fs, diags = parseSyntax(src, filename)
+		if fs == nil {
+			return nil, finishDiags(diags, nil, filename)
 		}
-		if !ok {
-			file, parseDiags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
-			if parseDiags.HasErrors() || file == nil {
-				return nil, finishDiags(parseDiags, nil, filename)
-			}
-			body, diags = file.Body.(*hclsyntax.Body), parseDiags
-		}
-		d := &decoder{diags: diags}
-		fs = d.file(body)
-		diags = d.diags
 	}
 
 	c := &compiler{filename: filename}

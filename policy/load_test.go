@@ -93,7 +93,7 @@ func TestPolicies(t *testing.T) {
 // the data plane, goproxy or Prometheus, nor on the packages above it.
 func TestDeps(t *testing.T) {
 	t.Parallel()
-	policytest.Deps(t, "policy/host", "policy/catalog", "policy/internal/text")
+	policytest.Deps(t, "policy/host", "policy/catalog", "policy/internal/fasthcl", "policy/internal/slab", "policy/internal/text")
 }
 
 const examplePolicy = `

@@ -2,17 +2,18 @@ package policy
 
 import "github.com/hashicorp/hcl/v2"
 
-// The structs in this file are the policy file format. Their gohcl tags
-// define the schema; decode.go fills them from an hclsyntax body as
-// gohcl.DecodeBody would, and parseFastSchema straight from plain source.
-// Attributes are kept as *hcl.Attribute (nil when absent) so that
-// compile.go can check types itself and point each diagnostic at the exact
-// list element; unknown attributes and blocks get Body.Content's "Did you
+// The structs in this file are the policy file format, declared once:
+// their gohcl tags are the schema. parseSyntax decodes into them with
+// gohcl; parseFast binds the fast front end's items to the same fields
+// (parse.go). Attributes are kept as *hcl.Attribute (nil when absent) so
+// that compile.go can check types itself and point each diagnostic at the
+// exact list element; unknown attributes and blocks get gohcl's "Did you
 // mean" diagnostics.
 //
-// To extend the language, add fields here and handle them in decode.go,
-// fastschema.go (TestDecodeLikeGohcl and FuzzParseFast catch a miss) and
-// compile.go.
+// To extend the language, add fields here, bind them in parse.go and
+// compile them in compile.go; TestParsePaths, which derives a file with
+// every attribute and block from the tags, fails until both paths take
+// them alike.
 
 // fileSchema is the top level of a policy file.
 type fileSchema struct {
@@ -33,7 +34,7 @@ type clientSchema struct {
 	Denies           []*denySchema   `hcl:"deny,block"`
 	Limits           []*limitsSchema `hcl:"limits,block"` // at most one; checked in compile.go
 	DefRange         hcl.Range       `hcl:",def_range"`
-	Body             hcl.Body        `hcl:",body"` // nil from parseFastSchema
+	Body             hcl.Body        `hcl:",body"` // nil from parseFast
 	rng              hcl.Range       // the whole block, for diagnostic contexts
 }
 
@@ -54,7 +55,7 @@ type allowSchema struct {
 	// end of that day, UTC) or an RFC 3339 time.
 	Expires  *hcl.Attribute `hcl:"expires,optional"`
 	DefRange hcl.Range      `hcl:",def_range"`
-	Body     hcl.Body       `hcl:",body"` // nil from parseFastSchema
+	Body     hcl.Body       `hcl:",body"` // nil from parseFast
 	rng      hcl.Range      // the whole block, for diagnostic contexts
 }
 
@@ -70,7 +71,7 @@ type denySchema struct {
 	Ports     *hcl.Attribute `hcl:"ports,optional"`
 	Expires   *hcl.Attribute `hcl:"expires,optional"`
 	DefRange  hcl.Range      `hcl:",def_range"`
-	Body      hcl.Body       `hcl:",body"` // nil from parseFastSchema
+	Body      hcl.Body       `hcl:",body"` // nil from parseFast
 	rng       hcl.Range      // the whole block, for diagnostic contexts
 }
 
@@ -80,6 +81,6 @@ type limitsSchema struct {
 	Burst                *hcl.Attribute `hcl:"burst,optional"`
 	MaxTunnels           *hcl.Attribute `hcl:"max_tunnels,optional"`
 	DefRange             hcl.Range      `hcl:",def_range"`
-	Body                 hcl.Body       `hcl:",body"` // nil from parseFastSchema
+	Body                 hcl.Body       `hcl:",body"` // nil from parseFast
 	rng                  hcl.Range      // the whole block, for diagnostic contexts
 }
