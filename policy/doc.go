@@ -21,7 +21,9 @@
 //     share.
 //   - policy/learn (observations and reports) and policy/azfw (Azure
 //     Firewall import and export): features on the exported API of the
-//     packages above.
+//     packages above. A review kit (diff, replay, access) belongs beside
+//     them, deciding with Client.DecideAt and Lint, not a second
+//     interpreter.
 //
 // The proxy (package proxy) and the commands (cmd/azegress) sit on top.
 //

@@ -1,6 +1,3 @@
-// Package policytest has the helpers the tests of the policy packages
-// share: golden files, hosts, and the dependency check that keeps the
-// packages layered. Only tests import it.
 package policytest
 
 import (

@@ -1,6 +1,3 @@
-// Package text formats the small pieces of text that policy diagnostics,
-// lint warnings, reports and generated policies share: positions,
-// prefixes, quoted lists, plurals.
 package text
 
 import (
