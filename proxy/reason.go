@@ -126,6 +126,22 @@ func localEndpoint(fl *flow, label string) *denial {
 	}
 }
 
+// localEndpointAt refuses a name that resolved to a VM-local Azure endpoint.
+// No rule allows it: on Azure it would hand the client the proxy host's own
+// managed-identity token.
+func localEndpointAt(fl *flow, ip netip.Addr, label string) *denial {
+	if fl.host.IsIP() {
+		return localEndpoint(fl, label)
+	}
+	return &denial{
+		status: http.StatusForbidden,
+		reason: ReasonLocalEndpoint,
+		dstIP:  ip,
+		detail: fmt.Sprintf("%s resolves to %s, the %s, which answers only on the machine itself; the proxy never connects to it, whatever the rules say", fl.host, ip, label),
+		fix:    fmt.Sprintf("A public name should not resolve to a VM-local endpoint: check the DNS records of %s and who answers for them. Clients that need the endpoint itself reach it directly, with it in NO_PROXY.", fl.host),
+	}
+}
+
 func clientUnknown(fl *flow) *denial {
 	a := fl.client.Addr().Unmap()
 	bits := 32
