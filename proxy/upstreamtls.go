@@ -64,7 +64,7 @@ func upstreamTLSFailed(fl *flow, ip netip.Addr, err error, timeout time.Duration
 	if ip.IsValid() {
 		at = fmt.Sprintf("%s (%s)", at, ip)
 	}
-	const trustFix = "If the destination's certificate comes from a private CA, install that CA on the proxy host: in the system trust store, or in a file named by SSL_CERT_FILE (or a directory named by SSL_CERT_DIR) in azegress's environment, then restart azegress."
+	const trustFix = "If the destination's certificate comes from a private CA, install that CA on the proxy host's system trust store (update-ca-certificates), or in the bundle named by SSL_CERT_FILE (or a directory in SSL_CERT_DIR) in azegress's environment, which replace the system roots; then restart azegress."
 	var (
 		unknown  x509.UnknownAuthorityError
 		hostname x509.HostnameError
