@@ -67,7 +67,8 @@ func (s *Server) newGoproxy() *goproxy.ProxyHttpServer {
 	refuse := func(context.Context, string, string) (net.Conn, error) {
 		return nil, errors.New("azegress: internal error: unchecked dial refused")
 	}
-	gp.Tr = &http.Transport{Proxy: nil, DialContext: refuse}
+	gp.Tr = &http.Transport{Proxy: nil, DialContext: refuse, DialTLSContext: refuse,
+		TLSClientConfig: upstreamTLSConfig(s.cfg.UpstreamRootCAs, "")} // never skips verification
 	gp.ConnectDial = nil
 	gp.ConnectDialWithReq = func(*http.Request, string, string) (net.Conn, error) { return refuse(nil, "", "") }
 	gp.KeepAcceptEncoding = true
@@ -582,8 +583,12 @@ func (g *generation) origins(s *Server, block string) *originPool {
 	if g.originPools == nil {
 		g.originPools = make(map[string]*originPool)
 	}
-	p := &originPool{dial: func(ctx context.Context, fl *flow) (net.Conn, error) {
-		return s.dialUpstream(context.WithValue(ctx, flowKey{}, fl), fl) // fl in ctx as through the transport
+	p := &originPool{dial: func(ctx context.Context, fl *flow, https bool) (net.Conn, error) {
+		ctx = context.WithValue(ctx, flowKey{}, fl) // fl in ctx as through the transport
+		if https {
+			return s.dialUpstreamTLS(ctx, fl)
+		}
+		return s.dialUpstream(ctx, fl)
 	}, idleTimeout: originIdleTimeout}
 	g.originPools[block] = p
 	return p
@@ -609,21 +614,27 @@ func (g *generation) transport(s *Server, block string) *http.Transport {
 	if g.transports == nil {
 		g.transports = make(map[string]*http.Transport)
 	}
-	t := &http.Transport{
-		Proxy: nil,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	withFlow := func(dial func(context.Context, *flow) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
+		return func(ctx context.Context, _, _ string) (net.Conn, error) {
 			fl, _ := ctx.Value(flowKey{}).(*flow)
 			if fl == nil {
 				return nil, errors.New("azegress: internal error: dial without a decision")
 			}
-			return s.dialUpstream(ctx, fl)
-		},
+			return dial(ctx, fl)
+		}
+	}
+	t := &http.Transport{
+		Proxy:       nil,
+		DialContext: withFlow(s.dialUpstream),
+		// https:// gets the origin pool's handshake: one TLS configuration
+		// and one way to explain its failures. TLSClientConfig and
+		// TLSHandshakeTimeout do not apply.
+		DialTLSContext:         withFlow(s.dialUpstreamTLS),
 		MaxIdleConnsPerHost:    originMaxIdlePerHost,
 		IdleConnTimeout:        originIdleTimeout,
 		DisableCompression:     true,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: maxResponseHead,
-		TLSHandshakeTimeout:    10 * time.Second,
 	}
 	g.transports[block] = t
 	return t

@@ -33,6 +33,10 @@ const (
 	// ReasonSNIMismatch: a CONNECT tunnel whose ClientHello names another
 	// host than the CONNECT target, one the client block does not allow.
 	ReasonSNIMismatch = "sni_mismatch"
+	// ReasonUpstreamTLS: an absolute-form https:// request whose
+	// destination failed the proxy's TLS handshake (a certificate it does
+	// not trust or that does not name the host, no TLS, a timeout).
+	ReasonUpstreamTLS = "upstream_tls"
 	// ReasonAllowed labels allowed decisions in metrics.
 	ReasonAllowed = "allowed"
 )
