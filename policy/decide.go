@@ -93,9 +93,12 @@ type Client struct {
 	Mode Mode
 	// Limits holds the block's limits; the zero value means unlimited.
 	Limits Limits
-	// AllowSNIMismatch reports whether a CONNECT tunnel may carry a TLS
-	// ClientHello whose SNI names another host than the CONNECT target
-	// (domain fronting) even when that host is not allowed. False by default.
+	// AllowSNIMismatch reports whether the proxy skips its domain-fronting
+	// checks for the block: whether a CONNECT tunnel may carry anything
+	// first, such as a TLS ClientHello whose SNI names another host than
+	// the CONNECT target, even one not allowed, and whether a second
+	// ClientHello after a HelloRetryRequest may name another server than
+	// the first. False by default.
 	AllowSNIMismatch bool
 	// Sources are the client address prefixes, in file order.
 	Sources []netip.Prefix

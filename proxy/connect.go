@@ -417,13 +417,14 @@ func (s *Server) runTunnel(r *http.Request, client, upstream net.Conn, fl *flow,
 	if cc, ok := client.(*clientConn); ok {
 		raw = cc.Unwrap()
 	}
-	toUpstream, toClient, d := s.checkFronting(r, fl, raw, upstream, early)
+	op, d := s.checkFronting(r, fl, raw, upstream, early)
 	if d != nil {
+		op.release()
 		upstream.Close()
 		s.refused(r, fl, d)
 		return
 	}
-	s.spliceTunnel(fl, raw, upstream, toUpstream, toClient, cl)
+	s.spliceTunnel(fl, raw, upstream, op, cl)
 }
 
 // established are the 200 responses to an HTTP/1.0 and an HTTP/1.1 CONNECT.
@@ -432,25 +433,24 @@ var established = [2][]byte{
 	[]byte("HTTP/1.1 200 Connection established\r\n\r\n"),
 }
 
-// spliceTunnel forwards the bytes the proxy already read from either side,
-// then starts moving bytes until either side is done. When the tunnel ends
-// it logs and counts it, closes both conns and undoes cl, which it takes
-// over: the caller may return at once.
-func (s *Server) spliceTunnel(fl *flow, client, upstream net.Conn, toUpstream, toClient []byte, cl *cleanup) {
+// spliceTunnel forwards the bytes the proxy's checks read from either side
+// (op), then starts moving bytes until either side is done. When the
+// tunnel ends it logs and counts it, closes both conns and undoes cl, which
+// it takes over: the caller may return at once.
+func (s *Server) spliceTunnel(fl *flow, client, upstream net.Conn, op *opening, cl *cleanup) {
 	s.m.tunnelsActive.Inc()
-	st := new(tunnelStats)
 	undo := cl.take()
 	done := func(why string, err error) {
-		s.tunnelClosed(fl, st, why, err)
+		s.tunnelClosed(fl, &op.st, why, err)
 		undo.run()
 	}
-	why, err := replay(client, upstream, toUpstream, toClient, st)
-	putHelloBuf(toUpstream)
-	if err != nil {
+	why, err := replay(client, upstream, op)
+	op.release()
+	if why != "" {
 		done(why, err)
 		return
 	}
-	startPipe(s.tunnelCtx, client, upstream, s.cfg.TunnelIdleTimeout, st, done)
+	startPipe(s.tunnelCtx, client, upstream, s.cfg.TunnelIdleTimeout, &op.st, done)
 }
 
 // tunnelClosed counts and logs a tunnel that ended.

@@ -31,7 +31,9 @@ const (
 	// Hello whose outer (public) name is not allowed.
 	ReasonECH = "ech"
 	// ReasonSNIMismatch: a CONNECT tunnel whose ClientHello names another
-	// host than the CONNECT target, one the client block does not allow.
+	// host than the CONNECT target, one the client block does not allow;
+	// or, on CONNECT and the transparent TLS listener, a second ClientHello
+	// after a HelloRetryRequest that names another server than the first.
 	ReasonSNIMismatch = "sni_mismatch"
 	// ReasonUpstreamTLS: an absolute-form https:// request whose
 	// destination failed the proxy's TLS handshake (a certificate it does
