@@ -23,7 +23,7 @@ deps:
 	@scripts/install-deps.sh $(DEB_PACKAGES)
 
 vet:
-	@out=$$(gofmt -l cmd policy policies proxy e2e 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd policy policies proxy internal e2e 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) build $(PKGS)
 	$(GO) vet $(PKGS)
 
@@ -48,7 +48,8 @@ fuzz-short:
 
 # The benchmark of issue 5: the Go benchmarks of ./policy/... and ./proxy, then
 # azegress side by side with a direct connection, Squid and tinyproxy, all
-# started by the harness in a network namespace of its own (needs root).
+# started by the harness (cmd/azegress-bench, internal/bench) in a network
+# namespace of its own (needs root).
 # Writes BENCHMARKS.md, keeping its hand-written part. About 10 minutes;
 # BENCH_QUICK=1 for a short run, BENCH_ROUNDS=N for N rounds (default 5).
 bench: build bench-deps

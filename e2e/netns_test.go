@@ -250,6 +250,9 @@ type nhOptions struct {
 	ProxyEtc map[string]string
 	// Args are extra azegress serve flags.
 	Args []string
+	// TrustCA starts azegress with SSL_CERT_FILE naming the CA of the
+	// internet namespace's TLS servers, so that it verifies them.
+	TrustCA bool
 }
 
 // nhSeq tells apart the topologies of one test process.
@@ -425,6 +428,9 @@ func (tp *nhTopo) startProxy(t *testing.T) {
 		"-transparent-tls", "0.0.0.0:" + tp.tlsPort}, tp.opts.Args...)
 	cmd := tp.proxy.Command(ctx, azegressBin, args...)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	if tp.opts.TrustCA {
+		cmd.Env = append(cmd.Env, "SSL_CERT_FILE="+tp.caFile)
+	}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = nhLimit
 	cmd.Stderr = tp.log

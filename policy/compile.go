@@ -422,7 +422,42 @@ func (c *compiler) rule(as *allowSchema, clientCtx *hcl.Range, deny bool) *Rule 
 			}
 		}
 	}
+	if !deny {
+		c.localAddresses(r, ctx)
+	}
 	return r
+}
+
+// localAddresses refuses allow-rule addresses that cover a VM-local
+// endpoint (IMDS, WireServer, or Arc's HIMDS on a port the rule allows).
+// The proxy never connects to those, whatever the rules say, so such a
+// prefix cannot mean what it says; and a lazy one ("0.0.0.0/0") is how a
+// name that resolves to IMDS would have handed out the proxy host's own
+// token. There is no exception for naming the endpoint: it only ever
+// answers on the machine itself.
+func (c *compiler) localAddresses(r *Rule, ctx *hcl.Range) {
+	for i, pfx := range r.Addresses {
+		for _, e := range catalog.LocalEndpoints() {
+			if !e.Addr().IsValid() || !pfx.Contains(e.Addr()) {
+				continue
+			}
+			if e.Ports != nil && !slices.ContainsFunc(r.Ports, func(p uint16) bool { return slices.Contains(e.Ports, p) }) {
+				continue
+			}
+			covers := fmt.Sprintf("%s, which covers %s", text.Prefix(pfx), e.Addr())
+			if pfx.IsSingleIP() {
+				covers = e.Addr().String()
+			}
+			fix := "List only the ranges the rule's destinations use, like \"10.20.0.0/24\" for a private endpoint subnet or \"20.1.2.3\" for a public address; names that resolve to public addresses need no addresses at all."
+			if pfx.Bits() == 0 {
+				fix = "To allow IP-literal destinations anywhere, list the public ranges you need; names that resolve to public addresses need no addresses at all."
+			}
+			c.add(errorf(&r.addrRanges[i], ctx, "Address range covers a local endpoint",
+				"Allow rule %q lists %s, the %s. It answers only on the machine itself, and the proxy never connects to it whatever the rules say: it would answer as the proxy host (IMDS with the host's managed-identity tokens). %s Clients reach %s directly, with it in NO_PROXY.",
+				r.Name, covers, e.Label, fix, e.Addr()))
+			break
+		}
+	}
 }
 
 // expires decodes a rule's expires attribute into r: a date, which is

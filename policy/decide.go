@@ -94,9 +94,12 @@ type Client struct {
 	Mode Mode
 	// Limits holds the block's limits; the zero value means unlimited.
 	Limits Limits
-	// AllowSNIMismatch reports whether a CONNECT tunnel may carry a TLS
-	// ClientHello whose SNI names another host than the CONNECT target
-	// (domain fronting) even when that host is not allowed. False by default.
+	// AllowSNIMismatch reports whether the proxy skips its domain-fronting
+	// checks for the block: whether a CONNECT tunnel may carry anything
+	// first, such as a TLS ClientHello whose SNI names another host than
+	// the CONNECT target, even one not allowed, and whether a second
+	// ClientHello after a HelloRetryRequest may name another server than
+	// the first. False by default.
 	AllowSNIMismatch bool
 	// Sources are the client address prefixes, in file order.
 	Sources []netip.Prefix
@@ -247,9 +250,11 @@ func (c *Client) decide(h host.Host, port uint16, now int64) Decision {
 // AddressAllowed reports whether ip, an address that h resolved to, is
 // permitted for a connection to h on port: whether any rule that matches
 // (h, port), not only the one Decide picks, lists an addresses prefix
-// containing ip or its unmapped IPv4 form. The proxy's destination guard
-// uses it to let guarded (private) ranges through only where a rule says
-// so. AddressAllowed does not allocate.
+// containing ip or its unmapped IPv4 form that, for a guarded ip
+// (GuardedRange), lies inside ip's guarded range: 10.20.0.0/24 unlocks
+// 10.20.0.5, 0.0.0.0/0 does not. The proxy's destination guard uses it to
+// let guarded (private) ranges through only where a rule names them.
+// AddressAllowed does not allocate.
 //
 // Expired rules do not count, and deny rules play no part: Decide has
 // already refused whatever a deny rule matches.

@@ -178,6 +178,54 @@ func TestAddressAllowed(t *testing.T) {
 	}
 }
 
+// A guarded address is unlocked only by a prefix that lies inside its
+// guarded range: a wide prefix covers it without naming it.
+func TestAddressAllowedNamesTheRange(t *testing.T) {
+	t.Parallel()
+	c := loadForTest(t, `
+client "c" {
+  sources = ["10.0.0.0/8"]
+  allow "wide" {
+    hosts     = ["wide.example"]
+    addresses = ["64.0.0.0/2", "10.0.0.0/7", "::/0"]
+  }
+  allow "named" {
+    hosts     = ["named.example"]
+    addresses = ["127.0.0.0/8", "10.20.0.0/24", "192.168.1.0/24", "fd00::/8"]
+  }
+}`).Clients()[0]
+	for _, tt := range []struct {
+		host, ip string
+		want     bool
+	}{
+		{"wide.example", "127.0.0.1", false},   // loopback under 64.0.0.0/2
+		{"wide.example", "10.1.2.3", false},    // 10/8 under 10.0.0.0/7
+		{"wide.example", "11.1.2.3", true},     // public, under 10.0.0.0/7
+		{"wide.example", "100.64.0.1", false},  // CGNAT under 64.0.0.0/2
+		{"wide.example", "::1", false},         // IPv6 loopback under ::/0
+		{"wide.example", "fd00::1", false},     // ULA under ::/0
+		{"wide.example", "2001:db8::1", true},  // public IPv6 under ::/0
+		{"named.example", "127.0.0.1", true},   // 127.0.0.0/8 names loopback
+		{"named.example", "10.20.0.5", true},   // inside 10/8
+		{"named.example", "192.168.1.9", true}, // mapped prefix, by its IPv4 form
+		{"named.example", "::ffff:10.20.0.5", true},
+		{"named.example", "fd00::1", true},
+		{"wide.example", "20.1.2.3", false}, // outside every prefix
+	} {
+		if got := c.AddressAllowed(policytest.Host(t, tt.host), 443, netip.MustParseAddr(tt.ip)); got != tt.want {
+			t.Errorf("AddressAllowed(%s, %s) = %v, want %v", tt.host, tt.ip, got, tt.want)
+		}
+	}
+	// An IP literal under a wide prefix: Decide matches it, the guard does not.
+	lit := policytest.Host(t, "10.1.2.3")
+	if d := c.Decide(lit, 443); !d.Allowed {
+		t.Fatalf("Decide(10.1.2.3) = %+v, want allowed by rule wide", d)
+	}
+	if c.AddressAllowed(lit, 443, lit.IP) {
+		t.Error("AddressAllowed(10.1.2.3 literal) = true under 10.0.0.0/7, want false")
+	}
+}
+
 func TestClientLookup(t *testing.T) {
 	t.Parallel()
 	p := loadForTest(t, matchPolicy)

@@ -99,8 +99,12 @@
 //     "bücher.example" and "xn--bcher-kva.example" are the same pattern.
 //     "*", "*.com", "a.*.com", "*example.com" and IP addresses are errors.
 //   - addresses: CIDRs or IP addresses. They serve two purposes: they are
-//     the IP-literal destinations the rule allows, and they are the guarded
-//     (private) ranges that the rule's hosts may resolve to.
+//     the IP-literal destinations the rule allows, and they name the guarded
+//     (private) ranges that the rule's hosts may resolve to: a prefix opens
+//     a guarded range only when it lies inside it (GuardedRange), so
+//     "0.0.0.0/0" names no loopback or private address. An allow rule's
+//     prefix that covers a local endpoint (IMDS, WireServer, Arc's HIMDS on
+//     a port of the rule) is an error: nothing can open those.
 //   - ports: destination ports, each 1 to 65535. Default [443], or the
 //     ports of the rule's catalog groups (80 for azure.pki); a rule without
 //     ports whose hosts are served on different ports is an error.
@@ -170,10 +174,12 @@
 //     order whose addresses contain the address (or its unmapped IPv4
 //     form) and whose ports include the port wins. Host patterns never
 //     match IP literals. Expired rules (expires) never match.
-//  4. Destination guard. After DNS resolution, an address in a guarded
-//     (private) range is only permitted if Client.AddressAllowed says so:
-//     some rule that matches the host and port lists a prefix in addresses
-//     that contains the resolved address. The proxy also accepts a private
+//  4. Destination guard. Names are resolved as fully qualified names
+//     (no resolv.conf search list). A local endpoint is refused whatever
+//     the rules say. An address in a guarded (private) range is only
+//     permitted if Client.AddressAllowed says so: some rule that matches
+//     the host and port lists a prefix in addresses that contains the
+//     resolved address and lies inside its guarded range. The proxy also accepts a private
 //     (RFC 1918, 100.64.0.0/10 or ULA) address for a name a rule allows when
 //     the name's canonical name is catalog.PrivateLinkName: the same name in
 //     its Azure service's privatelink zone, as a private endpoint's DNS has

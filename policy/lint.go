@@ -29,8 +29,10 @@ import (
 //     refuses on all its ports;
 //   - a client block without allow rules;
 //   - port 80 on an Entra ID (token endpoint) host;
-//   - a host or address that the catalog marks local (IMDS, WireServer,
-//     Arc HIMDS): the proxy refuses those whatever the rules say;
+//   - a host that the catalog marks local (IMDS, WireServer, Arc HIMDS):
+//     the proxy refuses those whatever the rules say;
+//   - an allow rule's addresses prefix wider than a guarded range it
+//     covers (64.0.0.0/2 over loopback): it opens none of that range;
 //   - an expires in the past at now, or within ExpiryWarning of it.
 //
 // Lint never returns errors. The diagnostics are sorted by position.
@@ -206,8 +208,9 @@ func (l *linter) plainHTTPToken(r *Rule) {
 	}
 }
 
-// local warns about hosts and addresses the catalog marks local to the
-// machine: the proxy refuses them as local_endpoint whatever rules say.
+// local warns about hosts the catalog marks local to the machine (the
+// proxy refuses them as local_endpoint whatever rules say), and about
+// allow-rule prefixes that cover guarded ranges without naming them.
 func (l *linter) local(c *Client, r *Rule) {
 	for i, h := range r.Hosts {
 		for _, port := range r.Ports {
@@ -219,19 +222,28 @@ func (l *linter) local(c *Client, r *Rule) {
 			}
 		}
 	}
+	if r.Deny {
+		return
+	}
+	// Load refuses addresses that cover a local endpoint; what remains to
+	// say is what a wide prefix really opens.
 	for i, pfx := range r.Addresses {
-		for _, e := range catalog.LocalEndpoints() {
-			if !e.Addr().IsValid() || !pfx.Contains(e.Addr()) {
-				continue
+		var covered []string
+		GuardedRanges(func(rng netip.Prefix, what string) {
+			if pfx.Bits() < rng.Bits() && pfx.Contains(rng.Addr()) {
+				covered = append(covered, what)
 			}
-			if e.Ports != nil && !slices.ContainsFunc(r.Ports, func(p uint16) bool { return slices.Contains(e.Ports, p) }) {
-				continue
-			}
-			l.warn(r.addrRanges[i], "Local endpoint in a rule",
-				"Rule %q lists %s, which covers %s, the %s. It answers only on the machine itself, and the proxy refuses it whatever the rules say (local_endpoint), so this %s nothing for it. Narrow the address, and add %s to NO_PROXY in the client's environment.",
-				r.Name, text.Prefix(pfx), e.Addr(), e.Label, ruleEffect(r), e.Addr())
-			break
+		})
+		if len(covered) == 0 {
+			continue
 		}
+		more := ""
+		if len(covered) > 3 {
+			covered, more = covered[:3], fmt.Sprintf(" and %d more", len(covered)-3)
+		}
+		l.warn(r.addrRanges[i], "Address range wider than a guarded range",
+			"Rule %q lists %s, which covers guarded ranges (%s%s) without naming them. The proxy reaches a guarded range only through a prefix inside it, so this rule allows public addresses in %s and none of those. If the rule's hosts resolve to private addresses (a private endpoint), list that range, like \"10.20.0.0/24\".",
+			r.Name, text.Prefix(pfx), strings.Join(covered, "; "), more, text.Prefix(pfx))
 	}
 }
 

@@ -49,7 +49,7 @@ func (t *prefixTable) lookup(addr netip.Addr) *Client {
 
 // lookup returns the rule of x that matches h on port at now (Unix
 // seconds; rules that expired by then are skipped), or nil. If guard is
-// valid, only rules whose addresses contain guard count.
+// valid, only rules that unlock guard count.
 func (x *ruleIndex) lookup(h host.Host, port uint16, guard netip.Addr, now int64) *Rule {
 	switch {
 	case h.IP.IsValid():
@@ -65,7 +65,7 @@ func (x *ruleIndex) lookup(h host.Host, port uint16, guard netip.Addr, now int64
 // the shortest, each in file order.
 func (x *ruleIndex) lookupName(name string, port uint16, guard netip.Addr, now int64) *Rule {
 	for _, r := range x.exact[name] {
-		if r.hasPort(port) && r.live(now) && (!guard.IsValid() || r.containsAddr(guard)) {
+		if r.hasPort(port) && r.live(now) && (!guard.IsValid() || r.unlocks(guard)) {
 			return r
 		}
 	}
@@ -89,7 +89,7 @@ func (x *ruleIndex) lookupName(name string, port uint16, guard netip.Addr, now i
 			continue
 		}
 		for _, r := range x.wild[s] {
-			if r.hasPort(port) && r.live(now) && (!guard.IsValid() || r.containsAddr(guard)) {
+			if r.hasPort(port) && r.live(now) && (!guard.IsValid() || r.unlocks(guard)) {
 				return r
 			}
 		}
@@ -98,11 +98,11 @@ func (x *ruleIndex) lookupName(name string, port uint16, guard netip.Addr, now i
 }
 
 // lookupIP returns the first rule in file order whose addresses contain
-// dst and whose ports include port. If guard is valid, the rule's
-// addresses must contain guard too.
+// dst and whose ports include port. If guard is valid, the rule must
+// unlock guard too.
 func (x *ruleIndex) lookupIP(dst netip.Addr, port uint16, guard netip.Addr, now int64) *Rule {
 	for _, r := range x.ipRules {
-		if r.hasPort(port) && r.live(now) && r.containsAddr(dst) && (!guard.IsValid() || r.containsAddr(guard)) {
+		if r.hasPort(port) && r.live(now) && r.containsAddr(dst) && (!guard.IsValid() || r.unlocks(guard)) {
 			return r
 		}
 	}
@@ -125,6 +125,22 @@ func (r *Rule) containsAddr(ip netip.Addr) bool {
 	u := ip.Unmap()
 	for _, p := range r.Addresses {
 		if p.Contains(ip) || p.Contains(u) {
+			return true
+		}
+	}
+	return false
+}
+
+// unlocks reports whether r's addresses let the destination guard through
+// to ip: a prefix contains ip and, when ip is in a guarded range, names
+// that range (lies inside it). "addresses = [\"0.0.0.0/0\"]" reaches
+// public addresses only; loopback, link-local or private addresses need a
+// prefix of their own, so a lazy wide prefix never opens them.
+func (r *Rule) unlocks(ip netip.Addr) bool {
+	rng, _, guarded := GuardedRange(ip)
+	u := ip.Unmap()
+	for _, p := range r.Addresses {
+		if (p.Contains(ip) || p.Contains(u)) && (!guarded || names(p, rng)) {
 			return true
 		}
 	}

@@ -28,7 +28,7 @@ type clientSchema struct {
 	NameRange hcl.Range      `hcl:"name,label_range"`
 	Sources   *hcl.Attribute `hcl:"sources,optional"` // required; checked in compile.go for a better message
 	Mode      *hcl.Attribute `hcl:"mode,optional"`
-	// AllowSNIMismatch relaxes the domain-fronting check on CONNECT tunnels.
+	// AllowSNIMismatch turns the domain-fronting checks off.
 	AllowSNIMismatch *hcl.Attribute  `hcl:"allow_sni_mismatch,optional"`
 	Allows           []*allowSchema  `hcl:"allow,block"`
 	Denies           []*denySchema   `hcl:"deny,block"`

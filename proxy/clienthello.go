@@ -9,7 +9,8 @@ import (
 //
 // The transparent TLS listener and the CONNECT domain-fronting check read a
 // TLS ClientHello without terminating TLS: they need its server_name (SNI),
-// whether it carries an Encrypted Client Hello, and its ALPN list. The bytes
+// whether it carries an Encrypted Client Hello, its ALPN list, and whether
+// it offers TLS 1.3 (and so may meet a HelloRetryRequest). The bytes
 // come straight off a client socket, so the parser is written for hostile
 // input: bounded, allocation-free on the common path, and a pure function of
 // the bytes seen so far. A reader calls parseClientHello on everything it
@@ -20,8 +21,17 @@ import (
 // handles that) and over several TLS records (RFC 8446 §5.1 allows a
 // handshake message to be fragmented across records); the parser reassembles
 // the message. References: RFC 8446 §4.1.2 (ClientHello), §4.2 (extensions,
-// no duplicates), RFC 6066 §3 (server_name), RFC 7301 §3.1 (ALPN), and
-// draft-ietf-tls-esni (encrypted_client_hello, 0xfe0d).
+// no duplicates), §4.2.1 (supported_versions), §4.1.4 (HelloRetryRequest),
+// RFC 6066 §3 (server_name), RFC 7301 §3.1 (ALPN), and draft-ietf-tls-esni
+// (encrypted_client_hello, 0xfe0d).
+//
+// What looks like TLS must be a ClientHello and nothing else: servers differ
+// in what they skip before one (Go's and OpenSSL's serve a ClientHello after
+// a warning alert, and Go's takes any record version below 0x1000), and
+// whatever a server may read as a ClientHello must be what the proxy
+// checked. So input whose first byte is a TLS record type (change_cipher_spec
+// to heartbeat, 20 to 24) is a ClientHello in records of versions 3.0 to 3.4,
+// alone in its last record, or it is refused; anything else is not TLS.
 
 const (
 	// maxHelloLen caps the ClientHello handshake message, its 4-byte header
@@ -33,14 +43,21 @@ const (
 	// hundreds of records. Readers never need more buffer than this.
 	maxHelloBytes = maxHelloLen + 4<<10
 
-	recordHeaderLen     = 5
-	maxPlaintextLen     = 1 << 14 // RFC 8446 §5.1
-	recordTypeHandshake = 22
-	handshakeTypeHello  = 1
+	recordHeaderLen          = 5
+	maxPlaintextLen          = 1 << 14 // RFC 8446 §5.1
+	recordTypeCCS            = 20
+	recordTypeHandshake      = 22
+	recordTypeHeartbeat      = 24
+	maxRecordMinor           = 4 // record versions 3.0 (SSL 3.0) to 3.4
+	handshakeTypeHello       = 1
+	handshakeTypeServerHello = 2
 
-	extServerName = 0x0000
-	extALPN       = 0x0010
-	extECH        = 0xfe0d
+	extServerName        = 0x0000
+	extALPN              = 0x0010
+	extSupportedVersions = 0x002b
+	extECH               = 0xfe0d
+
+	versionTLS13 = 0x0304
 )
 
 // clientHello is what the proxy reads from a TLS ClientHello. Its byte
@@ -57,6 +74,11 @@ type clientHello struct {
 	// alpn is the ProtocolNameList of the ALPN extension without its length
 	// prefix; nil if there is none.
 	alpn []byte
+	// tls13 reports whether supported_versions offers TLS 1.3.
+	tls13 bool
+	// end is the length of the records that hold the ClientHello: what a
+	// server reads before it answers.
+	end int
 	// need, when parsing returned errHelloIncomplete, is the smallest input
 	// length that can change the answer. It is never more than
 	// maxHelloBytes.
@@ -87,11 +109,13 @@ var (
 	// errHelloIncomplete means the input is a proper prefix of what may
 	// still become a valid ClientHello: read more (up to clientHello.need).
 	errHelloIncomplete = &helloError{"incomplete ClientHello"}
-	// errNotTLS means the first bytes are not a TLS handshake record at all.
-	errNotTLS = &helloError{"not a TLS handshake record"}
+	// errNotTLS means the first byte is not a TLS record type.
+	errNotTLS = &helloError{"not TLS"}
 
 	errHelloRecordType  = &helloError{"ClientHello interleaved with a non-handshake TLS record"}
-	errHelloRecordVer   = &helloError{"TLS record with a version other than 3.x"}
+	errHelloRecordVer   = &helloError{"TLS record version outside 3.0 to 3.4"}
+	errHelloTrailing    = &helloError{"TLS record carries more than the ClientHello"}
+	errHelloCCS         = &helloError{"malformed change_cipher_spec record"}
 	errHelloEmptyRecord = &helloError{"empty TLS handshake record"}
 	errHelloRecordLen   = &helloError{"TLS record longer than 16 KiB"}
 	errHelloType        = &helloError{"first handshake message is not a ClientHello"}
@@ -100,16 +124,119 @@ var (
 	errHelloDupExt      = &helloError{"ClientHello repeats an extension"}
 	errHelloSNI         = &helloError{"malformed server_name extension"}
 	errHelloALPN        = &helloError{"malformed ALPN extension"}
+	errHelloVersions    = &helloError{"malformed supported_versions extension"}
+
+	// errHelloFirst are the refusals of a TLS record other than a
+	// handshake before the ClientHello, by record type.
+	errHelloFirst = [...]*helloError{
+		recordTypeCCS - recordTypeCCS:       {"TLS change_cipher_spec record before the ClientHello"},
+		21 - recordTypeCCS:                  {"TLS alert record before the ClientHello"},
+		23 - recordTypeCCS:                  {"TLS application_data record before the ClientHello"},
+		recordTypeHeartbeat - recordTypeCCS: {"TLS heartbeat record before the ClientHello"},
+	}
 )
 
 // parseClientHello parses the TLS ClientHello at the start of b, which may
 // continue past it. It returns errHelloIncomplete while b is too short to
-// decide, errNotTLS if b does not start with a TLS handshake record, another
-// *helloError if the ClientHello is malformed, and nil when it is complete
-// and well formed. Any answer but errHelloIncomplete is final: appending
-// bytes to b does not change it. It allocates only to reassemble a message
-// fragmented over several records.
+// decide, errNotTLS if b does not start with a TLS record type, another
+// *helloError if the input is TLS but not a well-formed ClientHello alone in
+// its records, and nil when it is complete and well formed. Any answer but
+// errHelloIncomplete is final: appending bytes to b does not change it. It
+// allocates only to reassemble a message fragmented over several records.
 func parseClientHello(b []byte) (clientHello, error) {
+	if len(b) == 0 {
+		return incomplete(1)
+	}
+	switch t := b[0]; {
+	case t < recordTypeCCS || t > recordTypeHeartbeat:
+		return clientHello{}, errNotTLS
+	case t != recordTypeHandshake:
+		return clientHello{}, errHelloFirst[t-recordTypeCCS]
+	}
+	body, end, need, err := handshakeMessage(b, handshakeTypeHello, true)
+	if err != nil {
+		return clientHello{need: need}, err
+	}
+	h, err := parseHelloBody(body)
+	h.end = end
+	return h, err
+}
+
+// parseSecondHello parses what a client sends after a HelloRetryRequest:
+// its second ClientHello, after at most one change_cipher_spec record
+// (RFC 8446 §D.4, middlebox compatibility).
+func parseSecondHello(b []byte) (clientHello, error) {
+	if len(b) == 0 || b[0] != recordTypeCCS {
+		return parseClientHello(b)
+	}
+	if len(b) > maxHelloBytes {
+		b = b[:maxHelloBytes] // as in handshakeMessage, so the answer is final
+	}
+	const ccsLen = recordHeaderLen + 1
+	ccs := [ccsLen]byte{recordTypeCCS, 3, 0, 0, 1, 1}
+	for i := 1; i < ccsLen; i++ {
+		switch {
+		case i == len(b):
+			return incomplete(i + 1)
+		case i == 2 && b[i] > maxRecordMinor, i != 2 && b[i] != ccs[i]:
+			return clientHello{}, errHelloCCS
+		}
+	}
+	h, err := parseClientHello(b[ccsLen:])
+	if err == errHelloIncomplete {
+		return incomplete(ccsLen + h.need)
+	}
+	h.end += ccsLen
+	return h, err
+}
+
+// serverHello is what the proxy reads from a server's first handshake
+// message.
+type serverHello struct {
+	// retry reports whether it is a HelloRetryRequest.
+	retry bool
+	// need is as in clientHello.
+	need int
+}
+
+// hrrRandom is the random of a ServerHello that is a HelloRetryRequest
+// (RFC 8446 §4.1.3).
+var hrrRandom = [32]byte{
+	0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+	0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+}
+
+// parseServerHello decides whether what a server sent first, b, starts with
+// a HelloRetryRequest. It returns errHelloIncomplete while b is too short to
+// decide, errHelloTooLarge if the first handshake message is too large to
+// tell, and nil otherwise: anything but a HelloRetryRequest (a ServerHello,
+// an alert, bytes that are not TLS) is not one. Like parseClientHello, an
+// answer other than errHelloIncomplete is final.
+func parseServerHello(b []byte) (serverHello, error) {
+	if len(b) == 0 {
+		return serverHello{need: 1}, errHelloIncomplete
+	}
+	if b[0] != recordTypeHandshake {
+		return serverHello{}, nil
+	}
+	body, _, need, err := handshakeMessage(b, handshakeTypeServerHello, false)
+	switch err {
+	case nil:
+		// legacy_version, then random
+		return serverHello{retry: len(body) >= 2+32 && [32]byte(body[2:34]) == hrrRandom}, nil
+	case errHelloIncomplete, errHelloTooLarge:
+		return serverHello{need: need}, err
+	}
+	return serverHello{}, nil
+}
+
+// handshakeMessage returns the body of the handshake message at the start
+// of the handshake records b starts with, which must be of type typ, and
+// the length of the records up to its end. With alone set, the message must
+// end its record. It returns errHelloIncomplete (and the length that can
+// change the answer) while b is too short to decide, and any other answer
+// is final.
+func handshakeMessage(b []byte, typ byte, alone bool) (body []byte, end, need int, err error) {
 	if len(b) > maxHelloBytes {
 		b = b[:maxHelloBytes] // nothing past the cap may decide
 	}
@@ -122,33 +249,28 @@ func parseClientHello(b []byte) (clientHello, error) {
 		// The record header is checked byte by byte, so that a decision
 		// never waits for bytes it does not need.
 		avail := len(b) - off
-		if avail < 1 {
-			return incomplete(off + 1)
-		}
-		if b[off] != recordTypeHandshake {
-			if off == 0 {
-				return clientHello{}, errNotTLS
-			}
-			return clientHello{}, errHelloRecordType
-		}
-		if avail < 2 {
-			return incomplete(off + 2)
-		}
-		if b[off+1] != 3 {
-			if off == 0 {
-				return clientHello{}, errNotTLS
-			}
-			return clientHello{}, errHelloRecordVer
-		}
-		if avail < recordHeaderLen {
-			return incomplete(off + recordHeaderLen)
+		switch {
+		case avail < 1:
+			return need1(off + 1)
+		case b[off] != recordTypeHandshake:
+			return nil, 0, 0, errHelloRecordType
+		case avail < 2:
+			return need1(off + 2)
+		case b[off+1] != 3:
+			return nil, 0, 0, errHelloRecordVer
+		case avail < 3:
+			return need1(off + 3)
+		case b[off+2] > maxRecordMinor:
+			return nil, 0, 0, errHelloRecordVer
+		case avail < recordHeaderLen:
+			return need1(off + recordHeaderLen)
 		}
 		rlen := int(b[off+3])<<8 | int(b[off+4])
 		switch {
 		case rlen == 0:
-			return clientHello{}, errHelloEmptyRecord // RFC 8446 §5.1 forbids it
+			return nil, 0, 0, errHelloEmptyRecord // RFC 8446 §5.1 forbids it
 		case rlen > maxPlaintextLen:
-			return clientHello{}, errHelloRecordLen
+			return nil, 0, 0, errHelloRecordLen
 		}
 		start := off + recordHeaderLen
 		payload := b[start : start+min(rlen, avail-recordHeaderLen)]
@@ -157,41 +279,51 @@ func parseClientHello(b []byte) (clientHello, error) {
 			hdr[got+i] = payload[i]
 			switch got + i {
 			case 0:
-				if hdr[0] != handshakeTypeHello {
-					return clientHello{}, errHelloType
+				if hdr[0] != typ {
+					return nil, 0, 0, errHelloType
 				}
 			case 3:
 				msgEnd = 4 + (int(hdr[1])<<16 | int(hdr[2])<<8 | int(hdr[3]))
 				if msgEnd > maxHelloLen {
-					return clientHello{}, errHelloTooLarge
+					return nil, 0, 0, errHelloTooLarge
 				}
 			}
 		}
 		if msgEnd < 0 {
 			if len(payload) < rlen {
-				return incomplete(len(b) + 1) // the next header byte decides
+				return need1(len(b) + 1) // the next header byte decides
 			}
 			got += rlen
 			off = start + rlen
 			continue
 		}
 		if got+rlen >= msgEnd {
-			// The message ends in this record; anything after it is ignored.
+			// The message ends in this record; with alone, so must the
+			// record. Anything after the message is not read.
+			if alone && got+rlen > msgEnd {
+				return nil, 0, 0, errHelloTrailing
+			}
 			end := start + msgEnd - got
 			if len(b) < end {
-				return incomplete(end)
+				return need1(end)
 			}
 			if got == 0 {
-				return parseHelloBody(b[start+4 : end])
+				return b[start+4 : end], end, 0, nil
 			}
-			return parseHelloBody(reassemble(b, msgEnd))
+			return reassemble(b, msgEnd), end, 0, nil
 		}
 		if len(payload) < rlen {
-			return incomplete(start + rlen + 1) // the next record header decides
+			return need1(start + rlen + 1) // the next record header decides
 		}
 		got += rlen
 		off = start + rlen
 	}
+}
+
+// need1 is incomplete for handshakeMessage.
+func need1(need int) ([]byte, int, int, error) {
+	h, err := incomplete(need)
+	return nil, 0, h.need, err
 }
 
 // incomplete asks for at least need bytes, or refuses the input if that is
@@ -283,6 +415,14 @@ func parseHelloBody(p []byte) (clientHello, error) {
 				}
 			}
 			h.alpn = list
+		case extSupportedVersions:
+			list, rest, ok := vec8(data)
+			if !ok || len(rest) != 0 || len(list) < 2 || len(list)%2 != 0 {
+				return clientHello{}, errHelloVersions
+			}
+			for q := list; len(q) > 0; q = q[2:] {
+				h.tls13 = h.tls13 || uint16(q[0])<<8|uint16(q[1]) == versionTLS13
+			}
 		case extECH:
 			h.ech = true
 		}

@@ -4,11 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -251,27 +257,42 @@ func fragment(b []byte, size int) []byte {
 	return out
 }
 
+// withRecordVersion returns b, which starts with a TLS record, with the
+// record's version set to v.
+func withRecordVersion(b []byte, v uint16) []byte {
+	b = slices.Clone(b)
+	b[1], b[2] = byte(v>>8), byte(v)
+	return b
+}
+
 // cryptoTLSView is what Go's crypto/tls server reads from hello: an
 // independent parser to compare with.
 func cryptoTLSView(t *testing.T, hello []byte) (sni string, alpn []string) {
 	t.Helper()
+	chi := cryptoTLSReads(hello)
+	if chi == nil {
+		t.Fatalf("crypto/tls did not read the ClientHello")
+	}
+	return chi.ServerName, chi.SupportedProtos
+}
+
+// cryptoTLSReads returns the ClientHello Go's crypto/tls server reads from
+// in, or nil if it reads none.
+func cryptoTLSReads(in []byte) *tls.ClientHelloInfo {
 	c1, c2 := net.Pipe()
 	defer c1.Close()
 	defer c2.Close()
 	go func() {
-		_, _ = c2.Write(hello)
+		_, _ = c2.Write(in)
 		_, _ = io.Copy(io.Discard, c2)
 	}()
 	stop := errors.New("seen")
 	var got *tls.ClientHelloInfo
-	err := tls.Server(c1, &tls.Config{GetConfigForClient: func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
+	_ = tls.Server(c1, &tls.Config{GetConfigForClient: func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
 		got = chi
 		return nil, stop
 	}}).HandshakeContext(context.Background())
-	if got == nil {
-		t.Fatalf("crypto/tls did not read the ClientHello: %v", err)
-	}
-	return got.ServerName, got.SupportedProtos
+	return got
 }
 
 func TestParseClientHelloRecorded(t *testing.T) {
@@ -332,8 +353,18 @@ func TestParseClientHelloCases(t *testing.T) {
 		{"ECH", buildHello(sniExt("public.example"), testExt{extECH, []byte{0, 0, 1}}), nil, "public.example", true},
 		{"HTTP", []byte("GET / HTTP/1.1\r\n"), errNotTLS, "", false},
 		{"SSLv2", []byte{0x80, 0x2e, 0x01, 0x03, 0x01}, errNotTLS, "", false},
-		{"record version 2.0", []byte{22, 2, 0, 0, 5}, errNotTLS, "", false},
-		{"alert record", record(21, []byte{2, 40}), errNotTLS, "", false},
+		{"record version 2.0", []byte{22, 2, 0, 0, 5}, errHelloRecordVer, "", false},
+		{"record version 3.5", []byte{22, 3, 5, 0, 5}, errHelloRecordVer, "", false},
+		{"record version 3.0", withRecordVersion(valid, 0x0300), nil, "a.example", false},
+		{"record version 3.4", withRecordVersion(valid, 0x0304), nil, "a.example", false},
+		{"warning alert, then a ClientHello", append(record(21, []byte{1, 112}), valid...), errHelloFirst[21-recordTypeCCS], "", false},
+		{"change_cipher_spec first", record(20, []byte{1}), errHelloFirst[20-recordTypeCCS], "", false},
+		{"application_data first", record(23, []byte{0}), errHelloFirst[23-recordTypeCCS], "", false},
+		{"heartbeat first", record(24, []byte{1, 0, 0}), errHelloFirst[24-recordTypeCCS], "", false},
+		{"first byte below the record types", []byte{19, 3, 1}, errNotTLS, "", false},
+		{"first byte above the record types", []byte{25, 3, 1}, errNotTLS, "", false},
+		{"more in the ClientHello's record", record(22, append(helloMessage(valid), 1, 0, 0, 0)), errHelloTrailing, "", false},
+		{"malformed supported_versions", buildHello(sniExt("a.example"), testExt{extSupportedVersions, []byte{3, 3, 4, 3}}), errHelloVersions, "", false},
 		{"empty record", []byte{22, 3, 1, 0, 0}, errHelloEmptyRecord, "", false},
 		{"record over 16 KiB", []byte{22, 3, 1, 0x40, 1}, errHelloRecordLen, "", false},
 		{"server hello", record(22, []byte{2, 0, 0, 0}), errHelloType, "", false},
@@ -371,7 +402,8 @@ func TestParseClientHelloCases(t *testing.T) {
 // FuzzParseClientHello checks that parsing never panics, that an answer
 // other than errHelloIncomplete is final, that clientHello.need is exact
 // enough for a reader to rely on, and that how a ClientHello is split into
-// records does not change what it says.
+// records does not change what it says. The first three hold for
+// parseSecondHello and parseServerHello too, on the same inputs.
 func FuzzParseClientHello(f *testing.F) {
 	for _, tt := range recordedHellos {
 		hello := readHello(f, tt.file)
@@ -379,53 +411,65 @@ func FuzzParseClientHello(f *testing.F) {
 		f.Add(fragment(hello, 7), uint8(5))
 	}
 	f.Add(buildHello(sniExt("a.example"), testExt{extECH, nil}), uint8(1))
+	f.Add(slices.Concat(record(20, []byte{1}), buildHello(sniExt("a.example"))), uint8(2))
+	f.Add(append(record(21, []byte{1, 112}), buildHello(sniExt("a.example"))...), uint8(3))
+	f.Add(serverFirstFlight(f, retryConfig(f, "a.example"), readHello(f, "go.bin")), uint8(4))
 	f.Fuzz(fuzzBody)
 }
 
 func fuzzBody(t *testing.T, data []byte, step uint8) {
-	{
-		h, err := parseClientHello(data)
-		if err == errHelloIncomplete && (h.need <= len(data) || h.need > maxHelloBytes) {
-			t.Fatalf("incomplete with need %d for %d bytes", h.need, len(data))
-		}
-		if err != nil && err != errHelloIncomplete && !isHelloMalformed(err) {
-			t.Fatalf("unexpected error type %T", err)
-		}
+	h, err := checkFinal(t, data, step, parseClientHello, sameHello)
+	checkFinal(t, data, step, parseSecondHello, sameHello)
+	checkFinal(t, data, step, parseServerHello, func(a serverHello, aerr error, b serverHello, berr error) bool {
+		return a == b && aerr == berr
+	})
 
-		// Feed it as a reader would: every prefix before the answer is
-		// incomplete, and the answer equals the one-shot answer.
-		// At most a few hundred prefixes, so that an exec stays cheap.
-		need, stride := 0, max(1+int(step)%16, len(data)/256)
-		for n := 0; n <= len(data); n += stride {
-			ph, perr := parseClientHello(data[:n])
-			if n < need && (perr != errHelloIncomplete || ph.need != need) {
-				t.Fatalf("prefix %d < need %d: %v need %d", n, need, perr, ph.need)
-			}
-			if perr != errHelloIncomplete {
-				if !sameHello(ph, perr, h, err) {
-					t.Fatalf("at %d bytes: %q %v; one-shot: %q %v", n, ph.SNI(), perr, h.SNI(), err)
-				}
-				break
-			}
-			need = ph.need
+	// The same message in other records says the same.
+	if err == nil {
+		re := fragment(data, 1+int(step))
+		rh, rerr := parseClientHello(re)
+		if rerr == errHelloTooLarge && len(re) > maxHelloBytes {
+			return
 		}
-
-		// The same message in other records says the same.
-		if err == nil {
-			re := fragment(data, 1+int(step))
-			rh, rerr := parseClientHello(re)
-			if rerr == errHelloTooLarge && len(re) > maxHelloBytes {
-				return
-			}
-			if !sameHello(rh, rerr, h, err) {
-				t.Fatalf("in records of %d: %q %v; as given: %q %v", 1+int(step), rh.SNI(), rerr, h.SNI(), err)
-			}
+		if !sameHello(rh, rerr, h, err) {
+			t.Fatalf("in records of %d: %q %v; as given: %q %v", 1+int(step), rh.SNI(), rerr, h.SNI(), err)
 		}
 	}
 }
 
+// checkFinal checks that parse's need is one a reader can rely on, and
+// that an answer other than errHelloIncomplete is final: fed data as a
+// reader would, every prefix before the answer is incomplete, and the
+// answer equals the one-shot answer. It returns the one-shot answer.
+func checkFinal[H interface{ wanted() int }](t *testing.T, data []byte, step uint8, parse func([]byte) (H, error), same func(H, error, H, error) bool) (H, error) {
+	t.Helper()
+	h, err := parse(data)
+	if err == errHelloIncomplete && (h.wanted() <= len(data) || h.wanted() > maxHelloBytes) {
+		t.Fatalf("incomplete with need %d for %d bytes", h.wanted(), len(data))
+	}
+	if err != nil && err != errHelloIncomplete && !isHelloMalformed(err) {
+		t.Fatalf("unexpected error type %T", err)
+	}
+	// At most a few hundred prefixes, so that an exec stays cheap.
+	need, stride := 0, max(1+int(step)%16, len(data)/256)
+	for n := 0; n <= len(data); n += stride {
+		ph, perr := parse(data[:n])
+		if n < need && (perr != errHelloIncomplete || ph.wanted() != need) {
+			t.Fatalf("prefix %d < need %d: %v need %d", n, need, perr, ph.wanted())
+		}
+		if perr != errHelloIncomplete {
+			if !same(ph, perr, h, err) {
+				t.Fatalf("at %d bytes: %+v %v; one-shot: %+v %v", n, ph, perr, h, err)
+			}
+			break
+		}
+		need = ph.wanted()
+	}
+	return h, err
+}
+
 func sameHello(a clientHello, aerr error, b clientHello, berr error) bool {
-	return aerr == berr && bytes.Equal(a.serverName, b.serverName) && a.ech == b.ech &&
+	return aerr == berr && bytes.Equal(a.serverName, b.serverName) && a.ech == b.ech && a.tls13 == b.tls13 &&
 		bytes.Equal(a.alpn, b.alpn) && a.need == b.need && (a.serverName == nil) == (b.serverName == nil)
 }
 
@@ -448,5 +492,217 @@ func BenchmarkParseClientHello(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// Whatever a real server reads as a ClientHello, the parser reads as the
+// same ClientHello or refuses: it never passes such input as not TLS. The
+// inputs are what servers skip or accept before or around one.
+func TestParseClientHelloAsServersRead(t *testing.T) {
+	t.Parallel()
+	hello := readHello(t, "go.bin")
+	warning := record(21, []byte{1, 112}) // a warning alert: unrecognized_name
+	inputs := map[string][]byte{
+		"as sent":                         hello,
+		"warning alert first":             append(slices.Clip(warning), hello...),
+		"change_cipher_spec first":        append(record(20, []byte{1}), hello...),
+		"application_data first":          append(record(23, []byte{0}), hello...),
+		"heartbeat first":                 append(record(24, []byte{1, 0, 0}), hello...),
+		"records of 100, alert in second": slices.Concat(fragment(hello, 100)[:105], warning, fragment(hello, 100)[105:]),
+	}
+	for _, v := range []uint16{0x0000, 0x0002, 0x0200, 0x0300, 0x0301, 0x0302, 0x0303, 0x0304, 0x0305, 0x03ff, 0x0400, 0x0fff} {
+		inputs[fmt.Sprintf("record version %#04x", v)] = withRecordVersion(hello, v)
+	}
+	var readByGo []string
+	for name, in := range inputs {
+		h, err := parseClientHello(in)
+		chi := cryptoTLSReads(in)
+		if chi == nil {
+			continue
+		}
+		readByGo = append(readByGo, name)
+		switch {
+		case err == errNotTLS || err == errHelloIncomplete:
+			t.Errorf("%s: crypto/tls reads a ClientHello for %q; the parser says %v", name, chi.ServerName, err)
+		case err == nil && h.SNI() != chi.ServerName:
+			t.Errorf("%s: crypto/tls reads SNI %q; the parser %q", name, chi.ServerName, h.SNI())
+		}
+	}
+	slices.Sort(readByGo)
+	t.Logf("crypto/tls reads a ClientHello from: %s", strings.Join(readByGo, "; "))
+	// SSL 3.0 record versions are the only ones outside 3.1-3.3 that the
+	// parser reads rather than refuses; crypto/tls serves them.
+	if !slices.Contains(readByGo, "record version 0x0300") {
+		t.Errorf("crypto/tls no longer reads a ClientHello in a record of version 3.0; the parser need not either")
+	}
+}
+
+func TestParseClientHelloOffersAndEnd(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		in    []byte
+		tls13 bool
+	}{
+		{"Go client", readHello(t, "go.bin"), true},
+		{"Go client, records of 64", fragment(readHello(t, "go.bin"), 64), true},
+		{"TLS 1.2 only", goClientHello(t, &tls.Config{ServerName: "a.example", MaxVersion: tls.VersionTLS12}), false},
+		{"no supported_versions", buildHello(sniExt("a.example")), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			in := append(slices.Clip(tt.in), 23, 3, 3, 0, 1, 0) // a record after the ClientHello's
+			h, err := parseClientHello(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.tls13 != tt.tls13 {
+				t.Errorf("tls13 = %v, want %v", h.tls13, tt.tls13)
+			}
+			if h.end != len(tt.in) {
+				t.Errorf("end = %d, want %d, the length of the ClientHello's records", h.end, len(tt.in))
+			}
+		})
+	}
+}
+
+// goClientHello returns the ClientHello a crypto/tls client with cfg sends.
+func goClientHello(t testing.TB, cfg *tls.Config) []byte {
+	t.Helper()
+	c1, c2 := net.Pipe()
+	defer c2.Close()
+	go func() {
+		defer c1.Close()
+		_ = tls.Client(c1, cfg).Handshake() // ends when c2 closes
+	}()
+	_ = c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf, _, perr, err := readClientHello(c2, nil)
+	if perr != nil {
+		t.Fatalf("reading a crypto/tls ClientHello: %v, %v", perr, err)
+	}
+	return slices.Clone(buf)
+}
+
+// serverFirstFlight returns what a crypto/tls server with cfg answers to
+// the ClientHello hello, up to and including its first handshake message.
+func serverFirstFlight(t testing.TB, cfg *tls.Config, hello []byte) []byte {
+	t.Helper()
+	c1, c2 := net.Pipe()
+	defer c2.Close()
+	go func() {
+		defer c1.Close()
+		_ = tls.Server(c1, cfg).Handshake() // ends when c2 closes
+	}()
+	_ = c2.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c2.Write(hello); err != nil {
+		t.Fatal(err)
+	}
+	buf, _, perr, err := readRecords(c2, newHelloBuf(nil), parseServerHello)
+	if perr != nil {
+		t.Fatalf("reading the server's answer: %v, %v", perr, err)
+	}
+	return slices.Clone(buf)
+}
+
+// retryConfig is a server configuration that answers a default crypto/tls
+// ClientHello with a HelloRetryRequest: the client's first key shares are
+// for X25519MLKEM768 and X25519, and the server takes only P-256.
+func retryConfig(t testing.TB, names ...string) *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{selfSigned(t, names...)}, CurvePreferences: []tls.CurveID{tls.CurveP256}}
+}
+
+// selfSigned makes a certificate for names.
+func selfSigned(t testing.TB, names ...string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: names[0]},
+		DNSNames:     names,
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func TestParseServerHello(t *testing.T) {
+	t.Parallel()
+	ch := goClientHello(t, &tls.Config{ServerName: "a.example"})
+	hrr := serverFirstFlight(t, retryConfig(t, "a.example"), ch)
+	plain := serverFirstFlight(t, &tls.Config{Certificates: []tls.Certificate{selfSigned(t, "a.example")}}, ch)
+	tls12 := serverFirstFlight(t, &tls.Config{Certificates: []tls.Certificate{selfSigned(t, "a.example")}, MaxVersion: tls.VersionTLS12}, ch)
+	for _, tt := range []struct {
+		name  string
+		in    []byte
+		err   error
+		retry bool
+	}{
+		{"HelloRetryRequest", hrr, nil, true},
+		{"HelloRetryRequest in records of 7", fragment(hrr, 7), nil, true},
+		{"TLS 1.3 ServerHello", plain, nil, false},
+		{"TLS 1.2 ServerHello", tls12, nil, false},
+		{"alert", alert(alertAccessDenied), nil, false},
+		{"not TLS", []byte("SSH-2.0-x\r\n"), nil, false},
+		{"record version 2.0", withRecordVersion(hrr, 0x0200), nil, false},
+		{"empty", nil, errHelloIncomplete, false},
+		{"message over 16 KiB", []byte{22, 3, 3, 0x40, 0, 2, 0, 0x40, 0}, errHelloTooLarge, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sh, err := parseServerHello(tt.in)
+			if err != tt.err || sh.retry != tt.retry {
+				t.Fatalf("got %v retry %v, want %v retry %v", err, sh.retry, tt.err, tt.retry)
+			}
+			// Every prefix of what decides is incomplete, and asks for more.
+			for n := 0; n < len(tt.in); n++ {
+				ph, perr := parseServerHello(tt.in[:n])
+				if perr != errHelloIncomplete {
+					if ph.retry != sh.retry || perr != err {
+						t.Fatalf("prefix of %d bytes: %v retry %v", n, perr, ph.retry)
+					}
+					break
+				}
+				if ph.need <= n {
+					t.Fatalf("prefix of %d bytes: need %d", n, ph.need)
+				}
+			}
+		})
+	}
+}
+
+func TestParseSecondHello(t *testing.T) {
+	t.Parallel()
+	hello := buildHello(sniExt("a.example"))
+	ccs := record(20, []byte{1})
+	for _, tt := range []struct {
+		name string
+		in   []byte
+		err  error
+		end  int
+	}{
+		{"ClientHello", hello, nil, len(hello)},
+		{"change_cipher_spec, then a ClientHello", append(slices.Clip(ccs), hello...), nil, len(ccs) + len(hello)},
+		{"change_cipher_spec of version 3.3", append(withRecordVersion(ccs, 0x0303), hello...), nil, len(ccs) + len(hello)},
+		{"two change_cipher_specs", slices.Concat(ccs, ccs, hello), errHelloFirst[20-recordTypeCCS], 0},
+		{"change_cipher_spec, then an alert", slices.Concat(ccs, alert(alertAccessDenied)), errHelloFirst[21-recordTypeCCS], 0},
+		{"change_cipher_spec of 2 bytes", slices.Concat(record(20, []byte{1, 1}), hello), errHelloCCS, 0},
+		{"change_cipher_spec of version 3.5", withRecordVersion(ccs, 0x0305), errHelloCCS, 0},
+		{"alert", alert(alertAccessDenied), errHelloFirst[21-recordTypeCCS], 0},
+		{"change_cipher_spec only", ccs, errHelloIncomplete, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h, err := parseSecondHello(tt.in)
+			if err != tt.err {
+				t.Fatalf("err = %v, want %v", err, tt.err)
+			}
+			if err == nil && (h.SNI() != "a.example" || h.end != tt.end) {
+				t.Errorf("SNI %q end %d, want a.example %d", h.SNI(), h.end, tt.end)
+			}
+		})
 	}
 }

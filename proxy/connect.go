@@ -70,7 +70,8 @@ func (s *Server) newGoproxy() *goproxy.ProxyHttpServer {
 	refuse := func(context.Context, string, string) (net.Conn, error) {
 		return nil, errors.New("azegress: internal error: unchecked dial refused")
 	}
-	gp.Tr = &http.Transport{Proxy: nil, DialContext: refuse}
+	gp.Tr = &http.Transport{Proxy: nil, DialContext: refuse, DialTLSContext: refuse,
+		TLSClientConfig: upstreamTLSConfig(s.cfg.UpstreamRootCAs, "")} // never skips verification
 	gp.ConnectDial = nil
 	gp.ConnectDialWithReq = func(*http.Request, string, string) (net.Conn, error) { return refuse(nil, "", "") }
 	gp.KeepAcceptEncoding = true
@@ -419,13 +420,14 @@ func (s *Server) runTunnel(r *http.Request, client, upstream net.Conn, fl *flow,
 	if cc, ok := client.(*clientConn); ok {
 		raw = cc.Unwrap()
 	}
-	toUpstream, toClient, d := s.checkFronting(r, fl, raw, upstream, early)
+	op, d := s.checkFronting(r, fl, raw, upstream, early)
 	if d != nil {
+		op.release()
 		upstream.Close()
 		s.refused(r, fl, d)
 		return
 	}
-	s.spliceTunnel(fl, raw, upstream, toUpstream, toClient, cl)
+	s.spliceTunnel(fl, raw, upstream, op, cl)
 }
 
 // established are the 200 responses to an HTTP/1.0 and an HTTP/1.1 CONNECT.
@@ -434,25 +436,24 @@ var established = [2][]byte{
 	[]byte("HTTP/1.1 200 Connection established\r\n\r\n"),
 }
 
-// spliceTunnel forwards the bytes the proxy already read from either side,
-// then starts moving bytes until either side is done. When the tunnel ends
-// it logs and counts it, closes both conns and undoes cl, which it takes
-// over: the caller may return at once.
-func (s *Server) spliceTunnel(fl *flow, client, upstream net.Conn, toUpstream, toClient []byte, cl *cleanup) {
+// spliceTunnel forwards the bytes the proxy's checks read from either side
+// (op), then starts moving bytes until either side is done. When the
+// tunnel ends it logs and counts it, closes both conns and undoes cl, which
+// it takes over: the caller may return at once.
+func (s *Server) spliceTunnel(fl *flow, client, upstream net.Conn, op *opening, cl *cleanup) {
 	s.m.tunnelsActive.Inc()
-	st := new(tunnelStats)
 	undo := cl.take()
 	done := func(why string, err error) {
-		s.tunnelClosed(fl, st, why, err)
+		s.tunnelClosed(fl, &op.st, why, err)
 		undo.run()
 	}
-	why, err := replay(client, upstream, toUpstream, toClient, st)
-	putHelloBuf(toUpstream)
-	if err != nil {
+	why, err := replay(client, upstream, op)
+	op.release()
+	if why != "" {
 		done(why, err)
 		return
 	}
-	startPipe(s.tunnelCtx, client, upstream, s.cfg.TunnelIdleTimeout, st, done)
+	startPipe(s.tunnelCtx, client, upstream, s.cfg.TunnelIdleTimeout, &op.st, done)
 }
 
 // tunnelClosed counts and logs a tunnel that ended.
@@ -585,8 +586,12 @@ func (g *generation) origins(s *Server, block string) *originPool {
 	if g.originPools == nil {
 		g.originPools = make(map[string]*originPool)
 	}
-	p := &originPool{dial: func(ctx context.Context, fl *flow) (net.Conn, error) {
-		return s.dialUpstream(context.WithValue(ctx, flowKey{}, fl), fl) // fl in ctx as through the transport
+	p := &originPool{dial: func(ctx context.Context, fl *flow, https bool) (net.Conn, error) {
+		ctx = context.WithValue(ctx, flowKey{}, fl) // fl in ctx as through the transport
+		if https {
+			return s.dialUpstreamTLS(ctx, fl)
+		}
+		return s.dialUpstream(ctx, fl)
 	}, idleTimeout: originIdleTimeout}
 	g.originPools[block] = p
 	return p
@@ -612,21 +617,27 @@ func (g *generation) transport(s *Server, block string) *http.Transport {
 	if g.transports == nil {
 		g.transports = make(map[string]*http.Transport)
 	}
-	t := &http.Transport{
-		Proxy: nil,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	withFlow := func(dial func(context.Context, *flow) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
+		return func(ctx context.Context, _, _ string) (net.Conn, error) {
 			fl, _ := ctx.Value(flowKey{}).(*flow)
 			if fl == nil {
 				return nil, errors.New("azegress: internal error: dial without a decision")
 			}
-			return s.dialUpstream(ctx, fl)
-		},
+			return dial(ctx, fl)
+		}
+	}
+	t := &http.Transport{
+		Proxy:       nil,
+		DialContext: withFlow(s.dialUpstream),
+		// https:// gets the origin pool's handshake: one TLS configuration
+		// and one way to explain its failures. TLSClientConfig and
+		// TLSHandshakeTimeout do not apply.
+		DialTLSContext:         withFlow(s.dialUpstreamTLS),
 		MaxIdleConnsPerHost:    originMaxIdlePerHost,
 		IdleConnTimeout:        originIdleTimeout,
 		DisableCompression:     true,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: maxResponseHead,
-		TLSHandshakeTimeout:    10 * time.Second,
 	}
 	g.transports[block] = t
 	return t

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/azegress/azegress/policy/catalog"
+	"github.com/azegress/azegress/policy/host"
 )
 
 // dialFlow resolves the destination itself, checks every address against
@@ -23,15 +24,9 @@ func (s *Server) dialFlow(ctx context.Context, fl *flow) (net.Conn, *denial) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 	defer cancel()
 
-	var addrs []netip.Addr
-	if fl.host.IsIP() {
-		addrs = []netip.Addr{fl.host.IP}
-	} else {
-		var err error
-		addrs, err = s.cfg.Resolver.LookupNetIP(ctx, "ip", fl.host.Name)
-		if err != nil {
-			return nil, resolveFailed(fl, err)
-		}
+	addrs, err := resolve(ctx, s.cfg.Resolver, fl.host)
+	if err != nil {
+		return nil, resolveFailed(fl, err)
 	}
 
 	checked, _, refused := guardAddrs(ctx, fl, addrs, s.cfg.Resolver, s.isSelf)
@@ -65,8 +60,34 @@ func (s *Server) dialFlow(ctx context.Context, fl *flow) (net.Conn, *denial) {
 	return nil, dialFailed(fl, checked[len(checked)-1], lastErr)
 }
 
+// resolve returns the addresses of h: its own for an IP literal, else what
+// the resolver answers for the name as a fully qualified name. The trailing
+// dot keeps resolv.conf's search list out (with Kubernetes' ndots:5,
+// "allowed.example" would be tried as "allowed.example.<namespace>.svc..."
+// first): the policy names hosts, never relative names.
+func resolve(ctx context.Context, r Resolver, h host.Host) ([]netip.Addr, error) {
+	if h.IsIP() {
+		return []netip.Addr{h.IP}, nil
+	}
+	return r.LookupNetIP(ctx, "ip", fqdn(h.Name))
+}
+
+// fqdn is name, normalized without its trailing dot (host.Host.Name), as
+// an absolute DNS name. A single-label name (localhost, a hosts-file alias)
+// stays as written: it has no absolute form the hosts file knows (Go's
+// resolver keys single labels there without the dot, so "localhost." goes
+// to DNS), and a policy that names one means the local name.
+func fqdn(name string) string {
+	if strings.IndexByte(name, '.') < 0 {
+		return name
+	}
+	return name + "."
+}
+
 // guardAddrs runs the destination guard over the addresses a destination
-// resolved to. It returns the addresses that may be dialed, the verdict on
+// resolved to. A VM-local endpoint is refused whatever the rules say; a
+// guarded address passes only through a rule that names its range
+// (policy.Client.AddressAllowed) or a private endpoint of an allowed name. It returns the addresses that may be dialed, the verdict on
 // each, and the refusal for the first address refused. self reports the
 // proxy's own listeners (nil: none). The same code serves dialing and
 // `azegress explain`, so the two never disagree.
@@ -80,6 +101,13 @@ func guardAddrs(ctx context.Context, fl *flow, addrs []netip.Addr, r Resolver, s
 			v.Allowed, v.What = false, selfWhat
 			if refused == nil {
 				refused = blockedAddress(fl, a, selfWhat)
+			}
+		} else if label, ok := localEndpointOf(a, fl.port); ok {
+			// IMDS, WireServer and Arc's HIMDS, whatever the rules say:
+			// behind them is the proxy host's own identity.
+			v.Allowed, v.What = false, label
+			if refused == nil {
+				refused = localEndpointAt(fl, a, label)
 			}
 		} else if guarded, what := Guarded(a); guarded {
 			v.What = what
@@ -138,7 +166,7 @@ func privateLinkCNAME(ctx context.Context, fl *flow, res Resolver) bool {
 	if !ok {
 		return false
 	}
-	cname, err := r.LookupCNAME(ctx, fl.host.Name)
+	cname, err := r.LookupCNAME(ctx, fqdn(fl.host.Name))
 	return err == nil && strings.EqualFold(strings.TrimSuffix(cname, "."), want)
 }
 

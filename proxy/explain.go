@@ -71,13 +71,11 @@ func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target st
 	if r == nil {
 		return e, nil
 	}
-	addrs := []netip.Addr{h.IP}
-	if !h.IsIP() {
-		if addrs, err = r.LookupNetIP(ctx, "ip", h.Name); err != nil {
-			d := resolveFailed(fl, err)
-			e.Detail += "; but " + d.detail
-			return e, nil
-		}
+	addrs, err := resolve(ctx, r, h)
+	if err != nil {
+		d := resolveFailed(fl, err)
+		e.Detail += "; but " + d.detail
+		return e, nil
 	}
 	checked, verdicts, refused := guardAddrs(ctx, fl, addrs, r, nil)
 	e.Addresses = verdicts

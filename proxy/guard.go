@@ -1,64 +1,66 @@
 package proxy
 
-import "net/netip"
+import (
+	"fmt"
+	"net/netip"
 
-// guardedRange is an address range the proxy refuses to connect to unless the
-// matching rule's addresses cover it. The proxy's host has a managed identity
-// and sits next to Azure's platform endpoints: a client must never reach
-// IMDS, WireServer or anything private through it by accident or by DNS trick.
-type guardedRange struct {
-	prefix netip.Prefix
-	what   string
+	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/catalog"
+	"github.com/azegress/azegress/policy/host"
+)
+
+// Guarded reports whether ip lies in a range the proxy refuses by default
+// (policy.GuardedRange), and describes that range for the operator.
+func Guarded(ip netip.Addr) (bool, string) {
+	_, what, ok := policy.GuardedRange(ip)
+	return ok, what
 }
 
-var guardedRanges = func() []guardedRange {
-	r := []struct{ p, what string }{
-		// IPv4.
-		{"0.0.0.0/8", "unspecified/this-network address (0.0.0.0/8)"},
-		{"10.0.0.0/8", "private address (RFC 1918, 10.0.0.0/8)"},
-		{"100.64.0.0/10", "shared address space (carrier-grade NAT, 100.64.0.0/10)"},
-		{"127.0.0.0/8", "loopback address (127.0.0.0/8)"},
-		{"169.254.169.254/32", "Azure Instance Metadata Service (IMDS, 169.254.169.254), which issues managed-identity tokens"},
-		{"169.254.0.0/16", "link-local address (169.254.0.0/16)"},
-		{"168.63.129.16/32", "Azure platform address (WireServer and Azure DNS, 168.63.129.16)"},
-		{"172.16.0.0/12", "private address (RFC 1918, 172.16.0.0/12)"},
-		{"192.0.0.0/24", "IETF protocol assignment (192.0.0.0/24)"},
-		{"192.168.0.0/16", "private address (RFC 1918, 192.168.0.0/16)"},
-		{"198.18.0.0/15", "benchmarking address (198.18.0.0/15)"},
-		{"224.0.0.0/4", "multicast address (224.0.0.0/4)"},
-		{"255.255.255.255/32", "broadcast address"},
-		{"240.0.0.0/4", "reserved address (240.0.0.0/4)"},
-		// IPv6.
-		{"::/128", "unspecified address (::)"},
-		{"::1/128", "loopback address (::1)"},
-		{"::/96", "IPv4-compatible IPv6 address (::/96)"},
-		{"64:ff9b::/96", "NAT64 address embedding an IPv4 address (64:ff9b::/96)"},
-		{"64:ff9b:1::/48", "local-use NAT64 address (64:ff9b:1::/48)"},
-		{"100::/64", "discard-only address (100::/64)"},
-		{"2001::/32", "Teredo address embedding an IPv4 address (2001::/32)"},
-		{"2002::/16", "6to4 address embedding an IPv4 address (2002::/16)"},
-		{"fc00::/7", "unique local IPv6 address (fc00::/7)"},
-		{"fe80::/10", "link-local IPv6 address (fe80::/10)"},
-		{"fec0::/10", "site-local IPv6 address (fec0::/10)"},
-		{"ff00::/8", "multicast IPv6 address (ff00::/8)"},
+// localEndpointOf reports whether a is a VM-local Azure endpoint on port
+// (catalog.LocalEndpoint), itself or as the IPv4 address an IPv6 transition
+// form embeds: a NAT64 or 6to4 gateway, or a Teredo relay, would carry
+// 64:ff9b::a9fe:a9fe to IMDS, and a rule that names 64:ff9b::/96 must not
+// open it.
+func localEndpointOf(a netip.Addr, port uint16) (string, bool) {
+	if label, ok := catalog.LocalEndpoint(host.Host{IP: a}, port); ok {
+		return label, true
 	}
-	out := make([]guardedRange, len(r))
-	for i, g := range r {
-		out[i] = guardedRange{netip.MustParsePrefix(g.p), g.what}
-	}
-	return out
-}()
-
-// Guarded reports whether ip lies in a range the proxy refuses by default,
-// and describes that range for the operator. An IPv4-mapped IPv6 address
-// (::ffff:a.b.c.d) is judged by its IPv4 form. The first, most specific
-// description wins (IMDS before link-local).
-func Guarded(ip netip.Addr) (bool, string) {
-	ip = ip.Unmap().WithZone("")
-	for _, g := range guardedRanges {
-		if g.prefix.Contains(ip) {
-			return true, g.what
+	for _, v4 := range embeddedIPv4(a) {
+		if label, ok := catalog.LocalEndpoint(host.Host{IP: v4}, port); ok {
+			_, what := Guarded(a)
+			return fmt.Sprintf("%s at %s, carried in a %s", label, v4, what), true
 		}
 	}
-	return false, ""
+	return "", false
 }
+
+// embeddedIPv4 returns the IPv4 addresses an IPv6 transition address
+// carries: NAT64 (64:ff9b::/96, 64:ff9b:1::/48) and IPv4-compatible (::/96)
+// in the last 32 bits, 6to4 (2002::/16) in bits 16-47, Teredo (2001::/32)
+// the server in bits 32-63 and the client, inverted, in the last 32.
+func embeddedIPv4(a netip.Addr) []netip.Addr {
+	if !a.Is6() || a.Is4In6() {
+		return nil
+	}
+	b := a.As16()
+	v4 := func(i int, inv byte) netip.Addr {
+		return netip.AddrFrom4([4]byte{b[i] ^ inv, b[i+1] ^ inv, b[i+2] ^ inv, b[i+3] ^ inv})
+	}
+	switch {
+	case nat64.Contains(a), nat64Local.Contains(a), compat.Contains(a):
+		return []netip.Addr{v4(12, 0)}
+	case sixToFour.Contains(a):
+		return []netip.Addr{v4(2, 0)}
+	case teredo.Contains(a):
+		return []netip.Addr{v4(4, 0), v4(12, 0xff)}
+	}
+	return nil
+}
+
+var (
+	nat64      = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Local = netip.MustParsePrefix("64:ff9b:1::/48")
+	compat     = netip.MustParsePrefix("::/96")
+	sixToFour  = netip.MustParsePrefix("2002::/16")
+	teredo     = netip.MustParsePrefix("2001::/32")
+)

@@ -13,7 +13,7 @@ import (
 func TestGuardedAddressesRefused(t *testing.T) {
 	t.Parallel()
 	cases := []struct{ addr, what string }{
-		{"169.254.169.254", "IMDS"},
+		{"169.254.169.254", "Instance Metadata Service"},
 		{"169.254.1.1", "link-local"},
 		{"168.63.129.16", "WireServer"},
 		{"127.0.0.1", "loopback"},
@@ -59,8 +59,12 @@ client "local" {
 	for i, c := range cases {
 		t.Run(c.addr, func(t *testing.T) {
 			resp, body := tp.connect("", names[i]+":443")
-			if resp.StatusCode != 403 || resp.Header.Get("X-Azegress-Reason") != ReasonBlockedAddress {
-				t.Fatalf("status %d reason %q, want 403 blocked_address", resp.StatusCode, resp.Header.Get("X-Azegress-Reason"))
+			want := ReasonBlockedAddress
+			if _, ok := localEndpointOf(netip.MustParseAddr(c.addr).Unmap(), 443); ok {
+				want = ReasonLocalEndpoint // IMDS, WireServer, in any form: whatever the rules say
+			}
+			if resp.StatusCode != 403 || resp.Header.Get("X-Azegress-Reason") != want {
+				t.Fatalf("status %d reason %q, want 403 %s", resp.StatusCode, resp.Header.Get("X-Azegress-Reason"), want)
 			}
 			if !strings.Contains(body, c.what) {
 				t.Errorf("body does not name the range (%s):\n%s", c.what, body)
@@ -68,10 +72,10 @@ client "local" {
 		})
 	}
 	tp.noDial()
-	// IMDS gets NO_PROXY advice, not a policy change.
+	// A name that resolves to IMDS gets DNS advice, not a policy change.
 	_, body := tp.connect("", names[0]+":443")
-	if !strings.Contains(body, "NO_PROXY=169.254.169.254") {
-		t.Errorf("IMDS refusal lacks NO_PROXY advice:\n%s", body)
+	if !strings.Contains(body, "check the DNS records of h0.example.com") || strings.Contains(body, "addresses =") {
+		t.Errorf("IMDS refusal lacks DNS advice, or offers a rule:\n%s", body)
 	}
 	if got := len(tp.logs.records("deny")); got != len(cases)+1 {
 		t.Errorf("%d deny records, want %d", got, len(cases)+1)
@@ -245,15 +249,16 @@ client "local" {
 }
 
 // IMDS, WireServer and Arc's HIMDS sent to the proxy are refused at once as
-// local_endpoint, whatever the client's block, with NO_PROXY advice.
+// local_endpoint, whatever the client's block, with NO_PROXY advice. (No
+// rule can list them: Load refuses addresses that cover them.)
 func TestLocalEndpoints(t *testing.T) {
 	t.Parallel()
 	tp := startProxy(t, `
 client "local" {
   sources = ["127.0.0.1/32"]
-  allow "everything-listed" {
-    addresses = ["169.254.169.254/32", "168.63.129.16/32", "127.0.0.0/8"]
-    ports     = [80, 443, 40342]
+  allow "loopback" {
+    addresses = ["127.0.0.0/8"]
+    ports     = [80, 443]
   }
 }`, nil)
 	for _, tt := range []struct{ src, target, label string }{
@@ -279,6 +284,39 @@ client "local" {
 	resp, _, _ := tp.raw("", "GET http://169.254.169.254/metadata/identity/oauth2/token?resource=x HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true\r\n\r\n")
 	if resp.StatusCode != 403 || resp.Header.Get("X-Azegress-Reason") != ReasonLocalEndpoint {
 		t.Errorf("plain-HTTP IMDS: %d %q", resp.StatusCode, resp.Header.Get("X-Azegress-Reason"))
+	}
+	tp.noDial()
+}
+
+// A name that resolves to a VM-local endpoint is refused as local_endpoint
+// whatever the rules say, also in the IPv6 forms that carry its IPv4
+// address through a NAT64 or 6to4 gateway or a Teredo relay, and even when
+// a rule names the transition range. Nothing is dialed.
+func TestLocalEndpointsResolved(t *testing.T) {
+	t.Parallel()
+	res := newResolver(map[string]string{
+		"imds.example.com":      "169.254.169.254",
+		"wire.example.com":      "168.63.129.16",
+		"nat64.example.com":     "64:ff9b::a9fe:a9fe",
+		"nat64l.example.com":    "64:ff9b:1::a9fe:a9fe",
+		"sixtofour.example.com": "2002:a83f:8110::1",
+		"teredo.example.com":    "2001:0:a9fe:a9fe::1",
+		"teredoc.example.com":   "2001:0:4136:e378:8000:63bf:5601:5601", // client ^ 0xff.. = 169.254.169.254
+	})
+	tp := startProxy(t, `
+client "local" {
+  sources = ["127.0.0.0/8"]
+  allow "transition-ranges" {
+    hosts     = ["*.example.com"]
+    ports     = [80, 443]
+    addresses = ["64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32"]
+  }
+}`, res)
+	for _, name := range []string{"imds", "wire", "nat64", "nat64l", "sixtofour", "teredo", "teredoc"} {
+		resp, body := tp.connect("", name+".example.com:80")
+		if resp.StatusCode != 403 || resp.Header.Get("X-Azegress-Reason") != ReasonLocalEndpoint {
+			t.Errorf("%s: %d %q\n%s", name, resp.StatusCode, resp.Header.Get("X-Azegress-Reason"), body)
+		}
 	}
 	tp.noDial()
 }

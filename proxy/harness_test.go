@@ -60,9 +60,16 @@ func (r *fakeResolver) set(name string, answers ...string) {
 	r.answers[name] = seq
 }
 
-func (r *fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+// LookupNetIP answers fully qualified names only (with the trailing dot),
+// as the proxy must ask them: a relative name would go through
+// resolv.conf's search list.
+func (r *fakeResolver) LookupNetIP(_ context.Context, _, fqdn string) ([]netip.Addr, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	host, ok := strings.CutSuffix(fqdn, ".")
+	if !ok && strings.Contains(fqdn, ".") {
+		return nil, &net.DNSError{Err: "relative name asked (search list applies)", Name: fqdn}
+	}
 	seq, ok := r.answers[host]
 	if !ok {
 		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
@@ -74,9 +81,13 @@ func (r *fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.A
 
 // LookupCNAME answers like *net.Resolver: the canonical name, with a
 // trailing dot, or the name itself if it has no CNAME but resolves.
-func (r *fakeResolver) LookupCNAME(_ context.Context, host string) (string, error) {
+func (r *fakeResolver) LookupCNAME(_ context.Context, fqdn string) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	host, ok := strings.CutSuffix(fqdn, ".")
+	if !ok && strings.Contains(fqdn, ".") {
+		return "", &net.DNSError{Err: "relative name asked (search list applies)", Name: fqdn}
+	}
 	if c, ok := r.cnames[host]; ok {
 		return c + ".", nil
 	}

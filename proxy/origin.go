@@ -3,12 +3,14 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -24,10 +26,14 @@ import (
 // answer. Requests with a body, Expect or Upgrade still go through
 // http.Transport.
 //
+// An https:// request gets a connection of its own kind: the same guarded
+// dial, then a verified TLS handshake (upstreamtls.go), as on the
+// Transport. A plain connection never carries an https:// request.
+//
 // One pool serves one client block under one policy generation, like the
 // transports, so a connection is never reused under another policy.
 type originPool struct {
-	dial        func(ctx context.Context, fl *flow) (net.Conn, error)
+	dial        func(ctx context.Context, fl *flow, https bool) (net.Conn, error)
 	idleTimeout time.Duration // an idle connection older than this is closed
 
 	mu     sync.Mutex
@@ -38,8 +44,9 @@ type originPool struct {
 }
 
 type originKey struct {
-	host host.Host
-	port uint16
+	host  host.Host
+	port  uint16
+	https bool // a TLS connection
 }
 
 // originConn is one origin connection. Reads go through it so that a
@@ -85,13 +92,13 @@ func (e errRetryable) Unwrap() error { return e.err }
 // response. Reading the body to its end puts the connection back; closing
 // it early closes the connection.
 func (p *originPool) roundTrip(r *http.Request, fl *flow) (*http.Response, error) {
-	key := originKey{fl.host, fl.port}
+	key := originKey{fl.host, fl.port, r.URL.Scheme == "https"}
 	ctx := r.Context()
 	for {
 		oc := p.get(key)
 		reused := oc != nil
 		if oc == nil {
-			c, err := p.dial(ctx, fl)
+			c, err := p.dial(ctx, fl, key.https)
 			if err != nil {
 				return nil, err
 			}
@@ -194,11 +201,30 @@ func (p *originPool) get(key originKey) *originConn {
 		p.mu.Unlock()
 		// An origin may have closed the connection, or sent bytes nobody
 		// asked for, while it sat idle: a non-blocking peek sees both.
-		if time.Since(oc.used) < p.idleTimeout && oc.br.Buffered() == 0 && idleOpen(oc.c) {
+		if time.Since(oc.used) < p.idleTimeout && oc.br.Buffered() == 0 && oc.idleOpen() {
 			return oc
 		}
 		_ = oc.c.Close()
 	}
+}
+
+// idleOpen reports whether an idle connection is still open with nothing
+// to read. A TLS connection may also hold records it already took off the
+// socket, out of the socket peek's sight: a read with an expired deadline
+// returns them, and otherwise fails at once without reading the socket.
+func (oc *originConn) idleOpen() bool {
+	tc, ok := oc.c.(*tls.Conn)
+	if !ok {
+		return idleOpen(oc.c)
+	}
+	if !idleOpen(tc.NetConn()) {
+		return false
+	}
+	_ = tc.SetReadDeadline(time.Unix(1, 0))
+	var b [1]byte
+	n, err := tc.Read(b[:]) // a timeout leaves a tls.Conn usable
+	_ = tc.SetReadDeadline(time.Time{})
+	return n == 0 && errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // release puts oc back in the pool, or closes it.

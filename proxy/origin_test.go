@@ -277,7 +277,7 @@ func TestOriginPoolIdleTimeout(t *testing.T) {
 	t.Parallel()
 	o := scriptOrigin(t, answerAll(okResponse))
 	var d net.Dialer
-	p := &originPool{idleTimeout: 100 * time.Millisecond, dial: func(ctx context.Context, _ *flow) (net.Conn, error) {
+	p := &originPool{idleTimeout: 100 * time.Millisecond, dial: func(ctx context.Context, _ *flow, _ bool) (net.Conn, error) {
 		return d.DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", o.port))
 	}}
 	fl := &flow{port: o.port}

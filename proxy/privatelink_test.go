@@ -60,7 +60,7 @@ client "local" {
 		{"kv-mixed.vault.azure.net", "10.20.0.11", ""},        // loopback dropped, private endpoint dialed
 		{"kv-nocname.vault.azure.net", "", "blocked_address"}, // no privatelink CNAME
 		{"kv-wrong.vault.azure.net", "", "blocked_address"},   // another name in the zone
-		{"kv-imds.vault.azure.net", "", "blocked_address"},    // IMDS is never a private endpoint
+		{"kv-imds.vault.azure.net", "", "local_endpoint"},     // IMDS is never a private endpoint
 		{"kv-loop.vault.azure.net", "", "blocked_address"},    // nor is loopback
 		{"api.example.com", "", "blocked_address"},            // not an Azure service with a zone
 		{"kv-denied.vault.azure.net", "", "no_rule"},          // the name itself is not allowed

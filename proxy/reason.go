@@ -33,8 +33,14 @@ const (
 	// Hello whose outer (public) name is not allowed.
 	ReasonECH = "ech"
 	// ReasonSNIMismatch: a CONNECT tunnel whose ClientHello names another
-	// host than the CONNECT target, one the client block does not allow.
+	// host than the CONNECT target, one the client block does not allow;
+	// or, on CONNECT and the transparent TLS listener, a second ClientHello
+	// after a HelloRetryRequest that names another server than the first.
 	ReasonSNIMismatch = "sni_mismatch"
+	// ReasonUpstreamTLS: an absolute-form https:// request whose
+	// destination failed the proxy's TLS handshake (a certificate it does
+	// not trust or that does not name the host, no TLS, a timeout).
+	ReasonUpstreamTLS = "upstream_tls"
 	// ReasonAllowed labels allowed decisions in metrics.
 	ReasonAllowed = "allowed"
 )
@@ -125,6 +131,22 @@ func localEndpoint(fl *flow, label string) *denial {
 		reason: ReasonLocalEndpoint,
 		detail: fmt.Sprintf("%s is the %s, which answers only on the VM itself and must not be sent to a proxy", fl.target(), label),
 		fix:    noProxyAdvice,
+	}
+}
+
+// localEndpointAt refuses a name that resolved to a VM-local Azure endpoint.
+// No rule allows it: on Azure it would hand the client the proxy host's own
+// managed-identity token.
+func localEndpointAt(fl *flow, ip netip.Addr, label string) *denial {
+	if fl.host.IsIP() {
+		return localEndpoint(fl, label)
+	}
+	return &denial{
+		status: http.StatusForbidden,
+		reason: ReasonLocalEndpoint,
+		dstIP:  ip,
+		detail: fmt.Sprintf("%s resolves to %s, the %s, which answers only on the machine itself; the proxy never connects to it, whatever the rules say", fl.host, ip, label),
+		fix:    fmt.Sprintf("A public name should not resolve to a VM-local endpoint: check the DNS records of %s and who answers for them. Clients that need the endpoint itself reach it directly, with it in NO_PROXY.", fl.host),
 	}
 }
 

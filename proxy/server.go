@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,8 +45,14 @@ type Config struct {
 	Resolver Resolver
 	// Dial connects to a checked IP:port. If nil, a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	// DialTimeout bounds name resolution plus connecting. If zero, 10s.
+	// DialTimeout bounds name resolution plus connecting, and separately
+	// the TLS handshake of an https:// request. If zero, 10s.
 	DialTimeout time.Duration
+	// UpstreamRootCAs are the CAs trusted for the certificates of the
+	// destinations of https:// requests, which the proxy forwards over
+	// verified TLS. If nil, the system roots (on Linux, SSL_CERT_FILE and
+	// SSL_CERT_DIR override them).
+	UpstreamRootCAs *x509.CertPool
 	// ReadHeaderTimeout bounds how long a client may take to send a request
 	// head. If zero, 10s.
 	ReadHeaderTimeout time.Duration

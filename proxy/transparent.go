@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/policy/host"
 )
 
@@ -124,25 +123,43 @@ func putHelloBuf(b []byte) {
 // them (errHelloIncomplete if reading stopped first) and the read error.
 // early are bytes already read from c, which come first.
 func readClientHello(c net.Conn, early []byte) (buf []byte, h clientHello, perr, rerr error) {
+	return readRecords(c, newHelloBuf(early), parseClientHello)
+}
+
+// newHelloBuf returns a buffer that holds early, from helloBufPool if early
+// fits in one.
+func newHelloBuf(early []byte) []byte {
 	if len(early) <= helloBufSize {
-		buf = append(helloBufPool.Get().(*[helloBufSize]byte)[:0], early...)
-	} else {
-		buf = slices.Clone(early)
+		return append(helloBufPool.Get().(*[helloBufSize]byte)[:0], early...)
 	}
+	return slices.Clone(early)
+}
+
+// wanted is the input length a parser asked for; readRecords reads at
+// least that much before it asks again.
+func (h clientHello) wanted() int { return h.need }
+func (h serverHello) wanted() int { return h.need }
+
+// readRecords reads from c, after the bytes already in buf, until parse's
+// answer on all of them is final or reading fails (deadline, EOF). It
+// returns every byte read, which the caller must forward, parse's answer
+// (errHelloIncomplete if reading stopped first) and the read error. buf
+// grows up to maxHelloBytes, which is all a parser may ask for.
+func readRecords[H interface{ wanted() int }](c net.Conn, buf []byte, parse func([]byte) (H, error)) (_ []byte, h H, perr, rerr error) {
 	perr = errHelloIncomplete
 	if len(buf) > 0 {
-		if h, perr = parseClientHello(buf); perr != errHelloIncomplete {
+		if h, perr = parse(buf); perr != errHelloIncomplete {
 			return buf, h, perr, nil
 		}
 	}
 	for {
 		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, min(maxHelloBytes, 2*cap(buf))-len(buf))
+			buf = slices.Grow(buf, min(maxHelloBytes, max(2*cap(buf), helloBufSize))-len(buf))
 		}
 		n, err := c.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
-		if n > 0 && len(buf) >= h.need {
-			h, perr = parseClientHello(buf)
+		if n > 0 && len(buf) >= h.wanted() {
+			h, perr = parse(buf)
 			if perr != errHelloIncomplete {
 				return buf, h, perr, nil
 			}
@@ -236,20 +253,19 @@ func (s *Server) serveTransparentTLS(c net.Conn, cl *cleanup) {
 		}
 		closeAfterAlert(c)
 	}
-	switch {
-	case len(buf) == 0:
+	if len(buf) == 0 {
 		// Nothing sent (a port scan, a health check): nothing to decide.
 		s.log.LogAttrs(ctx, slog.LevelDebug, "transparent TLS connection closed before a ClientHello",
 			slog.String(keyClient, fl.client.String()))
 		return
-	case perr == errNotTLS:
-		refuse(tlsBadRequest("not TLS: the connection starts with %q", truncate(string(buf[:min(len(buf), 8)]), 8)), 0)
-		return
-	case perr == errHelloIncomplete:
-		refuse(tlsBadRequest("incomplete TLS ClientHello (%d bytes) when the client %s", len(buf), readStopped(rerr, s.cfg.ReadHeaderTimeout)), 0)
-		return
-	case perr != nil:
-		refuse(tlsBadRequest("malformed TLS ClientHello: %v", perr), alertDecodeError)
+	}
+	if d := helloRefusal(buf, perr, readStopped(rerr, s.cfg.ReadHeaderTimeout)); d != nil {
+		d.fix = tlsFix
+		alert := byte(alertDecodeError)
+		if perr == errNotTLS || perr == errHelloIncomplete {
+			alert = 0
+		}
+		refuse(d, alert)
 		return
 	}
 	if d := s.sniHost(fl, &hello); d != nil {
@@ -270,19 +286,36 @@ func (s *Server) serveTransparentTLS(c net.Conn, cl *cleanup) {
 	cl.add(fl.state.releaseTunnel)
 	upstream, d := s.dialFlow(context.WithValue(ctx, flowKey{}, fl), fl)
 	if d != nil {
-		alert := byte(alertAccessDenied)
-		if d.reason == ReasonDialFailed {
-			alert = alertInternalError
-		}
-		refuse(d, alert)
+		refuse(d, tunnelAlert(d))
 		return
+	}
+	op := &opening{toUpstream: buf}
+	if hello.tls13 && !fl.block.AllowSNIMismatch {
+		if d := s.checkRetry(r, fl, c, upstream, op, &hello, fl.host); d != nil {
+			op.release()
+			upstream.Close()
+			refuse(d, tunnelAlert(d))
+			return
+		}
 	}
 	s.allowed(r, fl)
 	if hello.ech {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "encrypted client hello", append(fl.attrs(),
 			slog.String(keyDetail, "the client encrypted its real server name (ECH); the connection was decided on the outer, public name"))...)
 	}
-	s.spliceTunnel(fl, c, upstream, buf, nil, cl)
+	s.spliceTunnel(fl, c, upstream, op, cl)
+}
+
+// tunnelAlert is the TLS alert that refuses a transparent connection after
+// its ClientHello was read.
+func tunnelAlert(d *denial) byte {
+	switch d.reason {
+	case ReasonDialFailed:
+		return alertInternalError
+	case ReasonBadRequest:
+		return alertDecodeError
+	}
+	return alertAccessDenied
 }
 
 // sniHost sets fl.host from the ClientHello's server name.
@@ -305,12 +338,8 @@ func (s *Server) sniHost(fl *flow, h *clientHello) *denial {
 	return nil
 }
 
-// tlsBadRequest refuses what the transparent TLS listener cannot read.
-func tlsBadRequest(format string, args ...any) *denial {
-	d := badRequest(format, args...)
-	d.fix = "This listener takes redirected TLS connections, which must start with a complete, well-formed ClientHello within the header timeout. Explicit proxy clients use the proxy port (-listen)."
-	return d
-}
+// tlsFix is the fix of what the transparent TLS listener cannot read.
+const tlsFix = "This listener takes redirected TLS connections, which must start with a complete, well-formed ClientHello within the header timeout. Explicit proxy clients use the proxy port (-listen)."
 
 func echDenied(fl *flow) *denial {
 	return &denial{
@@ -347,91 +376,6 @@ func acquireTunnel(fl *flow) *denial {
 		fix:        fmt.Sprintf("Close idle connections, or raise limits.max_tunnels for client %q in %s.", fl.block.Name, fl.gen.pol.Filename()),
 		retryAfter: time.Second,
 	}
-}
-
-// checkFronting is the domain-fronting check of a CONNECT tunnel. After the
-// 200, it reads the client's first bytes for up to the header timeout. If
-// they are a TLS ClientHello whose server name is another host than the
-// CONNECT target, and no rule of the flow's client block allows that host
-// on the same port, the tunnel must close (sni_mismatch). A server that
-// speaks first, a client that sends nothing, and protocols other than TLS
-// pass. It returns the bytes it read from either side, which the caller
-// must forward.
-func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.Conn, early []byte) (toUpstream, toClient []byte, d *denial) {
-	if fl.block == nil || fl.block.AllowSNIMismatch {
-		return early, nil, nil
-	}
-	_ = client.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
-	stop := context.AfterFunc(s.tunnelCtx, func() { _ = client.SetReadDeadline(time.Unix(1, 0)) })
-	// A TLS server never speaks first. One that does (an SMTP or SSH
-	// banner) means no ClientHello is coming: stop waiting for the client.
-	type answer struct {
-		data  []byte
-		spoke bool
-	}
-	server := make(chan answer, 1)
-	go func() {
-		data, spoke, timedOut := awaitServer(upstream)
-		if !timedOut {
-			_ = client.SetReadDeadline(time.Unix(1, 0))
-		}
-		server <- answer{data, spoke}
-	}()
-	buf, hello, perr, _ := readClientHello(client, early)
-	stop()
-	_ = upstream.SetReadDeadline(time.Unix(1, 0))
-	a := <-server
-	toClient = a.data
-	_ = upstream.SetReadDeadline(time.Time{})
-	_ = client.SetReadDeadline(time.Time{})
-	if a.spoke || s.tunnelCtx.Err() != nil {
-		return buf, toClient, nil // not a TLS server
-	}
-	switch {
-	case len(buf) == 0 || perr == errNotTLS:
-		return buf, nil, nil
-	case perr == errHelloIncomplete:
-		d := badRequest("the tunnel to %s started a TLS ClientHello that was not complete within %s, so its server name could not be checked", fl.target(), s.cfg.ReadHeaderTimeout)
-		d.fix = "Send the whole ClientHello at once."
-		return nil, nil, d
-	case perr != nil:
-		d := badRequest("the tunnel to %s started with a malformed TLS ClientHello: %v", fl.target(), perr)
-		d.fix = ""
-		return nil, nil, d
-	case hello.serverName == nil:
-		return buf, nil, nil
-	}
-	sni, err := host.Parse(string(hello.serverName))
-	if err == nil && sni == fl.host {
-		return buf, nil, nil
-	}
-	if err == nil && fl.block.Decide(sni, fl.port).Allowed {
-		return buf, nil, nil
-	}
-	d = &denial{
-		reason: ReasonSNIMismatch,
-		detail: fmt.Sprintf("the TLS server name (SNI) %s in the tunnel to %s names another host, which no allow rule in client block %q allows on port %d (domain fronting)",
-			printableSNI(hello.serverName), fl.target(), fl.block.Name, fl.port),
-	}
-	if err != nil {
-		d.detail = fmt.Sprintf("the TLS server name (SNI) %q in the tunnel to %s is not a valid host name", printableSNI(hello.serverName), fl.target())
-	} else {
-		d.fix = fmt.Sprintf("If the client must send this server name, allow it in client %q in %s:\n\n%s\nor turn the check off for the block with allow_sni_mismatch = true.",
-			fl.block.Name, fl.gen.pol.Filename(), suggestRule(sni, fl.port))
-	}
-	if fl.block.Mode == policy.ModeLearn {
-		s.m.decisions.WithLabelValues(fl.kind, "would_deny", ReasonSNIMismatch, fl.mode(), fl.blockName()).Inc()
-		if err == nil {
-			sfl := *fl
-			sfl.host, sfl.rule = sni, nil
-			s.observe(&sfl, policy.VerdictWouldDeny, ReasonNoRule)
-		}
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "would deny", append(fl.attrs(),
-			slog.String(keyDecision, "would_deny"), slog.String(keyReason, ReasonSNIMismatch),
-			slog.String(keyDetail, d.detail))...)
-		return buf, nil, nil
-	}
-	return nil, nil, d
 }
 
 // ServeTransparentHTTP accepts plain-HTTP connections redirected to ln until
@@ -623,28 +567,31 @@ func readServer(upstream net.Conn) (data []byte, spoke, timedOut bool) {
 	return b[:n], n > 0, n == 0 && errors.Is(err, os.ErrDeadlineExceeded)
 }
 
-// replay writes the bytes the proxy read from either side of a tunnel
-// before it started moving them. On a failure it closes both conns and
-// reports "error", as pipe would.
-func replay(client, upstream net.Conn, toUpstream, toClient []byte, st *tunnelStats) (string, error) {
+// replay writes the bytes the proxy's checks read from either side of a
+// tunnel before it started moving them. If the checks ended the tunnel, or
+// a write fails, it closes both conns and reports why, as pipe would.
+func replay(client, upstream net.Conn, op *opening) (string, error) {
+	why, err := op.end, op.err
 	for _, w := range []struct {
 		dst net.Conn
 		b   []byte
 		n   *atomic.Int64
-	}{{upstream, toUpstream, &st.up}, {client, toClient, &st.down}} {
-		if len(w.b) == 0 {
-			continue
+	}{{upstream, op.toUpstream, &op.st.up}, {client, op.toClient, &op.st.down}} {
+		if why != "" {
+			break
 		}
-		_ = w.dst.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		n, err := w.dst.Write(w.b)
-		w.n.Add(int64(n))
-		if err != nil {
-			abort(client)
-			abort(upstream)
-			client.Close()
-			upstream.Close()
-			return reasonError, err
+		if err = writeCounted(w.dst, w.b, w.n); err != nil {
+			why = reasonError
 		}
 	}
-	return "", nil
+	if why == "" {
+		return "", nil
+	}
+	if why == reasonError {
+		abort(client)
+		abort(upstream)
+	}
+	client.Close()
+	upstream.Close()
+	return why, err
 }

@@ -2,33 +2,23 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/http"
-	"net/http/pprof"
 	"net/netip"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/azegress/azegress/policies"
 	"github.com/azegress/azegress/policy"
-	"github.com/azegress/azegress/policy/learn"
 	"github.com/azegress/azegress/proxy"
 )
 
@@ -114,234 +104,6 @@ func lazyGC() (restore func()) {
 }
 
 const loadGOGC = 400
-
-func serve(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		policyPath    = fs.String("policy", "", "policy `file` (default: the embedded policies/default.hcl)")
-		listen        = fs.String("listen", "127.0.0.1:3128", "proxy listen `address`")
-		metricsAddr   = fs.String("metrics", "127.0.0.1:9464", "`address` for /metrics, /healthz and /readyz (empty: off)")
-		dialTimeout   = fs.Duration("dial-timeout", 10*time.Second, "timeout for resolving and connecting to a destination")
-		headerTimeout = fs.Duration("header-timeout", 10*time.Second, "time a client has to send a request head")
-		idleTimeout   = fs.Duration("idle-timeout", time.Hour, "close a tunnel after this long with no traffic either way (0: never)")
-		clientIdle    = fs.Duration("client-idle-timeout", 2*time.Minute, "close a kept-alive client connection idle this long")
-		maxConns      = fs.Int("max-conns", 0, "cap on concurrent client connections (0: derived from the file descriptor limit)")
-		drain         = fs.Duration("drain", 30*time.Second, "on SIGTERM, how long open tunnels may finish before they are closed")
-		quietAllowed  = fs.Bool("quiet-allowed", false, "do not log allowed tunnels and requests (denials are always logged)")
-		watch         = fs.Duration("watch-interval", 2*time.Second, "how often to check the policy file for changes (0: only on SIGHUP)")
-		logLevel      = fs.String("log-level", "info", "debug, info, warn or error")
-		transpTLS     = fs.String("transparent-tls", "", "also accept TLS connections redirected here (nftables REDIRECT/TPROXY) on this `address`, decided on their SNI (empty: off)")
-		transpHTTP    = fs.String("transparent-http", "", "also accept plain-HTTP connections redirected here on this `address`, decided on each request's Host (empty: off)")
-		pprofOn       = fs.Bool("pprof", false, "also serve Go's /debug/pprof/ on the -metrics address, to profile a live proxy (keep that address private)")
-		observations  = fs.String("observations", "", "append what the proxy sees (destinations per client block, with counts and decisions) to this `file`, for `azegress report`")
-	)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "azegress serve: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(stderr, "azegress serve: -log-level: %v\n", err)
-		return 2
-	}
-	// Records are written in batches; denials and errors at once.
-	lw := proxy.NewLogWriter(stderr, 0)
-	defer lw.Close()
-	log := slog.New(lw.Handler(slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: level})))
-
-	load := loader(*policyPath)
-	pol, diags := load()
-	if diags.HasErrors() {
-		fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
-		fmt.Fprintln(stderr, "azegress serve: the policy has errors; nothing was started")
-		return 1
-	}
-
-	nofile := proxy.RaiseFileLimit()
-	if *maxConns == 0 && nofile > 0 {
-		// Each client connection may hold an upstream socket too.
-		*maxConns = int(max(64, (nofile-128)/2))
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	ln, err := proxy.Listen(context.Background(), *listen)
-	if err != nil {
-		fmt.Fprintf(stderr, "azegress serve: %v\n", err)
-		return 1
-	}
-	var own []netip.AddrPort
-	var mln net.Listener
-	if *metricsAddr != "" {
-		if mln, err = net.Listen("tcp", *metricsAddr); err != nil {
-			ln.Close()
-			fmt.Fprintf(stderr, "azegress serve: metrics listener: %v\n", err)
-			return 1
-		}
-		if ap, err := netip.ParseAddrPort(mln.Addr().String()); err == nil {
-			own = append(own, ap)
-		}
-	}
-	// Transparent (next-hop) listeners; the proxy adds their addresses to
-	// its own when it serves them.
-	var tlsLn, httpLn net.Listener
-	for _, t := range []struct {
-		flag, addr string
-		ln         *net.Listener
-	}{{"-transparent-tls", *transpTLS, &tlsLn}, {"-transparent-http", *transpHTTP, &httpLn}} {
-		if t.addr == "" {
-			continue
-		}
-		if *t.ln, err = proxy.Listen(context.Background(), t.addr); err != nil {
-			for _, l := range []net.Listener{ln, mln, tlsLn} {
-				if l != nil {
-					l.Close()
-				}
-			}
-			fmt.Fprintf(stderr, "azegress serve: %s: %v\n", t.flag, err)
-			return 1
-		}
-	}
-
-	var rec *learn.Recorder
-	if *observations != "" {
-		f, err := os.OpenFile(*observations, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-		if err != nil {
-			fmt.Fprintf(stderr, "azegress serve: -observations: %v\n", err)
-			return 1
-		}
-		defer f.Close()
-		rec = learn.NewRecorder(f)
-	}
-	var observer proxy.Observer
-	if rec != nil {
-		observer = rec
-	}
-	srv, err := proxy.New(proxy.Config{
-		Observer:          observer,
-		Policy:            pol,
-		Logger:            log,
-		Registerer:        reg,
-		DialTimeout:       *dialTimeout,
-		ReadHeaderTimeout: *headerTimeout,
-		ClientIdleTimeout: *clientIdle,
-		TunnelIdleTimeout: *idleTimeout,
-		MaxConnections:    *maxConns,
-		QuietAllowed:      *quietAllowed,
-		OwnAddrs:          own,
-	})
-	if err != nil {
-		fmt.Fprintf(stderr, "azegress serve: %v\n", err)
-		return 1
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
-	var admin *http.Server
-	if mln != nil {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if !srv.Ready() {
-				http.Error(w, "draining", http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintln(w, "ready")
-		})
-		if *pprofOn {
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		}
-		admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := admin.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics listener failed", "error", err.Error())
-			}
-		}()
-	}
-
-	serveErr := make(chan error, 3)
-	go func() { serveErr <- srv.Serve(ln) }()
-	transparentAddr := func(l net.Listener) string {
-		if l == nil {
-			return ""
-		}
-		return l.Addr().String()
-	}
-	if tlsLn != nil {
-		go func() { serveErr <- srv.ServeTransparentTLS(tlsLn) }()
-	}
-	if httpLn != nil {
-		go func() { serveErr <- srv.ServeTransparentHTTP(httpLn) }()
-	}
-	policyName := pol.Filename()
-	log.Info("azegress listening", "listen", ln.Addr().String(), "metrics", *metricsAddr,
-		"transparent_tls", transparentAddr(tlsLn), "transparent_http", transparentAddr(httpLn),
-		"policy", policyName, "rules", pol.RuleCount(), "client_blocks", len(pol.Clients()),
-		"max_conns", *maxConns, "nofile", nofile)
-
-	if rec != nil {
-		go func() {
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-				}
-				if err := rec.Flush(); err != nil {
-					log.Error("observations", "error", err.Error())
-					return
-				}
-			}
-		}()
-	}
-	if *policyPath != "" && *watch > 0 {
-		go srv.WatchFile(ctx, *policyPath, *watch, load)
-	}
-
-wait:
-	for {
-		select {
-		case <-hup:
-			srv.Reload(load)
-		case err := <-serveErr:
-			log.Error("proxy listener failed", "error", err.Error())
-			return 1
-		case <-ctx.Done():
-			break wait
-		}
-	}
-	log.Info("shutting down; draining open tunnels", "grace", drain.String())
-	sctx, cancel := context.WithTimeout(context.Background(), *drain)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Error("shutdown", "error", err.Error())
-	}
-	if admin != nil {
-		_ = admin.Close()
-	}
-	if rec != nil {
-		if err := rec.Flush(); err != nil {
-			log.Error("observations", "error", err.Error())
-		}
-	}
-	log.Info("stopped")
-	return 0
-}
 
 func check(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)

@@ -1,0 +1,368 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/policy/learn"
+	"github.com/azegress/azegress/proxy"
+)
+
+// serve is `azegress serve`: it loads the policy, opens the listeners,
+// starts the proxy and the admin endpoints, and runs until SIGTERM or
+// SIGINT. It returns 2 for a bad command line and 1 when it cannot start or
+// a proxy listener fails.
+func serve(args []string, stdout, stderr io.Writer) int {
+	f, ok := parseServeFlags(args, stderr)
+	if !ok {
+		return 2
+	}
+	// Records are written in batches; denials and errors at once.
+	lw := proxy.NewLogWriter(stderr, 0)
+	defer lw.Close()
+	log := slog.New(lw.Handler(slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: f.logLevel})))
+
+	load := loader(f.policy)
+	pol, diags := load()
+	if diags.HasErrors() {
+		fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
+		fmt.Fprintln(stderr, "azegress serve: the policy has errors; nothing was started")
+		return 1
+	}
+	nofile := proxy.RaiseFileLimit()
+	f.maxConns = connCap(f.maxConns, nofile)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	ls, err := openListeners(f)
+	if err != nil {
+		fmt.Fprintf(stderr, "azegress serve: %v\n", err)
+		return 1
+	}
+	rec, closeRec, err := openObservations(f.observations)
+	if err != nil {
+		ls.close()
+		fmt.Fprintf(stderr, "azegress serve: -observations: %v\n", err)
+		return 1
+	}
+	defer closeRec()
+	srv, err := proxy.New(f.proxyConfig(pol, log, reg, rec, ls.ownAddrs()))
+	if err != nil {
+		ls.close()
+		fmt.Fprintf(stderr, "azegress serve: %v\n", err)
+		return 1
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	admin := serveAdmin(ls.metrics, adminMux(reg, srv, f.pprof), log)
+	serveErr := ls.serve(srv)
+	log.Info("azegress listening", "listen", ls.explicit.Addr().String(), "metrics", f.metrics,
+		"transparent_tls", addrOf(ls.tls), "transparent_http", addrOf(ls.http),
+		"policy", pol.Filename(), "rules", pol.RuleCount(), "client_blocks", len(pol.Clients()),
+		"max_conns", f.maxConns, "nofile", nofile)
+	if rec != nil {
+		go flushObservations(ctx, rec, log)
+	}
+	if f.policy != "" && f.watch > 0 {
+		go srv.WatchFile(ctx, f.policy, f.watch, load)
+	}
+
+	if err := waitForStop(ctx, hup, serveErr, srv, load); err != nil {
+		log.Error("proxy listener failed", "error", err.Error())
+		return 1
+	}
+	shutdown(srv, admin, rec, f.drain, log)
+	return 0
+}
+
+// connCap is -max-conns, or when that is 0 a cap derived from the file
+// descriptor limit nofile (0 if unknown: no cap).
+func connCap(maxConns int, nofile uint64) int {
+	if maxConns == 0 && nofile > 0 {
+		// Each client connection may hold an upstream socket too.
+		return int(max(64, (nofile-128)/2))
+	}
+	return maxConns
+}
+
+// serveFlags is serve's command line.
+type serveFlags struct {
+	policy, listen, metrics         string
+	transparentTLS, transparentHTTP string
+	observations                    string
+	dialTimeout, headerTimeout      time.Duration
+	idleTimeout, clientIdle         time.Duration
+	drain, watch                    time.Duration
+	maxConns                        int
+	quietAllowed, pprof             bool
+	logLevel                        slog.Level
+}
+
+// parseServeFlags reads serve's flags into a FlagSet of its own. When ok is
+// false it has told stderr why, and serve exits 2.
+func parseServeFlags(args []string, stderr io.Writer) (f serveFlags, ok bool) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.policy, "policy", "", "policy `file` (default: the embedded policies/default.hcl)")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:3128", "proxy listen `address`")
+	fs.StringVar(&f.metrics, "metrics", "127.0.0.1:9464", "`address` for /metrics, /healthz and /readyz (empty: off)")
+	fs.DurationVar(&f.dialTimeout, "dial-timeout", 10*time.Second, "timeout for resolving and connecting to a destination")
+	fs.DurationVar(&f.headerTimeout, "header-timeout", 10*time.Second, "time a client has to send a request head")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", time.Hour, "close a tunnel after this long with no traffic either way (0: never)")
+	fs.DurationVar(&f.clientIdle, "client-idle-timeout", 2*time.Minute, "close a kept-alive client connection idle this long")
+	fs.IntVar(&f.maxConns, "max-conns", 0, "cap on concurrent client connections (0: derived from the file descriptor limit)")
+	fs.DurationVar(&f.drain, "drain", 30*time.Second, "on SIGTERM, how long open tunnels may finish before they are closed")
+	fs.BoolVar(&f.quietAllowed, "quiet-allowed", false, "do not log allowed tunnels and requests (denials are always logged)")
+	fs.DurationVar(&f.watch, "watch-interval", 2*time.Second, "how often to check the policy file for changes (0: only on SIGHUP)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.transparentTLS, "transparent-tls", "", "also accept TLS connections redirected here (nftables REDIRECT/TPROXY) on this `address`, decided on their SNI (empty: off)")
+	fs.StringVar(&f.transparentHTTP, "transparent-http", "", "also accept plain-HTTP connections redirected here on this `address`, decided on each request's Host (empty: off)")
+	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's /debug/pprof/ on the -metrics address, to profile a live proxy (keep that address private)")
+	fs.StringVar(&f.observations, "observations", "", "append what the proxy sees (destinations per client block, with counts and decisions) to this `file`, for `azegress report`")
+	if err := fs.Parse(args); err != nil {
+		return f, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "azegress serve: unexpected argument %q\n", fs.Arg(0))
+		return f, false
+	}
+	if err := f.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "azegress serve: -log-level: %v\n", err)
+		return f, false
+	}
+	return f, true
+}
+
+// proxyConfig is the proxy's configuration from the flags and what serve
+// built for it.
+func (f serveFlags) proxyConfig(pol *policy.Policy, log *slog.Logger, reg prometheus.Registerer, rec *learn.Recorder, own []netip.AddrPort) proxy.Config {
+	var observer proxy.Observer
+	if rec != nil { // not a typed nil in the interface
+		observer = rec
+	}
+	return proxy.Config{
+		Observer:          observer,
+		Policy:            pol,
+		Logger:            log,
+		Registerer:        reg,
+		DialTimeout:       f.dialTimeout,
+		ReadHeaderTimeout: f.headerTimeout,
+		ClientIdleTimeout: f.clientIdle,
+		TunnelIdleTimeout: f.idleTimeout,
+		MaxConnections:    f.maxConns,
+		QuietAllowed:      f.quietAllowed,
+		OwnAddrs:          own,
+	}
+}
+
+// listeners are serve's sockets. explicit is always open; each other one is
+// nil when its flag is empty.
+type listeners struct {
+	explicit, metrics, tls, http net.Listener
+}
+
+// openListeners opens every listener the flags ask for, or none: on an error
+// it closes those it had opened.
+func openListeners(f serveFlags) (*listeners, error) {
+	ls := &listeners{}
+	var err error
+	if ls.explicit, err = proxy.Listen(context.Background(), f.listen); err != nil {
+		return nil, err
+	}
+	if f.metrics != "" {
+		if ls.metrics, err = net.Listen("tcp", f.metrics); err != nil {
+			ls.close()
+			return nil, fmt.Errorf("metrics listener: %w", err)
+		}
+	}
+	// Transparent (next-hop) listeners; the proxy adds their addresses to
+	// its own when it serves them.
+	for _, t := range []struct {
+		flag, addr string
+		ln         *net.Listener
+	}{{"-transparent-tls", f.transparentTLS, &ls.tls}, {"-transparent-http", f.transparentHTTP, &ls.http}} {
+		if t.addr == "" {
+			continue
+		}
+		if *t.ln, err = proxy.Listen(context.Background(), t.addr); err != nil {
+			ls.close()
+			return nil, fmt.Errorf("%s: %w", t.flag, err)
+		}
+	}
+	return ls, nil
+}
+
+func (ls *listeners) close() {
+	for _, l := range []net.Listener{ls.explicit, ls.metrics, ls.tls, ls.http} {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
+// ownAddrs are the addresses the proxy must refuse to reach that it does not
+// learn from Serve: the metrics listener's.
+func (ls *listeners) ownAddrs() []netip.AddrPort {
+	if ls.metrics == nil {
+		return nil
+	}
+	if ap, err := netip.ParseAddrPort(ls.metrics.Addr().String()); err == nil {
+		return []netip.AddrPort{ap}
+	}
+	return nil
+}
+
+// serve runs the proxy on each open proxy listener; the channel gets the
+// error of any that stops.
+func (ls *listeners) serve(srv *proxy.Server) <-chan error {
+	serveErr := make(chan error, 3)
+	go func() { serveErr <- srv.Serve(ls.explicit) }()
+	if ls.tls != nil {
+		go func() { serveErr <- srv.ServeTransparentTLS(ls.tls) }()
+	}
+	if ls.http != nil {
+		go func() { serveErr <- srv.ServeTransparentHTTP(ls.http) }()
+	}
+	return serveErr
+}
+
+// addrOf is l's address for the log, or "" if l is not open.
+func addrOf(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
+
+// openObservations opens the -observations file for appending; rec is nil
+// when path is empty. closeFile closes the file, after the last Flush.
+func openObservations(path string) (rec *learn.Recorder, closeFile func(), err error) {
+	if path == "" {
+		return nil, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, nil, err
+	}
+	return learn.NewRecorder(f), func() { f.Close() }, nil
+}
+
+// flushObservations writes what rec has gathered once a second until ctx
+// ends or a write fails.
+func flushObservations(ctx context.Context, rec *learn.Recorder, log *slog.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := rec.Flush(); err != nil {
+			log.Error("observations", "error", err.Error())
+			return
+		}
+	}
+}
+
+// adminMux serves /metrics, /healthz, /readyz (503 once the proxy drains)
+// and, with -pprof, Go's /debug/pprof/.
+func adminMux(reg *prometheus.Registry, srv *proxy.Server, withPprof bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !srv.Ready() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+// serveAdmin serves mux on ln in the background; it returns nil, and serves
+// nothing, when ln is nil (-metrics "").
+func serveAdmin(ln net.Listener, mux http.Handler, log *slog.Logger) *http.Server {
+	if ln == nil {
+		return nil
+	}
+	admin := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics listener failed", "error", err.Error())
+		}
+	}()
+	return admin
+}
+
+// waitForStop is serve's signal loop: SIGHUP reloads the policy, SIGTERM or
+// SIGINT (ctx done) returns nil, and a proxy listener that stops returns its
+// error.
+func waitForStop(ctx context.Context, hup <-chan os.Signal, serveErr <-chan error, srv *proxy.Server, load proxy.Loader) error {
+	for {
+		select {
+		case <-hup:
+			srv.Reload(load)
+		case err := <-serveErr:
+			return err
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// shutdown stops serve after SIGTERM or SIGINT. In order:
+//  1. log that the drain begins;
+//  2. srv.Shutdown: stop accepting, turn /readyz to 503, let open tunnels
+//     finish for up to drain, then close them;
+//  3. close the admin server (metrics and /readyz answer until then);
+//  4. flush the last observations, now that no tunnel can add to them;
+//  5. log "stopped".
+//
+// serve's defers then close the observations file and flush the log.
+func shutdown(srv *proxy.Server, admin *http.Server, rec *learn.Recorder, drain time.Duration, log *slog.Logger) {
+	log.Info("shutting down; draining open tunnels", "grace", drain.String())
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Error("shutdown", "error", err.Error())
+	}
+	if admin != nil {
+		_ = admin.Close()
+	}
+	if rec != nil {
+		if err := rec.Flush(); err != nil {
+			log.Error("observations", "error", err.Error())
+		}
+	}
+	log.Info("stopped")
+}
