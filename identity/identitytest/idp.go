@@ -30,8 +30,9 @@ const (
 	AppID    = "cccccccc-dddd-eeee-ffff-000000000000" // the managed identity's client ID
 )
 
-// Issuers as Entra's public cloud names them; the validator must take
-// them from the documents, not derive them from the authority.
+// IssuerV1 is the v1 issuer of tenant as Entra's public cloud names it. It
+// is not under the IdP's URL, so a validator that derived issuers from the
+// authority instead of reading the documents would fail.
 func IssuerV1(tenant string) string { return "https://sts.windows.net/" + tenant + "/" }
 
 // IssuerV2 is the v2.0 issuer of tenant.
