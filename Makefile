@@ -23,7 +23,7 @@ deps:
 	@scripts/install-deps.sh $(DEB_PACKAGES)
 
 vet:
-	@out=$$(gofmt -l cmd policy policies proxy internal e2e 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd policy policies proxy internal identity e2e 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) build $(PKGS)
 	$(GO) vet $(PKGS)
 
