@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/elazarl/goproxy"
 
@@ -228,7 +229,7 @@ func checkTarget(fl *flow, method, requestURI string, u *url.URL, hosts []string
 	if err != nil {
 		return badRequest("%v", err)
 	}
-	h, err := policy.ParseHost(host)
+	h, err := wireHost(host)
 	if err != nil {
 		return badRequest("invalid destination host %q: %v", truncate(host, 80), err)
 	}
@@ -242,13 +243,31 @@ func checkTarget(fl *flow, method, requestURI string, u *url.URL, hosts []string
 		hh, hp, err := splitAuthority(hosts[0], hostDefPort)
 		var hph policy.Host
 		if err == nil {
-			hph, err = policy.ParseHost(hh)
+			hph, err = wireHost(hh)
 		}
 		if err != nil || hph != h || hp != port {
 			return badRequest("Host header %q disagrees with the request target %s", truncate(hosts[0], 80), fl.target())
 		}
 	}
 	return nil
+}
+
+// errNonASCIIHost refuses a host name a client sent in Unicode.
+var errNonASCIIHost = errors.New("host name is not ASCII; send its IDNA ASCII (xn--) form")
+
+// wireHost parses a host a client sent: a request target, a Host header or
+// a TLS server name, where names are ASCII (RFC 3986 reg-name, RFC 6066).
+// A Unicode spelling would be decided on its IDNA mapping but reach the
+// origin as sent, where another reading may name another host (Go's
+// Request.Write makes allowed.example。com allowed.xn--examplecom-th3i), so
+// it is refused rather than mapped.
+func wireHost(s string) (policy.Host, error) {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return policy.Host{}, errNonASCIIHost
+		}
+	}
+	return policy.ParseHost(s)
 }
 
 // splitAuthority splits host[:port]. A missing port takes defPort; with no

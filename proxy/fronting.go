@@ -163,7 +163,7 @@ func (s *Server) checkSNI(r *http.Request, fl *flow, raw []byte) (policy.Host, *
 	if raw == nil {
 		return policy.Host{}, nil
 	}
-	sni, err := policy.ParseHost(string(raw))
+	sni, err := wireHost(string(raw))
 	if err == nil && (sni == fl.host || fl.block.Decide(sni, fl.port).Allowed) {
 		return sni, nil
 	}
@@ -269,7 +269,7 @@ func (s *Server) checkRetry(r *http.Request, fl *flow, client, upstream net.Conn
 	var second policy.Host
 	var err error
 	if ch2.serverName != nil {
-		second, err = policy.ParseHost(string(ch2.serverName))
+		second, err = wireHost(string(ch2.serverName))
 	}
 	if err == nil && second == first {
 		return nil
