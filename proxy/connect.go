@@ -189,6 +189,11 @@ func (s *Server) checkHygiene(r *http.Request, fl *flow) *denial {
 	if len(head.Host) > 1 {
 		return badRequest("request has more than one Host header")
 	}
+	if strings.IndexByte(head.Target, '#') >= 0 {
+		// A request target has no fragment (RFC 9112 §3.2); net/url keeps
+		// one in the path, which would go upstream as %23.
+		return badRequest("request target must not carry a fragment (#)")
+	}
 	if tc := transparentFrom(r.Context()); tc != nil {
 		return checkTransparentHygiene(r, head, tc, fl) // origin-form, on that listener only
 	}

@@ -123,6 +123,7 @@ func TestRequestHygiene(t *testing.T) {
 		{"origin-form to the proxy", "GET / HTTP/1.1\r\nHost: allowed.example.com\r\n\r\n"},
 		{"unsupported scheme", "GET ftp://allowed.example.com/ HTTP/1.1\r\nHost: allowed.example.com\r\n\r\n"},
 		{"Unicode host in URL", fmt.Sprintf("GET http://allowed.example\u3002com:%d/ HTTP/1.1\r\nHost: allowed.example.com:%d\r\n\r\n", p, p)},
+		{"fragment in URL", fmt.Sprintf("GET http://allowed.example.com:%d/x#frag HTTP/1.1\r\nHost: allowed.example.com:%d\r\n\r\n", p, p)},
 		{"Unicode CONNECT target", fmt.Sprintf("CONNECT \uff41llowed.example.com:%d HTTP/1.1\r\n\r\n", p)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -531,6 +531,7 @@ func TestTransparentHTTPRefused(t *testing.T) {
 		{"absolute form", "GET http://allowed.example/ HTTP/1.1\r\nHost: allowed.example\r\n\r\n", 400, "origin-form"},
 		{"CONNECT", "CONNECT allowed.example:443 HTTP/1.1\r\nHost: allowed.example:443\r\n\r\n", 400, "CONNECT"},
 		{"Host with another port", "GET / HTTP/1.1\r\nHost: allowed.example:8080\r\n\r\n", 400, "port 8080"},
+		{"fragment", "GET /x#frag HTTP/1.1\r\nHost: allowed.example\r\n\r\n", 400, "fragment"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(tp.logs.records("deny"))
