@@ -182,10 +182,12 @@ func (s *Server) checkSNI(r *http.Request, fl *flow, raw []byte) (policy.Host, *
 }
 
 // mismatch returns d, an sni_mismatch; in learn mode it logs d as a
-// would_deny instead and returns nil. sni, if valid, is the server name
-// the client sent, which learning records.
+// would_deny instead and returns nil, if sni is the valid server name the
+// client sent (which learning records) and no deny rule refuses it.
+// Learning fills gaps in the allow rules: like a CONNECT target, a server
+// name it cannot read or that a deny rule names is refused in learn mode too.
 func (s *Server) mismatch(r *http.Request, fl *flow, d *denial, sni policy.Host, valid bool) *denial {
-	if fl.block.Mode != policy.ModeLearn {
+	if fl.block.Mode != policy.ModeLearn || !valid || fl.block.Decide(sni, fl.port).Deny != nil {
 		return d
 	}
 	s.m.decisions.WithLabelValues(fl.kind, "would_deny", ReasonSNIMismatch, fl.mode(), fl.blockName()).Inc()

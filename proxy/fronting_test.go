@@ -351,6 +351,9 @@ func TestFrontingRetry(t *testing.T) {
 		{name: "CONNECT, no server name", second: goClientHello(t, &tls.Config{InsecureSkipVerify: true}), reason: "sni_mismatch", record: "deny"},
 		{name: "CONNECT, an alert", second: alert(alertAccessDenied), reason: "bad_request", record: "deny"},
 		{name: "CONNECT, another name, learn mode", extra: `mode = "learn"`, second: denied, reason: "sni_mismatch", record: "would deny"},
+		{name: "CONNECT, a name a deny rule names, learn mode", extra: "mode = \"learn\"\n  deny \"no\" {\n    hosts = [\"denied.example\"]\n    ports = [8443]\n  }",
+			second: denied, reason: "sni_mismatch", record: "deny"},
+		{name: "CONNECT, no server name, learn mode", extra: `mode = "learn"`, second: goClientHello(t, &tls.Config{InsecureSkipVerify: true}), reason: "sni_mismatch", record: "deny"},
 		{name: "transparent, one client", transparent: true},
 		{name: "transparent, another name", transparent: true, second: denied, reason: "sni_mismatch", record: "deny"},
 	} {

@@ -615,6 +615,7 @@ func TestConnectDomainFronting(t *testing.T) {
 	origin, port := tlsOrigin(t, "cdn")
 	var tp *testProxy
 	target := fmt.Sprintf("allowed.example:%d", port)
+	learnDeny := fmt.Sprintf("mode = \"learn\"\n  deny \"no\" {\n    hosts = [\"denied.example\"]\n    ports = [%d]\n  }", port)
 	for _, tt := range []struct {
 		name, extra, sni string
 		ok               bool
@@ -628,6 +629,8 @@ func TestConnectDomainFronting(t *testing.T) {
 		{"SNI in Unicode", "", "\uff41llowed.example", false, "deny", "", "not a valid host name"},
 		{"allow_sni_mismatch", "allow_sni_mismatch = true", "denied.example", true, "", "", ""},
 		{"learn mode", `mode = "learn"`, "denied.example", true, "would deny", "", ""},
+		{"learn mode, SNI a deny rule names", learnDeny, "denied.example", false, "deny", "", ""},
+		{"learn mode, SNI not a host name", `mode = "learn"`, "denied..example", false, "deny", "", "not a valid host name"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tp = startProxy(t, frontingPolicy(port, tt.extra), newResolver(map[string]string{"allowed.example": allowedIP}),
