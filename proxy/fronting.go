@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -116,9 +117,14 @@ func (s *Server) unfinishedStart(fl *flow, op *opening, w *serverWatch, rerr err
 	case w.idled:
 		op.end = reasonIdleTimeout
 		return nil
-	case w.closed || !errors.Is(rerr, os.ErrDeadlineExceeded):
-		// The client closed or failed, or the origin did: no byte of the
-		// client's is left to check.
+	case w.closed:
+		// The origin closed before the client spoke. A half-closed origin
+		// still reads, and nothing would check what the client sends
+		// next: the tunnel ends.
+		op.end = reasonEOF
+		return nil
+	case !errors.Is(rerr, os.ErrDeadlineExceeded):
+		// The client closed or failed: it sends nothing more to check.
 		return nil
 	}
 	d := badRequest("neither the client nor the origin sent anything within %s of the 200 to the CONNECT to %s, so the tunnel could not be checked for domain fronting",
@@ -238,7 +244,14 @@ func (s *Server) checkRetry(r *http.Request, fl *flow, client, upstream net.Conn
 	case s.tunnelCtx.Err() != nil:
 		return ended(nil)
 	case perr == errHelloIncomplete && !errors.Is(rerr, os.ErrDeadlineExceeded):
-		return nil // the origin closed: a HelloRetryRequest can no longer come
+		// The origin closed without answering, so no HelloRetryRequest
+		// comes; but a half-closed origin still reads, and nothing would
+		// check a second ClientHello: the tunnel ends.
+		if errors.Is(rerr, io.EOF) {
+			op.end = reasonEOF
+			return nil
+		}
+		return ended(rerr)
 	case perr == errHelloIncomplete:
 		return &denial{reason: ReasonDialFailed, fix: fix,
 			detail: fmt.Sprintf("the origin of the tunnel to %s did not answer the TLS ClientHello within %s, so a HelloRetryRequest could not be ruled out", fl.target(), timeout)}
