@@ -548,6 +548,18 @@ func (s *Server) forward(r *http.Request, fl *flow) *http.Response {
 			r.Body = &countingBody{ReadCloser: r.Body, c: s.m.bytesUp}
 		}
 		resp, err = tr.RoundTrip(r)
+		if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+			// goproxy would relay only a WebSocket body it can write to,
+			// which countingBody is not: it answered 101, then left the
+			// client connection hijacked and open, holding its -max-conns
+			// slot. The proxy relays no upgraded protocol on plain HTTP.
+			_ = resp.Body.Close()
+			d := &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, closeConn: true,
+				detail: fmt.Sprintf("%s switched protocols (101, Upgrade: %q); the proxy forwards plain HTTP/1.1 requests only", fl.target(), truncate(resp.Header.Get("Upgrade"), 40)),
+				fix:    "Send WebSocket and other upgraded protocols through a CONNECT tunnel (wss://, or a client that tunnels ws:// through the proxy)."}
+			s.refused(r, fl, d)
+			return s.denyResponse(r, fl, d)
+		}
 	}
 	if err != nil {
 		var dd *dialDenial
