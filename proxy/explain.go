@@ -78,8 +78,12 @@ func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target st
 	}
 	checked, verdicts, refused := guardAddrs(ctx, fl, addrs, r, nil)
 	e.Addresses = verdicts
-	if len(checked) == 0 && refused != nil {
+	switch {
+	case len(checked) > 0:
+	case refused != nil:
 		return deny(refused)
+	default: // as dialFlow: nothing to dial
+		e.Detail += "; but " + noAddresses(fl).detail
 	}
 	return e, nil
 }
