@@ -238,6 +238,9 @@ func checkTarget(fl *flow, method, requestURI string, u *url.URL, hosts []string
 	if err != nil {
 		return badRequest("invalid destination host %q: %v", truncate(host, 80), err)
 	}
+	// Case and one trailing dot are normalized, not refused: they spell the
+	// same DNS name, which is the one decided and dialed. Without a Host
+	// header (HTTP/1.0, CONNECT) the target alone decides.
 	fl.host, fl.port = h, port
 	if len(hosts) == 1 {
 		// A port-less Host on a CONNECT names the same authority.
@@ -300,6 +303,8 @@ func splitAuthority(a, defPort string) (string, uint16, error) {
 			return "", 0, fmt.Errorf("invalid port %q", truncate(portStr, 20))
 		}
 	}
+	// Leading zeros read as decimal, as URL parsers, curl and Go's dialer
+	// read them: the port dialed is the port decided.
 	p, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil || p == 0 {
 		return "", 0, fmt.Errorf("port %q is outside 1-65535", truncate(portStr, 20))

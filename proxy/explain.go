@@ -39,6 +39,8 @@ func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target st
 	if err != nil {
 		return nil, err
 	}
+	// Unlike a client's (wireHost), an operator's Unicode name is taken:
+	// explain decides its IDNA form, the one a client must send.
 	h, err := policy.ParseHost(host)
 	if err != nil {
 		return nil, fmt.Errorf("invalid host %q: %w", host, err)
@@ -76,6 +78,7 @@ func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target st
 		e.Detail += "; but " + d.detail
 		return e, nil
 	}
+	// Explain runs without the proxy's listeners: it cannot refuse them.
 	checked, verdicts, refused := guardAddrs(ctx, fl, addrs, r, nil)
 	e.Addresses = verdicts
 	switch {

@@ -57,6 +57,8 @@ func (op *opening) release() {
 // the caller closes both conns and releases the opening.
 func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.Conn, early []byte) (*opening, *denial) {
 	op := &opening{toUpstream: early}
+	// The policy's author turned the check off for the block. (An admitted
+	// flow always has a block; nil only guards the dereference.)
 	if fl.block == nil || fl.block.AllowSNIMismatch {
 		return op, nil
 	}
@@ -86,10 +88,14 @@ func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.C
 	}
 	switch {
 	case perr == errNotTLS:
+		// SSH, SMTP, an SSLv2-format hello: none carries a server name a
+		// front could route on, and the tunnel's host was decided.
 		return op, nil
 	case perr != nil:
 		return op, s.connectBadHello(fl, helloRefusal(buf, perr, ""))
 	}
+	// With an Encrypted Client Hello the outer name is checked, the only one
+	// in sight, as the transparent listener decides on it.
 	first, d := s.checkSNI(r, fl, hello.serverName)
 	if d != nil {
 		return op, d
@@ -167,6 +173,8 @@ func helloRefusal(buf []byte, perr error, stopped string) *denial {
 // fl's port. It returns the name, or a zero Host if there is none.
 func (s *Server) checkSNI(r *http.Request, fl *flow, raw []byte) (policy.Host, *denial) {
 	if raw == nil {
+		// No name to front with; and a client of an IP-literal target
+		// sends none (RFC 6066).
 		return policy.Host{}, nil
 	}
 	sni, err := wireHost(string(raw))

@@ -308,6 +308,10 @@ func (s *Server) isSelf(ip netip.Addr, port uint16) bool {
 	return false
 }
 
+// localIPs are the host's addresses when first asked. If listing them fails,
+// isSelf knows the listeners' own and loopback addresses only: refusing a
+// listener's port on every address would refuse other hosts, and a loop
+// through the proxy is bounded by MaxConnections.
 var localIPs = sync.OnceValue(func() map[netip.Addr]bool {
 	m := map[netip.Addr]bool{}
 	addrs, _ := net.InterfaceAddrs()
