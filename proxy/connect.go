@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/elazarl/goproxy"
 
@@ -191,6 +192,11 @@ func (s *Server) checkHygiene(r *http.Request, fl *flow) *denial {
 	if len(head.Host) > 1 {
 		return badRequest("request has more than one Host header")
 	}
+	if strings.IndexByte(head.Target, '#') >= 0 {
+		// A request target has no fragment (RFC 9112 §3.2); net/url keeps
+		// one in the path, which would go upstream as %23.
+		return badRequest("request target must not carry a fragment (#)")
+	}
 	if tc := transparentFrom(r.Context()); tc != nil {
 		return checkTransparentHygiene(r, head, tc, fl) // origin-form, on that listener only
 	}
@@ -231,10 +237,13 @@ func checkTarget(fl *flow, method, requestURI string, u *url.URL, hosts []string
 	if err != nil {
 		return badRequest("%v", err)
 	}
-	h, err := host.Parse(name)
+	h, err := wireHost(name)
 	if err != nil {
 		return badRequest("invalid destination host %q: %v", truncate(name, 80), err)
 	}
+	// Case and one trailing dot are normalized, not refused: they spell the
+	// same DNS name, which is the one decided and dialed. Without a Host
+	// header (HTTP/1.0, CONNECT) the target alone decides.
 	fl.host, fl.port = h, port
 	if len(hosts) == 1 {
 		// A port-less Host on a CONNECT names the same authority.
@@ -245,13 +254,31 @@ func checkTarget(fl *flow, method, requestURI string, u *url.URL, hosts []string
 		hh, hp, err := splitAuthority(hosts[0], hostDefPort)
 		var hph host.Host
 		if err == nil {
-			hph, err = host.Parse(hh)
+			hph, err = wireHost(hh)
 		}
 		if err != nil || hph != h || hp != port {
 			return badRequest("Host header %q disagrees with the request target %s", truncate(hosts[0], 80), fl.target())
 		}
 	}
 	return nil
+}
+
+// errNonASCIIHost refuses a host name a client sent in Unicode.
+var errNonASCIIHost = errors.New("host name is not ASCII; send its IDNA ASCII (xn--) form")
+
+// wireHost parses a host a client sent: a request target, a Host header or
+// a TLS server name, where names are ASCII (RFC 3986 reg-name, RFC 6066).
+// A Unicode spelling would be decided on its IDNA mapping but reach the
+// origin as sent, where another reading may name another host (Go's
+// Request.Write makes allowed.example。com allowed.xn--examplecom-th3i), so
+// it is refused rather than mapped.
+func wireHost(s string) (host.Host, error) {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return host.Host{}, errNonASCIIHost
+		}
+	}
+	return host.Parse(s)
 }
 
 // splitAuthority splits host[:port]. A missing port takes defPort; with no
@@ -279,6 +306,8 @@ func splitAuthority(a, defPort string) (string, uint16, error) {
 			return "", 0, fmt.Errorf("invalid port %q", truncate(portStr, 20))
 		}
 	}
+	// Leading zeros read as decimal, as URL parsers, curl and Go's dialer
+	// read them: the port dialed is the port decided.
 	p, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil || p == 0 {
 		return "", 0, fmt.Errorf("port %q is outside 1-65535", truncate(portStr, 20))
@@ -527,6 +556,18 @@ func (s *Server) forward(r *http.Request, fl *flow) *http.Response {
 			r.Body = &countingBody{ReadCloser: r.Body, c: s.m.bytesUp}
 		}
 		resp, err = tr.RoundTrip(r)
+		if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+			// goproxy would relay only a WebSocket body it can write to,
+			// which countingBody is not: it answered 101, then left the
+			// client connection hijacked and open, holding its -max-conns
+			// slot. The proxy relays no upgraded protocol on plain HTTP.
+			_ = resp.Body.Close()
+			d := &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, closeConn: true,
+				detail: fmt.Sprintf("%s switched protocols (101, Upgrade: %q); the proxy forwards plain HTTP/1.1 requests only", fl.target(), truncate(resp.Header.Get("Upgrade"), 40)),
+				fix:    "Send WebSocket and other upgraded protocols through a CONNECT tunnel (wss://, or a client that tunnels ws:// through the proxy)."}
+			s.refused(r, fl, d)
+			return s.denyResponse(r, fl, d)
+		}
 	}
 	if err != nil {
 		var dd *dialDenial

@@ -34,8 +34,7 @@ func (s *Server) dialFlow(ctx context.Context, fl *flow) (net.Conn, *denial) {
 		if refused != nil {
 			return nil, refused
 		}
-		return nil, &denial{status: http.StatusBadGateway, reason: ReasonDialFailed,
-			detail: fmt.Sprintf("%s has no addresses", fl.host)}
+		return nil, noAddresses(fl)
 	}
 	// A guarded address among public ones is dropped, not dialed: only
 	// checked addresses are ever used.
@@ -97,7 +96,11 @@ func guardAddrs(ctx context.Context, fl *flow, addrs []netip.Addr, r Resolver, s
 	for _, a := range addrs {
 		a = a.Unmap().WithZone("")
 		v := AddrCheck{IP: a, Allowed: true}
-		if self != nil && self(a, fl.port) {
+		if !a.IsValid() {
+			// A resolver's answer that is no address: nothing to check or
+			// dial (the zero Addr is in no guarded range).
+			v.Allowed, v.What = false, "not an IP address"
+		} else if self != nil && self(a, fl.port) {
 			v.Allowed, v.What = false, selfWhat
 			if refused == nil {
 				refused = blockedAddress(fl, a, selfWhat)
@@ -190,6 +193,13 @@ func privateEndpointRange(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// noAddresses refuses a destination whose name resolved to no address the
+// proxy may dial, none of them refused by the guard.
+func noAddresses(fl *flow) *denial {
+	return &denial{status: http.StatusBadGateway, reason: ReasonDialFailed,
+		detail: fmt.Sprintf("%s has no addresses", fl.host)}
 }
 
 func resolveFailed(fl *flow, err error) *denial {

@@ -40,6 +40,8 @@ func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target st
 	if err != nil {
 		return nil, err
 	}
+	// Unlike a client's (wireHost), an operator's Unicode name is taken:
+	// explain decides its IDNA form, the one a client must send.
 	h, err := host.Parse(name)
 	if err != nil {
 		return nil, fmt.Errorf("invalid host %q: %w", name, err)
@@ -77,10 +79,15 @@ func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target st
 		e.Detail += "; but " + d.detail
 		return e, nil
 	}
+	// Explain runs without the proxy's listeners: it cannot refuse them.
 	checked, verdicts, refused := guardAddrs(ctx, fl, addrs, r, nil)
 	e.Addresses = verdicts
-	if len(checked) == 0 && refused != nil {
+	switch {
+	case len(checked) > 0:
+	case refused != nil:
 		return deny(refused)
+	default: // as dialFlow: nothing to dial
+		e.Detail += "; but " + noAddresses(fl).detail
 	}
 	return e, nil
 }

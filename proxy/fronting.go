@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -57,6 +58,8 @@ func (op *opening) release() {
 // the caller closes both conns and releases the opening.
 func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.Conn, early []byte) (*opening, *denial) {
 	op := &opening{toUpstream: early}
+	// The policy's author turned the check off for the block. (An admitted
+	// flow always has a block; nil only guards the dereference.)
 	if fl.block == nil || fl.block.AllowSNIMismatch {
 		return op, nil
 	}
@@ -86,10 +89,14 @@ func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.C
 	}
 	switch {
 	case perr == errNotTLS:
+		// SSH, SMTP, an SSLv2-format hello: none carries a server name a
+		// front could route on, and the tunnel's host was decided.
 		return op, nil
 	case perr != nil:
 		return op, s.connectBadHello(fl, helloRefusal(buf, perr, ""))
 	}
+	// With an Encrypted Client Hello the outer name is checked, the only one
+	// in sight, as the transparent listener decides on it.
 	first, d := s.checkSNI(r, fl, hello.serverName)
 	if d != nil {
 		return op, d
@@ -117,9 +124,14 @@ func (s *Server) unfinishedStart(fl *flow, op *opening, w *serverWatch, rerr err
 	case w.idled:
 		op.end = reasonIdleTimeout
 		return nil
-	case w.closed || !errors.Is(rerr, os.ErrDeadlineExceeded):
-		// The client closed or failed, or the origin did: no byte of the
-		// client's is left to check.
+	case w.closed:
+		// The origin closed before the client spoke. A half-closed origin
+		// still reads, and nothing would check what the client sends
+		// next: the tunnel ends.
+		op.end = reasonEOF
+		return nil
+	case !errors.Is(rerr, os.ErrDeadlineExceeded):
+		// The client closed or failed: it sends nothing more to check.
 		return nil
 	}
 	d := badRequest("neither the client nor the origin sent anything within %s of the 200 to the CONNECT to %s, so the tunnel could not be checked for domain fronting",
@@ -162,9 +174,11 @@ func helloRefusal(buf []byte, perr error, stopped string) *denial {
 // fl's port. It returns the name, or a zero Host if there is none.
 func (s *Server) checkSNI(r *http.Request, fl *flow, raw []byte) (host.Host, *denial) {
 	if raw == nil {
+		// No name to front with; and a client of an IP-literal target
+		// sends none (RFC 6066).
 		return host.Host{}, nil
 	}
-	sni, err := host.Parse(string(raw))
+	sni, err := wireHost(string(raw))
 	if err == nil && (sni == fl.host || fl.block.Decide(sni, fl.port).Allowed) {
 		return sni, nil
 	}
@@ -183,10 +197,12 @@ func (s *Server) checkSNI(r *http.Request, fl *flow, raw []byte) (host.Host, *de
 }
 
 // mismatch returns d, an sni_mismatch; in learn mode it logs d as a
-// would_deny instead and returns nil. sni, if valid, is the server name
-// the client sent, which learning records.
+// would_deny instead and returns nil, if sni is the valid server name the
+// client sent (which learning records) and no deny rule refuses it.
+// Learning fills gaps in the allow rules: like a CONNECT target, a server
+// name it cannot read or that a deny rule names is refused in learn mode too.
 func (s *Server) mismatch(r *http.Request, fl *flow, d *denial, sni host.Host, valid bool) *denial {
-	if fl.block.Mode != policy.ModeLearn {
+	if fl.block.Mode != policy.ModeLearn || !valid || fl.block.Decide(sni, fl.port).Deny != nil {
 		return d
 	}
 	s.m.decisions.WithLabelValues(fl.kind, "would_deny", ReasonSNIMismatch, fl.mode(), fl.blockName()).Inc()
@@ -237,7 +253,14 @@ func (s *Server) checkRetry(r *http.Request, fl *flow, client, upstream net.Conn
 	case s.tunnelCtx.Err() != nil:
 		return ended(nil)
 	case perr == errHelloIncomplete && !errors.Is(rerr, os.ErrDeadlineExceeded):
-		return nil // the origin closed: a HelloRetryRequest can no longer come
+		// The origin closed without answering, so no HelloRetryRequest
+		// comes; but a half-closed origin still reads, and nothing would
+		// check a second ClientHello: the tunnel ends.
+		if errors.Is(rerr, io.EOF) {
+			op.end = reasonEOF
+			return nil
+		}
+		return ended(rerr)
 	case perr == errHelloIncomplete:
 		return &denial{reason: ReasonDialFailed, fix: fix,
 			detail: fmt.Sprintf("the origin of the tunnel to %s did not answer the TLS ClientHello within %s, so a HelloRetryRequest could not be ruled out", fl.target(), timeout)}
@@ -270,7 +293,7 @@ func (s *Server) checkRetry(r *http.Request, fl *flow, client, upstream net.Conn
 	var second host.Host
 	var err error
 	if ch2.serverName != nil {
-		second, err = host.Parse(string(ch2.serverName))
+		second, err = wireHost(string(ch2.serverName))
 	}
 	if err == nil && second == first {
 		return nil

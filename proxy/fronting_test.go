@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -294,6 +295,65 @@ func TestConnectFrontingServerFirstIdle(t *testing.T) {
 	}
 }
 
+// An origin that closes its side before the client's first ClientHello is
+// checked, or before answering it, ends the tunnel: a half-closed origin
+// still reads, and what the client sends next would reach it unchecked.
+func TestConnectFrontingOriginClosesFirst(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name   string
+		banner string
+		hello  bool // the origin half-closes after reading a ClientHello
+	}{
+		{name: "before anything"},
+		{name: "after a banner", banner: "220 smtp.example ESMTP\r\n"},
+		{name: "after the first ClientHello", hello: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ln := listenLocal(t)
+			got := make(chan []byte, 1)
+			serveConns(t, ln, func(c net.Conn) {
+				io.WriteString(c, tt.banner)
+				var first []byte
+				if tt.hello {
+					first, _, _, _ = readRecords(c, nil, parseClientHello)
+				}
+				c.(*net.TCPConn).CloseWrite()
+				rest, _ := io.ReadAll(c)
+				got <- slices.Concat(first, rest)
+			})
+			port := uint16(8443)
+			tp := frontingProxy(t, port, "", ln.Addr().String())
+			c := connectTunnel(tp, port)
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			hello := goClientHello(t, &tls.Config{ServerName: "allowed.example"})
+			if tt.hello {
+				if _, err := c.Write(hello); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if b, err := io.ReadAll(c); err != nil || string(b) != tt.banner {
+				t.Fatalf("the tunnel gave %q, %v; want the banner %q, then EOF", b, err, tt.banner)
+			}
+			// Now a ClientHello that the check would refuse.
+			denied := goClientHello(t, &tls.Config{ServerName: "denied.example"})
+			if tt.hello {
+				denied = slices.Concat(withRecordVersion(record(20, []byte{1}), 0x0303), withRecordVersion(denied, 0x0303))
+			}
+			_, _ = c.Write(denied)
+			c.Close()
+			want := []byte{}
+			if tt.hello {
+				want = hello
+			}
+			if b := <-got; !bytes.Equal(b, want) {
+				t.Errorf("the origin read %d bytes, want %d: nothing the client sent after the origin closed", len(b), len(want))
+			}
+		})
+	}
+}
+
 // retryOrigin is a TLS origin that answers every default crypto/tls
 // ClientHello with a HelloRetryRequest, then serves "hello from retry".
 // Each connection's handshake error is reported on errs.
@@ -351,6 +411,9 @@ func TestFrontingRetry(t *testing.T) {
 		{name: "CONNECT, no server name", second: goClientHello(t, &tls.Config{InsecureSkipVerify: true}), reason: "sni_mismatch", record: "deny"},
 		{name: "CONNECT, an alert", second: alert(alertAccessDenied), reason: "bad_request", record: "deny"},
 		{name: "CONNECT, another name, learn mode", extra: `mode = "learn"`, second: denied, reason: "sni_mismatch", record: "would deny"},
+		{name: "CONNECT, a name a deny rule names, learn mode", extra: "mode = \"learn\"\n  deny \"no\" {\n    hosts = [\"denied.example\"]\n    ports = [8443]\n  }",
+			second: denied, reason: "sni_mismatch", record: "deny"},
+		{name: "CONNECT, no server name, learn mode", extra: `mode = "learn"`, second: goClientHello(t, &tls.Config{InsecureSkipVerify: true}), reason: "sni_mismatch", record: "deny"},
 		{name: "transparent, one client", transparent: true},
 		{name: "transparent, another name", transparent: true, second: denied, reason: "sni_mismatch", record: "deny"},
 	} {

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -319,4 +321,48 @@ client "local" {
 		}
 	}
 	tp.noDial()
+}
+
+// answerResolver answers every name with itself.
+type answerResolver []netip.Addr
+
+func (a answerResolver) LookupNetIP(context.Context, string, string) ([]netip.Addr, error) {
+	return a, nil
+}
+
+// A name that resolves to no address the proxy can dial is a dial failure,
+// never a dial, and explain says so too.
+func TestNoUsableAddresses(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name   string
+		answer answerResolver
+	}{
+		{"no addresses", answerResolver{}},
+		{"an invalid address", answerResolver{netip.Addr{}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			src := basePolicy(443, "")
+			tp := startProxy(t, src, nil, func(c *Config) { c.Resolver = tt.answer })
+			resp, body := tp.connect("", "allowed.example.com:443")
+			if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-Azegress-Reason") != ReasonDialFailed || !strings.Contains(body, "allowed.example.com has no addresses") {
+				t.Errorf("CONNECT: %d %q: %s", resp.StatusCode, resp.Header.Get("X-Azegress-Reason"), body)
+			}
+			tp.noDial()
+
+			e, err := Explain(context.Background(), loadPolicy(t, src), netip.MustParseAddr("127.0.0.1"), "allowed.example.com", tt.answer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Decision != "allow" || !strings.HasSuffix(e.Detail, "; but allowed.example.com has no addresses") {
+				t.Errorf("explain: %s: %s", e.Decision, e.Detail)
+			}
+			for _, a := range e.Addresses {
+				if a.Allowed {
+					t.Errorf("explain allows %v", a)
+				}
+			}
+		})
+	}
 }

@@ -122,6 +122,9 @@ func TestRequestHygiene(t *testing.T) {
 		{"percent in name", fmt.Sprintf("CONNECT allowed%%2eexample.com:%d HTTP/1.1\r\n\r\n", p)},
 		{"origin-form to the proxy", "GET / HTTP/1.1\r\nHost: allowed.example.com\r\n\r\n"},
 		{"unsupported scheme", "GET ftp://allowed.example.com/ HTTP/1.1\r\nHost: allowed.example.com\r\n\r\n"},
+		{"Unicode host in URL", fmt.Sprintf("GET http://allowed.example\u3002com:%d/ HTTP/1.1\r\nHost: allowed.example.com:%d\r\n\r\n", p, p)},
+		{"fragment in URL", fmt.Sprintf("GET http://allowed.example.com:%d/x#frag HTTP/1.1\r\nHost: allowed.example.com:%d\r\n\r\n", p, p)},
+		{"Unicode CONNECT target", fmt.Sprintf("CONNECT \uff41llowed.example.com:%d HTTP/1.1\r\n\r\n", p)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, c, br := tp.raw("", tt.req)
@@ -170,5 +173,35 @@ func TestHTTPBytesCounted(t *testing.T) {
 	}
 	if recs := tp.logs.records("request"); len(recs) != 1 || recs[0]["status"] != float64(200) || recs[0]["rule"] != "web" {
 		t.Errorf("request records %v", recs)
+	}
+}
+
+// An origin that switches protocols on a plain-HTTP request (WebSocket) is
+// refused: goproxy answered 101, then left the client connection open and
+// counted against -max-conns forever.
+func TestHTTPUpgradeRefused(t *testing.T) {
+	t.Parallel()
+	ln := listenLocal(t)
+	serveConns(t, ln, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		_, _ = io.Copy(c, br)
+	})
+	port := portOf(t, ln.Addr())
+	tp := startProxy(t, httpPolicy(port), loopbackNames("allowed.example.com"))
+	a := fmt.Sprintf("allowed.example.com:%d", port)
+	resp, c, _ := tp.raw("", "GET http://"+a+"/ HTTP/1.1\r\nHost: "+a+"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-Azegress-Reason") != ReasonDialFailed || !resp.Close {
+		t.Fatalf("status %d reason %q close %v, want 502 dial_failed and close: %s", resp.StatusCode, resp.Header.Get("X-Azegress-Reason"), resp.Close, b)
+	}
+	c.Close()
+	waitFor(t, func() bool { return tp.conns.Load() == 0 }, "the client connection's slot back")
+	if d, _ := tp.lastDeny()["detail"].(string); !strings.Contains(d, "switched protocols") {
+		t.Errorf("detail %q", d)
 	}
 }

@@ -306,3 +306,36 @@ azegress_tunnels_active 0
 		t.Errorf("metric lint: %s: %s", p.Metric, p.Text)
 	}
 }
+
+// Reloads run one at a time, load included: a reload that read the policy
+// first cannot swap it in after a reload that read it later (SIGHUP during
+// a WatchFile reload).
+func TestReloadsInOrder(t *testing.T) {
+	t.Parallel()
+	tp := startProxy(t, basePolicy(443, ""), nil)
+	load := func(name string) (*policy.Policy, hcl.Diagnostics) {
+		return policy.Load(name, []byte(basePolicy(443, "")))
+	}
+	newerDone := make(chan struct{})
+	older := func() (*policy.Policy, hcl.Diagnostics) {
+		// The file changes again while this load runs, and is reloaded.
+		go func() {
+			defer close(newerDone)
+			if !tp.Reload(func() (*policy.Policy, hcl.Diagnostics) { return load("newer.hcl") }) {
+				t.Error("the newer policy was rejected")
+			}
+		}()
+		select {
+		case <-newerDone: // it overtook this reload
+		case <-time.After(500 * time.Millisecond): // it waits for this one
+		}
+		return load("older.hcl")
+	}
+	if !tp.Reload(older) {
+		t.Fatal("the older policy was rejected")
+	}
+	<-newerDone
+	if got := tp.Policy().Filename(); got != "newer.hcl" {
+		t.Errorf("serving %s after both reloads, want newer.hcl", got)
+	}
+}

@@ -21,7 +21,11 @@ type Loader func() (*policy.Policy, hcl.Diagnostics)
 // Reload loads a new policy and, if it is valid, swaps it in. A policy that
 // fails to load is rejected with its diagnostics logged, and the policy being
 // served stays in place. It reports whether the new policy was applied.
+// Reloads (SIGHUP, WatchFile) run one at a time, load included, so a reload
+// that read the file first cannot swap its policy in after a later one.
 func (s *Server) Reload(load Loader) bool {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	p, diags := load()
 	if diags.HasErrors() || p == nil {
 		s.m.reloads.WithLabelValues("failure").Inc()
@@ -31,7 +35,7 @@ func (s *Server) Reload(load Loader) bool {
 			slog.String(keyError, strings.TrimSpace(policy.FormatDiagnostics(diags))))
 		return false
 	}
-	s.SetPolicy(p)
+	s.setPolicy(p)
 	s.m.reloads.WithLabelValues("success").Inc()
 	s.m.reloadOK.Set(1)
 	s.m.reloadOKTime.SetToCurrentTime()

@@ -426,6 +426,8 @@ func parseHead(buf []byte) (h reqHead, next parseState, length uint64) {
 		}
 		next = stChunkSize
 	case len(h.ContentLength) > 0:
+		// Repeated identical values are one length (RFC 9110 §8.6), as
+		// net/http reads them: no ambiguity to refuse.
 		first := h.ContentLength[0]
 		for _, v := range h.ContentLength[1:] {
 			if v != first {
@@ -565,6 +567,8 @@ func (p *headParser) feedTrailer(b []byte) []byte {
 }
 
 // cutLine returns the first line of b without its LF or CRLF, and the rest.
+// A bare LF ends a line, as net/http reads it (RFC 9112 §2.2 allows it):
+// both framers agree, and the request goes upstream re-serialized.
 func cutLine(b []byte) (line, rest []byte) {
 	line, rest, _ = bytes.Cut(b, []byte{'\n'})
 	return bytes.TrimSuffix(line, []byte{'\r'}), rest

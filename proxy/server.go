@@ -88,9 +88,10 @@ type Server struct {
 	gp  *goproxy.ProxyHttpServer
 	hs  *http.Server
 
-	gen    atomic.Pointer[generation]
-	blocks blocks
-	conns  atomic.Int64 // client connections on every listener, for MaxConnections
+	gen      atomic.Pointer[generation]
+	reloadMu sync.Mutex // one SetPolicy or Reload (load included) at a time
+	blocks   blocks
+	conns    atomic.Int64 // client connections on every listener, for MaxConnections
 
 	mu  sync.Mutex
 	own []netip.AddrPort // guarded by mu
@@ -188,6 +189,12 @@ func (s *Server) Policy() *policy.Policy { return s.gen.Load().pol }
 // SetPolicy replaces the policy. Requests already decided, and open tunnels,
 // keep running; every later request is decided under p.
 func (s *Server) SetPolicy(p *policy.Policy) {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	s.setPolicy(p)
+}
+
+func (s *Server) setPolicy(p *policy.Policy) {
 	for _, c := range p.Clients() {
 		s.blocks.get(c.Name).setLimits(c.Limits)
 	}
@@ -302,6 +309,10 @@ func (s *Server) isSelf(ip netip.Addr, port uint16) bool {
 	return false
 }
 
+// localIPs are the host's addresses when first asked. If listing them fails,
+// isSelf knows the listeners' own and loopback addresses only: refusing a
+// listener's port on every address would refuse other hosts, and a loop
+// through the proxy is bounded by MaxConnections.
 var localIPs = sync.OnceValue(func() map[netip.Addr]bool {
 	m := map[netip.Addr]bool{}
 	addrs, _ := net.InterfaceAddrs()

@@ -325,7 +325,7 @@ func (s *Server) sniHost(fl *flow, h *clientHello) *denial {
 		return &denial{status: http.StatusForbidden, reason: ReasonNoSNI,
 			detail: "the TLS ClientHello has no server name (SNI), so there is no name to decide on", fix: fix}
 	}
-	name, err := host.Parse(string(h.serverName))
+	name, err := wireHost(string(h.serverName))
 	if err != nil {
 		return &denial{status: http.StatusBadRequest, reason: ReasonBadRequest,
 			detail: fmt.Sprintf("the TLS server name %q is not a valid host name: %v", printableSNI(h.serverName), err), fix: fix}
@@ -478,7 +478,7 @@ func transparentTarget(hostHeader string, tc *transparentConn) (host.Host, uint1
 	if err != nil {
 		return host.Host{}, 0, badRequest("invalid Host header %q: %v", truncate(hostHeader, 80), err)
 	}
-	h, err := host.Parse(hh)
+	h, err := wireHost(hh)
 	if err != nil {
 		return host.Host{}, 0, badRequest("invalid Host header %q: %v", truncate(hostHeader, 80), err)
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -332,6 +333,7 @@ func TestTransparentTLSRefused(t *testing.T) {
 		{name: "no SNI", cfg: &tls.Config{}, reason: "no_sni", alert: "unrecognized name", details: "no server name"},
 		{name: "no SNI, recorded from openssl", raw: readHello(t, "openssl-nosni.bin"), reason: "no_sni", answer: alert(alertUnrecognizedName)},
 		{name: "IP literal SNI", raw: buildHello(sniExt("192.0.2.10")), reason: "no_sni", answer: alert(alertUnrecognizedName), details: "RFC 6066"},
+		{name: "Unicode SNI", cfg: &tls.Config{ServerName: "\uff41llowed.example"}, reason: "bad_request", alert: "unrecognized name", details: "not a valid host name"},
 		{name: "unknown client", cfg: &tls.Config{ServerName: "allowed.example"}, src: "127.0.0.2", reason: "client_unknown", alert: "access denied"},
 		{name: "ECH with a denied public name", cfg: &tls.Config{ServerName: "secret.example", MinVersion: tls.VersionTLS13, EncryptedClientHelloConfigList: echList},
 			reason: "ech", alert: "access denied", host: "public.example", details: "Encrypted Client Hello"},
@@ -529,6 +531,7 @@ func TestTransparentHTTPRefused(t *testing.T) {
 		{"absolute form", "GET http://allowed.example/ HTTP/1.1\r\nHost: allowed.example\r\n\r\n", 400, "origin-form"},
 		{"CONNECT", "CONNECT allowed.example:443 HTTP/1.1\r\nHost: allowed.example:443\r\n\r\n", 400, "CONNECT"},
 		{"Host with another port", "GET / HTTP/1.1\r\nHost: allowed.example:8080\r\n\r\n", 400, "port 8080"},
+		{"fragment", "GET /x#frag HTTP/1.1\r\nHost: allowed.example\r\n\r\n", 400, "fragment"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(tp.logs.records("deny"))
@@ -612,17 +615,22 @@ func TestConnectDomainFronting(t *testing.T) {
 	origin, port := tlsOrigin(t, "cdn")
 	var tp *testProxy
 	target := fmt.Sprintf("allowed.example:%d", port)
+	learnDeny := fmt.Sprintf("mode = \"learn\"\n  deny \"no\" {\n    hosts = [\"denied.example\"]\n    ports = [%d]\n  }", port)
 	for _, tt := range []struct {
 		name, extra, sni string
 		ok               bool
 		record           string
+		reason, detail   string // if not sni_mismatch and the SNI
 	}{
-		{"SNI is the CONNECT host", "", "allowed.example", true, ""},
-		{"SNI differs only in case", "", "ALLOWED.example", true, ""},
-		{"SNI another allowed host", "", "b.wild.example", true, ""},
-		{"SNI a denied host", "", "denied.example", false, "deny"},
-		{"allow_sni_mismatch", "allow_sni_mismatch = true", "denied.example", true, ""},
-		{"learn mode", `mode = "learn"`, "denied.example", true, "would deny"},
+		{"SNI is the CONNECT host", "", "allowed.example", true, "", "", ""},
+		{"SNI differs only in case", "", "ALLOWED.example", true, "", "", ""},
+		{"SNI another allowed host", "", "b.wild.example", true, "", "", ""},
+		{"SNI a denied host", "", "denied.example", false, "deny", "", ""},
+		{"SNI in Unicode", "", "\uff41llowed.example", false, "deny", "", "not a valid host name"},
+		{"allow_sni_mismatch", "allow_sni_mismatch = true", "denied.example", true, "", "", ""},
+		{"learn mode", `mode = "learn"`, "denied.example", true, "would deny", "", ""},
+		{"learn mode, SNI a deny rule names", learnDeny, "denied.example", false, "deny", "", ""},
+		{"learn mode, SNI not a host name", `mode = "learn"`, "denied..example", false, "deny", "", "not a valid host name"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tp = startProxy(t, frontingPolicy(port, tt.extra), newResolver(map[string]string{"allowed.example": allowedIP}),
@@ -642,9 +650,10 @@ func TestConnectDomainFronting(t *testing.T) {
 			}
 			waitFor(t, func() bool { return len(tp.logs.records(tt.record)) > 0 }, tt.record)
 			rec := tp.lastRecord(tt.record)
-			checkRecord(t, rec, map[string]any{"reason": "sni_mismatch", "kind": "connect", "host": "allowed.example"})
-			if d, _ := rec["detail"].(string); !strings.Contains(d, "denied.example") {
-				t.Errorf("detail %q does not name the SNI", d)
+			reason, detail := cmp.Or(tt.reason, "sni_mismatch"), cmp.Or(tt.detail, tt.sni)
+			checkRecord(t, rec, map[string]any{"reason": reason, "kind": "connect", "host": "allowed.example"})
+			if d, _ := rec["detail"].(string); !strings.Contains(d, detail) {
+				t.Errorf("detail %q lacks %q", d, detail)
 			}
 		})
 	}
