@@ -313,8 +313,8 @@ func (c *compiler) identity(is *identitySchema, cs *clientSchema, e *Entra) *Ide
 		example string
 		hint    string
 	}{
-		{is.ObjectIDs, &id.ObjectIDs, "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "az identity show --query principalId prints a managed identity's"},
-		{is.ClientIDs, &id.ClientIDs, "ffffffff-1111-2222-3333-444444444444", "az identity show --query clientId prints a managed identity's"},
+		{is.ObjectIDs, &id.ObjectIDs, "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "For a user-assigned managed identity, az identity show --query principalId prints it"},
+		{is.ClientIDs, &id.ClientIDs, "ffffffff-1111-2222-3333-444444444444", "For a user-assigned managed identity, az identity show --query clientId prints it"},
 	} {
 		if f.attr == nil {
 			continue
