@@ -36,8 +36,14 @@ type compiler struct {
 	filename string
 	diags    hcl.Diagnostics
 
-	// sources maps each source prefix to where it was first defined.
+	// sources maps each source prefix of an address-keyed client block to
+	// where it was first defined.
 	sources map[netip.Prefix]sourceDef
+	// guids maps each GUID of an identity block to where it was first
+	// listed.
+	guids map[guid]guidDef
+	// entra is the policy's entra block, nil if it has none.
+	entraBlock *Entra
 
 	// cloud is the policy's cloud, whose catalog the catalog attributes
 	// use; cloudOK is false if the cloud attribute is invalid.
@@ -122,6 +128,7 @@ func (c *compiler) add(d *hcl.Diagnostic) { c.diags = append(c.diags, d) }
 func (c *compiler) compile(fs *fileSchema) *Policy {
 	p := &Policy{filename: c.filename, cloud: catalog.DefaultCloud}
 	c.sources = make(map[netip.Prefix]sourceDef)
+	c.guids = make(map[guid]guidDef)
 
 	c.cloud, c.cloudOK = catalog.DefaultCloud, fs.Cloud == nil
 	if s, rng, ok := c.stringAttr(fs.Cloud, nil); ok {
@@ -140,6 +147,8 @@ func (c *compiler) compile(fs *fileSchema) *Policy {
 		}
 	}
 	defMode := c.mode(fs.Mode, nil, ModeEnforce)
+	p.entra = c.entra(fs.Entra)
+	c.entraBlock = p.entra
 
 	if len(fs.Clients) == 0 {
 		c.add(warnf(&hcl.Range{Filename: c.filename, Start: hcl.InitialPos, End: hcl.InitialPos}, nil,
@@ -165,6 +174,7 @@ func (c *compiler) compile(fs *fileSchema) *Policy {
 		}
 	}
 	slices.SortStableFunc(p.expiries, func(a, b RuleExpiry) int { return cmp.Compare(a.Rule.expiresUnix, b.Rule.expiresUnix) })
+	p.byObject, p.byClient = identityIndex(p.clients)
 	p.v4 = c.prefixTable(p.clients, true)
 	p.v6 = c.prefixTable(p.clients, false)
 	return p
@@ -173,6 +183,9 @@ func (c *compiler) compile(fs *fileSchema) *Policy {
 func (c *compiler) prefixTable(clients []*Client, v4 bool) prefixTable {
 	t := prefixTable{byPrefix: make(map[netip.Prefix]*Client)}
 	for _, cl := range clients {
+		if cl.Identity != nil {
+			continue // selected by identity only (ClientForIdentity)
+		}
 		for _, pfx := range cl.Sources {
 			if pfx.Addr().Is4() != v4 {
 				continue
@@ -202,18 +215,47 @@ func (c *compiler) client(cs *clientSchema, defMode Mode) *Client {
 	}
 	c.checkName(cs.Name, cs.NameRange, ctx, "client block")
 
-	if cs.Sources == nil {
+	for i, is := range cs.Identity {
+		if i == 0 {
+			cl.Identity = c.identity(is, cs, c.entraBlock)
+			continue
+		}
+		c.add(errorf(is.DefRange.Ptr(), ctx, "Duplicate identity block",
+			"Client block %q already has an identity block; previous definition at %s. Merge them into one.", cs.Name, text.Pos(cs.Identity[0].DefRange)))
+	}
+
+	switch {
+	case cs.Sources == nil && cl.Identity == nil:
 		c.add(errorf(cs.DefRange.Ptr(), ctx, "Missing sources",
 			"Client block %q needs sources, the client addresses it applies to, like sources = [\"10.0.1.0/24\"].", cs.Name))
-	} else {
+	case cs.Sources != nil:
 		elems, ok := c.listAttr(cs.Sources, ctx, `sources = ["10.0.1.0/24"]`)
 		if ok && len(elems) == 0 {
-			c.add(errorf(cs.Sources.Expr.Range().Ptr(), ctx, "Empty sources",
-				"Client block %q must list at least one client CIDR or IP address in sources, like sources = [\"10.0.1.0/24\"].", cs.Name))
+			if cl.Identity != nil {
+				c.add(errorf(cs.Sources.Expr.Range().Ptr(), ctx, "Empty sources",
+					"An empty sources list lets client block %q's identities connect from nowhere. Remove sources to accept them from any address, or list client CIDRs or IP addresses, like sources = [\"10.0.1.0/24\"].", cs.Name))
+			} else {
+				c.add(errorf(cs.Sources.Expr.Range().Ptr(), ctx, "Empty sources",
+					"Client block %q must list at least one client CIDR or IP address in sources, like sources = [\"10.0.1.0/24\"].", cs.Name))
+			}
 		}
+		var own map[netip.Prefix]hcl.Range // an identity block's sources: its own, not unique across blocks
 		for _, e := range elems {
 			pfx, rng, ok := c.prefixElem(e, ctx, "sources")
 			if !ok {
+				continue
+			}
+			if cl.Identity != nil {
+				if prev, dup := own[pfx]; dup {
+					c.add(errorf(rng, ctx, "Duplicate source",
+						"%s is listed twice in client block %q; previous definition at %s. Remove one.", pfx, cs.Name, text.Pos(prev)))
+					continue
+				}
+				if own == nil {
+					own = make(map[netip.Prefix]hcl.Range, len(elems))
+				}
+				own[pfx] = *rng
+				cl.Sources = append(cl.Sources, pfx)
 				continue
 			}
 			if prev, dup := c.sources[pfx]; dup {
@@ -753,6 +795,12 @@ func exampleFor(name string) string {
 		return "enforce"
 	case "expires":
 		return "2026-12-31"
+	case "tenant_id":
+		return "11111111-2222-3333-4444-555555555555"
+	case "clock_skew":
+		return "60s"
+	case "authority":
+		return "https://login.microsoftonline.com"
 	}
 	return "..."
 }

@@ -53,6 +53,9 @@ type Policy struct {
 	ruleCount int
 	v4, v6    prefixTable
 	expiries  []RuleExpiry // soonest first
+
+	entra              *Entra
+	byObject, byClient map[guid]*Client // identity blocks by GUID (ClientForIdentity)
 }
 
 // RuleExpiry is a rule with an expires attribute and its client block.
@@ -86,7 +89,8 @@ func (p *Policy) RuleCount() int { return p.ruleCount }
 func (p *Policy) Clients() []*Client { return p.clients }
 
 // Client is a compiled client block: the rules that apply to connections
-// from its source addresses. It is immutable.
+// from its source addresses or, if it has an identity block, to those
+// whose credential names one of its identities. It is immutable.
 type Client struct {
 	// Name is the block label.
 	Name string
@@ -101,8 +105,13 @@ type Client struct {
 	// ClientHello after a HelloRetryRequest may name another server than
 	// the first. False by default.
 	AllowSNIMismatch bool
-	// Sources are the client address prefixes, in file order.
+	// Sources are the client address prefixes, in file order. In a block
+	// with an identity block they only narrow where its identities may
+	// connect from; it is never selected by address (Policy.Client).
 	Sources []netip.Prefix
+	// Identity is the block's identity block, or nil: then the block is
+	// selected by client address.
+	Identity *Identity
 	// Rules are the allow rules in file order.
 	Rules []*Rule
 	// Denies are the deny rules in file order. They are evaluated before

@@ -66,13 +66,17 @@
 //     refuses connections no rule allows; "learn" lets them through but
 //     still reports them as denied.
 //
-// A client "NAME" block applies to connections from its sources:
+// A client "NAME" block applies to connections from its sources, or, if
+// it has an identity block, to connections whose credential names one of
+// its identities (see Identities below):
 //
-//   - sources (required, non-empty): CIDRs or bare IP addresses (a bare
-//     address is a /32 or /128), IPv4 or IPv6. A CIDR must not have host
-//     bits set. A source prefix may appear in only one client block.
-//     IPv4-mapped IPv6 forms (::ffff:10.0.0.0/104) are rejected; write
-//     IPv4 prefixes in IPv4 form.
+//   - sources (required, non-empty, unless the block has an identity
+//     block): CIDRs or bare IP addresses (a bare address is a /32 or /128),
+//     IPv4 or IPv6. A CIDR must not have host bits set. A source prefix may
+//     appear in only one address-keyed client block. IPv4-mapped IPv6
+//     forms (::ffff:10.0.0.0/104) are rejected; write IPv4 prefixes in
+//     IPv4 form.
+//   - identity: at most one block; see Identities.
 //   - mode: overrides the top-level mode.
 //   - allow "NAME" blocks: the rules, described below.
 //   - deny "NAME" blocks: destinations to refuse even if an allow rule
@@ -153,14 +157,86 @@
 // Unknown attributes and blocks are errors. Every problem in a file is
 // reported at once, with its position.
 //
+// # Identities
+//
+// A client block may be selected by the managed identity a request
+// presents, an Entra ID access token, instead of by address:
+//
+//	entra {
+//	  tenant_id  = "11111111-2222-3333-4444-555555555555"
+//	  audiences  = ["api://azegress"]
+//	  clock_skew = "60s"
+//	}
+//
+//	client "kv-reader" {
+//	  identity {
+//	    object_ids = ["aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"]
+//	  }
+//	  allow "kv" {
+//	    keyvaults = ["kv-prod-01"]
+//	  }
+//	}
+//
+// The top-level entra block, at most one, says which tokens are
+// credentials:
+//
+//   - tenant_id (required): the tenant's ID, a GUID in the 8-4-4-4-12 hex
+//     form, any case.
+//   - audiences (required, non-empty): the aud values a token may carry:
+//     the App ID URI (api://azegress) and/or the client ID of the proxy's
+//     own app registration. A Microsoft resource is an error
+//     (catalog.MicrosoftAudience): Azure Resource Manager in every
+//     spelling and cloud (https://management.azure.com/,
+//     https://management.core.windows.net/, ...), Microsoft Graph, Key
+//     Vault, Storage, their application IDs, and any http(s) URI on a
+//     Microsoft-owned domain. A token for such an audience is a live
+//     credential there, for everything the identity may do, for about
+//     24 hours; every client would hand one to the proxy, which could
+//     replay it. The proxy needs an audience of its own.
+//   - clock_skew: the leeway on exp and nbf, a duration from "0s" to "5m";
+//     default "60s".
+//   - authority: the scheme and host of the Entra ID authority, no path,
+//     query or fragment; default the authority of the policy's cloud
+//     (catalog.EntraAuthority: https://login.microsoftonline.com for
+//     AzureCloud). It must be https://, except http:// to a loopback
+//     address (a local identity provider in tests).
+//
+// An identity block inside a client block lists the identities that
+// select it: object_ids (a managed identity's principalId, the token's
+// oid) and client_ids (its application ID, the token's appid or azp), at
+// least one GUID in all. A GUID may appear once, in one client block: a
+// token selects exactly one block. An identity block needs the entra
+// block. Beside an identity block, sources is an extra condition: the
+// identities are accepted only from those addresses; without sources,
+// from any. An identity block's sources do not count as address-keyed
+// sources: they may overlap those of other blocks.
+//
+// Validating a token (signature, issuer, tenant, audience, expiry) is
+// package identity's work. This package gives the proxy the entra block
+// with its defaults resolved (Policy.Entra, nil without one) and says
+// which block a validated identity selects (Policy.ClientForIdentity,
+// allocation-free). Lint warns about an entra block that no identity
+// block uses. The proxy does not accept credentials yet (issue 13): until
+// it does, identity blocks are checked and compiled but select nothing.
+//
 // # Evaluation order
 //
 // The proxy evaluates a connection in these steps:
 //
-//  1. Client selection. The client address is unmapped if it is an
-//     IPv4-mapped IPv6 address. The client block with the longest source
-//     prefix containing it is selected (Policy.Client). If no block
-//     matches, the connection is refused as client_unknown.
+//  1. Client selection. With a validated token, the block whose identity
+//     block lists the token's object ID is selected or, when no block
+//     lists it, the one that lists its client ID; if that block has
+//     sources, the client address must be in one of them
+//     (Policy.ClientForIdentity). A token whose identity no block lists
+//     is refused (the proxy's identity_unknown), and so is one whose block
+//     does not take it from that address: never a fall back to another
+//     block. Without credentials, the client address is unmapped if it is
+//     an IPv4-mapped IPv6 address and the address-keyed block (one without
+//     an identity block) with the longest source prefix containing it is
+//     selected (Policy.Client); identity blocks never are, so requests
+//     without credentials, and transparent traffic, which carries none,
+//     meet address-keyed blocks only. If no block matches, the connection
+//     is refused as client_unknown.
 //  2. Destination parsing. The destination host is parsed with host.Parse:
 //     IP literals in any inet_aton spelling become addresses, and names are
 //     normalized to lowercase punycode.

@@ -33,7 +33,8 @@ import (
 //     the proxy refuses those whatever the rules say;
 //   - an allow rule's addresses prefix wider than a guarded range it
 //     covers (64.0.0.0/2 over loopback): it opens none of that range;
-//   - an expires in the past at now, or within ExpiryWarning of it.
+//   - an expires in the past at now, or within ExpiryWarning of it;
+//   - an entra block that no client block's identity block uses.
 //
 // Lint never returns errors. The diagnostics are sorted by position.
 func Lint(p *Policy, now time.Time) hcl.Diagnostics {
@@ -44,6 +45,7 @@ func Lint(p *Policy, now time.Time) hcl.Diagnostics {
 	for _, c := range p.clients {
 		l.client(c)
 	}
+	l.unusedEntra()
 	sort.SliceStable(l.diags, func(i, j int) bool { return l.diags[i].Subject.Start.Byte < l.diags[j].Subject.Start.Byte })
 	return l.diags
 }
@@ -65,9 +67,15 @@ func (l *linter) client(c *Client) {
 		if len(c.Denies) > 0 {
 			what = "only deny rules"
 		}
-		l.warn(c.Range, "Client block without allow rules",
-			"Client block %q has %s, so every connection from its sources is refused. Add allow rules, or remove the block if nothing uses these sources; a block that carves sources out of a wider one to refuse them can stay.",
-			c.Name, what)
+		if c.Identity != nil {
+			l.warn(c.Range, "Client block without allow rules",
+				"Client block %q has %s, so every connection its identities make is refused. Add allow rules, or remove the block and its identities.",
+				c.Name, what)
+		} else {
+			l.warn(c.Range, "Client block without allow rules",
+				"Client block %q has %s, so every connection from its sources is refused. Add allow rules, or remove the block if nothing uses these sources; a block that carves sources out of a wider one to refuse them can stay.",
+				c.Name, what)
+		}
 	}
 	for _, r := range c.Denies {
 		l.expiry(c, r)
@@ -82,6 +90,18 @@ func (l *linter) client(c *Client) {
 		l.plainHTTPToken(r)
 		l.local(c, r)
 	}
+}
+
+// unusedEntra warns about an entra block without identity blocks: no
+// token can select a client block, so it does nothing but suggest that
+// identities are in force.
+func (l *linter) unusedEntra() {
+	if l.p.entra == nil || l.p.byObject != nil {
+		return
+	}
+	l.warn(l.p.entra.Range, "Entra block without identity blocks",
+		"No client block has an identity block, so no token selects one and every connection is still chosen by address. "+
+			"Add identity { object_ids = [\"...\"] } to the client blocks that managed identities should select, or remove the entra block.")
 }
 
 // multiTenant warns about multi-tenant wildcards written in hosts; those a

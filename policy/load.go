@@ -68,12 +68,18 @@ func blockRange(def hcl.Range, body hcl.Body) hcl.Range {
 }
 
 // blockRanges returns the whole ranges of the blocks the compiler reads:
-// every client, allow and deny block, and each client's first limits
-// block.
+// the first entra block, every client, allow and deny block, and each
+// client's first identity and limits blocks.
 func blockRanges(fs *fileSchema) []hcl.Range {
 	var rs []hcl.Range
+	if len(fs.Entra) > 0 {
+		rs = append(rs, fs.Entra[0].rng)
+	}
 	for _, cs := range fs.Clients {
 		rs = append(rs, cs.rng)
+		if len(cs.Identity) > 0 {
+			rs = append(rs, cs.Identity[0].rng)
+		}
 		if len(cs.Limits) > 0 {
 			rs = append(rs, cs.Limits[0].rng)
 		}

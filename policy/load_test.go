@@ -3,8 +3,10 @@ package policy
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -268,6 +270,7 @@ func FuzzLoad(f *testing.F) {
 		}
 	}
 	f.Add([]byte(examplePolicy))
+	f.Add([]byte(identityPolicy))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		p, diags := Load("fuzz.hcl", src)
 		if diags.HasErrors() != (p == nil) {
@@ -283,6 +286,25 @@ func FuzzLoad(f *testing.F) {
 		}
 		// A loaded policy must answer queries without panicking.
 		for _, c := range p.Clients() {
+			if c.Identity != nil {
+				// An identity block is selected by its identities, from
+				// its sources if it has any, and never by address.
+				for _, id := range slices.Concat(c.Identity.ObjectIDs, c.Identity.ClientIDs) {
+					src := netip.MustParseAddr("192.0.2.1")
+					if len(c.Sources) > 0 {
+						src = c.Sources[0].Addr()
+					}
+					if got, listed := p.ClientForIdentity(id, id, src); got != c || !listed {
+						t.Fatalf("identity %s of client %q from %v selects %v (listed=%v)", id, c.Name, src, got, listed)
+					}
+				}
+				for _, s := range c.Sources {
+					if got := p.Client(s.Addr()); got == c {
+						t.Fatalf("source %s selects identity block %q by address", s, c.Name)
+					}
+				}
+				continue
+			}
 			for _, s := range c.Sources {
 				if got := p.Client(s.Addr()); got == nil {
 					t.Fatalf("source %s of client %q selects no client", s, c.Name)

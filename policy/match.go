@@ -11,8 +11,10 @@ import (
 
 // Client returns the client block whose sources contain addr with the
 // longest prefix, or nil if no block does (the proxy then refuses the
-// connection as client_unknown). IPv4-mapped IPv6 addresses are unmapped
-// first. Client does not allocate.
+// connection as client_unknown). Blocks with an identity block never
+// count: they are selected by identity alone (ClientForIdentity), so a
+// connection without credentials meets only address-keyed blocks.
+// IPv4-mapped IPv6 addresses are unmapped first. Client does not allocate.
 func (p *Policy) Client(addr netip.Addr) *Client {
 	if p == nil || !addr.IsValid() {
 		return nil

@@ -72,12 +72,33 @@ func parseFastSplit(src []byte, filename string, minSplit int) (fs *fileSchema, 
 		}
 		return true
 	}, func(typ string, labels []fasthcl.Label, def hcl.Range) bool {
-		if typ != "client" || len(labels) != 1 {
-			return false
+		switch {
+		case typ == "client" && len(labels) == 1:
+			cs, ok := b.client(p, labels[0], def)
+			fs.Clients = append(fs.Clients, cs)
+			return ok
+		case typ == "entra" && len(labels) == 0:
+			es := &entraSchema{DefRange: def}
+			end, ok := p.Body(func(name string, a *hcl.Attribute) bool {
+				switch name {
+				case "tenant_id":
+					es.TenantID = a
+				case "audiences":
+					es.Audiences = a
+				case "clock_skew":
+					es.ClockSkew = a
+				case "authority":
+					es.Authority = a
+				default:
+					return false
+				}
+				return true
+			}, nil)
+			es.rng = hcl.RangeBetween(def, end)
+			fs.Entra = append(fs.Entra, es)
+			return ok
 		}
-		cs, ok := b.client(p, labels[0], def)
-		fs.Clients = append(fs.Clients, cs)
-		return ok
+		return false
 	})
 	if !ok {
 		return nil, false, false
@@ -127,6 +148,7 @@ func joinClient(cs, second *clientSchema) bool {
 			*f.dst = *f.src
 		}
 	}
+	cs.Identity = append(cs.Identity, second.Identity...)
 	cs.Allows = append(cs.Allows, second.Allows...)
 	cs.Denies = append(cs.Denies, second.Denies...)
 	cs.Limits = append(cs.Limits, second.Limits...)
@@ -206,6 +228,22 @@ func (b *binder) clientItems(p *fasthcl.Parser, cs *clientSchema) (fasthcl.AttrF
 				ds.rng = hcl.RangeBetween(def, end)
 				cs.Denies = append(cs.Denies, ds)
 				return ok
+			case typ == "identity" && len(labels) == 0:
+				is := &identitySchema{DefRange: def}
+				end, ok := p.Body(func(name string, a *hcl.Attribute) bool {
+					switch name {
+					case "object_ids":
+						is.ObjectIDs = a
+					case "client_ids":
+						is.ClientIDs = a
+					default:
+						return false
+					}
+					return true
+				}, nil)
+				is.rng = hcl.RangeBetween(def, end)
+				cs.Identity = append(cs.Identity, is)
+				return ok
 			case typ == "limits" && len(labels) == 0:
 				ls := &limitsSchema{DefRange: def}
 				end, ok := p.Body(func(name string, a *hcl.Attribute) bool {
@@ -238,8 +276,14 @@ func parseSyntax(src []byte, filename string) (*fileSchema, hcl.Diagnostics) {
 	}
 	fs := &fileSchema{}
 	diags = append(diags, gohcl.DecodeBody(file.Body, nil, fs)...)
+	for _, e := range fs.Entra {
+		e.rng = blockRange(e.DefRange, e.Body)
+	}
 	for _, c := range fs.Clients {
 		c.rng = blockRange(c.DefRange, c.Body)
+		for _, i := range c.Identity {
+			i.rng = blockRange(i.DefRange, i.Body)
+		}
 		for _, a := range c.Allows {
 			a.rng = blockRange(a.DefRange, a.Body)
 		}

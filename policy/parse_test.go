@@ -192,9 +192,31 @@ func decisionProbes(p *Policy) []probe {
 
 // decisions describes what p decides for each probe at now: the client
 // block, the verdict, the rule, and whether each address of a rule passes
-// the destination guard.
+// the destination guard; and which block each identity selects, from
+// each source of its block and from elsewhere.
 func decisions(p *Policy, probes []probe, now time.Time) []string {
 	var out []string
+	for _, c := range p.Clients() {
+		if c.Identity == nil {
+			continue
+		}
+		srcs := []netip.Addr{netip.MustParseAddr("192.0.2.1")}
+		for _, s := range c.Sources {
+			srcs = append(srcs, s.Addr())
+		}
+		for _, id := range slices.Concat(c.Identity.ObjectIDs, c.Identity.ClientIDs) {
+			for _, src := range srcs {
+				for _, ids := range [][2]string{{id, ""}, {"", id}, {strings.ToUpper(id), id}} {
+					got, listed := p.ClientForIdentity(ids[0], ids[1], src)
+					name := "-"
+					if got != nil {
+						name = got.Name
+					}
+					out = append(out, fmt.Sprintf("identity %q %q from %v: %s listed=%v", ids[0], ids[1], src, name, listed))
+				}
+			}
+		}
+	}
 	for _, pr := range probes {
 		c := p.Client(pr.client)
 		h, err := host.Parse(pr.host)
@@ -236,6 +258,14 @@ func TestParseFast(t *testing.T) {
 			"    keyvaults = []\n    storage_accounts = []\n    registries = []\n    expires = \"2026-12-31\"\n  }\n" +
 			"  deny \"d\" {\n    hosts = [\"b.example.com\"]\n    addresses = []\n    ports = [443]\n    expires = \"2026-12-31\"\n  }\n" +
 			"  limits {\n    connections_per_second = 1.5\n    burst = 3\n    max_tunnels = 10\n  }\n  limits {\n  }\n}\nclient \"a\" {}\n", true},
+		{"entra {\n  tenant_id = \"t\"\n  audiences = []\n  clock_skew = \"1s\"\n  authority = \"a\"\n}\nentra {\n}\n" +
+			"client \"a\" {\n  identity {\n    object_ids = []\n    client_ids = [\"x\"]\n  }\n  identity {\n  }\n}\n", true},
+		{"entra \"x\" {\n}\n", false},
+		{"entra {\n  tenant = \"t\"\n}\n", false},
+		{"entra {\n  identity {\n  }\n}\n", false},
+		{"client \"a\" {\n  identity \"x\" {\n  }\n}\n", false},
+		{"client \"a\" {\n  identity {\n    object_id = []\n  }\n}\n", false},
+		{"client \"a\" {\n  identity { object_ids = [] }\n}\n", false},
 		{"clouds = 1\n", false},
 		{"client \"a\" {\n  source = []\n}\n", false},
 		{"client \"a\" {\n  deny \"d\" {\n    endpoints = []\n  }\n}\n", false},
@@ -288,6 +318,12 @@ var exampleValues = map[string]string{
 	"connections_per_second": `2.5`,
 	"burst":                  `5`,
 	"max_tunnels":            `10`,
+	"tenant_id":              `"11111111-2222-3333-4444-555555555555"`,
+	"audiences":              `["api://azegress", "99999999-8888-7777-6666-555555555555"]`,
+	"clock_skew":             `"30s"`,
+	"authority":              `"http://127.0.0.1:8400"`,
+	"object_ids":             `["aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"]`,
+	"client_ids":             `["ffffffff-1111-2222-3333-444444444444"]`,
 }
 
 // schemaSource writes a body with every attribute and block the schema
@@ -363,6 +399,7 @@ func FuzzParseFast(f *testing.F) {
 		f.Add(src)
 	}
 	f.Add([]byte(benchPolicy(10)))
+	f.Add([]byte(identityPolicy))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		checkParse(t, src)
 	})
@@ -428,6 +465,8 @@ func TestParseFastSplit(t *testing.T) {
 		{"split inside a comment", rules + comment, true, false},
 		{"error after the split", rules[:len(rules)-2] + "  allow \"x\" { hosts = [] }\n}\n", false, false},
 		{"deny rules", strings.ReplaceAll(rules, "allow", "deny"), true, true},
+		{"identity after the split", "entra {\n  tenant_id = \"11111111-2222-3333-4444-555555555555\"\n  audiences = [\"api://azegress\"]\n}\n" +
+			"client \"a\" {\n" + body + "  identity {\n    object_ids = [\"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee\"]\n  }\n}\n", true, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			src := []byte(tt.src)

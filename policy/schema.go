@@ -19,23 +19,47 @@ import "github.com/hashicorp/hcl/v2"
 type fileSchema struct {
 	Cloud   *hcl.Attribute  `hcl:"cloud,optional"`
 	Mode    *hcl.Attribute  `hcl:"mode,optional"`
+	Entra   []*entraSchema  `hcl:"entra,block"` // at most one; checked in compile.go
 	Clients []*clientSchema `hcl:"client,block"`
+}
+
+// entraSchema is the top-level entra { ... } block: the tenant and
+// audiences of the Entra tokens that select identity blocks.
+type entraSchema struct {
+	TenantID  *hcl.Attribute `hcl:"tenant_id,optional"` // required; checked in entra.go
+	Audiences *hcl.Attribute `hcl:"audiences,optional"` // required; checked in entra.go
+	ClockSkew *hcl.Attribute `hcl:"clock_skew,optional"`
+	Authority *hcl.Attribute `hcl:"authority,optional"`
+	DefRange  hcl.Range      `hcl:",def_range"`
+	Body      hcl.Body       `hcl:",body"` // nil from parseFast
+	rng       hcl.Range      // the whole block, for diagnostic contexts
+}
+
+// identitySchema is the optional identity { ... } block inside a client
+// block: the managed identities whose tokens select it.
+type identitySchema struct {
+	ObjectIDs *hcl.Attribute `hcl:"object_ids,optional"`
+	ClientIDs *hcl.Attribute `hcl:"client_ids,optional"`
+	DefRange  hcl.Range      `hcl:",def_range"`
+	Body      hcl.Body       `hcl:",body"` // nil from parseFast
+	rng       hcl.Range      // the whole block, for diagnostic contexts
 }
 
 // clientSchema is a client "NAME" { ... } block.
 type clientSchema struct {
 	Name      string         `hcl:"name,label"`
 	NameRange hcl.Range      `hcl:"name,label_range"`
-	Sources   *hcl.Attribute `hcl:"sources,optional"` // required; checked in compile.go for a better message
+	Sources   *hcl.Attribute `hcl:"sources,optional"` // required without identity; checked in compile.go for a better message
 	Mode      *hcl.Attribute `hcl:"mode,optional"`
 	// AllowSNIMismatch turns the domain-fronting checks off.
-	AllowSNIMismatch *hcl.Attribute  `hcl:"allow_sni_mismatch,optional"`
-	Allows           []*allowSchema  `hcl:"allow,block"`
-	Denies           []*denySchema   `hcl:"deny,block"`
-	Limits           []*limitsSchema `hcl:"limits,block"` // at most one; checked in compile.go
-	DefRange         hcl.Range       `hcl:",def_range"`
-	Body             hcl.Body        `hcl:",body"` // nil from parseFast
-	rng              hcl.Range       // the whole block, for diagnostic contexts
+	AllowSNIMismatch *hcl.Attribute    `hcl:"allow_sni_mismatch,optional"`
+	Identity         []*identitySchema `hcl:"identity,block"` // at most one; checked in compile.go
+	Allows           []*allowSchema    `hcl:"allow,block"`
+	Denies           []*denySchema     `hcl:"deny,block"`
+	Limits           []*limitsSchema   `hcl:"limits,block"` // at most one; checked in compile.go
+	DefRange         hcl.Range         `hcl:",def_range"`
+	Body             hcl.Body          `hcl:",body"` // nil from parseFast
+	rng              hcl.Range         // the whole block, for diagnostic contexts
 }
 
 // allowSchema is an allow "NAME" { ... } block inside a client block.

@@ -479,3 +479,45 @@ func FuzzImport(f *testing.F) {
 		}
 	})
 }
+
+// TestExportIdentityBlocks: an identity block is not exported, since
+// Azure Firewall cannot tell identities apart: its rules, given to its
+// sources, would let every workload there reach what one identity may.
+// Nor do its sources carve anything out of an address-keyed block.
+func TestExportIdentityBlocks(t *testing.T) {
+	t.Parallel()
+	p, diags := policy.Load("test.hcl", []byte(`entra {
+  tenant_id = "11111111-2222-3333-4444-555555555555"
+  audiences = ["api://azegress"]
+}
+client "wide" {
+  sources = ["10.0.0.0/16"]
+  allow "a" {
+    hosts = ["a.example.com"]
+  }
+}
+client "kv-reader" {
+  sources = ["10.0.1.0/24"]
+  identity {
+    object_ids = ["aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"]
+  }
+  allow "kv" {
+    hosts = ["kv-prod-01.vault.azure.net"]
+  }
+}
+`))
+	if diags.HasErrors() {
+		t.Fatal(policy.FormatDiagnostics(diags))
+	}
+	out, warnings, err := Export(p, ExportOptions{Now: azfwNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "kv-prod-01") || !strings.Contains(string(out), `"10.0.0.0/16"`) {
+		t.Errorf("want only the address-keyed block, with all its sources:\n%s", out)
+	}
+	want := `test.hcl:11:1: client "kv-reader": not exported: Azure Firewall cannot select by identity, and its rules given to its sources would let every workload there reach them`
+	if len(warnings) != 1 || warnings[0] != want {
+		t.Errorf("warnings %q, want %q", warnings, want)
+	}
+}

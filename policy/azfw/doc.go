@@ -22,6 +22,8 @@
 //     *.contoso.com, with a warning.
 //   - Protocols become ports: azegress does not tell HTTP from HTTPS on a
 //     port.
+//   - Azure Firewall cannot select by identity: Export leaves identity
+//     blocks out, with a warning.
 //
 // Files: import.go reads the firewall's JSON and writes the policy,
 // armeval.go evaluates the ARM template expressions in it, export.go

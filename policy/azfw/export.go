@@ -39,7 +39,8 @@ type ExportOptions struct {
 // own. Sources are the block's sources less those of more specific blocks,
 // so each address gets the rules of the block azegress would pick. It
 // returns warnings for what Azure Firewall cannot express (learn mode,
-// limits, expires, the destination guard's addresses).
+// limits, expires, the destination guard's addresses) and for identity
+// blocks, which it leaves out.
 func Export(p *policy.Policy, opt ExportOptions) ([]byte, []string, error) {
 	opt.GroupName = cmp.Or(opt.GroupName, "azegress")
 	opt.Priority = cmp.Or(opt.Priority, 500)
@@ -59,6 +60,10 @@ func Export(p *policy.Policy, opt ExportOptions) ([]byte, []string, error) {
 	denyPrio, allowPrio := 1000, 30000
 	for _, c := range p.Clients() {
 		where := fmt.Sprintf("%s: client %q", text.Pos(c.Range), c.Name)
+		if c.Identity != nil {
+			warn("%s: not exported: Azure Firewall cannot select by identity, and its rules given to its sources would let every workload there reach them", where)
+			continue
+		}
 		if c.Mode == policy.ModeLearn {
 			warn("%s: mode learn has no Azure Firewall equivalent; the rules are exported as enforced", where)
 		}
@@ -198,12 +203,16 @@ func Export(p *policy.Policy, opt ExportOptions) ([]byte, []string, error) {
 }
 
 // exportSources returns a block's sources less those of more specific
-// blocks, as Azure address strings.
+// blocks, as Azure address strings. Identity blocks' sources take nothing
+// away: azegress never selects a block by them.
 func exportSources(p *policy.Policy, c *policy.Client) []string {
 	var out []string
 	for _, s := range c.Sources {
 		rest := []netip.Prefix{s}
 		for _, o := range p.Clients() {
+			if o.Identity != nil {
+				continue
+			}
 			for _, q := range o.Sources {
 				if q.Bits() > s.Bits() && s.Contains(q.Addr()) {
 					rest = subtractPrefix(rest, q)

@@ -39,6 +39,38 @@ type Observation struct {
 	Mode        string         `json:"mode,omitempty"`     // the client block's mode
 	Policy      string         `json:"policy,omitempty"`   // the policy file
 	Instance    string         `json:"instance,omitempty"` // host name of the proxy
+	// Identity is the client block's identity block, if it has one, and
+	// Entra the policy's entra block with it, so that a report keeps
+	// both.
+	Identity *IdentityBlock `json:"identity,omitempty"`
+	Entra    *EntraBlock    `json:"entra,omitempty"`
+}
+
+// IdentityBlock is a client block's identity block.
+type IdentityBlock struct {
+	ObjectIDs []string `json:"object_ids,omitempty"`
+	ClientIDs []string `json:"client_ids,omitempty"`
+}
+
+// EntraBlock is a policy's entra block.
+type EntraBlock struct {
+	TenantID  string   `json:"tenant_id"`
+	Audiences []string `json:"audiences"`
+	ClockSkew string   `json:"clock_skew"` // a Go duration: "1m0s"
+	Authority string   `json:"authority"`  // the one in force, given or the cloud's
+}
+
+// identityOf returns c's identity block and the policy's entra block, or
+// nils for an address-keyed block.
+func identityOf(c *policy.Client) (*IdentityBlock, *EntraBlock) {
+	if c == nil || c.Identity == nil {
+		return nil, nil
+	}
+	id := &IdentityBlock{ObjectIDs: c.Identity.ObjectIDs, ClientIDs: c.Identity.ClientIDs}
+	if e := c.Identity.Entra; e != nil {
+		return id, &EntraBlock{TenantID: e.TenantID, Audiences: e.Audiences, ClockSkew: e.ClockSkew.String(), Authority: e.Authority}
+	}
+	return id, nil
 }
 
 type obsKey struct {
@@ -85,6 +117,7 @@ func (r *Recorder) Observe(c *policy.Client, o Observation, now time.Time) {
 		o.Run, o.Instance = r.run, r.instance
 		if c != nil {
 			o.Sources = prefixStrings(c.Sources)
+			o.Identity, o.Entra = identityOf(c)
 		}
 		o.Count, o.FirstSeen, o.LastSeen = 1, now, now
 		r.obs[k] = &o
@@ -248,6 +281,12 @@ func MergeObservations(obs []Observation) []Observation {
 		if o.LastSeen.After(m.LastSeen) {
 			m.LastSeen = o.LastSeen
 			m.Decision, m.Reason, m.Rule, m.Mode, m.Policy = o.Decision, o.Reason, o.Rule, o.Mode, o.Policy
+			if o.Identity != nil {
+				m.Identity, m.Entra = o.Identity, o.Entra
+			}
+		}
+		if m.Identity == nil {
+			m.Identity, m.Entra = o.Identity, o.Entra
 		}
 		if m.Label == "" {
 			m.Label = o.Label

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +23,9 @@ import (
 // client block and, against a baseline policy, what it allows that nobody
 // used, what it denies that was seen, and its risky patterns.
 type Report struct {
+	// Entra is the entra block the identity blocks among Blocks need: the
+	// baseline's, else the latest observed; nil without identity blocks.
+	Entra    *EntraBlock   `json:"entra,omitempty"`
 	Blocks   []ReportBlock `json:"client_blocks"`
 	Excluded []Observation `json:"excluded,omitempty"` // seen but not something a policy rule should allow
 	Baseline *BaselineDiff `json:"baseline,omitempty"`
@@ -28,9 +33,10 @@ type Report struct {
 
 // ReportBlock is the observations of one client block.
 type ReportBlock struct {
-	Name         string        `json:"name"`
-	Sources      []string      `json:"sources"`
-	Destinations []Observation `json:"destinations"`
+	Name         string         `json:"name"`
+	Sources      []string       `json:"sources"`
+	Identity     *IdentityBlock `json:"identity,omitempty"` // its identity block, if it has one
+	Destinations []Observation  `json:"destinations"`
 }
 
 // BaselineDiff compares observations with a baseline policy.
@@ -79,6 +85,7 @@ func ruleWorthy(o Observation) bool {
 func NewReport(obs []Observation, base *policy.Policy) *Report {
 	r := &Report{}
 	byBlock := map[string]*ReportBlock{}
+	var latest time.Time // when r.Entra was last seen
 	for _, o := range obs {
 		if !ruleWorthy(o) {
 			r.Excluded = append(r.Excluded, o)
@@ -86,24 +93,46 @@ func NewReport(obs []Observation, base *policy.Policy) *Report {
 		}
 		b := byBlock[o.ClientBlock]
 		if b == nil {
-			b = &ReportBlock{Name: o.ClientBlock, Sources: o.Sources}
+			b = &ReportBlock{Name: o.ClientBlock, Sources: o.Sources, Identity: o.Identity}
 			if base != nil {
 				if c := clientNamed(base, o.ClientBlock); c != nil {
 					b.Sources = prefixStrings(c.Sources)
+					b.Identity, _ = identityOf(c)
 				}
 			}
 			byBlock[o.ClientBlock] = b
 		}
 		b.Destinations = append(b.Destinations, o)
+		if o.Identity != nil && o.Entra != nil && (r.Entra == nil || o.LastSeen.After(latest)) {
+			r.Entra, latest = o.Entra, o.LastSeen
+		}
 	}
 	for _, b := range byBlock {
 		r.Blocks = append(r.Blocks, *b)
 	}
 	sort.Slice(r.Blocks, func(i, j int) bool { return r.Blocks[i].Name < r.Blocks[j].Name })
+	r.Entra = r.entraFor(base)
 	if base != nil {
 		r.Baseline = diffBaseline(obs, base)
 	}
 	return r
+}
+
+// entraFor returns the entra block the report's identity blocks need:
+// the baseline's if it has one, else the one observed; nil if no block has
+// an identity block.
+func (r *Report) entraFor(base *policy.Policy) *EntraBlock {
+	if !slices.ContainsFunc(r.Blocks, func(b ReportBlock) bool { return b.Identity != nil }) {
+		return nil
+	}
+	if base != nil {
+		for _, c := range base.Clients() {
+			if _, e := identityOf(c); e != nil {
+				return e
+			}
+		}
+	}
+	return r.Entra
 }
 
 // clientNamed returns the client block of p named name, or nil.
@@ -193,8 +222,38 @@ func (r *Report) HCL(cloud string) []byte {
 		cloud = catalog.DefaultCloud
 	}
 	fmt.Fprintf(&b, "\ncloud = %q\n", cloud)
+	if e := r.Entra; e != nil {
+		b.WriteString("\nentra {\n")
+		attrs := [][2]string{{"tenant_id", strconv.Quote(e.TenantID)}, {"audiences", "[" + text.QuoteList(e.Audiences) + "]"}}
+		if d, err := time.ParseDuration(e.ClockSkew); err == nil && d != time.Minute {
+			attrs = append(attrs, [2]string{"clock_skew", strconv.Quote(durationText(d))})
+		}
+		if e.Authority != "" && e.Authority != catalog.EntraAuthority(cloud) {
+			attrs = append(attrs, [2]string{"authority", strconv.Quote(e.Authority)})
+		}
+		writeAttrs(&b, "  ", attrs)
+		b.WriteString("}\n")
+	}
 	for _, blk := range r.Blocks {
-		fmt.Fprintf(&b, "\nclient %q {\n  sources = [%s]\n", blk.Name, text.QuoteList(blk.Sources))
+		fmt.Fprintf(&b, "\nclient %q {\n", blk.Name)
+		if blk.Identity == nil || len(blk.Sources) > 0 {
+			fmt.Fprintf(&b, "  sources = [%s]\n", text.QuoteList(blk.Sources))
+		}
+		if id := blk.Identity; id != nil {
+			if len(blk.Sources) > 0 {
+				b.WriteString("\n")
+			}
+			b.WriteString("  identity {\n")
+			var attrs [][2]string
+			if len(id.ObjectIDs) > 0 {
+				attrs = append(attrs, [2]string{"object_ids", "[" + text.QuoteList(id.ObjectIDs) + "]"})
+			}
+			if len(id.ClientIDs) > 0 {
+				attrs = append(attrs, [2]string{"client_ids", "[" + text.QuoteList(id.ClientIDs) + "]"})
+			}
+			writeAttrs(&b, "    ", attrs)
+			b.WriteString("  }\n")
+		}
 		type hostRule struct {
 			host  string
 			ports []uint16
@@ -255,6 +314,29 @@ func (r *Report) HCL(cloud string) []byte {
 	return []byte(b.String())
 }
 
+// writeAttrs writes name = value lines, the equals signs aligned as
+// hclwrite (and terraform fmt) align them.
+func writeAttrs(b *strings.Builder, indent string, attrs [][2]string) {
+	width := 0
+	for _, a := range attrs {
+		width = max(width, len(a[0]))
+	}
+	for _, a := range attrs {
+		fmt.Fprintf(b, "%s%-*s = %s\n", indent, width, a[0], a[1])
+	}
+}
+
+// durationText writes d as a policy would: "2m", "30s", "1m30s".
+func durationText(d time.Duration) string {
+	switch {
+	case d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	case d < time.Minute && d%time.Second == 0:
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return d.String()
+}
+
 // Markdown renders a review document for a security reviewer.
 func (r *Report) Markdown() []byte {
 	var b strings.Builder
@@ -278,7 +360,15 @@ func (r *Report) Markdown() []byte {
 	}
 	b.WriteString(".\n")
 	for _, blk := range r.Blocks {
-		fmt.Fprintf(&b, "\n## Client block `%s`\n\nSources: %s\n\n", blk.Name, codeList(blk.Sources))
+		fmt.Fprintf(&b, "\n## Client block `%s`\n\n", blk.Name)
+		sources := codeList(blk.Sources)
+		if id := blk.Identity; id != nil {
+			fmt.Fprintf(&b, "Identities: object IDs %s; client IDs %s\n\n", codeList(id.ObjectIDs), codeList(id.ClientIDs))
+			if len(blk.Sources) == 0 {
+				sources = "any"
+			}
+		}
+		fmt.Fprintf(&b, "Sources: %s\n\n", sources)
 		b.WriteString("| destination | why it is needed | decision | connections | first seen | last seen |\n|---|---|---|---|---|---|\n")
 		for _, o := range blk.Destinations {
 			why := o.Label

@@ -2,6 +2,8 @@ package learn
 
 import (
 	"bytes"
+	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,4 +153,101 @@ func TestRecorder(t *testing.T) {
 	if snap := r.Snapshot(); len(snap) != 1 || snap[0].Count != 4 {
 		t.Fatalf("snapshot %+v", snap)
 	}
+}
+
+// TestReportIdentity renders the learned policy of observations from
+// identity blocks, with and without a baseline: each identity block keeps
+// its identity block (and sources, where it has them), the entra block
+// comes first, and the result loads and selects by identity.
+func TestReportIdentity(t *testing.T) {
+	t.Parallel()
+	obs, err := ReadObservations("testdata/report/identity.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, diags := policy.LoadFile("testdata/report/identity-baseline.hcl")
+	if diags.HasErrors() {
+		t.Fatal(policy.FormatDiagnostics(diags))
+	}
+	for _, tt := range []struct {
+		name string
+		base *policy.Policy
+		skew time.Duration
+	}{
+		{"learned-identity.hcl", nil, 30 * time.Second},               // the latest observed entra block
+		{"learned-identity-with-baseline.hcl", base, 2 * time.Minute}, // the baseline's
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := NewReport(obs, tt.base).HCL("AzureCloud")
+			policytest.Golden(t, filepath.Join("testdata/report", tt.name+".golden"), got)
+			p, diags := policy.Load(tt.name, got)
+			if diags.HasErrors() {
+				t.Fatalf("generated policy does not pass check:\n%s", policy.FormatDiagnostics(diags))
+			}
+			if e := p.Entra(); e == nil || e.TenantID != "11111111-2222-3333-4444-555555555555" || e.ClockSkew != tt.skew {
+				t.Errorf("entra block %+v, want the tenant and a skew of %v", e, tt.skew)
+			}
+			in, out := netip.MustParseAddr("10.0.3.4"), netip.MustParseAddr("192.0.2.1")
+			for _, tc := range []struct {
+				oid, cid string
+				src      netip.Addr
+				host     string
+				want     string // block, "" for none
+				allow    bool
+			}{
+				{"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "", out, "kv-prod-01.vault.azure.net", "kv-reader", true},
+				{"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "", out, "kv-prod-02.vault.azure.net", "kv-reader", false},
+				{"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "", out, "management.azure.com", "kv-reader", true},
+				{"", "cccccccc-1111-2222-3333-444444444444", in, "stprod01.blob.core.windows.net", "pinned", true},
+				{"", "cccccccc-1111-2222-3333-444444444444", out, "stprod01.blob.core.windows.net", "", false},
+			} {
+				c, _ := p.ClientForIdentity(tc.oid, tc.cid, tc.src)
+				if name := blockName(c); name != tc.want {
+					t.Errorf("identity %s%s from %v selects %q, want %q", tc.oid, tc.cid, tc.src, name, tc.want)
+					continue
+				}
+				if c != nil && c.Decide(policytest.Host(t, tc.host), 443).Allowed != tc.allow {
+					t.Errorf("%s: %s allowed=%v, want %v", c.Name, tc.host, !tc.allow, tc.allow)
+				}
+			}
+			if c := p.Client(in); blockName(c) != "bootstrap" {
+				t.Errorf("Client(%v) = %q, want the address-keyed bootstrap", in, blockName(c))
+			}
+		})
+	}
+	policytest.Golden(t, "testdata/report/review-identity.md.golden", NewReport(obs, nil).Markdown())
+}
+
+// TestRecorderIdentity: an observation from an identity block records
+// the block's identities and the policy's entra block.
+func TestRecorderIdentity(t *testing.T) {
+	t.Parallel()
+	p, diags := policy.LoadFile("testdata/report/identity-baseline.hcl")
+	if diags.HasErrors() {
+		t.Fatal(policy.FormatDiagnostics(diags))
+	}
+	r := NewRecorder(nil)
+	now := time.Date(2026, 11, 23, 1, 0, 0, 0, time.UTC)
+	for _, c := range p.Clients() {
+		r.Observe(c, Observation{ClientBlock: c.Name, Host: "a.example", Port: 443, Decision: policy.VerdictWouldDeny, Reason: "no_rule"}, now)
+	}
+	got := map[string]Observation{}
+	for _, o := range r.Snapshot() {
+		got[o.ClientBlock] = o
+	}
+	if o := got["bootstrap"]; o.Identity != nil || o.Entra != nil {
+		t.Errorf("address-keyed block: identity %+v, entra %+v", o.Identity, o.Entra)
+	}
+	o := got["kv-reader"]
+	want := EntraBlock{TenantID: "11111111-2222-3333-4444-555555555555", Audiences: []string{"api://azegress"}, ClockSkew: "2m0s", Authority: "https://login.microsoftonline.com"}
+	if o.Identity == nil || len(o.Identity.ObjectIDs) != 2 || o.Entra == nil || fmt.Sprint(*o.Entra) != fmt.Sprint(want) {
+		t.Errorf("identity block: identity %+v, entra %+v; want two object IDs and %+v", o.Identity, o.Entra, want)
+	}
+}
+
+func blockName(c *policy.Client) string {
+	if c == nil {
+		return ""
+	}
+	return c.Name
 }
