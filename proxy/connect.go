@@ -21,6 +21,7 @@ import (
 	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
 	"github.com/azegress/azegress/policy/learn"
+	"github.com/azegress/azegress/proxy/internal/httphead"
 )
 
 // flow is one decided request: who asked for what, and under which policy.
@@ -382,7 +383,7 @@ func (s *Server) refuseConnect(c net.Conn, r *http.Request, fl *flow, d *denial)
 // serveConnect answers a CONNECT the front door read (front.go) exactly as
 // serveConnectHTTP answers one net/http read. early are bytes the client
 // sent after the head. cl is undone when the connection is done with.
-func (s *Server) serveConnect(cc *clientConn, h *reqHead, early []byte, cl *cleanup) {
+func (s *Server) serveConnect(cc *clientConn, h *httphead.Head, early []byte, cl *cleanup) {
 	s.frontConnects.Add(1)
 	r := &http.Request{
 		Method:     h.Method,

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/azegress/azegress/policy/host"
+	"github.com/azegress/azegress/proxy/internal/httphead"
 )
 
 // Transparent (next-hop) mode.
@@ -442,7 +443,7 @@ func (s *Server) serveTransparentHTTP(w http.ResponseWriter, r *http.Request) {
 // HTTP listener, after the framing checks they share: the request must be
 // origin-form with exactly one Host, which decides together with the
 // original destination port.
-func checkTransparentHygiene(r *http.Request, head reqHead, tc *transparentConn, fl *flow) *denial {
+func checkTransparentHygiene(r *http.Request, head httphead.Head, tc *transparentConn, fl *flow) *denial {
 	fl.kind = kindTransparentHTTP
 	fix := func(d *denial) *denial {
 		d.fix = "The transparent listener serves redirected plain-HTTP requests: origin-form (GET /path) with a Host header naming the destination."
