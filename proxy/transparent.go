@@ -566,27 +566,32 @@ func readServer(upstream net.Conn) (data []byte, spoke, timedOut bool) {
 
 // replay writes the bytes the proxy's checks read from either side of a
 // tunnel before it started moving them. If the checks ended the tunnel, or
-// a write fails, it closes both conns and reports why, as pipe would.
+// a write fails, it closes both conns and reports why, as pipe would. A
+// failed write resets only the side it failed on: bytes already read from
+// one side still reach the other, which gets a FIN after them.
 func replay(client, upstream net.Conn, op *opening) (string, error) {
 	why, err := op.end, op.err
+	if why != "" {
+		client.Close()
+		upstream.Close()
+		return why, err
+	}
+	var failed []net.Conn
 	for _, w := range []struct {
 		dst net.Conn
 		b   []byte
 		n   *atomic.Int64
 	}{{upstream, op.toUpstream, &op.st.up}, {client, op.toClient, &op.st.down}} {
-		if why != "" {
-			break
-		}
-		if err = writeCounted(w.dst, w.b, w.n); err != nil {
-			why = reasonError
+		if werr := writeCounted(w.dst, w.b, w.n); werr != nil {
+			why, err = reasonError, werr
+			failed = append(failed, w.dst)
 		}
 	}
 	if why == "" {
 		return "", nil
 	}
-	if why == reasonError {
-		abort(client)
-		abort(upstream)
+	for _, c := range failed {
+		abort(c)
 	}
 	client.Close()
 	upstream.Close()

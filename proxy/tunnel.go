@@ -7,15 +7,16 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
 // Reasons reported by pipe for why a tunnel ended.
 const (
-	reasonEOF         = "eof"          // both directions reached EOF
+	reasonEOF         = "eof"          // both sides ended, or one closed after the other had
 	reasonIdleTimeout = "idle_timeout" // no bytes moved for the idle duration
 	reasonCanceled    = "canceled"     // the context was done
-	reasonError       = "error"        // a read, write or half-close failed
+	reasonError       = "error"        // reading a side failed, or writing to a side that had not ended
 )
 
 // tunnelStats are live byte counts of one tunnel, readable while it runs.
@@ -24,12 +25,13 @@ type tunnelStats struct {
 	down atomic.Int64 // upstream→client bytes written to client
 }
 
-// pipe copies between client and upstream until both directions have finished, either side errors,
-// the tunnel is idle for longer than idle (0 means no idle timeout), or ctx is done. It closes both conns before returning.
-// The reason is one of: "eof" (both sides closed cleanly), "idle_timeout", "canceled" (ctx), "error".
+// pipe copies between client and upstream until both directions have
+// finished, the tunnel is idle for longer than idle (0 means no idle
+// timeout), or ctx is done. It closes both conns before returning. The reason
+// is one of: "eof" (a normal end), "idle_timeout", "canceled" (ctx), "error".
 //
 // err is nil for "eof" and "idle_timeout", context.Cause(ctx) for "canceled",
-// and the first I/O error for "error". st may be nil.
+// and the first failure for "error". st may be nil.
 //
 // pipe clears any deadlines already set on the conns. When both conns are
 // *net.TCPConn on Linux, bytes move with splice(2) and a direction waiting for
@@ -37,9 +39,21 @@ type tunnelStats struct {
 // are copied through a pooled 32 KiB buffer. When one direction reaches EOF,
 // the other conn's write side is closed with CloseWrite and the other
 // direction keeps running; a conn without CloseWrite (net.Pipe) cannot
-// half-close, so the tunnel then ends with "eof". On "error" both TCP conns are closed
-// with SO_LINGER 0, so each peer sees a reset rather than a clean end of a
-// truncated stream.
+// half-close, so the tunnel then ends at once.
+//
+// A direction ends when its source does: at EOF, or when reading it fails
+// (a reset, a timeout). Either way its destination gets a FIN after every
+// byte read from the source, never a reset that would discard them, and the
+// other direction runs on. A direction whose destination fails (dstFailed)
+// reads and drops the rest of its source, so that closing that side is a
+// FIN and not the reset a close with unread bytes makes, until nothing sent
+// to that side is left unacknowledged (lingerOver).
+//
+// The end is "eof" when the side that failed had ended first: a write meets
+// a socket its peer closed after its FIN (dstFailed), or a side resets after
+// the other had ended its sending (srcFailed); bytes meet a closed socket as
+// they would on a direct connection. Any other failure makes it "error";
+// only a side whose read failed is then closed with a reset (SO_LINGER 0).
 //
 // The tunnel is idle when, for the whole idle duration, no bytes were read
 // from either side and no write made progress. A write blocked because a peer
@@ -115,6 +129,7 @@ func newTunnel(client, upstream net.Conn, idle time.Duration, st *tunnelStats, d
 	}
 	t.dirs[0] = direction{t: t, dst: upstream, src: client, n: &st.up, acked: ackProbe(upstream)}
 	t.dirs[1] = direction{t: t, dst: client, src: upstream, n: &st.down, acked: ackProbe(client)}
+	t.dirs[0].other, t.dirs[1].other = &t.dirs[1], &t.dirs[0]
 	return t
 }
 
@@ -156,9 +171,10 @@ type tunnel struct {
 	ep               *poller       // shared epoll instance splice directions park in; nil: Go's poller
 	quiet            time.Duration // with ep, how long a resumed direction waits in Go's poller first
 
-	mu      sync.Mutex  // guards timer, stopped and direction.lastAcked
+	mu      sync.Mutex  // guards timer, stopped, fault and direction.lastAcked
 	timer   *time.Timer // idle watchdog; nil if idle is 0
 	stopped bool        // the tunnel is finishing; do not re-arm timer
+	fault   error       // the first failure; the tunnel's end is then "error"
 
 	once   sync.Once // guards reason and err, and closing the conns
 	reason string
@@ -178,10 +194,17 @@ const (
 type direction struct {
 	t        *tunnel
 	dst, src net.Conn
+	other    *direction    // the direction from dst to src
 	n        *atomic.Int64 // bytes written to dst
 	busy     atomic.Bool   // a write to dst is in progress
 	state    atomic.Int32  // dirRunning, dirParked or dirDone
+	eof      atomic.Bool   // src reached EOF: its peer ended its sending
+	readErr  atomic.Bool   // reading src failed; end resets src
 	sp       spliceState   // owned by the goroutine running the direction
+
+	// sink says dst failed: what src sends from then on is read and
+	// dropped. Owned by the goroutine running the direction.
+	sink bool
 
 	// acked, if non-nil, reports the bytes dst's peer has acknowledged, so
 	// the watchdog can tell a slow reader from one that stopped reading.
@@ -196,16 +219,31 @@ func (t *tunnel) touch() {
 }
 
 // end records why the tunnel ended, if it is the first to, and closes both
-// conns. Directions parked in epoll are then done: closing removed their
+// conns. A recorded failure (fail) makes the reason "error", whatever ended
+// the tunnel. Directions parked in epoll are then done: closing removed their
 // sockets from it, so no event will come for them.
+//
+// Only a side whose read failed is reset: its stream was cut, and the reset
+// frees its socket at once instead of lingering towards a peer that is gone.
+// Every other side is closed with a FIN, after whatever is still queued
+// towards it: at an idle timeout nothing moved for the idle duration, and at
+// a cancel (the server's shutdown deadline) the peer still gets the bytes
+// the tunnel read for it. The kernel resets a side itself if bytes it sent
+// are still unread.
 func (t *tunnel) end(reason string, err error) {
 	first := false
 	t.once.Do(func() {
 		first = true
+		t.mu.Lock()
+		if t.fault != nil {
+			reason, err = reasonError, t.fault
+		}
+		t.mu.Unlock()
 		t.reason, t.err = reason, err
-		if reason == reasonError {
-			abort(t.client)
-			abort(t.upstream)
+		for i := range t.dirs {
+			if t.dirs[i].readErr.Load() {
+				abort(t.dirs[i].src)
+			}
 		}
 		t.unwatch()
 		t.client.Close()
@@ -221,10 +259,12 @@ func (t *tunnel) end(reason string, err error) {
 	}
 }
 
-// exit is the last thing the goroutine running d does: it records err (nil
-// at EOF) and marks d done.
+// exit is the last thing the goroutine running d does: it records err, an
+// error reading src (nil at EOF), and marks d done.
 func (t *tunnel) exit(d *direction, err error) {
-	t.finish(err)
+	if err != nil {
+		t.srcFailed(d, err)
+	}
 	d.state.Store(dirDone)
 	t.dirDone()
 }
@@ -234,7 +274,7 @@ func (t *tunnel) dirDone() {
 	if t.pending.Add(-1) != 0 {
 		return
 	}
-	t.end(reasonEOF, nil) // no-op unless both directions ended cleanly
+	t.end(reasonEOF, nil) // "error" if a failure was recorded; no-op if the tunnel ended already
 	t.stopCtx()
 	t.mu.Lock()
 	t.stopped = true
@@ -251,11 +291,64 @@ func (t *tunnel) runGeneric(d *direction) {
 	t.exit(d, t.copyGeneric(d))
 }
 
-// finish ends the tunnel with reason "error" if err is non-nil. Errors that
-// are a consequence of end having already closed the conns are ignored by end.
-func (t *tunnel) finish(err error) {
-	if err != nil {
-		t.end(reasonError, err)
+// fail records err as the reason the tunnel's end will be "error", unless a
+// failure was recorded before. Failures after end (often caused by end
+// closing the conns) change nothing.
+func (t *tunnel) fail(err error) {
+	t.mu.Lock()
+	if t.fault == nil {
+		t.fault = err
+	}
+	t.mu.Unlock()
+}
+
+// srcFailed records that reading d.src failed: the tunnel's end is "error",
+// and d.src is reset then. d.dst has been written every byte read from src,
+// so it gets a FIN after them; the other direction runs on, and drops what
+// it reads once writing to the failed side fails.
+//
+// One reset is the normal end: src's peer resets after the other side had
+// ended its sending (we read its EOF). A peer that closes its socket with
+// bytes unread, such as a TLS close_notify that came after it had answered
+// and before it closed, makes its kernel send a reset instead of a FIN; the
+// other side had ended the conversation already.
+func (t *tunnel) srcFailed(d *direction, err error) {
+	if !errors.Is(err, syscall.ECONNRESET) || !d.other.eof.Load() {
+		d.readErr.Store(true)
+		t.fail(err)
+	}
+	if !d.sink {
+		t.halfClose(d) // a failure is the other direction's to find
+	}
+}
+
+// srcEOF propagates d.src's EOF to d.dst, unless dst failed already.
+func (t *tunnel) srcEOF(d *direction) {
+	d.eof.Store(true)
+	if d.sink {
+		return
+	}
+	if err := t.halfClose(d); err != nil {
+		t.dstFailed(d, err)
+	}
+}
+
+// dstFailed records that writing to, or half-closing, d.dst failed, and
+// makes d drop what it reads from src from now on.
+//
+// The tunnel's end is "error" unless the failure is what a side that ended
+// first answers. A socket whose peer closed altogether (rather than only
+// ended its sending) is reset by that peer when more bytes reach it, and
+// then answers EPIPE to a write (Linux reports a reset that followed the
+// peer's FIN as EPIPE) and ENOTCONN to a half-close: src's bytes meet a
+// closed socket, as they would on a direct connection. If that peer reset
+// without a FIN first, the other direction reads the reset and records it.
+// ECONNRESET here is such a reset, and the write that reports it takes it
+// from the socket: the other direction then reads a plain EOF.
+func (t *tunnel) dstFailed(d *direction, err error) {
+	d.sink = true
+	if !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ENOTCONN) {
+		t.fail(err)
 	}
 }
 
@@ -304,8 +397,18 @@ func (t *tunnel) checkIdle() {
 	t.end(reasonIdleTimeout, nil)
 }
 
+// lingerOver reports whether d, which drops what it reads because its dst
+// failed, may stop reading src: the other direction is done, so nothing more
+// will be sent to src's peer, and that peer has acknowledged every byte and
+// the FIN sent to it. Closing src then loses its peer nothing, even if src
+// keeps sending and the close is a reset; on a direct connection, bytes sent
+// after the other end closed are answered with a reset too.
+func (t *tunnel) lingerOver(d *direction) bool {
+	return d.other.state.Load() == dirDone && allAcked(d.src)
+}
+
 // halfClose propagates EOF from d.src to d.dst. If d.dst cannot close only its
-// write side, the whole tunnel ends cleanly.
+// write side, the whole tunnel ends (cleanly unless a failure was recorded).
 func (t *tunnel) halfClose(d *direction) error {
 	if cw, ok := d.dst.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
@@ -317,30 +420,39 @@ func (t *tunnel) halfClose(d *direction) error {
 // copyBufPool holds 32 KiB buffers for copyGeneric.
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// copyGeneric copies d.src to d.dst through a pooled buffer until d.src reaches
-// EOF, which it propagates with halfClose, or an error.
+// copyGeneric copies d.src to d.dst through a pooled buffer until d.src
+// reaches EOF, which it propagates with srcEOF, or reading it fails, which it
+// returns. If dst fails, it records that with dstFailed and drops the rest.
 func (t *tunnel) copyGeneric(d *direction) error {
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	buf := *bp
 	for {
 		nr, rerr := d.src.Read(buf)
-		if nr > 0 {
+		switch {
+		case nr == 0:
+		case d.sink:
+			// Dropped bytes are no activity.
+			if t.lingerOver(d) {
+				return nil
+			}
+		default:
 			d.busy.Store(true)
 			t.touch()
 			nw, werr := d.dst.Write(buf[:nr])
 			d.n.Add(int64(nw))
 			t.touch()
 			d.busy.Store(false)
-			if werr != nil {
-				return werr
+			if werr == nil && nw != nr {
+				werr = io.ErrShortWrite
 			}
-			if nw != nr {
-				return io.ErrShortWrite
+			if werr != nil {
+				t.dstFailed(d, werr)
 			}
 		}
 		if errors.Is(rerr, io.EOF) {
-			return t.halfClose(d)
+			t.srcEOF(d)
+			return nil
 		}
 		if rerr != nil {
 			return rerr

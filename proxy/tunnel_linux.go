@@ -129,7 +129,12 @@ func (t *tunnel) runSplice(d *direction) {
 		if parked {
 			return // d belongs to the epoll loop or to end now
 		}
-		err = perr
+		// The epoll set refused the socket (out of memory, or of
+		// fs.epoll.max_user_watches): the proxy failed, not a side, so
+		// the tunnel ends at once and neither side is reset.
+		t.fail(perr)
+		t.end(reasonError, perr)
+		err = nil
 	}
 	t.exit(d, err)
 }
@@ -221,10 +226,31 @@ func ackProbe(c net.Conn) func() (uint64, bool) {
 	}
 }
 
+// allAcked reports whether c's peer has acknowledged every byte (and the
+// FIN) sent to it: nothing is left in c's send queue (SIOCOUTQ). It reports
+// false for conns without a TCP socket.
+func allAcked(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	empty := false
+	rc.Control(func(fd uintptr) {
+		n, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+		empty = err == nil && n == 0
+	})
+	return empty
+}
+
 // copySplice copies d.src to d.dst, both *net.TCPConn, with splice(2) until
-// d.src reaches EOF, which it propagates with halfClose, or an error. With a
-// shared epoll instance it returns errParked instead of waiting when src has
-// nothing to read.
+// d.src reaches EOF, which it propagates with srcEOF, or reading it fails,
+// which it returns. If dst fails, it records that with dstFailed and drops
+// the rest. With a shared epoll instance it returns errParked instead of
+// waiting when src has nothing to read.
 //
 // Go's io.Copy between TCP conns takes a pipe from a pool before it waits for
 // data and keeps it while blocked, so an idle direction holds two fds.
@@ -233,8 +259,6 @@ func ackProbe(c net.Conn) func() (uint64, bool) {
 // (*net.TCPConn).ReadFrom on an io.LimitedReader, which splices through a
 // pooled pipe and cannot block on the read side.
 func (t *tunnel) copySplice(d *direction) error {
-	dst := d.dst.(*net.TCPConn)
-	src := d.src.(*net.TCPConn)
 	sp := &d.sp
 	for {
 		var err error
@@ -256,44 +280,83 @@ func (t *tunnel) copySplice(d *direction) error {
 		case sp.err != nil:
 			return sp.err
 		case sp.eof:
-			return t.halfClose(d)
+			t.srcEOF(d)
+			return nil
 		case sp.blocked:
 			return errParked
 		}
-
-		d.busy.Store(true)
-		t.touch()
-		var n int64
-		if sp.queued > 0 {
-			sp.lr.N = int64(sp.queued)
-			n, err = dst.ReadFrom(&sp.lr)
-		} else {
-			if sp.small == nil {
-				sp.small = make([]byte, 4<<10)
-			}
-			var nr int
-			nr, err = src.Read(sp.small)
-			if nr > 0 {
-				var nw int
-				nw, err = dst.Write(sp.small[:nr])
-				n = int64(nw)
-			}
-			if err == io.EOF {
-				err = nil // the next check sees it too and half-closes
-			}
-		}
-		d.n.Add(n)
-		t.touch()
-		d.busy.Store(false)
-		if sp.goWait && errors.Is(err, os.ErrDeadlineExceeded) {
-			// The read deadline passed while a write was blocked: splice
-			// stopped before moving anything more from src. Carry on.
-			err = nil
-		}
-		if err != nil {
+		if stop, err := t.moveQueued(d); stop || err != nil {
 			return err
 		}
 	}
+}
+
+// moveQueued moves the bytes checkReadable found queued on d.src to d.dst,
+// or drops them once dst failed. It returns an error reading src, or stop
+// when d may stop dropping (lingerOver); a failure of dst it records with
+// dstFailed.
+func (t *tunnel) moveQueued(d *direction) (stop bool, err error) {
+	sp := &d.sp
+	src := d.src.(*net.TCPConn)
+	if sp.queued == 0 && sp.small == nil {
+		sp.small = make([]byte, 4<<10)
+	}
+	var rerr error
+	if d.sink {
+		// Dropped bytes are no activity.
+		if sp.queued > 0 {
+			sp.lr.N = int64(sp.queued)
+			_, rerr = io.Copy(io.Discard, &sp.lr)
+		} else {
+			_, rerr = src.Read(sp.small)
+		}
+		return t.lingerOver(d), srcReadErr(rerr)
+	}
+
+	d.busy.Store(true)
+	t.touch()
+	var n int64
+	var werr error
+	if sp.queued > 0 {
+		sp.lr.N = int64(sp.queued)
+		// The bytes are queued on src, and the kernel keeps queued bytes
+		// readable even after a reset, so only src's read deadline (goWait)
+		// can stop the read side; any other error is dst's.
+		n, werr = d.dst.(*net.TCPConn).ReadFrom(&sp.lr)
+		if errors.Is(werr, os.ErrDeadlineExceeded) {
+			// The deadline passed while a write was blocked: splice
+			// stopped before moving anything more from src. Carry on.
+			werr = nil
+		}
+	} else {
+		// Data arrived after the ioctl, or an urgent mark is at the head
+		// of the queue (SIOCINQ counts only up to it): one buffer the
+		// ordinary way.
+		var nr int
+		nr, rerr = src.Read(sp.small)
+		if nr > 0 {
+			var nw int
+			nw, werr = d.dst.Write(sp.small[:nr])
+			n = int64(nw)
+		}
+	}
+	d.n.Add(n)
+	t.touch()
+	d.busy.Store(false)
+	if werr != nil {
+		t.dstFailed(d, werr)
+	}
+	return false, srcReadErr(rerr)
+}
+
+// srcReadErr is err from reading src in moveQueued, less what the next
+// readiness check sees again: EOF (which it propagates) and src's read
+// deadline (goWait, which it handles).
+func srcReadErr(err error) error {
+	if err == io.EOF || errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	return err
 }
 
 // quietOver runs when d's read deadline passed while it waited in Go's

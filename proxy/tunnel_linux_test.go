@@ -11,29 +11,37 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The tests in this file count process-wide goroutines, fds and epoll tokens,
 // so none of them is parallel (the testing package runs them before any
 // parallel test of the package starts).
 
-// tunnelPath is a way to run a tunnel's splice directions.
+// tunnelPath is a way to run a tunnel's directions.
 type tunnelPath struct {
-	name  string
-	mode  parkMode
-	quiet time.Duration
+	name    string
+	mode    parkMode
+	quiet   time.Duration
+	generic bool // hide the *net.TCPConn type: copyGeneric over the same TCP
 }
 
 var (
-	pathGoroutines = tunnelPath{"goroutines", parkGo, 0}         // before #5: a goroutine per direction
-	pathEpoll      = tunnelPath{"epoll", parkEpoll, 0}           // back to epoll whenever nothing is queued
-	pathHybrid     = tunnelPath{"hybrid", parkEpoll, epollQuiet} // startPipe's
+	pathGoroutines = tunnelPath{"goroutines", parkGo, 0, false}         // before #5: a goroutine per direction
+	pathEpoll      = tunnelPath{"epoll", parkEpoll, 0, false}           // back to epoll whenever nothing is queued
+	pathHybrid     = tunnelPath{"hybrid", parkEpoll, epollQuiet, false} // startPipe's
+	pathGeneric    = tunnelPath{"generic", parkEpoll, epollQuiet, true} // startPipe's for conns that are not *net.TCPConn
 )
 
 // start runs a tunnel between pc and pu on path p.
 func (p tunnelPath) start(ctx context.Context, pc, pu net.Conn, idle time.Duration, st *tunnelStats, done func(string, error)) *tunnel {
+	if p.generic {
+		pc, pu = struct{ *net.TCPConn }{pc.(*net.TCPConn)}, struct{ *net.TCPConn }{pu.(*net.TCPConn)}
+	}
 	t := newTunnel(pc, pu, idle, st, done)
 	t.quiet = p.quiet
 	t.run(ctx, p.mode)
@@ -208,7 +216,13 @@ func TestTunnelEpollEndWhileParked(t *testing.T) {
 				}
 			}},
 		{"idle_timeout", testIdle, func(*asyncTunnel, context.CancelFunc) {}, reasonIdleTimeout, nil},
-		{"reset", time.Minute, func(at *asyncTunnel, _ context.CancelFunc) { at.origin.SetLinger(0); at.origin.Close() }, reasonError,
+		// The client gets a FIN after the reset, and the tunnel ends when
+		// it closes too.
+		{"reset", time.Minute, func(at *asyncTunnel, _ context.CancelFunc) {
+			at.origin.SetLinger(0)
+			at.origin.Close()
+			closeAtEOF(at.client)
+		}, reasonError,
 			func(t *testing.T, err error) {
 				if err == nil {
 					t.Errorf("err: got nil, want the reset")
@@ -287,6 +301,7 @@ func TestTunnelEpollFDReuse(t *testing.T) {
 		} else {
 			old.origin.SetLinger(0)
 			old.origin.Close()
+			closeAtEOF(old.client) // the tunnel lingers for the client's end
 		}
 		old.wait(t, map[bool]string{true: reasonCanceled, false: reasonError}[i%2 == 0])
 		cancel()
@@ -322,6 +337,13 @@ func TestTunnelEpollFDReuse(t *testing.T) {
 	if tokens, _ := epollForTest(); tokens != 0 {
 		t.Errorf("epoll tokens: %d, want 0", tokens)
 	}
+}
+
+// closeAtEOF reads c to its end, then closes it: a client that is sent a
+// FIN where a reset ended the other side, and closes in turn.
+func closeAtEOF(c net.Conn) {
+	io.Copy(io.Discard, c)
+	c.Close()
 }
 
 func fdOf(tb testing.TB, c *net.TCPConn) int {
@@ -466,5 +488,225 @@ func BenchmarkTunnelSetup(b *testing.B) {
 				<-done
 			}
 		})
+	}
+}
+
+// TestTunnelClosedPeer runs the end of a tunnel whose origin answers and
+// closes first, as HTTP servers do after "Connection: close" (issue 11,
+// finding 5): the client then still sends (a TLS close_notify) and ends its
+// side, and those bytes meet the origin's closed socket, which resets. That
+// is a normal end ("eof"), and the client gets every byte of the response.
+// With a slow client the response is still on its way when the proxy meets
+// the reset; a reset towards the client then would discard it.
+func TestTunnelClosedPeer(t *testing.T) {
+	ln := listen(t)
+	for _, path := range []tunnelPath{pathHybrid, pathGeneric} {
+		for _, tc := range []struct {
+			name string
+			resp int // response bytes
+			// slow: the client reads the response only once the proxy
+			// has met the origin's reset, so the response is in flight.
+			slow bool
+			// writeAfterReset: the client writes once more after the
+			// origin's reset, so a write fails (EPIPE); otherwise its FIN
+			// does (the half-close: ENOTCONN).
+			writeAfterReset bool
+			// abort: the origin resets instead of closing (SO_LINGER 0),
+			// before the client's bytes come: an abnormal end.
+			abort bool
+			want  string
+		}{
+			{"fin_after_reset", 1000, false, false, false, reasonEOF},
+			{"write_after_reset", 1000, false, true, false, reasonEOF},
+			{"slow_client/fin_after_reset", 1 << 20, true, false, false, reasonEOF},
+			{"slow_client/write_after_reset", 1 << 20, true, true, false, reasonEOF},
+			{"slow_client/origin_aborts", 1 << 20, true, false, true, reasonError},
+		} {
+			t.Run(path.name+"/"+tc.name, func(t *testing.T) {
+				at := startAsync(t, t.Context(), ln, time.Minute, path)
+				req, late := []byte("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"), []byte("close_notify")
+				resp := testBlob()[:tc.resp]
+
+				if _, err := at.client.Write(req); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadFull(at.origin, make([]byte, len(req))); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := at.origin.Write(resp); err != nil {
+					t.Fatal(err)
+				}
+				// The proxy's kernel has every response byte, so the origin's
+				// FIN follows them at once and its reset discards none.
+				waitFor(t, func() bool { return sockQueue(t, at.origin, unix.SIOCOUTQ) == 0 }, "the origin's response to be acknowledged")
+				if tc.abort {
+					at.origin.SetLinger(0)
+				}
+				at.origin.Close()
+
+				var got []byte
+				if tc.slow {
+					waitFor(t, func() bool { return tcpState(t, at.pu) != unix.BPF_TCP_ESTABLISHED }, "the origin's FIN or reset to reach the proxy")
+					if sockQueue(t, at.pc, unix.SIOCOUTQ)+sockQueue(t, at.pu, unix.SIOCINQ) == 0 {
+						t.Fatalf("no response byte is in flight to the client: the test would not test a reset of the client")
+					}
+				} else {
+					// The proxy has read the origin's EOF and passed it on.
+					var err error
+					if got, err = io.ReadAll(at.client); err != nil {
+						t.Fatalf("client read %d bytes, then %v", len(got), err)
+					}
+				}
+
+				if _, err := at.client.Write(late); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, func() bool { return tcpState(t, at.pu) == unix.BPF_TCP_CLOSE }, "the origin's reset to reach the proxy")
+				if tc.writeAfterReset {
+					if _, err := at.client.Write(late); err != nil {
+						t.Fatal(err)
+					}
+				}
+				at.client.CloseWrite()
+
+				if tc.slow {
+					waitFor(t, func() bool { return at.t.dirs[0].state.Load() == dirDone }, "the proxy to read the client's end")
+					var err error
+					if got, err = io.ReadAll(at.client); err != nil {
+						t.Fatalf("client read %d of the %d bytes the proxy sent it, then %v; want all of them, then EOF", len(got), at.st.down.Load(), err)
+					}
+				}
+				if !bytes.Equal(got, resp) {
+					t.Errorf("client got %d bytes, want the %d of the response", len(got), len(resp))
+				}
+				err := at.wait(t, tc.want)
+				if tc.want == reasonEOF && err != nil {
+					t.Errorf("err: %v", err)
+				}
+				if tc.want == reasonError && !errors.Is(err, syscall.ECONNRESET) {
+					t.Errorf("err: got %v, want the origin's reset", err)
+				}
+				wantUp := len(req) + len(late) // a second late write fails
+				if tc.abort {
+					wantUp = len(req) // the first already meets the reset
+				}
+				if up, down := at.st.up.Load(), at.st.down.Load(); up != int64(wantUp) || down != int64(len(resp)) {
+					t.Errorf("bytes: up %d, down %d; want %d, %d", up, down, wantUp, len(resp))
+				}
+			})
+		}
+	}
+}
+
+// tcpState returns c's TCP state; the BPF names of TCP states (unix.BPF_TCP_*)
+// mirror the kernel's.
+func tcpState(tb testing.TB, c syscall.Conn) uint8 {
+	tb.Helper()
+	var st uint8
+	control(tb, c, func(fd int) {
+		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		st = info.State
+	})
+	return st
+}
+
+// sockQueue returns the bytes queued on c for reading (SIOCINQ) or for
+// sending and not yet acknowledged (SIOCOUTQ).
+func sockQueue(tb testing.TB, c syscall.Conn, req uint) int {
+	tb.Helper()
+	var n int
+	control(tb, c, func(fd int) {
+		var err error
+		if n, err = unix.IoctlGetInt(fd, req); err != nil {
+			tb.Fatal(err)
+		}
+	})
+	return n
+}
+
+func control(tb testing.TB, c syscall.Conn, f func(fd int)) {
+	tb.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := rc.Control(func(fd uintptr) { f(int(fd)) }); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// TestTunnelEnds runs other ends around a side that closes or resets while
+// the other still sends, and checks how the tunnel ends.
+func TestTunnelEnds(t *testing.T) {
+	ln := listen(t)
+	for _, path := range []tunnelPath{pathHybrid, pathGeneric} {
+		for _, tc := range []struct {
+			name string
+			run  func(t *testing.T, at *asyncTunnel)
+			want string
+		}{
+			// The client ends first (close_notify, FIN); the origin
+			// closes with those bytes unread, so its kernel resets
+			// instead of sending a FIN: a normal end.
+			{"origin_resets_after_client_end", func(t *testing.T, at *asyncTunnel) {
+				pingPong(t, at.client, at.origin)
+				at.client.Write([]byte("close_notify"))
+				at.client.CloseWrite()
+				waitFor(t, func() bool { return tcpState(t, at.origin) == unix.BPF_TCP_CLOSE_WAIT }, "the client's end to reach the origin")
+				at.origin.Close() // bytes unread: RST
+				if rest, err := io.ReadAll(at.client); err != nil || len(rest) != 0 {
+					t.Errorf("client got %d bytes, then %v; want EOF", len(rest), err)
+				}
+			}, reasonEOF},
+			// The origin answers and closes; the client keeps sending
+			// into the closed tunnel. Once the client has every byte of
+			// the answer, the proxy stops reading it, and its writes fail
+			// as they would on a direct connection.
+			{"client_sends_after_origin_closed", func(t *testing.T, at *asyncTunnel) {
+				pingPong(t, at.client, at.origin)
+				at.origin.Close()
+				if rest, err := io.ReadAll(at.client); err != nil || len(rest) != 0 {
+					t.Fatalf("client got %d bytes, then %v; want EOF", len(rest), err)
+				}
+				for deadline := time.Now().Add(10 * time.Second); ; {
+					if _, err := at.client.Write([]byte("more")); err != nil {
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("the client could still write after 10s into a tunnel whose origin closed")
+					}
+				}
+			}, reasonEOF},
+			// The client resets while the origin streams: the proxy must
+			// not go on reading the stream for nobody until the idle
+			// timeout.
+			{"client_resets_origin_streams", func(t *testing.T, at *asyncTunnel) {
+				pingPong(t, at.client, at.origin)
+				go func() {
+					for {
+						if _, err := at.origin.Write(testBlob()[:64<<10]); err != nil {
+							return
+						}
+					}
+				}()
+				if _, err := io.ReadFull(at.client, make([]byte, 64<<10)); err != nil {
+					t.Fatal(err)
+				}
+				at.client.SetLinger(0)
+				at.client.Close()
+			}, reasonError},
+		} {
+			t.Run(path.name+"/"+tc.name, func(t *testing.T) {
+				at := startAsync(t, t.Context(), ln, time.Minute, path)
+				tc.run(t, at)
+				err := at.wait(t, tc.want)
+				if tc.want == reasonEOF && err != nil {
+					t.Errorf("err: %v", err)
+				}
+			})
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -278,20 +279,35 @@ func testTunnelUpstreamClosesFirst(t *testing.T, wrap func(*net.TCPConn) net.Con
 	tt.checkCounts(t, 0, 3)
 }
 
+// testTunnelReset: the origin resets after sending. The client gets every
+// byte the proxy read before the reset and then a FIN, never a reset that
+// would discard bytes still on their way to it. The tunnel ends "error"
+// when the client closes too.
 func testTunnelReset(t *testing.T, wrap func(*net.TCPConn) net.Conn) {
 	tt := startTunnel(t, t.Context(), time.Minute, wrap)
+	sent := testBlob()[:256<<10]
 	go func() {
-		tt.origin.Write(testBlob()[:256<<10])
+		tt.origin.Write(sent)
 		tt.origin.SetLinger(0)
-		tt.origin.Close() // RST
+		tt.origin.Close() // RST; discards what the origin's kernel has not sent yet
 	}()
 	got, err := io.ReadAll(tt.client)
-	if err == nil {
-		t.Errorf("client read %d bytes and a clean EOF; want an error so the truncation is visible", len(got))
+	if err != nil {
+		t.Fatalf("client read %d bytes, then %v; want every byte the proxy read, then EOF", len(got), err)
 	}
-	if err := tt.wait(t, reasonError); err == nil {
-		t.Errorf("err: got nil, want the reset")
+	if !bytes.Equal(got, sent[:len(got)]) {
+		t.Fatalf("client got %d bytes that differ from what the origin sent", len(got))
 	}
+	select {
+	case <-tt.done:
+		t.Fatalf("pipe returned (%s) while the client could still send", tt.reason)
+	default:
+	}
+	tt.client.Close() // after the proxy read the reset: it sent the FIN
+	if err := tt.wait(t, reasonError); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("err: got %v, want the reset", err)
+	}
+	tt.checkCounts(t, 0, len(got))
 }
 
 func testTunnelIdle(t *testing.T, wrap func(*net.TCPConn) net.Conn) {
@@ -775,3 +791,41 @@ func isClosed(c net.Conn) bool {
 	return errors.Is(c.SetDeadline(time.Time{}), net.ErrClosed) ||
 		errors.Is(c.SetDeadline(time.Time{}), io.ErrClosedPipe)
 }
+
+// replay, the write of what the checks read before the tunnel started, must
+// not cost the client the origin's bytes when the write towards the origin
+// fails: the client gets them, then a FIN, not a reset.
+func TestReplayWriteFailureKeepsOtherSide(t *testing.T) {
+	t.Parallel()
+	clientLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clientLn.Close()
+	client, err := net.Dial("tcp", clientLn.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	proxySide, err := clientLn.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := &opening{toUpstream: []byte("EHLO client\r\n"), toClient: []byte("220 origin banner\r\n")}
+	why, _ := replay(proxySide, failingConn{}, op)
+	if why != reasonError {
+		t.Errorf("replay ended as %q, want %q", why, reasonError)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != "220 origin banner\r\n" {
+		t.Errorf("client read %q, %v; want the banner, then EOF", got, err)
+	}
+}
+
+// failingConn is an upstream whose writes fail.
+type failingConn struct{ net.Conn }
+
+func (failingConn) Write([]byte) (int, error)        { return 0, syscall.ECONNRESET }
+func (failingConn) Close() error                     { return nil }
+func (failingConn) SetWriteDeadline(time.Time) error { return nil }
