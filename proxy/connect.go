@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/azegress/azegress/proxy/internal/httphead"
+	"github.com/azegress/azegress/proxy/internal/relay"
 )
 
 // CONNECT: the tunnel from the decision to its end.
@@ -15,7 +16,7 @@ import (
 // A CONNECT the front door read (serveConnect) and one net/http read
 // (serveConnectHTTP) take the same path: openTunnel dials the admitted flow,
 // runTunnel answers 200 and runs the domain-fronting check (fronting.go),
-// spliceTunnel hands the bytes to the relay (tunnel.go), and tunnelClosed
+// spliceTunnel hands the bytes to the relay (internal/relay), and tunnelClosed
 // logs and counts the tunnel when it ends.
 
 // serveConnectHTTP answers a CONNECT that net/http read: one that follows
@@ -178,13 +179,13 @@ func (s *Server) spliceTunnel(fl *flow, client, upstream net.Conn, op *opening, 
 		done(why, err)
 		return
 	}
-	startPipe(s.tunnelCtx, client, upstream, s.cfg.TunnelIdleTimeout, &op.st, done)
+	relay.Start(s.tunnelCtx, client, upstream, s.cfg.TunnelIdleTimeout, &op.st, done)
 }
 
 // tunnelClosed counts and logs a tunnel that ended.
-func (s *Server) tunnelClosed(fl *flow, st *tunnelStats, why string, err error) {
+func (s *Server) tunnelClosed(fl *flow, st *relay.Stats, why string, err error) {
 	s.m.tunnelsActive.Dec()
-	up, down := st.up.Load(), st.down.Load()
+	up, down := st.Up.Load(), st.Down.Load()
 	s.m.tunnelsTotal.WithLabelValues(why).Inc()
 	s.m.bytesUp.Add(float64(up))
 	s.m.bytesDown.Add(float64(down))

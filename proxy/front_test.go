@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/azegress/azegress/proxy/internal/httphead"
+	"github.com/azegress/azegress/proxy/internal/nettest"
 )
 
 // TestFrontDoorMatchesNetHTTP sends each CONNECT twice: as the first request
@@ -142,7 +143,7 @@ func TestFrontDoorEarlyData(t *testing.T) {
 			if err != nil {
 				return
 			}
-			go echo(c)
+			go nettest.Echo(c)
 		}
 	}()
 	port := portOf(t, origin.Addr())

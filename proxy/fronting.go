@@ -15,6 +15,7 @@ import (
 
 	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/policy/host"
+	"github.com/azegress/azegress/proxy/internal/relay"
 	"github.com/azegress/azegress/proxy/internal/tlshello"
 )
 
@@ -39,9 +40,9 @@ import (
 // starts relaying.
 type opening struct {
 	toUpstream, toClient []byte      // read from one side, not yet written to the other
-	st                   tunnelStats // bytes the checks already wrote
+	st                   relay.Stats // bytes the checks already wrote
 	// end, if not "", is why the tunnel ended during the checks (one of
-	// pipe's reasons), with err.
+	// the relay's reasons), with err.
 	end string
 	err error
 }
@@ -72,17 +73,17 @@ func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.C
 		hello, perr = tlshello.Parse(buf)
 	}
 	if perr == tlshello.ErrIncomplete {
-		w := s.watchServer(client, upstream, &op.st.down)
+		w := s.watchServer(client, upstream, &op.st.Down)
 		var rerr error
 		buf, hello, perr, rerr = readRecords(client, buf, tlshello.Parse)
 		w.stop()
 		op.toUpstream = buf
 		switch {
 		case s.tunnelCtx.Err() != nil:
-			op.end, op.err = reasonCanceled, context.Cause(s.tunnelCtx)
+			op.end, op.err = relay.ReasonCanceled, context.Cause(s.tunnelCtx)
 			return op, nil
 		case w.werr != nil:
-			op.end, op.err = reasonError, w.werr
+			op.end, op.err = relay.ReasonError, w.werr
 			return op, nil
 		case perr == tlshello.ErrIncomplete:
 			return op, s.unfinishedStart(fl, op, w, rerr)
@@ -123,13 +124,13 @@ func (s *Server) unfinishedStart(fl *flow, op *opening, w *serverWatch, rerr err
 	case len(op.toUpstream) > 0:
 		return s.connectBadHello(fl, helloRefusal(op.toUpstream, tlshello.ErrIncomplete, stopped))
 	case w.idled:
-		op.end = reasonIdleTimeout
+		op.end = relay.ReasonIdleTimeout
 		return nil
 	case w.closed:
 		// The origin closed before the client spoke. A half-closed origin
 		// still reads, and nothing would check what the client sends
 		// next: the tunnel ends.
-		op.end = reasonEOF
+		op.end = relay.ReasonEOF
 		return nil
 	case !errors.Is(rerr, os.ErrDeadlineExceeded):
 		// The client closed or failed: it sends nothing more to check.
@@ -233,13 +234,13 @@ func (s *Server) checkRetry(r *http.Request, fl *flow, client, upstream net.Conn
 	})
 	defer stop()
 	ended := func(err error) *denial {
-		op.end, op.err = reasonError, err
+		op.end, op.err = relay.ReasonError, err
 		if s.tunnelCtx.Err() != nil {
-			op.end, op.err = reasonCanceled, context.Cause(s.tunnelCtx)
+			op.end, op.err = relay.ReasonCanceled, context.Cause(s.tunnelCtx)
 		}
 		return nil
 	}
-	if err := writeCounted(upstream, op.toUpstream[:ch1.End], &op.st.up); err != nil {
+	if err := writeCounted(upstream, op.toUpstream[:ch1.End], &op.st.Up); err != nil {
 		return ended(err)
 	}
 	op.toUpstream = op.toUpstream[:copy(op.toUpstream, op.toUpstream[ch1.End:])]
@@ -258,7 +259,7 @@ func (s *Server) checkRetry(r *http.Request, fl *flow, client, upstream net.Conn
 		// comes; but a half-closed origin still reads, and nothing would
 		// check a second ClientHello: the tunnel ends.
 		if errors.Is(rerr, io.EOF) {
-			op.end = reasonEOF
+			op.end = relay.ReasonEOF
 			return nil
 		}
 		return ended(rerr)
@@ -272,7 +273,7 @@ func (s *Server) checkRetry(r *http.Request, fl *flow, client, upstream net.Conn
 		return nil
 	}
 
-	if err := writeCounted(client, sbuf, &op.st.down); err != nil {
+	if err := writeCounted(client, sbuf, &op.st.Down); err != nil {
 		return ended(err)
 	}
 	putHelloBuf(sbuf)
@@ -370,7 +371,7 @@ func (w *serverWatch) run() {
 	defer close(w.done)
 	// A TLS server never speaks first: on the common path this waits until
 	// stop, without reading.
-	data, spoke, timedOut := awaitServer(w.upstream)
+	data, spoke, timedOut := relay.Await(w.upstream)
 	if timedOut {
 		return
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/azegress/azegress/policy/host"
 	"github.com/azegress/azegress/proxy/internal/httphead"
+	"github.com/azegress/azegress/proxy/internal/relay"
 	"github.com/azegress/azegress/proxy/internal/tlshello"
 )
 
@@ -556,17 +557,9 @@ func (s *Server) shutdownTransparent(ctx context.Context) error {
 	return err
 }
 
-// readServer reads what upstream sends first, for awaitServer where the
-// bytes cannot be left queued.
-func readServer(upstream net.Conn) (data []byte, spoke, timedOut bool) {
-	b := make([]byte, 1024)
-	n, err := upstream.Read(b)
-	return b[:n], n > 0, n == 0 && errors.Is(err, os.ErrDeadlineExceeded)
-}
-
 // replay writes the bytes the proxy's checks read from either side of a
 // tunnel before it started moving them. If the checks ended the tunnel, or
-// a write fails, it closes both conns and reports why, as pipe would. A
+// a write fails, it closes both conns and reports why, as the relay would. A
 // failed write resets only the side it failed on: bytes already read from
 // one side still reach the other, which gets a FIN after them.
 func replay(client, upstream net.Conn, op *opening) (string, error) {
@@ -581,9 +574,9 @@ func replay(client, upstream net.Conn, op *opening) (string, error) {
 		dst net.Conn
 		b   []byte
 		n   *atomic.Int64
-	}{{upstream, op.toUpstream, &op.st.up}, {client, op.toClient, &op.st.down}} {
+	}{{upstream, op.toUpstream, &op.st.Up}, {client, op.toClient, &op.st.Down}} {
 		if werr := writeCounted(w.dst, w.b, w.n); werr != nil {
-			why, err = reasonError, werr
+			why, err = relay.ReasonError, werr
 			failed = append(failed, w.dst)
 		}
 	}
@@ -591,7 +584,10 @@ func replay(client, upstream net.Conn, op *opening) (string, error) {
 		return "", nil
 	}
 	for _, c := range failed {
-		abort(c)
+		// A reset, as the relay ends a side whose stream was cut.
+		if l, ok := c.(interface{ SetLinger(int) error }); ok {
+			_ = l.SetLinger(0)
+		}
 	}
 	client.Close()
 	upstream.Close()

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"path/filepath"
+	"syscall"
 
 	"os"
 
@@ -23,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/azegress/azegress/proxy/internal/relay"
 	"github.com/azegress/azegress/proxy/internal/tlshello/tlshellotest"
 )
 
@@ -830,3 +832,41 @@ func TestGlobalCapSharedAcrossListeners(t *testing.T) {
 		t.Errorf("shed = %v, want 2 (one per transparent listener)", got)
 	}
 }
+
+// replay, the write of what the checks read before the tunnel started, must
+// not cost the client the origin's bytes when the write towards the origin
+// fails: the client gets them, then a FIN, not a reset.
+func TestReplayWriteFailureKeepsOtherSide(t *testing.T) {
+	t.Parallel()
+	clientLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clientLn.Close()
+	client, err := net.Dial("tcp", clientLn.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	proxySide, err := clientLn.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := &opening{toUpstream: []byte("EHLO client\r\n"), toClient: []byte("220 origin banner\r\n")}
+	why, _ := replay(proxySide, failingConn{}, op)
+	if why != relay.ReasonError {
+		t.Errorf("replay ended as %q, want %q", why, relay.ReasonError)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != "220 origin banner\r\n" {
+		t.Errorf("client read %q, %v; want the banner, then EOF", got, err)
+	}
+}
+
+// failingConn is an upstream whose writes fail.
+type failingConn struct{ net.Conn }
+
+func (failingConn) Write([]byte) (int, error)        { return 0, syscall.ECONNRESET }
+func (failingConn) Close() error                     { return nil }
+func (failingConn) SetWriteDeadline(time.Time) error { return nil }
