@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/proxy/internal/nettest"
 )
 
 // benchRules returns n allow rules, exact names and wildcards mixed, for the
@@ -48,7 +49,7 @@ func benchProxy(b *testing.B, port uint16) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ln := listen(b)
+	ln := nettest.Listen(b)
 	go s.Serve(ln)
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -65,7 +66,7 @@ func echoServer(ln net.Listener) {
 		if err != nil {
 			return
 		}
-		go echo(c)
+		go nettest.Echo(c)
 	}
 }
 
@@ -73,7 +74,7 @@ func echoServer(ln net.Listener) {
 // process: connect, CONNECT and its 200, one byte echoed by the origin,
 // close. Allocations are the proxy's and the client's together.
 func BenchmarkConnectSetup(b *testing.B) {
-	origin := listen(b)
+	origin := nettest.Listen(b)
 	go echoServer(origin)
 	addr := benchProxy(b, portOf2(b, origin.Addr()))
 	req := []byte(fmt.Sprintf("CONNECT allowed.example.com:%[1]d HTTP/1.1\r\nHost: allowed.example.com:%[1]d\r\n\r\n", portOf2(b, origin.Addr())))
@@ -112,7 +113,7 @@ func BenchmarkConnectSetup(b *testing.B) {
 // BenchmarkHTTPForward is one plain-HTTP request forwarded on a kept-alive
 // client connection, with a kept-alive upstream connection.
 func BenchmarkHTTPForward(b *testing.B) {
-	origin := listen(b)
+	origin := nettest.Listen(b)
 	go func() {
 		for {
 			c, err := origin.Accept()

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/azegress/azegress/proxy/internal/httphead"
 )
 
 // The front door of the proxy listener.
@@ -15,7 +17,7 @@ import (
 // through net/http costs a goroutine with a deep stack, 8 KiB of bufio
 // buffers that a hijack never returns to net/http's pools, and a second
 // parse of the head. So Serve reads each connection's first head itself,
-// with the headConn parser that checks every request anyway, and answers a
+// with the httphead parser that checks every request anyway, and answers a
 // plain CONNECT directly: the decision, the dial, the response bodies and
 // the tunnel are the same code serveConnectHTTP runs for a CONNECT net/http
 // read. Anything else (plain HTTP, a head the parser flags or that is
@@ -96,7 +98,7 @@ func (s *Server) acceptLoop(ln net.Listener, h *handoff) error {
 			shed(c)
 			continue
 		}
-		cc := &clientConn{headConn: newHeadConn(c), s: s}
+		cc := &clientConn{Conn: httphead.NewConn(c), s: s}
 		if !s.trackFront(cc, true) {
 			_ = cc.Close()
 			continue
@@ -164,14 +166,14 @@ func (s *Server) serveFront(cc *clientConn, h *handoff) {
 	buf := (*bp)[:frontBufSize]
 	n := 0
 	var (
-		head   reqHead
+		head   httphead.Head
 		ok     bool
 		gotErr bool
 	)
 	for n < len(buf) {
 		k, err := cc.Read(buf[n:])
 		n += k
-		if head, ok = cc.peekHead(); ok {
+		if head, ok = cc.PeekHead(); ok {
 			break
 		}
 		if err != nil {
@@ -207,8 +209,8 @@ func (s *Server) serveFront(cc *clientConn, h *handoff) {
 // plainConnect reports whether h is a CONNECT the front door may answer: one
 // on which net/http could not have reached another verdict than the handler
 // does, so that both paths refuse and allow exactly the same requests.
-func plainConnect(h *reqHead) bool {
-	return h.Err == nil && !h.unusual && h.Method == http.MethodConnect &&
+func plainConnect(h *httphead.Head) bool {
+	return h.Err == nil && !h.Unusual && h.Method == http.MethodConnect &&
 		(h.Proto == "HTTP/1.1" || h.Proto == "HTTP/1.0") &&
 		len(h.Host) <= 1 && len(h.ContentLength) == 0 && len(h.TransferEncoding) == 0 &&
 		plainAuthority(h.Target) && (len(h.Host) == 0 || plainAuthority(h.Host[0]))

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/azegress/azegress/proxy/internal/httphead"
+	"github.com/azegress/azegress/proxy/internal/nettest"
 )
 
 // TestFrontDoorMatchesNetHTTP sends each CONNECT twice: as the first request
@@ -139,7 +143,7 @@ func TestFrontDoorEarlyData(t *testing.T) {
 			if err != nil {
 				return
 			}
-			go echo(c)
+			go nettest.Echo(c)
 		}
 	}()
 	port := portOf(t, origin.Addr())
@@ -212,3 +216,46 @@ func TestFrontDoorShutdownClosesWaitingConns(t *testing.T) {
 		t.Errorf("Shutdown: %v", err)
 	}
 }
+
+// FuzzFrontDoor checks that the front door answers no first request that
+// net/http refuses: a head it takes as a plain CONNECT, which net/http's
+// reader cannot read, must be refused by checkTarget as well. (The head
+// parser's own properties, and its alignment with net/http, are
+// httphead's FuzzHeadParser.)
+func FuzzFrontDoor(f *testing.F) {
+	for _, s := range []string{
+		"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n\x16\x03\x01",
+		"CONNECT a.example:443 HTTP/1.0\r\n\r\n",
+		"CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n",
+		"CONNECT a.example HTTP/1.1\r\n\r\n",
+		"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example\r\n\r\n",
+		"CONNECT a_b.example:0443 HTTP/1.1\n\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		hc := httphead.NewConn(&readerConn{r: bytes.NewReader(data)})
+		if _, err := io.Copy(io.Discard, hc); err != nil {
+			t.Fatal(err)
+		}
+		head, ok := hc.NextHead()
+		if !ok || !plainConnect(&head) {
+			return
+		}
+		_, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(data)))
+		if err == nil {
+			return
+		}
+		if d := checkTarget(&flow{}, head.Method, head.Target, nil, head.Host); d == nil {
+			t.Fatalf("the front door accepts the target of %+v, which net/http refuses: %v", head, err)
+		}
+	})
+}
+
+// readerConn is a net.Conn whose reads come from r.
+type readerConn struct {
+	net.Conn // nil: only Read is used
+	r        io.Reader
+}
+
+func (c *readerConn) Read(b []byte) (int, error) { return c.r.Read(b) }

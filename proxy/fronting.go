@@ -15,12 +15,14 @@ import (
 
 	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/policy/host"
+	"github.com/azegress/azegress/proxy/internal/relay"
+	"github.com/azegress/azegress/proxy/internal/tlshello"
 )
 
 // The domain-fronting check of CONNECT tunnels.
 //
 // After the 200, the client's first bytes decide. Bytes that look like TLS
-// (clienthello.go) must be a ClientHello whose server name is the CONNECT
+// (internal/tlshello) must be a ClientHello whose server name is the CONNECT
 // host, or another host the client block allows on the port; other bytes
 // (SSH, SMTP) pass. No client byte reaches the origin before it is
 // classified, however late it comes. An origin that speaks first (an SSH or
@@ -38,9 +40,9 @@ import (
 // starts relaying.
 type opening struct {
 	toUpstream, toClient []byte      // read from one side, not yet written to the other
-	st                   tunnelStats // bytes the checks already wrote
+	st                   relay.Stats // bytes the checks already wrote
 	// end, if not "", is why the tunnel ended during the checks (one of
-	// pipe's reasons), with err.
+	// the relay's reasons), with err.
 	end string
 	err error
 }
@@ -65,30 +67,30 @@ func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.C
 	}
 	buf := newHelloBuf(early)
 	op.toUpstream = buf
-	var hello clientHello
-	var perr error = errHelloIncomplete
+	var hello tlshello.ClientHello
+	var perr error = tlshello.ErrIncomplete
 	if len(buf) > 0 { // sent with the CONNECT: no need to wait
-		hello, perr = parseClientHello(buf)
+		hello, perr = tlshello.Parse(buf)
 	}
-	if perr == errHelloIncomplete {
-		w := s.watchServer(client, upstream, &op.st.down)
+	if perr == tlshello.ErrIncomplete {
+		w := s.watchServer(client, upstream, &op.st.Down)
 		var rerr error
-		buf, hello, perr, rerr = readRecords(client, buf, parseClientHello)
+		buf, hello, perr, rerr = readRecords(client, buf, tlshello.Parse)
 		w.stop()
 		op.toUpstream = buf
 		switch {
 		case s.tunnelCtx.Err() != nil:
-			op.end, op.err = reasonCanceled, context.Cause(s.tunnelCtx)
+			op.end, op.err = relay.ReasonCanceled, context.Cause(s.tunnelCtx)
 			return op, nil
 		case w.werr != nil:
-			op.end, op.err = reasonError, w.werr
+			op.end, op.err = relay.ReasonError, w.werr
 			return op, nil
-		case perr == errHelloIncomplete:
+		case perr == tlshello.ErrIncomplete:
 			return op, s.unfinishedStart(fl, op, w, rerr)
 		}
 	}
 	switch {
-	case perr == errNotTLS:
+	case perr == tlshello.ErrNotTLS:
 		// SSH, SMTP, an SSLv2-format hello: none carries a server name a
 		// front could route on, and the tunnel's host was decided.
 		return op, nil
@@ -97,11 +99,11 @@ func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.C
 	}
 	// With an Encrypted Client Hello the outer name is checked, the only one
 	// in sight, as the transparent listener decides on it.
-	first, d := s.checkSNI(r, fl, hello.serverName)
+	first, d := s.checkSNI(r, fl, hello.ServerName)
 	if d != nil {
 		return op, d
 	}
-	if hello.tls13 {
+	if hello.TLS13 {
 		return op, s.checkRetry(r, fl, client, upstream, op, &hello, first)
 	}
 	return op, nil
@@ -120,15 +122,15 @@ func (s *Server) unfinishedStart(fl *flow, op *opening, w *serverWatch, rerr err
 	}
 	switch {
 	case len(op.toUpstream) > 0:
-		return s.connectBadHello(fl, helloRefusal(op.toUpstream, errHelloIncomplete, stopped))
+		return s.connectBadHello(fl, helloRefusal(op.toUpstream, tlshello.ErrIncomplete, stopped))
 	case w.idled:
-		op.end = reasonIdleTimeout
+		op.end = relay.ReasonIdleTimeout
 		return nil
 	case w.closed:
 		// The origin closed before the client spoke. A half-closed origin
 		// still reads, and nothing would check what the client sends
 		// next: the tunnel ends.
-		op.end = reasonEOF
+		op.end = relay.ReasonEOF
 		return nil
 	case !errors.Is(rerr, os.ErrDeadlineExceeded):
 		// The client closed or failed: it sends nothing more to check.
@@ -155,15 +157,15 @@ func (s *Server) connectBadHello(fl *flow, d *denial) *denial {
 // helloRefusal is the verdict on the first bytes a client sent in a tunnel,
 // on which the CONNECT check and the transparent TLS listener agree: nil
 // for a well-formed ClientHello, a bad_request otherwise. The CONNECT check
-// lets bytes that are not TLS (errNotTLS) pass before it asks. stopped says
+// lets bytes that are not TLS (tlshello.ErrNotTLS) pass before it asks. stopped says
 // why reading ended before a ClientHello was complete.
 func helloRefusal(buf []byte, perr error, stopped string) *denial {
 	switch perr {
 	case nil:
 		return nil
-	case errNotTLS:
+	case tlshello.ErrNotTLS:
 		return badRequest("not TLS: the connection starts with %q", truncate(string(buf[:min(len(buf), 8)]), 8))
-	case errHelloIncomplete:
+	case tlshello.ErrIncomplete:
 		return badRequest("incomplete TLS ClientHello (%d bytes) when the client %s", len(buf), stopped)
 	}
 	return badRequest("malformed TLS ClientHello: %v", perr)
@@ -185,10 +187,10 @@ func (s *Server) checkSNI(r *http.Request, fl *flow, raw []byte) (host.Host, *de
 	d := &denial{
 		reason: ReasonSNIMismatch,
 		detail: fmt.Sprintf("the TLS server name (SNI) %s in the tunnel to %s names another host, which no allow rule in client block %q allows on port %d (domain fronting)",
-			printableSNI(raw), fl.target(), fl.block.Name, fl.port),
+			tlshello.PrintableSNI(raw), fl.target(), fl.block.Name, fl.port),
 	}
 	if err != nil {
-		d.detail = fmt.Sprintf("the TLS server name (SNI) %q in the tunnel to %s is not a valid host name", printableSNI(raw), fl.target())
+		d.detail = fmt.Sprintf("the TLS server name (SNI) %q in the tunnel to %s is not a valid host name", tlshello.PrintableSNI(raw), fl.target())
 	} else {
 		d.fix = fmt.Sprintf("If the client must send this server name, allow it in client %q in %s:\n\n%s\nor turn the check off for the block with allow_sni_mismatch = true.",
 			fl.block.Name, fl.gen.pol.Filename(), suggestRule(sni, fl.port))
@@ -224,60 +226,60 @@ func (s *Server) mismatch(r *http.Request, fl *flow, d *denial, sni host.Host, v
 // to be a second ClientHello, after at most one change_cipher_spec, whose
 // server name is first, ch1's (zero if ch1 has none). Anything else from
 // the origin ends the check. Reads are bounded by the header timeout and
-// maxHelloBytes; what was read and not forwarded is left in op.
-func (s *Server) checkRetry(r *http.Request, fl *flow, client, upstream net.Conn, op *opening, ch1 *clientHello, first host.Host) *denial {
+// tlshello.MaxBytes; what was read and not forwarded is left in op.
+func (s *Server) checkRetry(r *http.Request, fl *flow, client, upstream net.Conn, op *opening, ch1 *tlshello.ClientHello, first host.Host) *denial {
 	stop := context.AfterFunc(s.tunnelCtx, func() {
 		_ = client.SetReadDeadline(time.Unix(1, 0))
 		_ = upstream.SetReadDeadline(time.Unix(1, 0))
 	})
 	defer stop()
 	ended := func(err error) *denial {
-		op.end, op.err = reasonError, err
+		op.end, op.err = relay.ReasonError, err
 		if s.tunnelCtx.Err() != nil {
-			op.end, op.err = reasonCanceled, context.Cause(s.tunnelCtx)
+			op.end, op.err = relay.ReasonCanceled, context.Cause(s.tunnelCtx)
 		}
 		return nil
 	}
-	if err := writeCounted(upstream, op.toUpstream[:ch1.end], &op.st.up); err != nil {
+	if err := writeCounted(upstream, op.toUpstream[:ch1.End], &op.st.Up); err != nil {
 		return ended(err)
 	}
-	op.toUpstream = op.toUpstream[:copy(op.toUpstream, op.toUpstream[ch1.end:])]
+	op.toUpstream = op.toUpstream[:copy(op.toUpstream, op.toUpstream[ch1.End:])]
 
 	timeout := s.cfg.ReadHeaderTimeout
 	_ = upstream.SetReadDeadline(time.Now().Add(timeout))
-	sbuf, sh, perr, rerr := readRecords(upstream, newHelloBuf(op.toClient), parseServerHello)
+	sbuf, sh, perr, rerr := readRecords(upstream, newHelloBuf(op.toClient), tlshello.ParseServerHello)
 	_ = upstream.SetReadDeadline(time.Time{})
 	op.toClient = sbuf
 	fix := "The origin must answer a TLS ClientHello within -header-timeout, with a first handshake message of at most 16 KiB."
 	switch {
 	case s.tunnelCtx.Err() != nil:
 		return ended(nil)
-	case perr == errHelloIncomplete && !errors.Is(rerr, os.ErrDeadlineExceeded):
+	case perr == tlshello.ErrIncomplete && !errors.Is(rerr, os.ErrDeadlineExceeded):
 		// The origin closed without answering, so no HelloRetryRequest
 		// comes; but a half-closed origin still reads, and nothing would
 		// check a second ClientHello: the tunnel ends.
 		if errors.Is(rerr, io.EOF) {
-			op.end = reasonEOF
+			op.end = relay.ReasonEOF
 			return nil
 		}
 		return ended(rerr)
-	case perr == errHelloIncomplete:
+	case perr == tlshello.ErrIncomplete:
 		return &denial{reason: ReasonDialFailed, fix: fix,
 			detail: fmt.Sprintf("the origin of the tunnel to %s did not answer the TLS ClientHello within %s, so a HelloRetryRequest could not be ruled out", fl.target(), timeout)}
 	case perr != nil:
 		return &denial{reason: ReasonDialFailed, fix: fix,
 			detail: fmt.Sprintf("the origin of the tunnel to %s answered the TLS ClientHello with a handshake message larger than 16 KiB", fl.target())}
-	case !sh.retry:
+	case !sh.Retry:
 		return nil
 	}
 
-	if err := writeCounted(client, sbuf, &op.st.down); err != nil {
+	if err := writeCounted(client, sbuf, &op.st.Down); err != nil {
 		return ended(err)
 	}
 	putHelloBuf(sbuf)
 	op.toClient = nil
 	_ = client.SetReadDeadline(time.Now().Add(timeout))
-	cbuf, ch2, perr, rerr := readRecords(client, op.toUpstream, parseSecondHello)
+	cbuf, ch2, perr, rerr := readRecords(client, op.toUpstream, tlshello.ParseSecond)
 	_ = client.SetReadDeadline(time.Time{})
 	op.toUpstream = cbuf
 	if s.tunnelCtx.Err() != nil {
@@ -292,8 +294,8 @@ func (s *Server) checkRetry(r *http.Request, fl *flow, client, upstream net.Conn
 	}
 	var second host.Host
 	var err error
-	if ch2.serverName != nil {
-		second, err = wireHost(string(ch2.serverName))
+	if ch2.ServerName != nil {
+		second, err = wireHost(string(ch2.ServerName))
 	}
 	if err == nil && second == first {
 		return nil
@@ -306,7 +308,7 @@ func (s *Server) checkRetry(r *http.Request, fl *flow, client, upstream net.Conn
 	}
 	said := name(second)
 	if err != nil {
-		said = fmt.Sprintf("%q, not a valid host name,", printableSNI(ch2.serverName))
+		said = fmt.Sprintf("%q, not a valid host name,", tlshello.PrintableSNI(ch2.ServerName))
 	}
 	d := &denial{
 		reason: ReasonSNIMismatch,
@@ -369,7 +371,7 @@ func (w *serverWatch) run() {
 	defer close(w.done)
 	// A TLS server never speaks first: on the common path this waits until
 	// stop, without reading.
-	data, spoke, timedOut := awaitServer(w.upstream)
+	data, spoke, timedOut := relay.Await(w.upstream)
 	if timedOut {
 		return
 	}

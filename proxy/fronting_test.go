@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/azegress/azegress/proxy/internal/tlshello"
+	"github.com/azegress/azegress/proxy/internal/tlshello/tlshellotest"
 )
 
 // frontingProxy starts a proxy under frontingPolicy(port, extra), whose
@@ -95,17 +98,17 @@ func TestConnectFrontingFirstBytes(t *testing.T) {
 		reason string // "" if the handshake must work
 		detail string
 	}{
-		{name: "warning alert, then a denied name", sni: "denied.example", prefix: record(21, []byte{1, 112}),
+		{name: "warning alert, then a denied name", sni: "denied.example", prefix: tlshellotest.Record(21, []byte{1, 112}),
 			reason: "bad_request", detail: "alert record before the ClientHello"},
-		{name: "warning alert, then the CONNECT host", sni: "allowed.example", prefix: record(21, []byte{1, 112}),
+		{name: "warning alert, then the CONNECT host", sni: "allowed.example", prefix: tlshellotest.Record(21, []byte{1, 112}),
 			reason: "bad_request", detail: "alert record before the ClientHello"},
-		{name: "change_cipher_spec first", sni: "allowed.example", prefix: record(20, []byte{1}),
+		{name: "change_cipher_spec first", sni: "allowed.example", prefix: tlshellotest.Record(20, []byte{1}),
 			reason: "bad_request", detail: "change_cipher_spec record before"},
-		{name: "record version 2.0, denied name", sni: "denied.example", edit: func(b []byte) []byte { return withRecordVersion(b, 0x0200) },
+		{name: "record version 2.0, denied name", sni: "denied.example", edit: func(b []byte) []byte { return tlshellotest.WithRecordVersion(b, 0x0200) },
 			reason: "bad_request", detail: "record version outside 3.0 to 3.4"},
-		{name: "record version 3.0, denied name", sni: "denied.example", edit: func(b []byte) []byte { return withRecordVersion(b, 0x0300) },
+		{name: "record version 3.0, denied name", sni: "denied.example", edit: func(b []byte) []byte { return tlshellotest.WithRecordVersion(b, 0x0300) },
 			reason: "sni_mismatch", detail: "denied.example"},
-		{name: "record version 3.0, the CONNECT host", sni: "allowed.example", edit: func(b []byte) []byte { return withRecordVersion(b, 0x0300) }},
+		{name: "record version 3.0, the CONNECT host", sni: "allowed.example", edit: func(b []byte) []byte { return tlshellotest.WithRecordVersion(b, 0x0300) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -241,7 +244,7 @@ func TestConnectFrontingServerFirst(t *testing.T) {
 			_ = tls.Client(c, &tls.Config{ServerName: "denied.example", InsecureSkipVerify: true}).Handshake()
 		}, "", "sni_mismatch"},
 		{"a warning alert and a ClientHello", func(c net.Conn) {
-			_ = tls.Client(&prefixWriter{Conn: c, prefix: record(21, []byte{1, 112})}, &tls.Config{ServerName: "denied.example", InsecureSkipVerify: true}).Handshake()
+			_ = tls.Client(&prefixWriter{Conn: c, prefix: tlshellotest.Record(21, []byte{1, 112})}, &tls.Config{ServerName: "denied.example", InsecureSkipVerify: true}).Handshake()
 		}, "", "bad_request"},
 		{"SMTP after the header timeout", func(c net.Conn) {
 			time.Sleep(300 * time.Millisecond) // past the 100ms header timeout: the banner lifted it
@@ -317,7 +320,7 @@ func TestConnectFrontingOriginClosesFirst(t *testing.T) {
 				io.WriteString(c, tt.banner)
 				var first []byte
 				if tt.hello {
-					first, _, _, _ = readRecords(c, nil, parseClientHello)
+					first, _, _, _ = readRecords(c, nil, tlshello.Parse)
 				}
 				c.(*net.TCPConn).CloseWrite()
 				rest, _ := io.ReadAll(c)
@@ -327,7 +330,7 @@ func TestConnectFrontingOriginClosesFirst(t *testing.T) {
 			tp := frontingProxy(t, port, "", ln.Addr().String())
 			c := connectTunnel(tp, port)
 			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-			hello := goClientHello(t, &tls.Config{ServerName: "allowed.example"})
+			hello := tlshellotest.GoClientHello(t, &tls.Config{ServerName: "allowed.example"})
 			if tt.hello {
 				if _, err := c.Write(hello); err != nil {
 					t.Fatal(err)
@@ -337,9 +340,9 @@ func TestConnectFrontingOriginClosesFirst(t *testing.T) {
 				t.Fatalf("the tunnel gave %q, %v; want the banner %q, then EOF", b, err, tt.banner)
 			}
 			// Now a ClientHello that the check would refuse.
-			denied := goClientHello(t, &tls.Config{ServerName: "denied.example"})
+			denied := tlshellotest.GoClientHello(t, &tls.Config{ServerName: "denied.example"})
 			if tt.hello {
-				denied = slices.Concat(withRecordVersion(record(20, []byte{1}), 0x0303), withRecordVersion(denied, 0x0303))
+				denied = slices.Concat(tlshellotest.WithRecordVersion(tlshellotest.Record(20, []byte{1}), 0x0303), tlshellotest.WithRecordVersion(denied, 0x0303))
 			}
 			_, _ = c.Write(denied)
 			c.Close()
@@ -359,7 +362,7 @@ func TestConnectFrontingOriginClosesFirst(t *testing.T) {
 // Each connection's handshake error is reported on errs.
 func retryOrigin(t *testing.T) (addr string, errs <-chan error) {
 	t.Helper()
-	ln := tls.NewListener(listenLocal(t), retryConfig(t, "allowed.example", "denied.example"))
+	ln := tls.NewListener(listenLocal(t), tlshellotest.RetryConfig(t, "allowed.example", "denied.example"))
 	ch := make(chan error, 16)
 	serveConns(t, ln, func(c net.Conn) {
 		tc := c.(*tls.Conn)
@@ -377,18 +380,18 @@ func retryOrigin(t *testing.T) (addr string, errs <-chan error) {
 // a change_cipher_spec and second.
 func forgeRetry(t *testing.T, c net.Conn, second []byte) {
 	t.Helper()
-	if _, err := c.Write(goClientHello(t, &tls.Config{ServerName: "allowed.example"})); err != nil {
+	if _, err := c.Write(tlshellotest.GoClientHello(t, &tls.Config{ServerName: "allowed.example"})); err != nil {
 		t.Fatal(err)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, sh, perr, err := readRecords(c, newHelloBuf(nil), parseServerHello)
-	if perr != nil || !sh.retry {
-		t.Fatalf("the origin's answer: %v %v, retry %v; want a HelloRetryRequest", perr, err, sh.retry)
+	_, sh, perr, err := readRecords(c, newHelloBuf(nil), tlshello.ParseServerHello)
+	if perr != nil || !sh.Retry {
+		t.Fatalf("the origin's answer: %v %v, retry %v; want a HelloRetryRequest", perr, err, sh.Retry)
 	}
 	// In records of version 3.3, as a TLS 1.3 client sends them after a
 	// HelloRetryRequest.
-	ccs := withRecordVersion(record(20, []byte{1}), 0x0303)
-	if _, err := c.Write(slices.Concat(ccs, withRecordVersion(second, 0x0303))); err != nil {
+	ccs := tlshellotest.WithRecordVersion(tlshellotest.Record(20, []byte{1}), 0x0303)
+	if _, err := c.Write(slices.Concat(ccs, tlshellotest.WithRecordVersion(second, 0x0303))); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -397,7 +400,7 @@ func forgeRetry(t *testing.T, c net.Conn, second []byte) {
 // server as the first, on a CONNECT tunnel and on the transparent listener.
 func TestFrontingRetry(t *testing.T) {
 	t.Parallel()
-	denied := goClientHello(t, &tls.Config{ServerName: "denied.example"})
+	denied := tlshellotest.GoClientHello(t, &tls.Config{ServerName: "denied.example"})
 	for _, tt := range []struct {
 		name        string
 		transparent bool
@@ -408,12 +411,12 @@ func TestFrontingRetry(t *testing.T) {
 	}{
 		{name: "CONNECT, one client", reason: ""},
 		{name: "CONNECT, another name", second: denied, reason: "sni_mismatch", record: "deny"},
-		{name: "CONNECT, no server name", second: goClientHello(t, &tls.Config{InsecureSkipVerify: true}), reason: "sni_mismatch", record: "deny"},
-		{name: "CONNECT, an alert", second: alert(alertAccessDenied), reason: "bad_request", record: "deny"},
+		{name: "CONNECT, no server name", second: tlshellotest.GoClientHello(t, &tls.Config{InsecureSkipVerify: true}), reason: "sni_mismatch", record: "deny"},
+		{name: "CONNECT, an alert", second: tlshellotest.Alert(alertAccessDenied), reason: "bad_request", record: "deny"},
 		{name: "CONNECT, another name, learn mode", extra: `mode = "learn"`, second: denied, reason: "sni_mismatch", record: "would deny"},
 		{name: "CONNECT, a name a deny rule names, learn mode", extra: "mode = \"learn\"\n  deny \"no\" {\n    hosts = [\"denied.example\"]\n    ports = [8443]\n  }",
 			second: denied, reason: "sni_mismatch", record: "deny"},
-		{name: "CONNECT, no server name, learn mode", extra: `mode = "learn"`, second: goClientHello(t, &tls.Config{InsecureSkipVerify: true}), reason: "sni_mismatch", record: "deny"},
+		{name: "CONNECT, no server name, learn mode", extra: `mode = "learn"`, second: tlshellotest.GoClientHello(t, &tls.Config{InsecureSkipVerify: true}), reason: "sni_mismatch", record: "deny"},
 		{name: "transparent, one client", transparent: true},
 		{name: "transparent, another name", transparent: true, second: denied, reason: "sni_mismatch", record: "deny"},
 	} {
@@ -491,7 +494,7 @@ func TestFrontingRetryOriginSilent(t *testing.T) {
 	tp := frontingProxy(t, port, "", ln.Addr().String(),
 		func(c *Config) { c.ReadHeaderTimeout = 200 * time.Millisecond })
 	c := connectTunnel(tp, port)
-	if _, err := c.Write(goClientHello(t, &tls.Config{ServerName: "allowed.example"})); err != nil {
+	if _, err := c.Write(tlshellotest.GoClientHello(t, &tls.Config{ServerName: "allowed.example"})); err != nil {
 		t.Fatal(err)
 	}
 	if err := closed(c); err != nil {

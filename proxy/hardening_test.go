@@ -30,6 +30,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/proxy/internal/nettest"
+	"github.com/azegress/azegress/proxy/internal/relay"
 )
 
 // longHardening scales the hardening tests up to the full counts
@@ -64,7 +66,7 @@ func measureResources(t *testing.T) resources {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	fds, _ := countFDs(t)
+	fds, _ := nettest.CountFDs(t)
 	return resources{goroutines: runtime.NumGoroutine(), fds: fds, heap: ms.HeapInuse}
 }
 
@@ -83,7 +85,7 @@ func backToBaseline(t *testing.T, base resources, slack int, what string) resour
 			var buf bytes.Buffer
 			_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
 			t.Fatalf("%s: goroutines %d (baseline %d), fds %d (baseline %d; open now %v), slack %d; goroutines:\n%s",
-				what, now.goroutines, base.goroutines, now.fds, base.fds, fdKinds(t), slack, buf.String())
+				what, now.goroutines, base.goroutines, now.fds, base.fds, nettest.FDKinds(t), slack, buf.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -512,7 +514,7 @@ func TestHardeningUpstreamFaults(t *testing.T) {
 	ln.Close()
 
 	// reset: after one line each way, the origin resets the connection.
-	resetLn := listen(t)
+	resetLn := nettest.Listen(t)
 	go func() {
 		for {
 			c, err := resetLn.Accept()
@@ -528,7 +530,7 @@ func TestHardeningUpstreamFaults(t *testing.T) {
 		}
 	}()
 	// stall: accepts, then neither reads nor writes nor closes.
-	stallLn := listen(t)
+	stallLn := nettest.Listen(t)
 	var stalled sync.Mutex
 	var stalledConns []net.Conn
 	go func() {
@@ -639,10 +641,10 @@ client "local" {
 	}
 	stalledConns = nil
 	stalled.Unlock()
-	if got := testutil.ToFloat64(tp.m.tunnelsTotal.WithLabelValues(reasonIdleTimeout)); got != rounds {
+	if got := testutil.ToFloat64(tp.m.tunnelsTotal.WithLabelValues(relay.ReasonIdleTimeout)); got != rounds {
 		t.Errorf("tunnels closed at the idle timeout = %v, want %d", got, rounds)
 	}
-	if got := testutil.ToFloat64(tp.m.tunnelsTotal.WithLabelValues(reasonError)) + testutil.ToFloat64(tp.m.tunnelsTotal.WithLabelValues(reasonEOF)); got != rounds {
+	if got := testutil.ToFloat64(tp.m.tunnelsTotal.WithLabelValues(relay.ReasonError)) + testutil.ToFloat64(tp.m.tunnelsTotal.WithLabelValues(relay.ReasonEOF)); got != rounds {
 		t.Errorf("reset tunnels counted = %v, want %d", got, rounds)
 	}
 	if got := testutil.ToFloat64(tp.m.decisions.WithLabelValues(kindConnect, "deny", ReasonDialFailed, "enforce", "local")); got != 2*rounds+1 {
@@ -701,7 +703,7 @@ func TestHardeningNoLeakAfterManyTunnels(t *testing.T) {
 	waitFor(t, func() bool { return testutil.ToFloat64(tp.m.tunnelsActive) == 0 }, "every tunnel to end")
 	waitFor(t, func() bool { return testutil.ToFloat64(tp.m.connsActive) == 0 }, "every client connection to close")
 	closed := 0.0
-	for _, r := range []string{reasonEOF, reasonError, reasonIdleTimeout, reasonCanceled} {
+	for _, r := range []string{relay.ReasonEOF, relay.ReasonError, relay.ReasonIdleTimeout, relay.ReasonCanceled} {
 		closed += testutil.ToFloat64(tp.m.tunnelsTotal.WithLabelValues(r))
 	}
 	if closed != float64(n+50) {

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/proxy/internal/nettest"
 )
 
 // fakeResolver answers from a table, in turn: the i-th lookup of a name gets
@@ -353,11 +354,5 @@ func needTool(t *testing.T, name string) string {
 // was written (log records at connection close), never for readiness.
 func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	nettest.WaitFor(t, cond, what)
 }

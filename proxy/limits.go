@@ -11,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/proxy/internal/httphead"
 )
 
 // blockState is the runtime state of one client block. It outlives policy
@@ -129,7 +130,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 			shed(c)
 			continue
 		}
-		return &clientConn{headConn: newHeadConn(c), s: l.s}, nil
+		return &clientConn{Conn: httphead.NewConn(c), s: l.s}, nil
 	}
 }
 
@@ -146,15 +147,15 @@ var shedResponse = func() []byte {
 }()
 
 // clientConn is an accepted client connection: it tracks raw request heads
-// (headConn) and gives its slot under the global cap back exactly once.
+// (httphead.Conn) and gives its slot under the global cap back exactly once.
 type clientConn struct {
-	*headConn
+	*httphead.Conn
 	s    *Server
 	once sync.Once
 }
 
 func (c *clientConn) Close() error {
-	err := c.headConn.Close()
+	err := c.Conn.Close()
 	c.once.Do(func() {
 		c.s.releaseConn()
 		c.s.unserved(c)

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/azegress/azegress/proxy/internal/nettest"
 )
 
 // scriptedOrigin is a plain-HTTP origin on 127.0.0.1 that runs a script on
@@ -25,7 +27,7 @@ type scriptedOrigin struct {
 
 func scriptOrigin(t *testing.T, script func(i int, c net.Conn, br *bufio.Reader)) *scriptedOrigin {
 	t.Helper()
-	ln := listen(t)
+	ln := nettest.Listen(t)
 	o := &scriptedOrigin{port: portOf(t, ln.Addr())}
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"github.com/azegress/azegress/policy/host"
+	"github.com/azegress/azegress/proxy/internal/httphead"
+	"github.com/azegress/azegress/proxy/internal/relay"
+	"github.com/azegress/azegress/proxy/internal/tlshello"
 )
 
 // Transparent (next-hop) mode.
@@ -102,7 +105,7 @@ func closeAfterAlert(c net.Conn) {
 }
 
 // helloBufSize is the first buffer a ClientHello is read into; it grows up
-// to maxHelloBytes for larger ones.
+// to tlshello.MaxBytes for larger ones.
 const helloBufSize = 4 << 10
 
 // helloBufPool holds readClientHello's first buffers; the caller gives one
@@ -120,10 +123,10 @@ func putHelloBuf(b []byte) {
 // readClientHello reads from c until what it read starts with a complete
 // ClientHello, cannot be one, or reading fails (deadline, EOF). It returns
 // every byte read, which the caller must forward, the parser's verdict on
-// them (errHelloIncomplete if reading stopped first) and the read error.
+// them (tlshello.ErrIncomplete if reading stopped first) and the read error.
 // early are bytes already read from c, which come first.
-func readClientHello(c net.Conn, early []byte) (buf []byte, h clientHello, perr, rerr error) {
-	return readRecords(c, newHelloBuf(early), parseClientHello)
+func readClientHello(c net.Conn, early []byte) (buf []byte, h tlshello.ClientHello, perr, rerr error) {
+	return readRecords(c, newHelloBuf(early), tlshello.Parse)
 }
 
 // newHelloBuf returns a buffer that holds early, from helloBufPool if early
@@ -135,32 +138,27 @@ func newHelloBuf(early []byte) []byte {
 	return slices.Clone(early)
 }
 
-// wanted is the input length a parser asked for; readRecords reads at
-// least that much before it asks again.
-func (h clientHello) wanted() int { return h.need }
-func (h serverHello) wanted() int { return h.need }
-
 // readRecords reads from c, after the bytes already in buf, until parse's
 // answer on all of them is final or reading fails (deadline, EOF). It
 // returns every byte read, which the caller must forward, parse's answer
-// (errHelloIncomplete if reading stopped first) and the read error. buf
-// grows up to maxHelloBytes, which is all a parser may ask for.
-func readRecords[H interface{ wanted() int }](c net.Conn, buf []byte, parse func([]byte) (H, error)) (_ []byte, h H, perr, rerr error) {
-	perr = errHelloIncomplete
+// (tlshello.ErrIncomplete if reading stopped first) and the read error. buf
+// grows up to tlshello.MaxBytes, which is all a parser may ask for.
+func readRecords[H interface{ Need() int }](c net.Conn, buf []byte, parse func([]byte) (H, error)) (_ []byte, h H, perr, rerr error) {
+	perr = tlshello.ErrIncomplete
 	if len(buf) > 0 {
-		if h, perr = parse(buf); perr != errHelloIncomplete {
+		if h, perr = parse(buf); perr != tlshello.ErrIncomplete {
 			return buf, h, perr, nil
 		}
 	}
 	for {
 		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, min(maxHelloBytes, max(2*cap(buf), helloBufSize))-len(buf))
+			buf = slices.Grow(buf, min(tlshello.MaxBytes, max(2*cap(buf), helloBufSize))-len(buf))
 		}
 		n, err := c.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
-		if n > 0 && len(buf) >= h.wanted() {
+		if n > 0 && len(buf) >= h.Need() {
 			h, perr = parse(buf)
-			if perr != errHelloIncomplete {
+			if perr != tlshello.ErrIncomplete {
 				return buf, h, perr, nil
 			}
 		}
@@ -262,7 +260,7 @@ func (s *Server) serveTransparentTLS(c net.Conn, cl *cleanup) {
 	if d := helloRefusal(buf, perr, readStopped(rerr, s.cfg.ReadHeaderTimeout)); d != nil {
 		d.fix = tlsFix
 		alert := byte(alertDecodeError)
-		if perr == errNotTLS || perr == errHelloIncomplete {
+		if perr == tlshello.ErrNotTLS || perr == tlshello.ErrIncomplete {
 			alert = 0
 		}
 		refuse(d, alert)
@@ -273,7 +271,7 @@ func (s *Server) serveTransparentTLS(c net.Conn, cl *cleanup) {
 		return
 	}
 	if d := s.decide(fl); d != nil {
-		if hello.ech && d.reason == ReasonNoRule {
+		if hello.ECH && d.reason == ReasonNoRule {
 			d = echDenied(fl)
 		}
 		refuse(d, alertAccessDenied)
@@ -290,7 +288,7 @@ func (s *Server) serveTransparentTLS(c net.Conn, cl *cleanup) {
 		return
 	}
 	op := &opening{toUpstream: buf}
-	if hello.tls13 && !fl.block.AllowSNIMismatch {
+	if hello.TLS13 && !fl.block.AllowSNIMismatch {
 		if d := s.checkRetry(r, fl, c, upstream, op, &hello, fl.host); d != nil {
 			op.release()
 			upstream.Close()
@@ -299,7 +297,7 @@ func (s *Server) serveTransparentTLS(c net.Conn, cl *cleanup) {
 		}
 	}
 	s.allowed(r, fl)
-	if hello.ech {
+	if hello.ECH {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "encrypted client hello", append(fl.attrs(),
 			slog.String(keyDetail, "the client encrypted its real server name (ECH); the connection was decided on the outer, public name"))...)
 	}
@@ -319,16 +317,16 @@ func tunnelAlert(d *denial) byte {
 }
 
 // sniHost sets fl.host from the ClientHello's server name.
-func (s *Server) sniHost(fl *flow, h *clientHello) *denial {
+func (s *Server) sniHost(fl *flow, h *tlshello.ClientHello) *denial {
 	fix := "The transparent TLS listener decides by server name. A client that connects to an IP address without a server name must use the proxy explicitly (HTTPS_PROXY) instead."
-	if h.serverName == nil {
+	if h.ServerName == nil {
 		return &denial{status: http.StatusForbidden, reason: ReasonNoSNI,
 			detail: "the TLS ClientHello has no server name (SNI), so there is no name to decide on", fix: fix}
 	}
-	name, err := wireHost(string(h.serverName))
+	name, err := wireHost(string(h.ServerName))
 	if err != nil {
 		return &denial{status: http.StatusBadRequest, reason: ReasonBadRequest,
-			detail: fmt.Sprintf("the TLS server name %q is not a valid host name: %v", printableSNI(h.serverName), err), fix: fix}
+			detail: fmt.Sprintf("the TLS server name %q is not a valid host name: %v", tlshello.PrintableSNI(h.ServerName), err), fix: fix}
 	}
 	if name.IsIP() {
 		return &denial{status: http.StatusForbidden, reason: ReasonNoSNI,
@@ -442,7 +440,7 @@ func (s *Server) serveTransparentHTTP(w http.ResponseWriter, r *http.Request) {
 // HTTP listener, after the framing checks they share: the request must be
 // origin-form with exactly one Host, which decides together with the
 // original destination port.
-func checkTransparentHygiene(r *http.Request, head reqHead, tc *transparentConn, fl *flow) *denial {
+func checkTransparentHygiene(r *http.Request, head httphead.Head, tc *transparentConn, fl *flow) *denial {
 	fl.kind = kindTransparentHTTP
 	fix := func(d *denial) *denial {
 		d.fix = "The transparent listener serves redirected plain-HTTP requests: origin-form (GET /path) with a Host header naming the destination."
@@ -559,17 +557,9 @@ func (s *Server) shutdownTransparent(ctx context.Context) error {
 	return err
 }
 
-// readServer reads what upstream sends first, for awaitServer where the
-// bytes cannot be left queued.
-func readServer(upstream net.Conn) (data []byte, spoke, timedOut bool) {
-	b := make([]byte, 1024)
-	n, err := upstream.Read(b)
-	return b[:n], n > 0, n == 0 && errors.Is(err, os.ErrDeadlineExceeded)
-}
-
 // replay writes the bytes the proxy's checks read from either side of a
 // tunnel before it started moving them. If the checks ended the tunnel, or
-// a write fails, it closes both conns and reports why, as pipe would. A
+// a write fails, it closes both conns and reports why, as the relay would. A
 // failed write resets only the side it failed on: bytes already read from
 // one side still reach the other, which gets a FIN after them.
 func replay(client, upstream net.Conn, op *opening) (string, error) {
@@ -584,9 +574,9 @@ func replay(client, upstream net.Conn, op *opening) (string, error) {
 		dst net.Conn
 		b   []byte
 		n   *atomic.Int64
-	}{{upstream, op.toUpstream, &op.st.up}, {client, op.toClient, &op.st.down}} {
+	}{{upstream, op.toUpstream, &op.st.Up}, {client, op.toClient, &op.st.Down}} {
 		if werr := writeCounted(w.dst, w.b, w.n); werr != nil {
-			why, err = reasonError, werr
+			why, err = relay.ReasonError, werr
 			failed = append(failed, w.dst)
 		}
 	}
@@ -594,7 +584,10 @@ func replay(client, upstream net.Conn, op *opening) (string, error) {
 		return "", nil
 	}
 	for _, c := range failed {
-		abort(c)
+		// A reset, as the relay ends a side whose stream was cut.
+		if l, ok := c.(interface{ SetLinger(int) error }); ok {
+			_ = l.SetLinger(0)
+		}
 	}
 	client.Close()
 	upstream.Close()

@@ -1,6 +1,11 @@
 package proxy
 
 import (
+	"path/filepath"
+	"syscall"
+
+	"os"
+
 	"bufio"
 	"bytes"
 	"cmp"
@@ -18,6 +23,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/azegress/azegress/proxy/internal/relay"
+	"github.com/azegress/azegress/proxy/internal/tlshello/tlshellotest"
 )
 
 // The names of the transparent tests resolve to documentation addresses;
@@ -231,7 +239,16 @@ func rawExchange(t *testing.T, addr string, b []byte) []byte {
 	return got
 }
 
-func alert(desc byte) []byte { return []byte{21, 3, 3, 0, 2, 2, desc} }
+// capturedHello returns a ClientHello recorded from a real client, from
+// tlshello's testdata.
+func capturedHello(t *testing.T, file string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("internal", "tlshello", "testdata", "clienthello", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
 
 func TestTransparentTLSAllowed(t *testing.T) {
 	t.Parallel()
@@ -298,7 +315,7 @@ func TestTransparentTLSForgedSNI(t *testing.T) {
 func TestTransparentTLSRefused(t *testing.T) {
 	t.Parallel()
 	origin, _ := tlsOrigin(t, "origin")
-	echList, _ := testECHConfig(t, "public.example")
+	echList, _ := tlshellotest.ECHConfig(t, "public.example")
 	tp := startTransparent(t, transparentPolicy(""), map[string]string{
 		allowedIP: origin.Listener.Addr().String(), deniedIP: origin.Listener.Addr().String(), publicIP: origin.Listener.Addr().String(),
 	})
@@ -331,14 +348,14 @@ func TestTransparentTLSRefused(t *testing.T) {
 	}{
 		{name: "denied name", cfg: &tls.Config{ServerName: "denied.example"}, reason: "no_rule", alert: "access denied", host: "denied.example"},
 		{name: "no SNI", cfg: &tls.Config{}, reason: "no_sni", alert: "unrecognized name", details: "no server name"},
-		{name: "no SNI, recorded from openssl", raw: readHello(t, "openssl-nosni.bin"), reason: "no_sni", answer: alert(alertUnrecognizedName)},
-		{name: "IP literal SNI", raw: buildHello(sniExt("192.0.2.10")), reason: "no_sni", answer: alert(alertUnrecognizedName), details: "RFC 6066"},
+		{name: "no SNI, recorded from openssl", raw: capturedHello(t, "openssl-nosni.bin"), reason: "no_sni", answer: tlshellotest.Alert(alertUnrecognizedName)},
+		{name: "IP literal SNI", raw: tlshellotest.Hello(tlshellotest.SNI("192.0.2.10")), reason: "no_sni", answer: tlshellotest.Alert(alertUnrecognizedName), details: "RFC 6066"},
 		{name: "Unicode SNI", cfg: &tls.Config{ServerName: "\uff41llowed.example"}, reason: "bad_request", alert: "unrecognized name", details: "not a valid host name"},
 		{name: "unknown client", cfg: &tls.Config{ServerName: "allowed.example"}, src: "127.0.0.2", reason: "client_unknown", alert: "access denied"},
 		{name: "ECH with a denied public name", cfg: &tls.Config{ServerName: "secret.example", MinVersion: tls.VersionTLS13, EncryptedClientHelloConfigList: echList},
 			reason: "ech", alert: "access denied", host: "public.example", details: "Encrypted Client Hello"},
-		{name: "malformed ClientHello", raw: buildHello(sniExt("a.example", "b.example")), reason: "bad_request", answer: alert(alertDecodeError)},
-		{name: "ClientHello in several records", raw: fragment(buildHello(sniExt("denied.example")), 9), reason: "no_rule", answer: alert(alertAccessDenied), host: "denied.example"},
+		{name: "malformed ClientHello", raw: tlshellotest.Hello(tlshellotest.SNI("a.example", "b.example")), reason: "bad_request", answer: tlshellotest.Alert(alertDecodeError)},
+		{name: "ClientHello in several records", raw: tlshellotest.Fragment(tlshellotest.Hello(tlshellotest.SNI("denied.example")), 9), reason: "no_rule", answer: tlshellotest.Alert(alertAccessDenied), host: "denied.example"},
 		{name: "not TLS", raw: []byte("GET / HTTP/1.1\r\nHost: allowed.example\r\n\r\n"), reason: "bad_request", answer: []byte{}, details: "not TLS"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -371,7 +388,7 @@ func TestTransparentTLSRefused(t *testing.T) {
 func TestTransparentTLSECHAllowed(t *testing.T) {
 	t.Parallel()
 	origin, _ := tlsOrigin(t, "public")
-	echList, _ := testECHConfig(t, "public.example")
+	echList, _ := tlshellotest.ECHConfig(t, "public.example")
 	tp := startTransparent(t, transparentPolicy(`
   allow "ech-public-name" {
     hosts = ["public.example"]
@@ -414,7 +431,7 @@ func TestTransparentTLSReplay(t *testing.T) {
 	tp := startTransparent(t, transparentPolicy(""), map[string]string{allowedIP: capture.Addr().String()})
 
 	for _, size := range []int{1 << 14, 5} {
-		hello := fragment(buildHello(sniExt("allowed.example"), alpnExt("h2")), size)
+		hello := tlshellotest.Fragment(tlshellotest.Hello(tlshellotest.SNI("allowed.example"), tlshellotest.ALPN("h2")), size)
 		hello = append(hello, []byte("early bytes after the ClientHello")...)
 		c, err := net.Dial("tcp", tp.tlsAddr)
 		if err != nil {
@@ -753,7 +770,7 @@ func TestTransparentShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	hello := buildHello(sniExt("allowed.example"))
+	hello := tlshellotest.Hello(tlshellotest.SNI("allowed.example"))
 	if _, err := c.Write(hello); err != nil {
 		t.Fatal(err)
 	}
@@ -815,3 +832,41 @@ func TestGlobalCapSharedAcrossListeners(t *testing.T) {
 		t.Errorf("shed = %v, want 2 (one per transparent listener)", got)
 	}
 }
+
+// replay, the write of what the checks read before the tunnel started, must
+// not cost the client the origin's bytes when the write towards the origin
+// fails: the client gets them, then a FIN, not a reset.
+func TestReplayWriteFailureKeepsOtherSide(t *testing.T) {
+	t.Parallel()
+	clientLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clientLn.Close()
+	client, err := net.Dial("tcp", clientLn.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	proxySide, err := clientLn.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := &opening{toUpstream: []byte("EHLO client\r\n"), toClient: []byte("220 origin banner\r\n")}
+	why, _ := replay(proxySide, failingConn{}, op)
+	if why != relay.ReasonError {
+		t.Errorf("replay ended as %q, want %q", why, relay.ReasonError)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != "220 origin banner\r\n" {
+		t.Errorf("client read %q, %v; want the banner, then EOF", got, err)
+	}
+}
+
+// failingConn is an upstream whose writes fail.
+type failingConn struct{ net.Conn }
+
+func (failingConn) Write([]byte) (int, error)        { return 0, syscall.ECONNRESET }
+func (failingConn) Close() error                     { return nil }
+func (failingConn) SetWriteDeadline(time.Time) error { return nil }

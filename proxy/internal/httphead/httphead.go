@@ -1,4 +1,4 @@
-package proxy
+package httphead
 
 import (
 	"bytes"
@@ -9,20 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 )
-
-// Raw request heads.
-//
-// net/http hides some facts the policy must see: it drops the Host header of
-// an absolute-form request and resolves Content-Length plus
-// Transfer-Encoding on its own. headConn therefore follows the byte stream of
-// a client connection independently of net/http and queues the head of every
-// request it reads; the handler pops one head per request and compares.
-//
-// The FIFO stays aligned with net/http because both frame the same bytes the
-// same way: RFC 9112 §6.3, as net/http does it. Where the two could disagree
-// (for instance Transfer-Encoding in an HTTP/1.0 request, which net/http
-// ignores), the parser records a head with Err and stops, so that the handler
-// refuses instead of trusting a head that may belong to another request.
 
 const (
 	// maxHeadBytes caps one request head, request line to the empty line
@@ -39,8 +25,9 @@ const (
 	keepHeadBuf = 64 << 10
 )
 
-// Errors recorded in reqHead.Err. Their text does not depend on how the
-// stream was split into reads.
+// Errors recorded in Head.Err. Their text does not depend on how the
+// stream was split into reads; it goes into the proxy's deny records, so it
+// keeps the "reqhead:" prefix of the file this package was split from.
 var (
 	errHeadTooLarge      = errors.New("reqhead: request head exceeds 1 MiB")
 	errRequestLine       = errors.New("reqhead: malformed request line")
@@ -57,8 +44,8 @@ var (
 	errTooManyHeads      = errors.New("reqhead: too many request heads not yet taken")
 )
 
-// reqHead is the head of one request as it appeared on the wire.
-type reqHead struct {
+// Head is the head of one request as it appeared on the wire.
+type Head struct {
 	Method, Target, Proto string   // from the request line, raw
 	Host                  []string // every Host header value, trimmed of OWS
 	ContentLength         []string // every Content-Length value, trimmed of OWS
@@ -67,9 +54,10 @@ type reqHead struct {
 	// End is the offset in the connection's byte stream just past the
 	// head's empty line: where a CONNECT's tunnel bytes start.
 	End int64
-	// unusual is set if a header value holds a control byte, which net/http
-	// refuses with a bare 400; the front door leaves such heads to it.
-	unusual bool
+	// Unusual is set if a header value holds a control byte, which net/http
+	// refuses with a bare 400; the proxy's front door leaves such heads to
+	// it.
+	Unusual bool
 
 	// Err, if non-nil, means the parser could not follow the framing at or
 	// before this head. It is the last head of its connection: the proxy
@@ -79,34 +67,34 @@ type reqHead struct {
 	Err error
 }
 
-// headConn is a net.Conn that parses, independently of net/http, the head of
+// Conn is a net.Conn that parses, independently of net/http, the head of
 // every HTTP/1.x request read through it.
 //
 // It stops parsing, and records nothing more, after a CONNECT head, after a
 // head with an Upgrade header (the handler may hijack the connection) and
 // after a head with Err. A request served after that has no head: NextHead
 // reports false and the handler must refuse.
-type headConn struct {
+type Conn struct {
 	net.Conn
 
 	// stopped is set once p has stopped; Read then skips the lock.
 	stopped atomic.Bool
 
 	mu sync.Mutex
-	p  headParser // guarded by mu
+	p  parser // guarded by mu
 }
 
-var _ net.Conn = (*headConn)(nil)
+var _ net.Conn = (*Conn)(nil)
 
-// newHeadConn returns c wrapped so that request heads read through it are
+// NewConn returns c wrapped so that request heads read through it are
 // recorded.
-func newHeadConn(c net.Conn) *headConn {
-	return &headConn{Conn: c}
+func NewConn(c net.Conn) *Conn {
+	return &Conn{Conn: c}
 }
 
 // Read reads from the inner connection and feeds the bytes read to the
 // parser. It never changes them.
-func (c *headConn) Read(b []byte) (int, error) {
+func (c *Conn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 && !c.stopped.Load() {
 		c.mu.Lock()
@@ -119,12 +107,12 @@ func (c *headConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// peekHead returns the oldest head not yet taken, without taking it.
-func (c *headConn) peekHead() (reqHead, bool) {
+// PeekHead returns the oldest head not yet taken, without taking it.
+func (c *Conn) PeekHead() (Head, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.p.qhead == len(c.p.queue) {
-		return reqHead{}, false
+		return Head{}, false
 	}
 	return c.p.queue[c.p.qhead], true
 }
@@ -132,20 +120,20 @@ func (c *headConn) peekHead() (reqHead, bool) {
 // NextHead removes and returns the oldest head not yet taken. net/http
 // serves the requests of one connection in order, so the n-th call belongs to
 // the n-th request. It reports false if there is none.
-func (c *headConn) NextHead() (reqHead, bool) {
+func (c *Conn) NextHead() (Head, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.p.pop()
 }
 
 // Unwrap returns the inner connection.
-func (c *headConn) Unwrap() net.Conn { return c.Conn }
+func (c *Conn) Unwrap() net.Conn { return c.Conn }
 
 // PartialHead reports the head the parser is in the middle of, if any: how
 // many of its bytes were read, and its method if the request line got that
 // far. On a closed connection this is a head net/http gave up on before it
 // was complete (too large, or not sent within the header timeout).
-func (c *headConn) PartialHead() (method string, n int) {
+func (c *Conn) PartialHead() (method string, n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.p.state != stHead || len(c.p.buf) == 0 {
@@ -157,7 +145,7 @@ func (c *headConn) PartialHead() (method string, n int) {
 	return method, len(c.p.buf)
 }
 
-// parseState is where headParser is in the byte stream.
+// parseState is where parser is in the byte stream.
 type parseState uint8
 
 const (
@@ -176,9 +164,9 @@ const (
 	stStopped                       // not parsing any more
 )
 
-// headParser is an incremental parser of a client's request stream. Its zero
+// parser is an incremental parser of a client's request stream. Its zero
 // value is ready to use. Feeding a stream in any split gives the same heads.
-type headParser struct {
+type parser struct {
 	state parseState
 
 	buf       []byte // stHead: the head so far
@@ -190,19 +178,19 @@ type headParser struct {
 	lastCR  bool   // stTrailer: the last byte of the line was CR
 	total   int    // stTrailer: bytes of the trailer section so far
 
-	queue []reqHead // queue[qhead:] are the heads not yet taken
+	queue []Head // queue[qhead:] are the heads not yet taken
 	qhead int
 
 	fed int64 // bytes fed so far
 }
 
 // pop removes and returns the oldest queued head.
-func (p *headParser) pop() (reqHead, bool) {
+func (p *parser) pop() (Head, bool) {
 	if p.qhead == len(p.queue) {
-		return reqHead{}, false
+		return Head{}, false
 	}
 	h := p.queue[p.qhead]
-	p.queue[p.qhead] = reqHead{}
+	p.queue[p.qhead] = Head{}
 	p.qhead++
 	if p.qhead == len(p.queue) {
 		p.queue, p.qhead = p.queue[:0], 0
@@ -212,7 +200,7 @@ func (p *headParser) pop() (reqHead, bool) {
 
 // push queues h. Past maxQueuedHeads it queues h with errTooManyHeads and
 // stops.
-func (p *headParser) push(h reqHead) {
+func (p *parser) push(h Head) {
 	if len(p.queue)-p.qhead >= maxQueuedHeads {
 		if h.Err == nil {
 			h.Err = errTooManyHeads
@@ -230,15 +218,15 @@ func (p *headParser) push(h reqHead) {
 }
 
 // fail records a head carrying only err and stops.
-func (p *headParser) fail(err error) { p.push(reqHead{Err: err}) }
+func (p *parser) fail(err error) { p.push(Head{Err: err}) }
 
-func (p *headParser) stop() {
+func (p *parser) stop() {
 	p.state = stStopped
 	p.buf = nil
 }
 
 // feed advances the parser over b.
-func (p *headParser) feed(b []byte) {
+func (p *parser) feed(b []byte) {
 	p.fed += int64(len(b))
 	for len(b) > 0 {
 		switch p.state {
@@ -312,7 +300,7 @@ func (p *headParser) feed(b []byte) {
 }
 
 // feedHead accumulates head bytes from b and returns the rest of b.
-func (p *headParser) feedHead(b []byte) []byte {
+func (p *parser) feedHead(b []byte) []byte {
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
 		seg := b
@@ -341,7 +329,7 @@ func (p *headParser) feedHead(b []byte) []byte {
 
 // finishHead parses the complete head in buf, queues it and sets up the
 // framing of its body.
-func (p *headParser) finishHead() {
+func (p *parser) finishHead() {
 	h, next, length := parseHead(p.buf)
 	if cap(p.buf) > keepHeadBuf {
 		p.buf = nil
@@ -361,7 +349,7 @@ func (p *headParser) finishHead() {
 // It returns the head, the state to parse its body in (stStart if it has
 // none, stStopped if the parser must not go on) and, for stBody, the body's
 // length.
-func parseHead(buf []byte) (h reqHead, next parseState, length uint64) {
+func parseHead(buf []byte) (h Head, next parseState, length uint64) {
 	next = stStopped
 	line, rest := cutLine(buf)
 	method, s, ok1 := bytes.Cut(line, []byte{' '})
@@ -391,8 +379,8 @@ func parseHead(buf []byte) (h reqHead, next parseState, length uint64) {
 			return h, next, 0
 		}
 		value = trimOWS(value)
-		if !h.unusual && hasCTL(value) {
-			h.unusual = true
+		if !h.Unusual && hasCTL(value) {
+			h.Unusual = true
 		}
 		switch {
 		case asciiEqualFold(name, "host"):
@@ -470,7 +458,7 @@ func finalChunked(values []string) bool {
 }
 
 // startChunkLine readies the parser for a chunk-size line.
-func (p *headParser) startChunkLine() {
+func (p *parser) startChunkLine() {
 	p.state = stChunkSize
 	p.remain, p.digits, p.lineLen = 0, 0, 0
 }
@@ -481,7 +469,7 @@ func (p *headParser) startChunkLine() {
 //
 // Chunk extensions are skipped unparsed, as net/http does. It reports false
 // if c is not allowed.
-func (p *headParser) chunkLineByte(c byte) bool {
+func (p *parser) chunkLineByte(c byte) bool {
 	if p.state == stChunkLF {
 		if c != '\n' {
 			return false
@@ -534,7 +522,7 @@ func (p *headParser) chunkLineByte(c byte) bool {
 
 // endChunkLine moves to the chunk data, or to the trailer section after the
 // last chunk.
-func (p *headParser) endChunkLine() {
+func (p *parser) endChunkLine() {
 	if p.remain == 0 {
 		p.state = stTrailer
 		p.lineLen, p.lastCR, p.total = 0, false, 0
@@ -545,7 +533,7 @@ func (p *headParser) endChunkLine() {
 
 // feedTrailer skips trailer lines up to the empty line and returns the rest
 // of b.
-func (p *headParser) feedTrailer(b []byte) []byte {
+func (p *parser) feedTrailer(b []byte) []byte {
 	for i, c := range b {
 		p.total++
 		if p.total > maxTrailerBytes {

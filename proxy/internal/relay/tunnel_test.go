@@ -1,4 +1,4 @@
-package proxy
+package relay
 
 import (
 	"bytes"
@@ -9,13 +9,13 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/azegress/azegress/proxy/internal/nettest"
 )
 
 // TestTunnel is deliberately not parallel: its FDs subtest counts this
@@ -95,7 +95,7 @@ const (
 type testTunnel struct {
 	client, origin             *net.TCPConn // the test's ends
 	proxyClient, proxyUpstream net.Conn     // the ends given to pipe
-	st                         tunnelStats
+	st                         Stats
 
 	done   chan struct{} // closed when pipe returns
 	ended  time.Time     // when pipe returned
@@ -108,7 +108,7 @@ type testTunnel struct {
 // waits for pipe to return.
 func startTunnel(tb testing.TB, ctx context.Context, idle time.Duration, wrap func(*net.TCPConn) net.Conn) *testTunnel {
 	tb.Helper()
-	ln := listen(tb)
+	ln := nettest.Listen(tb)
 	client, pc := tcpPair(tb, ln)
 	pu, origin := tcpPair(tb, ln)
 	tt := &testTunnel{
@@ -150,17 +150,17 @@ func (tt *testTunnel) wait(t *testing.T, wantReason string) error {
 
 func (tt *testTunnel) checkCounts(t *testing.T, up, down int) {
 	t.Helper()
-	if got := tt.st.up.Load(); got != int64(up) {
+	if got := tt.st.Up.Load(); got != int64(up) {
 		t.Errorf("up bytes: got %d, want %d", got, up)
 	}
-	if got := tt.st.down.Load(); got != int64(down) {
+	if got := tt.st.Down.Load(); got != int64(down) {
 		t.Errorf("down bytes: got %d, want %d", got, down)
 	}
 }
 
 func testTunnelEcho(t *testing.T, wrap func(*net.TCPConn) net.Conn) {
 	tt := startTunnel(t, t.Context(), 0, wrap)
-	go echo(tt.origin)
+	go nettest.Echo(tt.origin)
 
 	total := 0
 	for i := range 100 {
@@ -179,9 +179,9 @@ func testTunnelEcho(t *testing.T, wrap func(*net.TCPConn) net.Conn) {
 		// The counters are live: they reach the bytes echoed so far while the
 		// tunnel runs (a direction adds after its write returns, which may be
 		// just after the peer already read the bytes).
-		for deadline := time.Now().Add(5 * time.Second); tt.st.up.Load() != int64(total) || tt.st.down.Load() != int64(total); {
+		for deadline := time.Now().Add(5 * time.Second); tt.st.Up.Load() != int64(total) || tt.st.Down.Load() != int64(total); {
 			if time.Now().After(deadline) {
-				t.Fatalf("live counters after %d bytes: up %d, down %d", total, tt.st.up.Load(), tt.st.down.Load())
+				t.Fatalf("live counters after %d bytes: up %d, down %d", total, tt.st.Up.Load(), tt.st.Down.Load())
 			}
 			runtime.Gosched()
 		}
@@ -190,7 +190,7 @@ func testTunnelEcho(t *testing.T, wrap func(*net.TCPConn) net.Conn) {
 	if rest, err := io.ReadAll(tt.client); err != nil || len(rest) != 0 {
 		t.Fatalf("after CloseWrite: got %d bytes, %v; want EOF", len(rest), err)
 	}
-	if err := tt.wait(t, reasonEOF); err != nil {
+	if err := tt.wait(t, ReasonEOF); err != nil {
 		t.Errorf("err: %v", err)
 	}
 	tt.checkCounts(t, total, total)
@@ -214,7 +214,7 @@ func testTunnelBulk(t *testing.T, wrap func(*net.TCPConn) net.Conn) {
 			t.Error(err)
 		}
 	}
-	if err := tt.wait(t, reasonEOF); err != nil {
+	if err := tt.wait(t, ReasonEOF); err != nil {
 		t.Errorf("err: %v", err)
 	}
 	tt.checkCounts(t, len(up), len(down))
@@ -251,7 +251,7 @@ func testTunnelHalfClose(t *testing.T, wrap func(*net.TCPConn) net.Conn) {
 	if err := <-originErr; err != nil {
 		t.Error(err)
 	}
-	if err := tt.wait(t, reasonEOF); err != nil {
+	if err := tt.wait(t, ReasonEOF); err != nil {
 		t.Errorf("err: %v", err)
 	}
 	tt.checkCounts(t, len(req), len(resp))
@@ -273,7 +273,7 @@ func testTunnelUpstreamClosesFirst(t *testing.T, wrap func(*net.TCPConn) net.Con
 	default:
 	}
 	tt.client.Close()
-	if err := tt.wait(t, reasonEOF); err != nil {
+	if err := tt.wait(t, ReasonEOF); err != nil {
 		t.Errorf("err: %v", err)
 	}
 	tt.checkCounts(t, 0, 3)
@@ -304,7 +304,7 @@ func testTunnelReset(t *testing.T, wrap func(*net.TCPConn) net.Conn) {
 	default:
 	}
 	tt.client.Close() // after the proxy read the reset: it sent the FIN
-	if err := tt.wait(t, reasonError); !errors.Is(err, syscall.ECONNRESET) {
+	if err := tt.wait(t, ReasonError); !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("err: got %v, want the reset", err)
 	}
 	tt.checkCounts(t, 0, len(got))
@@ -313,7 +313,7 @@ func testTunnelReset(t *testing.T, wrap func(*net.TCPConn) net.Conn) {
 func testTunnelIdle(t *testing.T, wrap func(*net.TCPConn) net.Conn) {
 	start := time.Now()
 	tt := startTunnel(t, t.Context(), testIdle, wrap)
-	if err := tt.wait(t, reasonIdleTimeout); err != nil {
+	if err := tt.wait(t, ReasonIdleTimeout); err != nil {
 		t.Errorf("err: %v", err)
 	}
 	if d := time.Since(start); d < testIdle {
@@ -357,7 +357,7 @@ func testTunnelIdleNotWhileStreaming(t *testing.T, wrap func(*net.TCPConn) net.C
 		w := time.Now()
 		n, err := tt.origin.Write([]byte("tick tock"))
 		if err != nil {
-			if tt.wait(t, reasonIdleTimeout) == nil {
+			if tt.wait(t, ReasonIdleTimeout) == nil {
 				skipIfStarved(t, maxGap, testBusyIdle)
 				copierStarved()
 			}
@@ -367,10 +367,10 @@ func testTunnelIdleNotWhileStreaming(t *testing.T, wrap func(*net.TCPConn) net.C
 		sent += n
 	}
 	maxGap = max(maxGap, time.Since(last))
-	if err := tt.wait(t, reasonIdleTimeout); err != nil {
+	if err := tt.wait(t, ReasonIdleTimeout); err != nil {
 		t.Errorf("err: %v", err)
 	}
-	if got := tt.st.down.Load(); got != int64(sent) {
+	if got := tt.st.Down.Load(); got != int64(sent) {
 		skipIfStarved(t, maxGap, testBusyIdle) // the last write may have raced the timeout
 		copierStarved()
 		t.Errorf("down bytes: got %d, want %d", got, sent)
@@ -430,7 +430,7 @@ func testTunnelStalledReader(t *testing.T, wrap func(*net.TCPConn) net.Conn) {
 			}
 		}
 	}()
-	if err := tt.wait(t, reasonIdleTimeout); err != nil {
+	if err := tt.wait(t, ReasonIdleTimeout); err != nil {
 		t.Errorf("err: %v", err)
 	}
 }
@@ -438,7 +438,7 @@ func testTunnelStalledReader(t *testing.T, wrap func(*net.TCPConn) net.Conn) {
 func testTunnelCancel(t *testing.T, wrap func(*net.TCPConn) net.Conn) {
 	ctx, cancel := context.WithCancel(t.Context())
 	tt := startTunnel(t, ctx, 0, wrap)
-	go echo(tt.origin)
+	go nettest.Echo(tt.origin)
 	if _, err := tt.client.Write([]byte("ping")); err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +446,7 @@ func testTunnelCancel(t *testing.T, wrap func(*net.TCPConn) net.Conn) {
 		t.Fatal(err)
 	}
 	cancel()
-	if err := tt.wait(t, reasonCanceled); !errors.Is(err, context.Canceled) {
+	if err := tt.wait(t, ReasonCanceled); !errors.Is(err, context.Canceled) {
 		t.Errorf("err: got %v, want context.Canceled", err)
 	}
 	tt.checkCounts(t, 4, 4)
@@ -457,7 +457,7 @@ func testTunnelCancel(t *testing.T, wrap func(*net.TCPConn) net.Conn) {
 func testNetPipeEcho(t *testing.T) {
 	client, pc := net.Pipe()
 	pu, origin := net.Pipe()
-	var st tunnelStats
+	var st Stats
 	type result struct {
 		reason string
 		err    error
@@ -467,7 +467,7 @@ func testNetPipeEcho(t *testing.T) {
 		r, err := pipe(t.Context(), pc, pu, testIdle, &st)
 		done <- result{r, err}
 	}()
-	go echo(origin)
+	go nettest.Echo(origin)
 	msg := testBlob()[:100<<10]
 	go client.Write(msg)
 	got := make([]byte, len(msg))
@@ -479,11 +479,11 @@ func testNetPipeEcho(t *testing.T) {
 	}
 	client.Close()
 	r := <-done
-	if r.reason != reasonEOF || r.err != nil {
-		t.Errorf("got %q, %v; want %q, nil", r.reason, r.err, reasonEOF)
+	if r.reason != ReasonEOF || r.err != nil {
+		t.Errorf("got %q, %v; want %q, nil", r.reason, r.err, ReasonEOF)
 	}
-	if st.up.Load() != int64(len(msg)) || st.down.Load() != int64(len(msg)) {
-		t.Errorf("counters: up %d, down %d; want %d each", st.up.Load(), st.down.Load(), len(msg))
+	if st.Up.Load() != int64(len(msg)) || st.Down.Load() != int64(len(msg)) {
+		t.Errorf("counters: up %d, down %d; want %d each", st.Up.Load(), st.Down.Load(), len(msg))
 	}
 	if !isClosed(pc) || !isClosed(pu) {
 		t.Errorf("pipe returned without closing both conns")
@@ -497,8 +497,8 @@ func testNetPipeIdle(t *testing.T) {
 	defer origin.Close()
 	start := time.Now()
 	reason, err := pipe(t.Context(), pc, pu, testIdle, nil)
-	if reason != reasonIdleTimeout || err != nil {
-		t.Errorf("got %q, %v; want %q, nil", reason, err, reasonIdleTimeout)
+	if reason != ReasonIdleTimeout || err != nil {
+		t.Errorf("got %q, %v; want %q, nil", reason, err, ReasonIdleTimeout)
 	}
 	if d := time.Since(start); d < testIdle {
 		t.Errorf("idle timeout after %v, want >= %v", d, testIdle)
@@ -514,7 +514,7 @@ func testTunnelFDs(t *testing.T) {
 	// tunnel would add n = 200, far beyond the slack; pipes are checked
 	// exactly below.
 	const slack = 16 + n/2
-	ln := listen(t)
+	ln := nettest.Listen(t)
 
 	// open starts n tunnels with start, passes one ping-pong through each so
 	// every direction has spliced at least once, and returns the growth in
@@ -522,7 +522,7 @@ func testTunnelFDs(t *testing.T) {
 	open := func(settle bool, start func(pc, pu *net.TCPConn) (stop func())) (fds, pipes int, closeAll func()) {
 		runtime.GC() // close pipes that earlier tests left in Go's pool
 		runtime.GC()
-		before, beforePipes := countFDs(t)
+		before, beforePipes := nettest.CountFDs(t)
 		var stops []func()
 		var ends []*net.TCPConn
 		for range n {
@@ -535,11 +535,11 @@ func testTunnelFDs(t *testing.T) {
 		// Pipes returned to Go's pool (or dropped from it, as the race
 		// detector does at random) stay open until the GC runs their
 		// cleanups; only pipes held by tunnels survive that.
-		after, afterPipes := countFDs(t)
+		after, afterPipes := nettest.CountFDs(t)
 		for deadline := time.Now().Add(5 * time.Second); settle && afterPipes > beforePipes && time.Now().Before(deadline); {
 			runtime.GC()
 			runtime.Gosched()
-			after, afterPipes = countFDs(t)
+			after, afterPipes = nettest.CountFDs(t)
 		}
 		return after - before, afterPipes - beforePipes, func() {
 			for _, stop := range stops {
@@ -564,7 +564,7 @@ func testTunnelFDs(t *testing.T) {
 	t.Logf("pipe: %d idle tunnels grew open fds by %d (%.2f per tunnel, 4 of them sockets); pipe fds +%d",
 		n, fds, float64(fds)/n, pipes)
 	if fds > 4*n+slack {
-		t.Errorf("pipe: %d idle tunnels grew open fds by %d, want <= %d (4 sockets each + %d); open now: %v", n, fds, 4*n+slack, slack, fdKinds(t))
+		t.Errorf("pipe: %d idle tunnels grew open fds by %d, want <= %d (4 sockets each + %d); open now: %v", n, fds, 4*n+slack, slack, nettest.FDKinds(t))
 	}
 	if pipes > 4 { // at most two pipes in flight, none held by idle tunnels
 		t.Errorf("pipe: %d idle tunnels hold %d pipe fds, want <= 4", n, pipes)
@@ -620,7 +620,7 @@ func BenchmarkTunnelBulk(b *testing.B) {
 		}},
 	} {
 		b.Run(bm.name, func(b *testing.B) {
-			ln := listen(b)
+			ln := nettest.Listen(b)
 			var client, origin *net.TCPConn
 			if bm.start == nil {
 				client, origin = tcpPair(b, ln)
@@ -673,16 +673,6 @@ var testBlob = sync.OnceValue(func() []byte {
 	return b
 })
 
-func listen(tb testing.TB) net.Listener {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	return ln
-}
-
 // tcpPair returns both ends of a new loopback connection accepted by ln.
 // ln must not be accepting anywhere else.
 func tcpPair(tb testing.TB, ln net.Listener) (dialed, accepted *net.TCPConn) {
@@ -697,28 +687,6 @@ func tcpPair(tb testing.TB, ln net.Listener) (dialed, accepted *net.TCPConn) {
 		tb.Fatal(err)
 	}
 	return c.(*net.TCPConn), s.(*net.TCPConn)
-}
-
-// echo writes back what it reads from c until EOF, then half-closes c. It
-// copies through a buffer so that it holds no splice pipe while waiting.
-func echo(c net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := c.Read(buf)
-		if n > 0 {
-			if _, err := c.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-		if err != nil {
-			if cw, ok := c.(interface{ CloseWrite() error }); ok && err == io.EOF {
-				cw.CloseWrite()
-			} else {
-				c.Close()
-			}
-			return
-		}
-	}
 }
 
 // sendAndCheck writes send to c, half-closes it, and reads c to EOF,
@@ -757,75 +725,8 @@ func pingPong(tb testing.TB, client, origin net.Conn) {
 	}
 }
 
-// countFDs returns the number of open fds in this process and how many of them are pipes.
-func countFDs(tb testing.TB) (fds, pipes int) {
-	tb.Helper()
-	kinds := fdKinds(tb)
-	for _, n := range kinds {
-		fds += n
-	}
-	return fds, kinds["pipe"]
-}
-
-// fdKinds counts this process's open fds by kind: "socket", "pipe", "anon_inode" or "file".
-func fdKinds(tb testing.TB) map[string]int {
-	tb.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		tb.Skipf("cannot count fds: %v", err)
-	}
-	kinds := make(map[string]int)
-	for _, e := range ents {
-		l, _ := os.Readlink("/proc/self/fd/" + e.Name())
-		kind, _, ok := strings.Cut(l, ":")
-		if !ok {
-			kind = "file"
-		}
-		kinds[kind]++
-	}
-	return kinds
-}
-
 // isClosed reports whether c has been closed locally.
 func isClosed(c net.Conn) bool {
 	return errors.Is(c.SetDeadline(time.Time{}), net.ErrClosed) ||
 		errors.Is(c.SetDeadline(time.Time{}), io.ErrClosedPipe)
 }
-
-// replay, the write of what the checks read before the tunnel started, must
-// not cost the client the origin's bytes when the write towards the origin
-// fails: the client gets them, then a FIN, not a reset.
-func TestReplayWriteFailureKeepsOtherSide(t *testing.T) {
-	t.Parallel()
-	clientLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer clientLn.Close()
-	client, err := net.Dial("tcp", clientLn.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	proxySide, err := clientLn.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	op := &opening{toUpstream: []byte("EHLO client\r\n"), toClient: []byte("220 origin banner\r\n")}
-	why, _ := replay(proxySide, failingConn{}, op)
-	if why != reasonError {
-		t.Errorf("replay ended as %q, want %q", why, reasonError)
-	}
-	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(client)
-	if err != nil || string(got) != "220 origin banner\r\n" {
-		t.Errorf("client read %q, %v; want the banner, then EOF", got, err)
-	}
-}
-
-// failingConn is an upstream whose writes fail.
-type failingConn struct{ net.Conn }
-
-func (failingConn) Write([]byte) (int, error)        { return 0, syscall.ECONNRESET }
-func (failingConn) Close() error                     { return nil }
-func (failingConn) SetWriteDeadline(time.Time) error { return nil }

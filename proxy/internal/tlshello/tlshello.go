@@ -1,47 +1,20 @@
-package proxy
+package tlshello
 
 import (
 	"errors"
 	"strings"
 )
 
-// ClientHello parsing.
-//
-// The transparent TLS listener and the CONNECT domain-fronting check read a
-// TLS ClientHello without terminating TLS: they need its server_name (SNI),
-// whether it carries an Encrypted Client Hello, its ALPN list, and whether
-// it offers TLS 1.3 (and so may meet a HelloRetryRequest). The bytes
-// come straight off a client socket, so the parser is written for hostile
-// input: bounded, allocation-free on the common path, and a pure function of
-// the bytes seen so far. A reader calls parseClientHello on everything it
-// has read after each read; once the answer is not errHelloIncomplete, more
-// bytes never change it (FuzzParseClientHello checks this).
-//
-// The ClientHello may be split over several TCP segments (any reader
-// handles that) and over several TLS records (RFC 8446 §5.1 allows a
-// handshake message to be fragmented across records); the parser reassembles
-// the message. References: RFC 8446 §4.1.2 (ClientHello), §4.2 (extensions,
-// no duplicates), §4.2.1 (supported_versions), §4.1.4 (HelloRetryRequest),
-// RFC 6066 §3 (server_name), RFC 7301 §3.1 (ALPN), and draft-ietf-tls-esni
-// (encrypted_client_hello, 0xfe0d).
-//
-// What looks like TLS must be a ClientHello and nothing else: servers differ
-// in what they skip before one (Go's and OpenSSL's serve a ClientHello after
-// a warning alert, and Go's takes any record version below 0x1000), and
-// whatever a server may read as a ClientHello must be what the proxy
-// checked. So input whose first byte is a TLS record type (change_cipher_spec
-// to heartbeat, 20 to 24) is a ClientHello in records of versions 3.0 to 3.4,
-// alone in its last record, or it is refused; anything else is not TLS.
+// MaxBytes caps the bytes a ClientHello may span on the wire: a message of
+// 16 KiB plus room for the headers of one fragmented over hundreds of
+// records. Readers never need more buffer than this.
+const MaxBytes = maxHelloLen + 4<<10
 
 const (
 	// maxHelloLen caps the ClientHello handshake message, its 4-byte header
 	// included. Real ones are 200 B to 2 KiB; post-quantum key shares and
 	// ECH grow them to a few KiB.
 	maxHelloLen = 16 << 10
-	// maxHelloBytes caps the bytes a ClientHello may span on the wire:
-	// maxHelloLen plus room for the headers of a message fragmented over
-	// hundreds of records. Readers never need more buffer than this.
-	maxHelloBytes = maxHelloLen + 4<<10
 
 	recordHeaderLen          = 5
 	maxPlaintextLen          = 1 << 14 // RFC 8446 §5.1
@@ -60,36 +33,37 @@ const (
 	versionTLS13 = 0x0304
 )
 
-// clientHello is what the proxy reads from a TLS ClientHello. Its byte
+// ClientHello is what the proxy reads from a TLS ClientHello. Its byte
 // slices alias the parsed input (or, for a message fragmented over several
 // records, a reassembly buffer).
-type clientHello struct {
-	// serverName is the host_name entry of the server_name extension, as
+type ClientHello struct {
+	// ServerName is the host_name entry of the server_name extension, as
 	// sent; nil if there is none.
-	serverName []byte
-	// ech reports whether the ClientHello carries an encrypted_client_hello
-	// extension: serverName is then the outer, public name, and the name the
+	ServerName []byte
+	// ECH reports whether the ClientHello carries an encrypted_client_hello
+	// extension: ServerName is then the outer, public name, and the name the
 	// client wants is encrypted.
-	ech bool
+	ECH bool
+	// TLS13 reports whether supported_versions offers TLS 1.3.
+	TLS13 bool
+	// End is the length of the records that hold the ClientHello: what a
+	// server reads before it answers.
+	End int
+
 	// alpn is the ProtocolNameList of the ALPN extension without its length
 	// prefix; nil if there is none.
 	alpn []byte
-	// tls13 reports whether supported_versions offers TLS 1.3.
-	tls13 bool
-	// end is the length of the records that hold the ClientHello: what a
-	// server reads before it answers.
-	end int
-	// need, when parsing returned errHelloIncomplete, is the smallest input
-	// length that can change the answer. It is never more than
-	// maxHelloBytes.
+	// need, when parsing returned ErrIncomplete, is the smallest input
+	// length that can change the answer. It is never more than MaxBytes.
 	need int
 }
 
-// SNI returns the server name, or "" if the ClientHello has none.
-func (h *clientHello) SNI() string { return string(h.serverName) }
+// Need is, after ErrIncomplete, the smallest input length that can change
+// the answer: a reader reads at least that much before it asks again.
+func (h ClientHello) Need() int { return h.need }
 
 // ALPN returns the offered application protocols in client order.
-func (h *clientHello) ALPN() []string {
+func (h *ClientHello) ALPN() []string {
 	var out []string
 	for b := h.alpn; len(b) > 0; {
 		n := int(b[0])
@@ -106,11 +80,11 @@ type helloError struct{ msg string }
 func (e *helloError) Error() string { return e.msg }
 
 var (
-	// errHelloIncomplete means the input is a proper prefix of what may
-	// still become a valid ClientHello: read more (up to clientHello.need).
-	errHelloIncomplete = &helloError{"incomplete ClientHello"}
-	// errNotTLS means the first byte is not a TLS record type.
-	errNotTLS = &helloError{"not TLS"}
+	// ErrIncomplete means the input is a proper prefix of what may still
+	// become a valid ClientHello: read more (up to ClientHello.Need).
+	ErrIncomplete error = &helloError{"incomplete ClientHello"}
+	// ErrNotTLS means the first byte is not a TLS record type.
+	ErrNotTLS error = &helloError{"not TLS"}
 
 	errHelloRecordType  = &helloError{"ClientHello interleaved with a non-handshake TLS record"}
 	errHelloRecordVer   = &helloError{"TLS record version outside 3.0 to 3.4"}
@@ -136,41 +110,41 @@ var (
 	}
 )
 
-// parseClientHello parses the TLS ClientHello at the start of b, which may
-// continue past it. It returns errHelloIncomplete while b is too short to
-// decide, errNotTLS if b does not start with a TLS record type, another
+// Parse parses the TLS ClientHello at the start of b, which may
+// continue past it. It returns ErrIncomplete while b is too short to
+// decide, ErrNotTLS if b does not start with a TLS record type, another
 // *helloError if the input is TLS but not a well-formed ClientHello alone in
 // its records, and nil when it is complete and well formed. Any answer but
-// errHelloIncomplete is final: appending bytes to b does not change it. It
+// ErrIncomplete is final: appending bytes to b does not change it. It
 // allocates only to reassemble a message fragmented over several records.
-func parseClientHello(b []byte) (clientHello, error) {
+func Parse(b []byte) (ClientHello, error) {
 	if len(b) == 0 {
 		return incomplete(1)
 	}
 	switch t := b[0]; {
 	case t < recordTypeCCS || t > recordTypeHeartbeat:
-		return clientHello{}, errNotTLS
+		return ClientHello{}, ErrNotTLS
 	case t != recordTypeHandshake:
-		return clientHello{}, errHelloFirst[t-recordTypeCCS]
+		return ClientHello{}, errHelloFirst[t-recordTypeCCS]
 	}
 	body, end, need, err := handshakeMessage(b, handshakeTypeHello, true)
 	if err != nil {
-		return clientHello{need: need}, err
+		return ClientHello{need: need}, err
 	}
 	h, err := parseHelloBody(body)
-	h.end = end
+	h.End = end
 	return h, err
 }
 
-// parseSecondHello parses what a client sends after a HelloRetryRequest:
+// ParseSecond parses what a client sends after a HelloRetryRequest:
 // its second ClientHello, after at most one change_cipher_spec record
 // (RFC 8446 §D.4, middlebox compatibility).
-func parseSecondHello(b []byte) (clientHello, error) {
+func ParseSecond(b []byte) (ClientHello, error) {
 	if len(b) == 0 || b[0] != recordTypeCCS {
-		return parseClientHello(b)
+		return Parse(b)
 	}
-	if len(b) > maxHelloBytes {
-		b = b[:maxHelloBytes] // as in handshakeMessage, so the answer is final
+	if len(b) > MaxBytes {
+		b = b[:MaxBytes] // as in handshakeMessage, so the answer is final
 	}
 	const ccsLen = recordHeaderLen + 1
 	ccs := [ccsLen]byte{recordTypeCCS, 3, 0, 0, 1, 1}
@@ -179,25 +153,28 @@ func parseSecondHello(b []byte) (clientHello, error) {
 		case i == len(b):
 			return incomplete(i + 1)
 		case i == 2 && b[i] > maxRecordMinor, i != 2 && b[i] != ccs[i]:
-			return clientHello{}, errHelloCCS
+			return ClientHello{}, errHelloCCS
 		}
 	}
-	h, err := parseClientHello(b[ccsLen:])
-	if err == errHelloIncomplete {
+	h, err := Parse(b[ccsLen:])
+	if err == ErrIncomplete {
 		return incomplete(ccsLen + h.need)
 	}
-	h.end += ccsLen
+	h.End += ccsLen
 	return h, err
 }
 
-// serverHello is what the proxy reads from a server's first handshake
+// ServerHello is what the proxy reads from a server's first handshake
 // message.
-type serverHello struct {
-	// retry reports whether it is a HelloRetryRequest.
-	retry bool
-	// need is as in clientHello.
+type ServerHello struct {
+	// Retry reports whether it is a HelloRetryRequest.
+	Retry bool
+	// need is as in ClientHello.
 	need int
 }
+
+// Need is as ClientHello.Need.
+func (h ServerHello) Need() int { return h.need }
 
 // hrrRandom is the random of a ServerHello that is a HelloRetryRequest
 // (RFC 8446 §4.1.3).
@@ -206,39 +183,39 @@ var hrrRandom = [32]byte{
 	0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 }
 
-// parseServerHello decides whether what a server sent first, b, starts with
-// a HelloRetryRequest. It returns errHelloIncomplete while b is too short to
+// ParseServerHello decides whether what a server sent first, b, starts with
+// a HelloRetryRequest. It returns ErrIncomplete while b is too short to
 // decide, errHelloTooLarge if the first handshake message is too large to
 // tell, and nil otherwise: anything but a HelloRetryRequest (a ServerHello,
-// an alert, bytes that are not TLS) is not one. Like parseClientHello, an
-// answer other than errHelloIncomplete is final.
-func parseServerHello(b []byte) (serverHello, error) {
+// an alert, bytes that are not TLS) is not one. Like Parse, an
+// answer other than ErrIncomplete is final.
+func ParseServerHello(b []byte) (ServerHello, error) {
 	if len(b) == 0 {
-		return serverHello{need: 1}, errHelloIncomplete
+		return ServerHello{need: 1}, ErrIncomplete
 	}
 	if b[0] != recordTypeHandshake {
-		return serverHello{}, nil
+		return ServerHello{}, nil
 	}
 	body, _, need, err := handshakeMessage(b, handshakeTypeServerHello, false)
 	switch err {
 	case nil:
 		// legacy_version, then random
-		return serverHello{retry: len(body) >= 2+32 && [32]byte(body[2:34]) == hrrRandom}, nil
-	case errHelloIncomplete, errHelloTooLarge:
-		return serverHello{need: need}, err
+		return ServerHello{Retry: len(body) >= 2+32 && [32]byte(body[2:34]) == hrrRandom}, nil
+	case ErrIncomplete, errHelloTooLarge:
+		return ServerHello{need: need}, err
 	}
-	return serverHello{}, nil
+	return ServerHello{}, nil
 }
 
 // handshakeMessage returns the body of the handshake message at the start
 // of the handshake records b starts with, which must be of type typ, and
 // the length of the records up to its end. With alone set, the message must
-// end its record. It returns errHelloIncomplete (and the length that can
+// end its record. It returns ErrIncomplete (and the length that can
 // change the answer) while b is too short to decide, and any other answer
 // is final.
 func handshakeMessage(b []byte, typ byte, alone bool) (body []byte, end, need int, err error) {
-	if len(b) > maxHelloBytes {
-		b = b[:maxHelloBytes] // nothing past the cap may decide
+	if len(b) > MaxBytes {
+		b = b[:MaxBytes] // nothing past the cap may decide
 	}
 	var (
 		hdr    [4]byte // the handshake header, which may itself span records
@@ -328,11 +305,11 @@ func need1(need int) ([]byte, int, int, error) {
 
 // incomplete asks for at least need bytes, or refuses the input if that is
 // more than a ClientHello may span.
-func incomplete(need int) (clientHello, error) {
-	if need > maxHelloBytes {
-		return clientHello{}, errHelloTooLarge
+func incomplete(need int) (ClientHello, error) {
+	if need > MaxBytes {
+		return ClientHello{}, errHelloTooLarge
 	}
-	return clientHello{need: need}, errHelloIncomplete
+	return ClientHello{need: need}, ErrIncomplete
 }
 
 // reassemble copies the body of a handshake message of msgEnd bytes (header
@@ -351,80 +328,80 @@ func reassemble(b []byte, msgEnd int) []byte {
 }
 
 // parseHelloBody parses a ClientHello message body (RFC 8446 §4.1.2).
-func parseHelloBody(p []byte) (clientHello, error) {
-	var h clientHello
+func parseHelloBody(p []byte) (ClientHello, error) {
+	var h ClientHello
 	// legacy_version, random
 	if len(p) < 2+32 {
-		return clientHello{}, errHelloSyntax
+		return ClientHello{}, errHelloSyntax
 	}
 	p = p[2+32:]
 	// legacy_session_id<0..32>
 	sid, p, ok := vec8(p)
 	if !ok || len(sid) > 32 {
-		return clientHello{}, errHelloSyntax
+		return ClientHello{}, errHelloSyntax
 	}
 	// cipher_suites<2..2^16-2>
 	cs, p, ok := vec16(p)
 	if !ok || len(cs) < 2 || len(cs)%2 != 0 {
-		return clientHello{}, errHelloSyntax
+		return ClientHello{}, errHelloSyntax
 	}
 	// legacy_compression_methods<1..2^8-1>
 	cm, p, ok := vec8(p)
 	if !ok || len(cm) < 1 {
-		return clientHello{}, errHelloSyntax
+		return ClientHello{}, errHelloSyntax
 	}
 	if len(p) == 0 {
 		return h, nil // no extensions (SSL 3.0 style); so no SNI
 	}
 	exts, p, ok := vec16(p)
 	if !ok || len(p) != 0 {
-		return clientHello{}, errHelloSyntax
+		return ClientHello{}, errHelloSyntax
 	}
 	var seenExt [1 << 16 / 64]uint64 // one bit per extension type
 	for len(exts) > 0 {
 		if len(exts) < 4 {
-			return clientHello{}, errHelloSyntax
+			return ClientHello{}, errHelloSyntax
 		}
 		typ := uint16(exts[0])<<8 | uint16(exts[1])
 		var data []byte
 		data, exts, ok = vec16(exts[2:])
 		if !ok {
-			return clientHello{}, errHelloSyntax
+			return ClientHello{}, errHelloSyntax
 		}
 		if seenExt[typ/64]&(1<<(typ%64)) != 0 {
-			return clientHello{}, errHelloDupExt
+			return ClientHello{}, errHelloDupExt
 		}
 		seenExt[typ/64] |= 1 << (typ % 64)
 		switch typ {
 		case extServerName:
 			name, err := parseServerName(data)
 			if err != nil {
-				return clientHello{}, err
+				return ClientHello{}, err
 			}
-			h.serverName = name
+			h.ServerName = name
 		case extALPN:
 			list, rest, ok := vec16(data)
 			if !ok || len(rest) != 0 || len(list) == 0 {
-				return clientHello{}, errHelloALPN
+				return ClientHello{}, errHelloALPN
 			}
 			for q := list; len(q) > 0; {
 				var name []byte
 				name, q, ok = vec8(q)
 				if !ok || len(name) == 0 {
-					return clientHello{}, errHelloALPN
+					return ClientHello{}, errHelloALPN
 				}
 			}
 			h.alpn = list
 		case extSupportedVersions:
 			list, rest, ok := vec8(data)
 			if !ok || len(rest) != 0 || len(list) < 2 || len(list)%2 != 0 {
-				return clientHello{}, errHelloVersions
+				return ClientHello{}, errHelloVersions
 			}
 			for q := list; len(q) > 0; q = q[2:] {
-				h.tls13 = h.tls13 || uint16(q[0])<<8|uint16(q[1]) == versionTLS13
+				h.TLS13 = h.TLS13 || uint16(q[0])<<8|uint16(q[1]) == versionTLS13
 			}
 		case extECH:
-			h.ech = true
+			h.ECH = true
 		}
 	}
 	return h, nil
@@ -481,12 +458,12 @@ func vec16(p []byte) (v, rest []byte, ok bool) {
 // ClientHello, as opposed to incomplete input.
 func isHelloMalformed(err error) bool {
 	var he *helloError
-	return errors.As(err, &he) && err != errHelloIncomplete
+	return errors.As(err, &he) && err != ErrIncomplete
 }
 
-// printableSNI returns a server name for logs: non-printable bytes are
+// PrintableSNI returns a server name for logs: non-printable bytes are
 // escaped and long names truncated.
-func printableSNI(b []byte) string {
+func PrintableSNI(b []byte) string {
 	var sb strings.Builder
 	for i, c := range b {
 		if i == 255 {

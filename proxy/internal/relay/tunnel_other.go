@@ -1,6 +1,6 @@
 //go:build !linux
 
-package proxy
+package relay
 
 import "net"
 
@@ -30,3 +30,11 @@ func ackProbe(c net.Conn) func() (uint64, bool) { return nil }
 
 // allAcked reports false: it looks at socket queues, Linux only.
 func allAcked(net.Conn) bool { return false }
+
+// Await blocks until c has bytes to read (spoke), reaches EOF or fails, or
+// its read deadline passes (timedOut): the proxy's wait for an origin that
+// may speak first, before the tunnel starts. Bytes it read are in data,
+// which the caller must forward.
+func Await(c net.Conn) (data []byte, spoke, timedOut bool) {
+	return readFirst(c)
+}

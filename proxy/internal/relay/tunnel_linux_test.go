@@ -1,4 +1,4 @@
-package proxy
+package relay
 
 import (
 	"bytes"
@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/azegress/azegress/proxy/internal/nettest"
 )
 
 // The tests in this file count process-wide goroutines, fds and epoll tokens,
@@ -33,12 +35,12 @@ type tunnelPath struct {
 var (
 	pathGoroutines = tunnelPath{"goroutines", parkGo, 0, false}         // before #5: a goroutine per direction
 	pathEpoll      = tunnelPath{"epoll", parkEpoll, 0, false}           // back to epoll whenever nothing is queued
-	pathHybrid     = tunnelPath{"hybrid", parkEpoll, epollQuiet, false} // startPipe's
-	pathGeneric    = tunnelPath{"generic", parkEpoll, epollQuiet, true} // startPipe's for conns that are not *net.TCPConn
+	pathHybrid     = tunnelPath{"hybrid", parkEpoll, epollQuiet, false} // Start's
+	pathGeneric    = tunnelPath{"generic", parkEpoll, epollQuiet, true} // Start's for conns that are not *net.TCPConn
 )
 
 // start runs a tunnel between pc and pu on path p.
-func (p tunnelPath) start(ctx context.Context, pc, pu net.Conn, idle time.Duration, st *tunnelStats, done func(string, error)) *tunnel {
+func (p tunnelPath) start(ctx context.Context, pc, pu net.Conn, idle time.Duration, st *Stats, done func(string, error)) *tunnel {
 	if p.generic {
 		pc, pu = struct{ *net.TCPConn }{pc.(*net.TCPConn)}, struct{ *net.TCPConn }{pu.(*net.TCPConn)}
 	}
@@ -53,7 +55,7 @@ type asyncTunnel struct {
 	t              *tunnel
 	client, origin *net.TCPConn // the test's ends
 	pc, pu         *net.TCPConn // the proxy's ends
-	st             tunnelStats
+	st             Stats
 	calls          atomic.Int32 // times done was called
 	finished       chan struct{}
 	reason         string
@@ -147,11 +149,11 @@ func settle(tb testing.TB, what string, cond func() (ok bool, detail string)) {
 	}
 }
 
-// TestTunnelEpollIdleHoldsNoGoroutines opens 500 idle tunnels with startPipe:
+// TestTunnelEpollIdleHoldsNoGoroutines opens 500 idle tunnels with Start:
 // the goroutine count must not grow with them, and they must still work.
 func TestTunnelEpollIdleHoldsNoGoroutines(t *testing.T) {
 	const n = 500
-	ln := listen(t)
+	ln := nettest.Listen(t)
 	base := runtime.NumGoroutine()
 	ats := make([]*asyncTunnel, n)
 	for i := range ats {
@@ -176,10 +178,10 @@ func TestTunnelEpollIdleHoldsNoGoroutines(t *testing.T) {
 		at.origin.CloseWrite()
 	}
 	for _, at := range ats {
-		if err := at.wait(t, reasonEOF); err != nil {
+		if err := at.wait(t, ReasonEOF); err != nil {
 			t.Fatalf("err: %v", err)
 		}
-		if up, down := at.st.up.Load(), at.st.down.Load(); up != 8 || down != 8 {
+		if up, down := at.st.Up.Load(), at.st.Down.Load(); up != 8 || down != 8 {
 			t.Fatalf("bytes: up %d, down %d; want 8 each", up, down)
 		}
 	}
@@ -195,10 +197,10 @@ func TestTunnelEpollIdleHoldsNoGoroutines(t *testing.T) {
 // fd is left behind.
 func TestTunnelEpollEndWhileParked(t *testing.T) {
 	const n = 20
-	ln := listen(t)
+	ln := nettest.Listen(t)
 	settle(t, "before", func() (bool, string) { _, open := epollForTest(); return !open, "epoll instance still open" })
 	runtime.GC()
-	baseFDs, _ := countFDs(t)
+	baseFDs, _ := nettest.CountFDs(t)
 	baseG := runtime.NumGoroutine()
 
 	for _, tc := range []struct {
@@ -208,21 +210,21 @@ func TestTunnelEpollEndWhileParked(t *testing.T) {
 		want  string
 		check func(t *testing.T, err error)
 	}{
-		{"client_closes", time.Minute, func(at *asyncTunnel, _ context.CancelFunc) { at.client.Close(); at.origin.CloseWrite() }, reasonEOF, nil},
-		{"cancel", time.Minute, func(_ *asyncTunnel, cancel context.CancelFunc) { cancel() }, reasonCanceled,
+		{"client_closes", time.Minute, func(at *asyncTunnel, _ context.CancelFunc) { at.client.Close(); at.origin.CloseWrite() }, ReasonEOF, nil},
+		{"cancel", time.Minute, func(_ *asyncTunnel, cancel context.CancelFunc) { cancel() }, ReasonCanceled,
 			func(t *testing.T, err error) {
 				if !errors.Is(err, context.Canceled) {
 					t.Errorf("err: got %v, want context.Canceled", err)
 				}
 			}},
-		{"idle_timeout", testIdle, func(*asyncTunnel, context.CancelFunc) {}, reasonIdleTimeout, nil},
+		{"idle_timeout", testIdle, func(*asyncTunnel, context.CancelFunc) {}, ReasonIdleTimeout, nil},
 		// The client gets a FIN after the reset, and the tunnel ends when
 		// it closes too.
 		{"reset", time.Minute, func(at *asyncTunnel, _ context.CancelFunc) {
 			at.origin.SetLinger(0)
 			at.origin.Close()
 			closeAtEOF(at.client)
-		}, reasonError,
+		}, ReasonError,
 			func(t *testing.T, err error) {
 				if err == nil {
 					t.Errorf("err: got nil, want the reset")
@@ -240,7 +242,7 @@ func TestTunnelEpollEndWhileParked(t *testing.T) {
 				}
 				if ended := waitParked(t, ats); ended == n {
 					t.Skipf("all %d tunnels ended before they were seen parked: the test was starved", n)
-				} else if ended > 0 && tc.want != reasonIdleTimeout {
+				} else if ended > 0 && tc.want != ReasonIdleTimeout {
 					t.Fatalf("%d tunnels ended on their own", ended)
 				}
 				for i, at := range ats {
@@ -269,7 +271,7 @@ func TestTunnelEpollEndWhileParked(t *testing.T) {
 		}
 	}
 	settle(t, "after all", func() (bool, string) {
-		fds, _ := countFDs(t)
+		fds, _ := nettest.CountFDs(t)
 		g := runtime.NumGoroutine()
 		_, open := epollForTest()
 		return fds <= baseFDs && g <= baseG && !open,
@@ -283,7 +285,7 @@ func TestTunnelEpollEndWhileParked(t *testing.T) {
 // must not reach a new one: each new tunnel moves exactly its own bytes.
 func TestTunnelEpollFDReuse(t *testing.T) {
 	const rounds = 300
-	ln := listen(t)
+	ln := nettest.Listen(t)
 	reused := 0
 	for i := range rounds {
 		ctx, cancel := context.WithCancel(t.Context())
@@ -303,7 +305,7 @@ func TestTunnelEpollFDReuse(t *testing.T) {
 			old.origin.Close()
 			closeAtEOF(old.client) // the tunnel lingers for the client's end
 		}
-		old.wait(t, map[bool]string{true: reasonCanceled, false: reasonError}[i%2 == 0])
+		old.wait(t, map[bool]string{true: ReasonCanceled, false: ReasonError}[i%2 == 0])
 		cancel()
 		old.client.Close()
 		old.origin.Close()
@@ -318,10 +320,10 @@ func TestTunnelEpollFDReuse(t *testing.T) {
 		if rest, err := io.ReadAll(nu.client); err != nil || len(rest) != 0 {
 			t.Fatalf("round %d: client got %q, %v after the ping-pong; want EOF", i, rest, err)
 		}
-		if err := nu.wait(t, reasonEOF); err != nil {
+		if err := nu.wait(t, ReasonEOF); err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}
-		if up, down := nu.st.up.Load(), nu.st.down.Load(); up != 4 || down != 4 {
+		if up, down := nu.st.Up.Load(), nu.st.Down.Load(); up != 4 || down != 4 {
 			t.Fatalf("round %d: new tunnel moved up %d, down %d bytes; want 4 each", i, up, down)
 		}
 		nu.client.Close()
@@ -366,13 +368,13 @@ func fdOf(tb testing.TB, c *net.TCPConn) int {
 // between the two readings made it noise, even negative. The sockets of both sides
 // exist before the baseline, so only the tunnel is counted. "goroutines" is
 // the path before #5 (a goroutine per direction parked in Go's poller),
-// "epoll" and "hybrid" park in the shared epoll set, hybrid (startPipe's)
+// "epoll" and "hybrid" park in the shared epoll set, hybrid (Start's)
 // after epollQuiet.
 func BenchmarkIdleTunnelMemory(b *testing.B) {
 	const n = 2000
 	for _, bm := range []tunnelPath{pathGoroutines, pathEpoll, pathHybrid} {
 		b.Run(bm.name, func(b *testing.B) {
-			ln := listen(b)
+			ln := nettest.Listen(b)
 			var perTunnel float64
 			for b.Loop() {
 				var clients, origins, pcs, pus []*net.TCPConn
@@ -430,7 +432,7 @@ func memInUse(tb testing.TB) int64 {
 func BenchmarkTunnelRoundTrip(b *testing.B) {
 	for _, bm := range []tunnelPath{{name: "direct"}, pathGoroutines, pathEpoll, pathHybrid} {
 		b.Run(bm.name, func(b *testing.B) {
-			ln := listen(b)
+			ln := nettest.Listen(b)
 			client, origin := tcpPair(b, ln)
 			if bm.name != "direct" {
 				var pc, pu *net.TCPConn
@@ -441,7 +443,7 @@ func BenchmarkTunnelRoundTrip(b *testing.B) {
 				b.Cleanup(func() { <-done })
 			}
 			b.Cleanup(func() { client.Close(); origin.Close() })
-			go echo(origin)
+			go nettest.Echo(origin)
 			msg := bytes.Repeat([]byte{'x'}, 64)
 			got := make([]byte, 64)
 			var lat []time.Duration
@@ -468,7 +470,7 @@ func BenchmarkTunnelRoundTrip(b *testing.B) {
 func BenchmarkTunnelSetup(b *testing.B) {
 	for _, bm := range []tunnelPath{pathGoroutines, pathEpoll, pathHybrid} {
 		b.Run(bm.name, func(b *testing.B) {
-			ln := listen(b)
+			ln := nettest.Listen(b)
 			one := make([]byte, 1)
 			done := make(chan struct{}, 1)
 			for b.Loop() {
@@ -499,7 +501,7 @@ func BenchmarkTunnelSetup(b *testing.B) {
 // With a slow client the response is still on its way when the proxy meets
 // the reset; a reset towards the client then would discard it.
 func TestTunnelClosedPeer(t *testing.T) {
-	ln := listen(t)
+	ln := nettest.Listen(t)
 	for _, path := range []tunnelPath{pathHybrid, pathGeneric} {
 		for _, tc := range []struct {
 			name string
@@ -516,11 +518,11 @@ func TestTunnelClosedPeer(t *testing.T) {
 			abort bool
 			want  string
 		}{
-			{"fin_after_reset", 1000, false, false, false, reasonEOF},
-			{"write_after_reset", 1000, false, true, false, reasonEOF},
-			{"slow_client/fin_after_reset", 1 << 20, true, false, false, reasonEOF},
-			{"slow_client/write_after_reset", 1 << 20, true, true, false, reasonEOF},
-			{"slow_client/origin_aborts", 1 << 20, true, false, true, reasonError},
+			{"fin_after_reset", 1000, false, false, false, ReasonEOF},
+			{"write_after_reset", 1000, false, true, false, ReasonEOF},
+			{"slow_client/fin_after_reset", 1 << 20, true, false, false, ReasonEOF},
+			{"slow_client/write_after_reset", 1 << 20, true, true, false, ReasonEOF},
+			{"slow_client/origin_aborts", 1 << 20, true, false, true, ReasonError},
 		} {
 			t.Run(path.name+"/"+tc.name, func(t *testing.T) {
 				at := startAsync(t, t.Context(), ln, time.Minute, path)
@@ -538,7 +540,7 @@ func TestTunnelClosedPeer(t *testing.T) {
 				}
 				// The proxy's kernel has every response byte, so the origin's
 				// FIN follows them at once and its reset discards none.
-				waitFor(t, func() bool { return sockQueue(t, at.origin, unix.SIOCOUTQ) == 0 }, "the origin's response to be acknowledged")
+				nettest.WaitFor(t, func() bool { return sockQueue(t, at.origin, unix.SIOCOUTQ) == 0 }, "the origin's response to be acknowledged")
 				if tc.abort {
 					at.origin.SetLinger(0)
 				}
@@ -546,7 +548,7 @@ func TestTunnelClosedPeer(t *testing.T) {
 
 				var got []byte
 				if tc.slow {
-					waitFor(t, func() bool { return tcpState(t, at.pu) != unix.BPF_TCP_ESTABLISHED }, "the origin's FIN or reset to reach the proxy")
+					nettest.WaitFor(t, func() bool { return tcpState(t, at.pu) != unix.BPF_TCP_ESTABLISHED }, "the origin's FIN or reset to reach the proxy")
 					if sockQueue(t, at.pc, unix.SIOCOUTQ)+sockQueue(t, at.pu, unix.SIOCINQ) == 0 {
 						t.Fatalf("no response byte is in flight to the client: the test would not test a reset of the client")
 					}
@@ -561,7 +563,7 @@ func TestTunnelClosedPeer(t *testing.T) {
 				if _, err := at.client.Write(late); err != nil {
 					t.Fatal(err)
 				}
-				waitFor(t, func() bool { return tcpState(t, at.pu) == unix.BPF_TCP_CLOSE }, "the origin's reset to reach the proxy")
+				nettest.WaitFor(t, func() bool { return tcpState(t, at.pu) == unix.BPF_TCP_CLOSE }, "the origin's reset to reach the proxy")
 				if tc.writeAfterReset {
 					if _, err := at.client.Write(late); err != nil {
 						t.Fatal(err)
@@ -570,27 +572,27 @@ func TestTunnelClosedPeer(t *testing.T) {
 				at.client.CloseWrite()
 
 				if tc.slow {
-					waitFor(t, func() bool { return at.t.dirs[0].state.Load() == dirDone }, "the proxy to read the client's end")
+					nettest.WaitFor(t, func() bool { return at.t.dirs[0].state.Load() == dirDone }, "the proxy to read the client's end")
 					var err error
 					if got, err = io.ReadAll(at.client); err != nil {
-						t.Fatalf("client read %d of the %d bytes the proxy sent it, then %v; want all of them, then EOF", len(got), at.st.down.Load(), err)
+						t.Fatalf("client read %d of the %d bytes the proxy sent it, then %v; want all of them, then EOF", len(got), at.st.Down.Load(), err)
 					}
 				}
 				if !bytes.Equal(got, resp) {
 					t.Errorf("client got %d bytes, want the %d of the response", len(got), len(resp))
 				}
 				err := at.wait(t, tc.want)
-				if tc.want == reasonEOF && err != nil {
+				if tc.want == ReasonEOF && err != nil {
 					t.Errorf("err: %v", err)
 				}
-				if tc.want == reasonError && !errors.Is(err, syscall.ECONNRESET) {
+				if tc.want == ReasonError && !errors.Is(err, syscall.ECONNRESET) {
 					t.Errorf("err: got %v, want the origin's reset", err)
 				}
 				wantUp := len(req) + len(late) // a second late write fails
 				if tc.abort {
 					wantUp = len(req) // the first already meets the reset
 				}
-				if up, down := at.st.up.Load(), at.st.down.Load(); up != int64(wantUp) || down != int64(len(resp)) {
+				if up, down := at.st.Up.Load(), at.st.Down.Load(); up != int64(wantUp) || down != int64(len(resp)) {
 					t.Errorf("bytes: up %d, down %d; want %d, %d", up, down, wantUp, len(resp))
 				}
 			})
@@ -641,7 +643,7 @@ func control(tb testing.TB, c syscall.Conn, f func(fd int)) {
 // TestTunnelEnds runs other ends around a side that closes or resets while
 // the other still sends, and checks how the tunnel ends.
 func TestTunnelEnds(t *testing.T) {
-	ln := listen(t)
+	ln := nettest.Listen(t)
 	for _, path := range []tunnelPath{pathHybrid, pathGeneric} {
 		for _, tc := range []struct {
 			name string
@@ -655,12 +657,12 @@ func TestTunnelEnds(t *testing.T) {
 				pingPong(t, at.client, at.origin)
 				at.client.Write([]byte("close_notify"))
 				at.client.CloseWrite()
-				waitFor(t, func() bool { return tcpState(t, at.origin) == unix.BPF_TCP_CLOSE_WAIT }, "the client's end to reach the origin")
+				nettest.WaitFor(t, func() bool { return tcpState(t, at.origin) == unix.BPF_TCP_CLOSE_WAIT }, "the client's end to reach the origin")
 				at.origin.Close() // bytes unread: RST
 				if rest, err := io.ReadAll(at.client); err != nil || len(rest) != 0 {
 					t.Errorf("client got %d bytes, then %v; want EOF", len(rest), err)
 				}
-			}, reasonEOF},
+			}, ReasonEOF},
 			// The origin answers and closes; the client keeps sending
 			// into the closed tunnel. Once the client has every byte of
 			// the answer, the proxy stops reading it, and its writes fail
@@ -679,7 +681,7 @@ func TestTunnelEnds(t *testing.T) {
 						t.Fatalf("the client could still write after 10s into a tunnel whose origin closed")
 					}
 				}
-			}, reasonEOF},
+			}, ReasonEOF},
 			// The client resets while the origin streams: the proxy must
 			// not go on reading the stream for nobody until the idle
 			// timeout.
@@ -697,13 +699,13 @@ func TestTunnelEnds(t *testing.T) {
 				}
 				at.client.SetLinger(0)
 				at.client.Close()
-			}, reasonError},
+			}, ReasonError},
 		} {
 			t.Run(path.name+"/"+tc.name, func(t *testing.T) {
 				at := startAsync(t, t.Context(), ln, time.Minute, path)
 				tc.run(t, at)
 				err := at.wait(t, tc.want)
-				if tc.want == reasonEOF && err != nil {
+				if tc.want == ReasonEOF && err != nil {
 					t.Errorf("err: %v", err)
 				}
 			})

@@ -1,4 +1,4 @@
-package proxy
+package relay
 
 import (
 	"errors"
@@ -133,7 +133,7 @@ func (t *tunnel) runSplice(d *direction) {
 		// fs.epoll.max_user_watches): the proxy failed, not a side, so
 		// the tunnel ends at once and neither side is reset.
 		t.fail(perr)
-		t.end(reasonError, perr)
+		t.end(ReasonError, perr)
 		err = nil
 	}
 	t.exit(d, err)
@@ -369,4 +369,28 @@ func (t *tunnel) quietOver(d *direction) error {
 	}
 	d.sp.goWait = false
 	return d.src.SetReadDeadline(time.Time{})
+}
+
+// Await blocks until c has bytes to read (spoke), reaches EOF or fails, or
+// its read deadline passes (timedOut): the proxy's wait for an origin that
+// may speak first, before the tunnel starts. On a socket it consumes
+// nothing, so the bytes stay queued for the tunnel and data is nil; from
+// other conns it reads, and the caller must forward data.
+func Await(c net.Conn) (data []byte, spoke, timedOut bool) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return readFirst(c)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return readFirst(c)
+	}
+	// The tunnel's own readiness check: bytes queued, EOF or an error end
+	// the wait; nothing yet parks in the runtime poller.
+	var sp spliceState
+	err = rc.Read(sp.checkReadable)
+	if err != nil {
+		return nil, false, errors.Is(err, os.ErrDeadlineExceeded)
+	}
+	return nil, !sp.eof && sp.err == nil, false
 }

@@ -1,4 +1,4 @@
-package proxy
+package httphead
 
 import (
 	"bufio"
@@ -58,9 +58,9 @@ func (c *loopConn) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// parseChunks reads the concatenation of chunks through a headConn, checks
+// parseChunks reads the concatenation of chunks through a Conn, checks
 // that the bytes come out unchanged and returns every head queued.
-func parseChunks(t testing.TB, chunks ...[]byte) []reqHead {
+func parseChunks(t testing.TB, chunks ...[]byte) []Head {
 	t.Helper()
 	var want []byte
 	cc := &chunkConn{}
@@ -68,19 +68,19 @@ func parseChunks(t testing.TB, chunks ...[]byte) []reqHead {
 		want = append(want, ch...)
 		cc.chunks = append(cc.chunks, slices.Clone(ch))
 	}
-	hc := newHeadConn(cc)
+	hc := NewConn(cc)
 	got, err := io.ReadAll(hc)
 	if err != nil {
 		t.Fatalf("ReadAll: %v", err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Fatalf("headConn changed the bytes read: got %q, want %q", got, want)
+		t.Fatalf("Conn changed the bytes read: got %q, want %q", got, want)
 	}
 	return drainHeads(hc)
 }
 
-func drainHeads(hc *headConn) []reqHead {
-	var hs []reqHead
+func drainHeads(hc *Conn) []Head {
+	var hs []Head
 	for {
 		h, ok := hc.NextHead()
 		if !ok {
@@ -91,7 +91,7 @@ func drainHeads(hc *headConn) []reqHead {
 }
 
 // diffHeads describes how got differs from want, or returns "".
-func diffHeads(got, want []reqHead) string {
+func diffHeads(got, want []Head) string {
 	if len(got) != len(want) {
 		return fmt.Sprintf("got %d heads, want %d:\ngot  %+v\nwant %+v", len(got), len(want), got, want)
 	}
@@ -107,8 +107,8 @@ func diffHeads(got, want []reqHead) string {
 }
 
 // get is the head of a GET of target with Host h.
-func get(target string, host ...string) reqHead {
-	return reqHead{Method: "GET", Target: target, Proto: "HTTP/1.1", Host: host}
+func get(target string, host ...string) Head {
+	return Head{Method: "GET", Target: target, Proto: "HTTP/1.1", Host: host}
 }
 
 const (
@@ -126,8 +126,8 @@ const (
 var (
 	headGetA  = get("http://a.example/", "a.example")
 	headGetB  = get("http://b.example/x?y", "b.example")
-	headPost  = reqHead{Method: "POST", Target: "http://a.example/up", Proto: "HTTP/1.1", Host: []string{"a.example"}, ContentLength: []string{"11"}}
-	headChunk = reqHead{Method: "POST", Target: "http://a.example/c", Proto: "HTTP/1.1", Host: []string{"a.example"}, TransferEncoding: []string{"chunked"}}
+	headPost  = Head{Method: "POST", Target: "http://a.example/up", Proto: "HTTP/1.1", Host: []string{"a.example"}, ContentLength: []string{"11"}}
+	headChunk = Head{Method: "POST", Target: "http://a.example/c", Proto: "HTTP/1.1", Host: []string{"a.example"}, TransferEncoding: []string{"chunked"}}
 )
 
 // headCases are byte streams from a client and the heads they must yield.
@@ -135,119 +135,119 @@ var (
 var headCases = []struct {
 	name string
 	in   string
-	want []reqHead
+	want []Head
 }{
 	{"empty", "", nil},
-	{"single", reqGetA, []reqHead{headGetA}},
+	{"single", reqGetA, []Head{headGetA}},
 	{"incomplete head", "GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\n", nil},
 	{"host absent", "GET http://a.example/ HTTP/1.0\r\n\r\n",
-		[]reqHead{{Method: "GET", Target: "http://a.example/", Proto: "HTTP/1.0"}}},
+		[]Head{{Method: "GET", Target: "http://a.example/", Proto: "HTTP/1.0"}}},
 	{"host differs from target", "GET http://a.example/ HTTP/1.1\r\nHost: b.example\r\n\r\n",
-		[]reqHead{get("http://a.example/", "b.example")}},
+		[]Head{get("http://a.example/", "b.example")}},
 	{"host duplicated", "GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\nX: 1\r\nhost: b.example:80\r\n\r\n",
-		[]reqHead{get("http://a.example/", "a.example", "b.example:80")}},
-	{"host empty", "GET / HTTP/1.1\r\nHost:\r\n\r\n", []reqHead{get("/", "")}},
+		[]Head{get("http://a.example/", "a.example", "b.example:80")}},
+	{"host empty", "GET / HTTP/1.1\r\nHost:\r\n\r\n", []Head{get("/", "")}},
 	{"values trimmed of OWS", "GET / HTTP/1.1\r\nHost: \t a.example \t\r\nContent-Length:  0 \r\n\r\n",
-		[]reqHead{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Host: []string{"a.example"}, ContentLength: []string{"0"}}}},
+		[]Head{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Host: []string{"a.example"}, ContentLength: []string{"0"}}}},
 	{"names case-insensitive", "GET / HTTP/1.1\r\nHOST: a\r\ncOnTeNt-LeNgTh: 2\r\n\r\nxy" + reqGetB,
-		[]reqHead{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Host: []string{"a"}, ContentLength: []string{"2"}}, headGetB}},
-	{"keep-alive", reqPost + reqChunk + reqGetB, []reqHead{headPost, headChunk, headGetB}},
-	{"pipelined", reqGetA + reqGetB + reqGetA + reqGetB, []reqHead{headGetA, headGetB, headGetA, headGetB}},
+		[]Head{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Host: []string{"a"}, ContentLength: []string{"2"}}, headGetB}},
+	{"keep-alive", reqPost + reqChunk + reqGetB, []Head{headPost, headChunk, headGetB}},
+	{"pipelined", reqGetA + reqGetB + reqGetA + reqGetB, []Head{headGetA, headGetB, headGetA, headGetB}},
 	{"body looks like a request", fmt.Sprintf("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s", len(reqEvil), reqEvil) + reqGetB,
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", Host: []string{"a"}, ContentLength: []string{fmt.Sprint(len(reqEvil))}}, headGetB}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", Host: []string{"a"}, ContentLength: []string{fmt.Sprint(len(reqEvil))}}, headGetB}},
 	{"chunk data looks like a request", fmt.Sprintf("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(reqEvil), reqEvil) + reqGetB,
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, headGetB}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, headGetB}},
 	{"bare LF", "GET / HTTP/1.1\nHost: a\n\nPOST / HTTP/1.1\nTransfer-Encoding: chunked\n\n2\nhi\r\n0\n\n" + reqGetB,
-		[]reqHead{get("/", "a"), {Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, headGetB}},
-	{"leading empty lines", "\r\n\n\r\n" + reqGetA + "\r\n" + reqGetB, []reqHead{headGetA, headGetB}},
+		[]Head{get("/", "a"), {Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, headGetB}},
+	{"leading empty lines", "\r\n\n\r\n" + reqGetA + "\r\n" + reqGetB, []Head{headGetA, headGetB}},
 	{"content-length zero", "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n" + reqGetB,
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"0"}}, headGetB}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"0"}}, headGetB}},
 	{"content-length repeated equal", "POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nxy" + reqGetB,
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"2", "2"}}, headGetB}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"2", "2"}}, headGetB}},
 	{"content-length differing", "POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nxyz" + reqGetB,
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"2", "3"}, Err: errContentLengths}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"2", "3"}, Err: errContentLengths}}},
 	{"content-length leading zero differs", "POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 02\r\n\r\nxy",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"2", "02"}, Err: errContentLengths}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"2", "02"}, Err: errContentLengths}}},
 	{"content-length list", "POST / HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\nxy",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"2, 2"}, Err: errContentLength}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"2, 2"}, Err: errContentLength}}},
 	{"content-length negative", "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"-1"}, Err: errContentLength}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"-1"}, Err: errContentLength}}},
 	{"content-length plus sign", "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\nx",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"+1"}, Err: errContentLength}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"+1"}, Err: errContentLength}}},
 	{"content-length empty", "POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{""}, Err: errContentLength}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{""}, Err: errContentLength}}},
 	{"content-length too large", "POST / HTTP/1.1\r\nContent-Length: 9223372036854775808\r\n\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"9223372036854775808"}, Err: errContentLength}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"9223372036854775808"}, Err: errContentLength}}},
 	{"content-length and transfer-encoding", "POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n" + reqGetB,
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"4"}, TransferEncoding: []string{"chunked"}}, headGetB}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"4"}, TransferEncoding: []string{"chunked"}}, headGetB}},
 	{"transfer-encoding gzip, chunked", "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n" + reqGetB,
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"gzip, chunked"}}, headGetB}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"gzip, chunked"}}, headGetB}},
 	{"transfer-encoding split over lines", "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: CHUNKED\r\n\r\n0\r\n\r\n" + reqGetB,
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"gzip", "CHUNKED"}}, headGetB}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"gzip", "CHUNKED"}}, headGetB}},
 	{"transfer-encoding not chunked", "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"gzip"}, Err: errTransferEncoding}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"gzip"}, Err: errTransferEncoding}}},
 	{"transfer-encoding chunked not final", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked, gzip"}, Err: errTransferEncoding}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked, gzip"}, Err: errTransferEncoding}}},
 	{"transfer-encoding chunked twice", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked", "chunked"}, Err: errTransferEncoding}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked", "chunked"}, Err: errTransferEncoding}}},
 	{"transfer-encoding empty", "POST / HTTP/1.1\r\nTransfer-Encoding:\r\n\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{""}, Err: errTransferEncoding}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{""}, Err: errTransferEncoding}}},
 	{"transfer-encoding in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.0", TransferEncoding: []string{"chunked"}, ContentLength: []string{"5"}, Err: errTransferEncoding0}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.0", TransferEncoding: []string{"chunked"}, ContentLength: []string{"5"}, Err: errTransferEncoding0}}},
 	{"transfer-encoding in HTTP/1.0 hides a request", fmt.Sprintf("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: %d\r\n\r\n0\r\n\r\n%s", 5+len(reqEvil), reqEvil) + reqGetB,
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.0", TransferEncoding: []string{"chunked"}, ContentLength: []string{fmt.Sprint(5 + len(reqEvil))}, Err: errTransferEncoding0}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.0", TransferEncoding: []string{"chunked"}, ContentLength: []string{fmt.Sprint(5 + len(reqEvil))}, Err: errTransferEncoding0}}},
 	{"transfer-encoding overrides content-length", fmt.Sprintf("POST / HTTP/1.1\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n%s", 5+len(reqEvil), reqEvil) + reqGetB,
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{fmt.Sprint(5 + len(reqEvil))}, TransferEncoding: []string{"chunked"}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{fmt.Sprint(5 + len(reqEvil))}, TransferEncoding: []string{"chunked"}},
 			{Method: "GET", Target: "http://evil.example/", Proto: "HTTP/1.1", Host: []string{"evil.example"}}, headGetB}},
 	{"chunk size invalid", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" + reqGetB,
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
 	{"chunk size empty", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n;ext\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
 	{"chunk size signed", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
 	{"chunk size 0x", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
 	{"chunk size 17 digits", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000001\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
 	{"chunk size 16 digits", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0000000000000001\r\nx\r\n0\r\n\r\n" + reqGetB,
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, headGetB}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, headGetB}},
 	{"chunk size OWS", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1 \t\r\nx\r\n1\t;a\r\ny\r\n0 \r\n\r\n" + reqGetB,
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, headGetB}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, headGetB}},
 	{"chunk line too long", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;" + strings.Repeat("e", maxChunkLineBytes) + "\r\nx\r\n0\r\n\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
 	{"chunk size space inside", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1 1\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
 	{"chunk line bare CR", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;a\rb\r\nx\r\n0\r\n\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
 	{"chunk data too long", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkData}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkData}}},
 	{"chunk data bare LF", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\n0\r\n\r\n",
-		[]reqHead{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkData}}},
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkData}}},
 	{"obs-fold", "GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n",
-		[]reqHead{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Host: []string{"a"}, Err: errObsFold}}},
+		[]Head{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Host: []string{"a"}, Err: errObsFold}}},
 	{"obs-fold first line", "GET / HTTP/1.1\r\n\tHost: a\r\n\r\n",
-		[]reqHead{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Err: errObsFold}}},
+		[]Head{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Err: errObsFold}}},
 	{"space before colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n",
-		[]reqHead{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Err: errHeaderLine}}},
+		[]Head{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Err: errHeaderLine}}},
 	{"no colon", "GET / HTTP/1.1\r\nHost a\r\n\r\n",
-		[]reqHead{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Err: errHeaderLine}}},
+		[]Head{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Err: errHeaderLine}}},
 	{"empty name", "GET / HTTP/1.1\r\n: a\r\n\r\n",
-		[]reqHead{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Err: errHeaderLine}}},
+		[]Head{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Err: errHeaderLine}}},
 	{"CR line in head", "GET / HTTP/1.1\r\nHost: a\r\n\r\r\n\r\n",
-		[]reqHead{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Host: []string{"a"}, Err: errHeaderLine}}},
-	{"request line two fields", "GET /\r\n\r\n" + reqGetB, []reqHead{{Err: errRequestLine}}},
+		[]Head{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Host: []string{"a"}, Err: errHeaderLine}}},
+	{"request line two fields", "GET /\r\n\r\n" + reqGetB, []Head{{Err: errRequestLine}}},
 	{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-		[]reqHead{{Method: "PRI", Target: "*", Proto: "HTTP/2.0", Err: errHTTPVersion}}},
+		[]Head{{Method: "PRI", Target: "*", Proto: "HTTP/2.0", Err: errHTTPVersion}}},
 	{"HTTP/0.9", "GET /\r\n", nil},
 	{"CONNECT stops", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + reqGetB,
-		[]reqHead{{Method: "CONNECT", Target: "a.example:443", Proto: "HTTP/1.1", Host: []string{"a.example:443"}}}},
+		[]Head{{Method: "CONNECT", Target: "a.example:443", Proto: "HTTP/1.1", Host: []string{"a.example:443"}}}},
 	{"CONNECT pipelined stops", reqGetA + "CONNECT a.example:443 HTTP/1.1\r\n\r\n" + reqGetB,
-		[]reqHead{headGetA, {Method: "CONNECT", Target: "a.example:443", Proto: "HTTP/1.1"}}},
+		[]Head{headGetA, {Method: "CONNECT", Target: "a.example:443", Proto: "HTTP/1.1"}}},
 	{"Upgrade stops", "GET http://a.example/ws HTTP/1.1\r\nHost: a.example\r\nConnection: Upgrade\r\nupgrade: websocket\r\n\r\n\x81\x05hello" + reqGetB,
-		[]reqHead{get("http://a.example/ws", "a.example")}},
+		[]Head{get("http://a.example/ws", "a.example")}},
 	{"too many heads", strings.Repeat(reqGetB, maxQueuedHeads+2),
-		append(slices.Repeat([]reqHead{headGetB}, maxQueuedHeads),
-			reqHead{Method: "GET", Target: "http://b.example/x?y", Proto: "HTTP/1.1", Host: []string{"b.example"}, Err: errTooManyHeads})},
+		append(slices.Repeat([]Head{headGetB}, maxQueuedHeads),
+			Head{Method: "GET", Target: "http://b.example/x?y", Proto: "HTTP/1.1", Host: []string{"b.example"}, Err: errTooManyHeads})},
 }
 
 func TestHeadConn(t *testing.T) {
@@ -285,11 +285,11 @@ func TestHeadConnHeadSize(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		in   []byte
-		want []reqHead
+		want []Head
 	}{
-		{"at limit", head(maxHeadBytes), []reqHead{{Method: "GET", Target: "/", Proto: "HTTP/1.1"}, headGetB}},
-		{"over limit", head(maxHeadBytes + 1), []reqHead{{Err: errHeadTooLarge}}},
-		{"no line end", bytes.Repeat([]byte("G"), maxHeadBytes+1), []reqHead{{Err: errHeadTooLarge}}},
+		{"at limit", head(maxHeadBytes), []Head{{Method: "GET", Target: "/", Proto: "HTTP/1.1"}, headGetB}},
+		{"over limit", head(maxHeadBytes + 1), []Head{{Err: errHeadTooLarge}}},
+		{"no line end", bytes.Repeat([]byte("G"), maxHeadBytes+1), []Head{{Err: errHeadTooLarge}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -312,7 +312,7 @@ func TestHeadConnUnwrap(t *testing.T) {
 	t.Parallel()
 	c1, c2 := net.Pipe()
 	t.Cleanup(func() { c1.Close(); c2.Close() })
-	if got := newHeadConn(c1).Unwrap(); got != c1 {
+	if got := NewConn(c1).Unwrap(); got != c1 {
 		t.Fatalf("Unwrap() = %v, want the inner conn %v", got, c1)
 	}
 }
@@ -333,7 +333,7 @@ func TestHeadConnReadAllocs(t *testing.T) {
 		{"upgrade", "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", []byte("\x81\x05hello" + reqGetA)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			hc := newHeadConn(&loopConn{prefix: []byte(tt.prefix), loop: tt.loop})
+			hc := NewConn(&loopConn{prefix: []byte(tt.prefix), loop: tt.loop})
 			buf := make([]byte, 32<<10)
 			if _, err := hc.Read(buf); err != nil { // the head may allocate
 				t.Fatal(err)
@@ -371,10 +371,10 @@ func TestHeadConnConcurrent(t *testing.T) {
 			<-popped // keep the queue short: the cap is not under test
 		}
 	}()
-	hc := newHeadConn(server)
+	hc := NewConn(server)
 	go io.Copy(io.Discard, hc)
 	for i := range n {
-		var h reqHead
+		var h Head
 		for ok := false; !ok; {
 			runtime.Gosched()
 			h, ok = hc.NextHead()
@@ -389,7 +389,7 @@ func TestHeadConnConcurrent(t *testing.T) {
 	}
 }
 
-// headListener wraps every accepted conn in a headConn, as the proxy's
+// headListener wraps every accepted conn in a Conn, as the proxy's
 // listener does.
 type headListener struct{ net.Listener }
 
@@ -398,7 +398,7 @@ func (l headListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newHeadConn(c), nil
+	return NewConn(c), nil
 }
 
 type headConnKey struct{}
@@ -414,7 +414,7 @@ func TestHeadConnHTTPServer(t *testing.T) {
 	}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			hc := r.Context().Value(headConnKey{}).(*headConn)
+			hc := r.Context().Value(headConnKey{}).(*Conn)
 			h, ok := hc.NextHead()
 			var body []byte
 			if r.Header.Get("X-Skip-Body") == "" {
@@ -514,8 +514,8 @@ func FuzzHeadParser(f *testing.F) {
 			t.Fatalf("split into %d chunks vs one: %s", len(chunks), d)
 		}
 		for i := range whole {
-			if whole[i].Err == nil && (split[i].End != whole[i].End || split[i].unusual != whole[i].unusual) {
-				t.Fatalf("head %d split into %d chunks vs one: End %d vs %d, unusual %v vs %v", i, len(chunks), split[i].End, whole[i].End, split[i].unusual, whole[i].unusual)
+			if whole[i].Err == nil && (split[i].End != whole[i].End || split[i].Unusual != whole[i].Unusual) {
+				t.Fatalf("head %d split into %d chunks vs one: End %d vs %d, Unusual %v vs %v", i, len(chunks), split[i].End, whole[i].End, split[i].Unusual, whole[i].Unusual)
 			}
 		}
 
@@ -526,7 +526,7 @@ func FuzzHeadParser(f *testing.F) {
 // checkAlignedWithNetHTTP frames data with net/http's request reader, the
 // way http.Server does, and checks that every request it frames has its own
 // head in heads, until the parser reported an error or stopped.
-func checkAlignedWithNetHTTP(t *testing.T, data []byte, heads []reqHead) {
+func checkAlignedWithNetHTTP(t *testing.T, data []byte, heads []Head) {
 	t.Helper()
 	src := bytes.NewReader(data)
 	br := bufio.NewReader(src)
@@ -543,13 +543,8 @@ func checkAlignedWithNetHTTP(t *testing.T, data []byte, heads []reqHead) {
 		}
 		req, err := http.ReadRequest(br)
 		if err != nil {
-			// The front door answers a plain CONNECT as the first request
-			// itself. What net/http refuses it must refuse too.
-			if i == 0 && len(heads) > 0 && plainConnect(&heads[0]) {
-				if d := checkTarget(&flow{}, heads[0].Method, heads[0].Target, nil, heads[0].Host); d == nil {
-					t.Fatalf("the front door accepts the target of %+v, which net/http refuses: %v", heads[0], err)
-				}
-			}
+			// What the proxy's front door answers itself, which net/http
+			// refuses, FuzzFrontDoor checks.
 			return
 		}
 		if i >= len(heads) {
@@ -598,7 +593,7 @@ func BenchmarkHeadConnRead(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			var c net.Conn = &loopConn{prefix: []byte(bc.prefix), loop: bc.loop}
 			if !bc.raw {
-				c = newHeadConn(c)
+				c = NewConn(c)
 			}
 			buf := make([]byte, 32<<10)
 			if _, err := c.Read(buf); err != nil {

@@ -1,39 +1,43 @@
-package proxy
+package relay
 
 import (
 	"context"
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 )
 
-// Reasons reported by pipe for why a tunnel ended.
+// Reasons a tunnel ended, as Start reports them to done; the proxy logs
+// them as the close reason and counts them by it.
 const (
-	reasonEOF         = "eof"          // both sides ended, or one closed after the other had
-	reasonIdleTimeout = "idle_timeout" // no bytes moved for the idle duration
-	reasonCanceled    = "canceled"     // the context was done
-	reasonError       = "error"        // reading a side failed, or writing to a side that had not ended
+	ReasonEOF         = "eof"          // both sides ended, or one closed after the other had
+	ReasonIdleTimeout = "idle_timeout" // no bytes moved for the idle duration
+	ReasonCanceled    = "canceled"     // the context was done
+	ReasonError       = "error"        // reading a side failed, or writing to a side that had not ended
 )
 
-// tunnelStats are live byte counts of one tunnel, readable while it runs.
-type tunnelStats struct {
-	up   atomic.Int64 // client→upstream bytes written to upstream
-	down atomic.Int64 // upstream→client bytes written to client
+// Stats are live byte counts of one tunnel, readable while it runs.
+type Stats struct {
+	Up   atomic.Int64 // client→upstream bytes written to upstream
+	Down atomic.Int64 // upstream→client bytes written to client
 }
 
-// pipe copies between client and upstream until both directions have
+// Start copies between client and upstream until both directions have
 // finished, the tunnel is idle for longer than idle (0 means no idle
-// timeout), or ctx is done. It closes both conns before returning. The reason
-// is one of: "eof" (a normal end), "idle_timeout", "canceled" (ctx), "error".
+// timeout), or ctx is done. It returns at once and calls done exactly once,
+// after both conns are closed and nothing of the tunnel runs any more. The
+// reason is one of ReasonEOF (a normal end), ReasonIdleTimeout,
+// ReasonCanceled (ctx) and ReasonError.
 //
 // err is nil for "eof" and "idle_timeout", context.Cause(ctx) for "canceled",
 // and the first failure for "error". st may be nil.
 //
-// pipe clears any deadlines already set on the conns. When both conns are
+// Start clears any deadlines already set on the conns. When both conns are
 // *net.TCPConn on Linux, bytes move with splice(2) and a direction waiting for
 // data holds no pipe, so an idle tunnel costs only its two sockets; other conns
 // are copied through a pooled 32 KiB buffer. When one direction reaches EOF,
@@ -62,22 +66,6 @@ type tunnelStats struct {
 // is idle. Where acknowledgements cannot be observed (non-TCP conns, other
 // OSes), a pending write always counts as activity. Idleness is checked by one
 // timer per tunnel that is re-armed only when it fires, not by deadlines.
-// The conns' deadlines belong to pipe until it returns.
-//
-// pipe is startPipe waiting for done.
-func pipe(ctx context.Context, client, upstream net.Conn, idle time.Duration, st *tunnelStats) (reason string, err error) {
-	ch := make(chan struct{})
-	startPipe(ctx, client, upstream, idle, st, func(r string, e error) {
-		reason, err = r, e
-		close(ch)
-	})
-	<-ch
-	return reason, err
-}
-
-// startPipe is pipe without the wait: it returns at once and calls done
-// exactly once, with pipe's reason and err, after both conns are closed and
-// nothing of the tunnel runs any more.
 //
 // On Linux, between two *net.TCPConn, an idle tunnel holds no goroutine: a
 // direction with nothing to read parks its socket in one epoll instance
@@ -88,17 +76,37 @@ func pipe(ctx context.Context, client, upstream net.Conn, idle time.Duration, st
 // 1.5 KiB) and its two sockets. Other conns and OSes take a goroutine per
 // direction for the tunnel's life.
 //
-// The conns belong to the tunnel until done: to end it early, cancel ctx.
-// Closing a conn from outside is not noticed while the tunnel idles (closing
-// removes the socket from epoll silently), only at the idle timeout, if any.
+// The conns, and their deadlines, belong to the tunnel until done: to end
+// it early, cancel ctx. Closing a conn from outside is not noticed while the
+// tunnel idles (closing removes the socket from epoll silently), only at the
+// idle timeout, if any.
 //
 // done runs on a goroutine of the tunnel's own (a copier, the idle timer or
-// ctx's AfterFunc), never inside startPipe and never on the shared epoll
+// ctx's AfterFunc), never inside Start and never on the shared epoll
 // loop, so it may block and may log; nothing waits for it.
-func startPipe(ctx context.Context, client, upstream net.Conn, idle time.Duration, st *tunnelStats, done func(reason string, err error)) {
+func Start(ctx context.Context, client, upstream net.Conn, idle time.Duration, st *Stats, done func(reason string, err error)) {
 	t := newTunnel(client, upstream, idle, st, done)
 	t.quiet = epollQuiet
 	t.run(ctx, parkEpoll)
+}
+
+// pipe is Start waiting for done, for tests.
+func pipe(ctx context.Context, client, upstream net.Conn, idle time.Duration, st *Stats) (reason string, err error) {
+	ch := make(chan struct{})
+	Start(ctx, client, upstream, idle, st, func(r string, e error) {
+		reason, err = r, e
+		close(ch)
+	})
+	<-ch
+	return reason, err
+}
+
+// readFirst reads what c sends first, for Await where the bytes cannot be
+// left queued.
+func readFirst(c net.Conn) (data []byte, spoke, timedOut bool) {
+	b := make([]byte, 1024)
+	n, err := c.Read(b)
+	return b[:n], n > 0, n == 0 && errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // epollQuiet is how long a direction resumed from epoll keeps waiting in Go's
@@ -116,9 +124,9 @@ const (
 	parkGo                    // Go's runtime poller, on the direction's goroutine (before #5)
 )
 
-func newTunnel(client, upstream net.Conn, idle time.Duration, st *tunnelStats, done func(string, error)) *tunnel {
+func newTunnel(client, upstream net.Conn, idle time.Duration, st *Stats, done func(string, error)) *tunnel {
 	if st == nil {
-		st = new(tunnelStats)
+		st = new(Stats)
 	}
 	t := &tunnel{
 		client:   client,
@@ -127,13 +135,13 @@ func newTunnel(client, upstream net.Conn, idle time.Duration, st *tunnelStats, d
 		start:    time.Now(),
 		done:     done,
 	}
-	t.dirs[0] = direction{t: t, dst: upstream, src: client, n: &st.up, acked: ackProbe(upstream)}
-	t.dirs[1] = direction{t: t, dst: client, src: upstream, n: &st.down, acked: ackProbe(client)}
+	t.dirs[0] = direction{t: t, dst: upstream, src: client, n: &st.Up, acked: ackProbe(upstream)}
+	t.dirs[1] = direction{t: t, dst: client, src: upstream, n: &st.Down, acked: ackProbe(client)}
 	t.dirs[0].other, t.dirs[1].other = &t.dirs[1], &t.dirs[0]
 	return t
 }
 
-// run starts moving bytes and returns; see startPipe.
+// run starts moving bytes and returns; see Start.
 func (t *tunnel) run(ctx context.Context, mode parkMode) {
 	// Deadlines left over from the handshake would end the tunnel spuriously.
 	t.client.SetDeadline(time.Time{})
@@ -141,7 +149,7 @@ func (t *tunnel) run(ctx context.Context, mode parkMode) {
 	t.pending.Store(2)
 
 	splice := t.prepareSplice(mode)
-	t.stopCtx = context.AfterFunc(ctx, func() { t.end(reasonCanceled, context.Cause(ctx)) })
+	t.stopCtx = context.AfterFunc(ctx, func() { t.end(ReasonCanceled, context.Cause(ctx)) })
 	if t.idle > 0 {
 		t.mu.Lock()
 		t.timer = time.AfterFunc(t.idle, t.checkIdle)
@@ -158,7 +166,7 @@ func (t *tunnel) run(ctx context.Context, mode parkMode) {
 	}
 }
 
-// tunnel is the state of one startPipe call.
+// tunnel is the state of one Start call.
 type tunnel struct {
 	client, upstream net.Conn
 	idle             time.Duration
@@ -236,7 +244,7 @@ func (t *tunnel) end(reason string, err error) {
 		first = true
 		t.mu.Lock()
 		if t.fault != nil {
-			reason, err = reasonError, t.fault
+			reason, err = ReasonError, t.fault
 		}
 		t.mu.Unlock()
 		t.reason, t.err = reason, err
@@ -274,7 +282,7 @@ func (t *tunnel) dirDone() {
 	if t.pending.Add(-1) != 0 {
 		return
 	}
-	t.end(reasonEOF, nil) // "error" if a failure was recorded; no-op if the tunnel ended already
+	t.end(ReasonEOF, nil) // "error" if a failure was recorded; no-op if the tunnel ended already
 	t.stopCtx()
 	t.mu.Lock()
 	t.stopped = true
@@ -394,7 +402,7 @@ func (t *tunnel) checkIdle() {
 	}
 	t.mu.Unlock()
 	// Not under t.mu: end may finalize the tunnel, which takes it.
-	t.end(reasonIdleTimeout, nil)
+	t.end(ReasonIdleTimeout, nil)
 }
 
 // lingerOver reports whether d, which drops what it reads because its dst
@@ -413,7 +421,7 @@ func (t *tunnel) halfClose(d *direction) error {
 	if cw, ok := d.dst.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
-	t.end(reasonEOF, nil)
+	t.end(ReasonEOF, nil)
 	return nil
 }
 

@@ -1,0 +1,14 @@
+package nettest
+
+import (
+	"testing"
+
+	"github.com/azegress/azegress/proxy/internal/depstest"
+)
+
+// TestDeps keeps the kit importable from the tests of every package of the
+// proxy.
+func TestDeps(t *testing.T) {
+	t.Parallel()
+	depstest.Leaf(t)
+}

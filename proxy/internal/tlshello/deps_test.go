@@ -1,0 +1,14 @@
+package tlshello
+
+import (
+	"testing"
+
+	"github.com/azegress/azegress/proxy/internal/depstest"
+)
+
+// TestDeps keeps tlshello a protocol piece: it depends on nothing of the
+// module, the proxy and the policy included.
+func TestDeps(t *testing.T) {
+	t.Parallel()
+	depstest.Leaf(t)
+}

@@ -1,0 +1,14 @@
+package tlshellotest
+
+import (
+	"testing"
+
+	"github.com/azegress/azegress/proxy/internal/depstest"
+)
+
+// TestDeps keeps the kit independent of the parser it tests and of the
+// rest of the module.
+func TestDeps(t *testing.T) {
+	t.Parallel()
+	depstest.Leaf(t)
+}
