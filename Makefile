@@ -4,9 +4,10 @@ GO      ?= go
 PKGS    := ./...
 export GOFLAGS := -buildvcs=false
 
-# Debian packages the tests drive for real: curl as a proxy client, promtool
-# to lint the metrics exposition, the Azure CLI and the Azure SDK for Python
-# for the end-to-end test (e2e/azcli_test.go); iproute2, nftables, systemd
+# Debian packages the tests drive for real: curl as a proxy client,
+# prometheus (the server and promtool) for the dashboard and alerting rules
+# (e2e/monitor_test.go), the Azure CLI and the Azure SDK for Python for the
+# end-to-end test (e2e/azcli_test.go); iproute2, nftables, systemd
 # (systemd-analyze) and python3-yaml for deploy/ and its next-hop test.
 DEB_PACKAGES := curl prometheus azure-cli python3-azure iproute2 nftables systemd python3-yaml
 

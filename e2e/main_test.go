@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -27,4 +30,31 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// startDaemon starts cmd, made by exec.CommandContext with a context that
+// cancel ends: cancel sends SIGTERM, and SIGKILL nhLimit later. The channel
+// receives cmd's exit; a reader that does not own it puts it back. Cleanup
+// stops cmd, reports an exit that was not clean, and logs logText if the
+// test failed.
+func startDaemon(t *testing.T, name string, cmd *exec.Cmd, cancel context.CancelFunc, logText func() string) chan error {
+	t.Helper()
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = nhLimit
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-exited; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: %v", name, err)
+		}
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, logText())
+		}
+	})
+	return exited
 }

@@ -11,7 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -22,7 +21,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -431,24 +429,8 @@ func (tp *nhTopo) startProxy(t *testing.T) {
 	if tp.opts.TrustCA {
 		cmd.Env = append(cmd.Env, "SSL_CERT_FILE="+tp.caFile)
 	}
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = nhLimit
 	cmd.Stderr = tp.log
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cancel() // SIGTERM, then SIGKILL after WaitDelay
-		if err := <-exited; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("azegress serve: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("azegress log:\n%s", tp.log.text())
-		}
-	})
+	exited := startDaemon(t, "azegress serve", cmd, cancel, tp.log.text)
 	deadline := time.NewTimer(nhLimit)
 	defer deadline.Stop()
 	for {

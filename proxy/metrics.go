@@ -91,5 +91,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.bytesUp = m.bytes.WithLabelValues("upstream")
 	m.bytesDown = m.bytes.WithLabelValues("downstream")
+	// Both reload results are exported at 0 from the start: PromQL sees no
+	// increase in a counter series that first appears at 1, so the first
+	// rejected reload would otherwise be invisible to rate and increase.
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("failure")
 	return m
 }
