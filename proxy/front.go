@@ -210,7 +210,7 @@ func (s *Server) serveFront(cc *clientConn, h *handoff) {
 // on which net/http could not have reached another verdict than the handler
 // does, so that both paths refuse and allow exactly the same requests.
 func plainConnect(h *httphead.Head) bool {
-	return h.Err == nil && !h.Unusual && h.Method == http.MethodConnect &&
+	return h.Err == nil && !h.Unusual && !h.Leading && h.Method == http.MethodConnect &&
 		(h.Proto == "HTTP/1.1" || h.Proto == "HTTP/1.0") &&
 		len(h.Host) <= 1 && len(h.ContentLength) == 0 && len(h.TransferEncoding) == 0 &&
 		plainAuthority(h.Target) && (len(h.Host) == 0 || plainAuthority(h.Host[0]))

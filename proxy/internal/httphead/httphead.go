@@ -58,6 +58,11 @@ type Head struct {
 	// refuses with a bare 400; the proxy's front door leaves such heads to
 	// it.
 	Unusual bool
+	// Leading is set if empty lines came before the request line. RFC 9112
+	// §2.2 lets a server ignore them, and this parser does, but net/http
+	// refuses them on a connection's first request (it skips them only
+	// after a POST), so the front door leaves such heads to net/http too.
+	Leading bool
 
 	// Err, if non-nil, means the parser could not follow the framing at or
 	// before this head. It is the last head of its connection: the proxy
@@ -181,7 +186,8 @@ type parser struct {
 	queue []Head // queue[qhead:] are the heads not yet taken
 	qhead int
 
-	fed int64 // bytes fed so far
+	fed     int64 // bytes fed so far
+	leading bool  // empty lines came before the current head's request line
 }
 
 // pop removes and returns the oldest queued head.
@@ -241,6 +247,9 @@ func (p *parser) feed(b []byte) {
 				i++
 			}
 			b = b[i:]
+			if i > 0 {
+				p.leading = true
+			}
 			if len(b) > 0 {
 				p.state = stHead
 				p.buf = p.buf[:0]
@@ -331,6 +340,7 @@ func (p *parser) feedHead(b []byte) []byte {
 // framing of its body.
 func (p *parser) finishHead() {
 	h, next, length := parseHead(p.buf)
+	h.Leading, p.leading = p.leading, false
 	if cap(p.buf) > keepHeadBuf {
 		p.buf = nil
 	}
