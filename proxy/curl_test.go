@@ -24,20 +24,39 @@ client "local" {
 }`, tlsPort, httpPort), loopbackNames("allowed.example.com", "denied.example.com"))
 
 	run := func(args ...string) (string, string, int) {
-		cmd := exec.Command(curl, append([]string{"-sS", "--max-time", "10", "-x", "http://" + tp.addr}, args...)...)
-		cmd.Env = []string{"PATH=/usr/bin:/bin"} // no proxy variables from the test's environment
-		var out, errb strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out.String(), errb.String(), code
+		return runCurl(t, curl, append([]string{"-x", "http://" + tp.addr}, args...)...)
 	}
 
+	curlAllowDeny(t, run, tlsPort, httpPort)
+	// curl's HTTP/1.0 CONNECT, as the Azure CLI's urllib3 sends it.
+	out, errs, code := run("--proxy1.0", "http://"+tp.addr, "-k", fmt.Sprintf("https://allowed.example.com:%d/h10", tlsPort))
+	if code != 0 || out != "hello from tls-origin /h10" {
+		t.Errorf("HTTP/1.0 CONNECT: exit %d out %q err %q", code, out, errs)
+	}
+}
+
+// runCurl runs curl -sS with args, a 10s limit and no proxy variables from
+// the test's environment, and returns its stdout, stderr and exit code.
+func runCurl(t *testing.T, curl string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(curl, append([]string{"-sS", "--max-time", "10"}, args...)...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// curlAllowDeny sends the README's four requests with run (curl with the
+// proxy's arguments): HTTPS and plain HTTP to allowed.example.com, allowed,
+// and to denied.example.com, refused with the 403 and its fix.
+func curlAllowDeny(t *testing.T, run func(args ...string) (string, string, int), tlsPort, httpPort uint16) {
+	t.Helper()
 	out, errs, code := run("-k", fmt.Sprintf("https://allowed.example.com:%d/tls", tlsPort))
 	if code != 0 || out != "hello from tls-origin /tls" {
 		t.Errorf("HTTPS allow: exit %d out %q err %q", code, out, errs)
@@ -53,10 +72,5 @@ client "local" {
 	out, _, code = run("-i", fmt.Sprintf("http://denied.example.com:%d/", httpPort))
 	if code != 0 || !strings.HasPrefix(out, "HTTP/1.1 403 Forbidden") || !strings.Contains(out, `hosts = ["denied.example.com"]`) {
 		t.Errorf("HTTP deny: exit %d out %q", code, out)
-	}
-	// curl's HTTP/1.0 CONNECT, as the Azure CLI's urllib3 sends it.
-	out, errs, code = run("--proxy1.0", "http://"+tp.addr, "-k", fmt.Sprintf("https://allowed.example.com:%d/h10", tlsPort))
-	if code != 0 || out != "hello from tls-origin /h10" {
-		t.Errorf("HTTP/1.0 CONNECT: exit %d out %q err %q", code, out, errs)
 	}
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -38,6 +39,7 @@ var frontBufPool = sync.Pool{New: func() any { b := make([]byte, frontBufSize); 
 // http.Server.Shutdown stops the front door too.
 type handoff struct {
 	ln    net.Listener
+	tls   *tlsListener // set on a ServeTLS listener
 	conns chan net.Conn
 	done  chan struct{}
 	once  sync.Once
@@ -95,8 +97,15 @@ func (s *Server) acceptLoop(ln net.Listener, h *handoff) error {
 		}
 		backoff = 0
 		if !s.takeConn() {
-			shed(c)
+			if h.tls != nil {
+				_ = c.Close() // a 503 would need a handshake first: the cost shedding saves
+			} else {
+				shed(c)
+			}
 			continue
+		}
+		if h.tls != nil {
+			c = tls.Server(c, h.tls.config) // serveFront completes the handshake
 		}
 		cc := &clientConn{Conn: httphead.NewConn(c), s: s}
 		if !s.trackFront(cc, true) {
@@ -162,6 +171,11 @@ func (s *Server) serveFront(cc *clientConn, h *handoff) {
 	defer cl.run()
 	cl.add(s.tunnelWG.Done)
 	_ = cc.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+	if !s.handshakeTLS(cc) {
+		s.trackFront(cc, false)
+		_ = cc.Close()
+		return
+	}
 	bp := frontBufPool.Get().(*[]byte)
 	buf := (*bp)[:frontBufSize]
 	n := 0

@@ -144,13 +144,14 @@ func (b *syncBuffer) records(msg string) []map[string]any {
 
 type testProxy struct {
 	*Server
-	t     *testing.T
-	addr  string // host:port of the proxy listener
-	url   *url.URL
-	reg   *prometheus.Registry
-	logs  *syncBuffer
-	res   *fakeResolver
-	dials chan string // every address the proxy dialed
+	t       *testing.T
+	addr    string // host:port of the proxy listener
+	tlsAddr string // host:port of the TLS listener, with Config.TLSCertFile
+	url     *url.URL
+	reg     *prometheus.Registry
+	logs    *syncBuffer
+	res     *fakeResolver
+	dials   chan string // every address the proxy dialed
 }
 
 type proxyOpt func(*Config)
@@ -200,16 +201,28 @@ func startProxy(t *testing.T, src string, res *fakeResolver, opts ...proxyOpt) *
 	}
 	tp.addr = ln.Addr().String()
 	tp.url = &url.URL{Scheme: "http", Host: tp.addr}
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() { done <- s.Serve(ln) }()
+	serving := 1
+	if cfg.TLSCertFile != "" {
+		tln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp.tlsAddr = tln.Addr().String()
+		go func() { done <- s.ServeTLS(tln) }()
+		serving++
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := s.Shutdown(ctx); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
+		for range serving {
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
 		}
 	})
 	return tp

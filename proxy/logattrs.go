@@ -32,3 +32,9 @@ const (
 	keyOrigDst  = "orig_dst" // the ip:port the client connected to
 	keyResolved = "resolved" // the addresses the name resolved to, comma-separated
 )
+
+// Log attribute keys of the TLS listener.
+const (
+	keyTLSCert = "tls_cert" // the certificate file
+	keyTLSKey  = "tls_key"  // the private key file
+)

@@ -98,3 +98,30 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.reloads.WithLabelValues("failure")
 	return m
 }
+
+// tlsMetrics are the TLS listener's collectors. They are registered only
+// when the proxy has a certificate pair, so that no expiry reads 0 where
+// there is no certificate.
+type tlsMetrics struct {
+	certReloads       *prometheus.CounterVec // result
+	certExpiry        prometheus.Gauge
+	handshakeFailures *prometheus.CounterVec // reason
+}
+
+func newTLSMetrics(reg prometheus.Registerer) *tlsMetrics {
+	f := promauto.With(reg)
+	return &tlsMetrics{
+		certReloads: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "tls_cert_reloads_total",
+			Help: "Reloads of the TLS listener's certificate and key by result (success, failure).",
+		}, []string{"result"}),
+		certExpiry: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "tls_cert_expiry_timestamp_seconds",
+			Help: "Unix time at which the certificate the TLS listener presents expires (its not-after).",
+		}),
+		handshakeFailures: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "tls_handshake_failures_total",
+			Help: "Failed TLS handshakes on the TLS listener by reason (closed, timeout, not_tls, client_alert, protocol).",
+		}, []string{"reason"}),
+	}
+}

@@ -23,9 +23,16 @@ type Loader func() (*policy.Policy, hcl.Diagnostics)
 // served stays in place. It reports whether the new policy was applied.
 // Reloads (SIGHUP, WatchFile) run one at a time, load included, so a reload
 // that read the file first cannot swap its policy in after a later one.
+//
+// With a TLS listener, Reload also loads Config.TLSCertFile and TLSKeyFile
+// again, whatever became of the policy; a pair that fails to load keeps the
+// one being served.
 func (s *Server) Reload(load Loader) bool {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	if s.tls != nil {
+		defer s.tls.reload(s.log)
+	}
 	p, diags := load()
 	if diags.HasErrors() || p == nil {
 		s.m.reloads.WithLabelValues("failure").Inc()

@@ -72,10 +72,16 @@ type Config struct {
 	// destination (learning mode's record). It must be fast and safe for
 	// concurrent use; *learn.Recorder is.
 	Observer Observer
+	// TLSCertFile and TLSKeyFile are the PEM certificate chain (leaf first)
+	// and private key that ServeTLS listeners present. New loads them and
+	// fails on a pair that does not load or has expired; Reload loads them
+	// again, and keeps the pair being served if the new one fails. If empty,
+	// there is no TLS listener.
+	TLSCertFile, TLSKeyFile string
 	// OwnAddrs are further addresses of this process (the metrics listener)
 	// that no client may reach through the proxy. The listeners passed to
-	// Serve, ServeTransparentTLS and ServeTransparentHTTP are added
-	// automatically.
+	// Serve, ServeTLS, ServeTransparentTLS and ServeTransparentHTTP are
+	// added automatically.
 	OwnAddrs []netip.AddrPort
 }
 
@@ -102,6 +108,8 @@ type Server struct {
 	tunnelCtx    context.Context
 	cancelTunnel context.CancelFunc
 	draining     atomic.Bool
+
+	tls *tlsListener // ServeTLS's certificate and configuration; nil without Config.TLSCertFile
 
 	// Transparent listeners (transparent.go).
 	ths      *http.Server   // serves ServeTransparentHTTP; guarded by mu
@@ -156,7 +164,17 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DialTimeout < 0 || cfg.ReadHeaderTimeout < 0 || cfg.TunnelIdleTimeout < 0 || cfg.MaxConnections < 0 {
 		return nil, errors.New("proxy: timeouts and MaxConnections must not be negative")
 	}
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		return nil, errors.New("proxy: Config.TLSCertFile and Config.TLSKeyFile go together")
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer)}
+	if cfg.TLSCertFile != "" {
+		t, err := newTLSListener(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.Registerer)
+		if err != nil {
+			return nil, err
+		}
+		s.tls = t
+	}
 	s.registerExpiryMetrics(cfg.Registerer)
 	s.cfg.Resolver = origDstResolver{Resolver: cfg.Resolver, s: s}
 	s.own = append(s.own, cfg.OwnAddrs...)
@@ -220,7 +238,10 @@ func (g *generation) closeIdle() {
 
 // Serve accepts proxy clients on ln until Shutdown. It returns nil after a
 // Shutdown and the listener's error otherwise.
-func (s *Server) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, nil) }
+
+// serve is Serve, and with t ServeTLS.
+func (s *Server) serve(ln net.Listener, t *tlsListener) error {
 	s.addOwn(ln.Addr())
 	s.mu.Lock()
 	if s.closed {
@@ -233,6 +254,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	defer s.acceptWG.Done()
 
 	h := newHandoff(ln)
+	h.tls = t
 	herr := make(chan error, 1)
 	go func() {
 		herr <- s.hs.Serve(h)

@@ -78,7 +78,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 
 	admin := serveAdmin(ls.metrics, adminMux(reg, srv, f.pprof), log)
 	serveErr := ls.serve(srv)
-	log.Info("azegress listening", "listen", ls.explicit.Addr().String(), "metrics", f.metrics,
+	log.Info("azegress listening", "listen", ls.explicit.Addr().String(), "listen_tls", addrOf(ls.explicitTLS), "metrics", f.metrics,
 		"transparent_tls", addrOf(ls.tls), "transparent_http", addrOf(ls.http),
 		"policy", pol.Filename(), "rules", pol.RuleCount(), "client_blocks", len(pol.Clients()),
 		"max_conns", f.maxConns, "nofile", nofile)
@@ -110,6 +110,7 @@ func connCap(maxConns int, nofile uint64) int {
 // serveFlags is serve's command line.
 type serveFlags struct {
 	policy, listen, metrics         string
+	listenTLS, tlsCert, tlsKey      string
 	transparentTLS, transparentHTTP string
 	observations                    string
 	dialTimeout, headerTimeout      time.Duration
@@ -127,9 +128,12 @@ func parseServeFlags(args []string, stderr io.Writer) (f serveFlags, ok bool) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.policy, "policy", "", "policy `file` (default: the embedded policies/default.hcl)")
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:3128", "proxy listen `address`")
+	fs.StringVar(&f.listenTLS, "listen-tls", "", "also serve the proxy over TLS on this `address`, so that credentials never cross the network in clear text; needs -tls-cert and -tls-key (empty: off)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain, leaf first, that -listen-tls presents; loaded again on SIGHUP")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of -tls-cert; loaded again on SIGHUP")
 	fs.StringVar(&f.metrics, "metrics", "127.0.0.1:9464", "`address` for /metrics, /healthz and /readyz (empty: off)")
 	fs.DurationVar(&f.dialTimeout, "dial-timeout", 10*time.Second, "timeout for resolving and connecting to a destination")
-	fs.DurationVar(&f.headerTimeout, "header-timeout", 10*time.Second, "time a client has to send a request head")
+	fs.DurationVar(&f.headerTimeout, "header-timeout", 10*time.Second, "time a client has to send a request head (on -listen-tls, the TLS handshake included)")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", time.Hour, "close a tunnel after this long with no traffic either way (0: never)")
 	fs.DurationVar(&f.clientIdle, "client-idle-timeout", 2*time.Minute, "close a kept-alive client connection idle this long")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "cap on concurrent client connections (0: derived from the file descriptor limit)")
@@ -152,7 +156,22 @@ func parseServeFlags(args []string, stderr io.Writer) (f serveFlags, ok bool) {
 		fmt.Fprintf(stderr, "azegress serve: -log-level: %v\n", err)
 		return f, false
 	}
+	if err := f.checkTLS(); err != nil {
+		fmt.Fprintf(stderr, "azegress serve: %v\n", err)
+		return f, false
+	}
 	return f, true
+}
+
+// checkTLS checks that -listen-tls, -tls-cert and -tls-key come together.
+func (f serveFlags) checkTLS() error {
+	switch {
+	case f.listenTLS != "" && (f.tlsCert == "" || f.tlsKey == ""):
+		return errors.New("-listen-tls needs -tls-cert and -tls-key: the certificate (chain) and private key the TLS listener presents, in PEM")
+	case f.listenTLS == "" && (f.tlsCert != "" || f.tlsKey != ""):
+		return errors.New("-tls-cert and -tls-key are for -listen-tls; give it an address, or drop them")
+	}
+	return nil
 }
 
 // proxyConfig is the proxy's configuration from the flags and what serve
@@ -173,14 +192,17 @@ func (f serveFlags) proxyConfig(pol *policy.Policy, log *slog.Logger, reg promet
 		TunnelIdleTimeout: f.idleTimeout,
 		MaxConnections:    f.maxConns,
 		QuietAllowed:      f.quietAllowed,
+		TLSCertFile:       f.tlsCert,
+		TLSKeyFile:        f.tlsKey,
 		OwnAddrs:          own,
 	}
 }
 
 // listeners are serve's sockets. explicit is always open; each other one is
-// nil when its flag is empty.
+// nil when its flag is empty. tls and http are the transparent listeners,
+// explicitTLS the proxy over TLS.
 type listeners struct {
-	explicit, metrics, tls, http net.Listener
+	explicit, explicitTLS, metrics, tls, http net.Listener
 }
 
 // openListeners opens every listener the flags ask for, or none: on an error
@@ -190,6 +212,12 @@ func openListeners(f serveFlags) (*listeners, error) {
 	var err error
 	if ls.explicit, err = proxy.Listen(context.Background(), f.listen); err != nil {
 		return nil, err
+	}
+	if f.listenTLS != "" {
+		if ls.explicitTLS, err = proxy.Listen(context.Background(), f.listenTLS); err != nil {
+			ls.close()
+			return nil, fmt.Errorf("-listen-tls: %w", err)
+		}
 	}
 	if f.metrics != "" {
 		if ls.metrics, err = net.Listen("tcp", f.metrics); err != nil {
@@ -215,7 +243,7 @@ func openListeners(f serveFlags) (*listeners, error) {
 }
 
 func (ls *listeners) close() {
-	for _, l := range []net.Listener{ls.explicit, ls.metrics, ls.tls, ls.http} {
+	for _, l := range []net.Listener{ls.explicit, ls.explicitTLS, ls.metrics, ls.tls, ls.http} {
 		if l != nil {
 			l.Close()
 		}
@@ -237,8 +265,11 @@ func (ls *listeners) ownAddrs() []netip.AddrPort {
 // serve runs the proxy on each open proxy listener; the channel gets the
 // error of any that stops.
 func (ls *listeners) serve(srv *proxy.Server) <-chan error {
-	serveErr := make(chan error, 3)
+	serveErr := make(chan error, 4)
 	go func() { serveErr <- srv.Serve(ls.explicit) }()
+	if ls.explicitTLS != nil {
+		go func() { serveErr <- srv.ServeTLS(ls.explicitTLS) }()
+	}
 	if ls.tls != nil {
 		go func() { serveErr <- srv.ServeTransparentTLS(ls.tls) }()
 	}
@@ -324,9 +355,9 @@ func serveAdmin(ln net.Listener, mux http.Handler, log *slog.Logger) *http.Serve
 	return admin
 }
 
-// waitForStop is serve's signal loop: SIGHUP reloads the policy, SIGTERM or
-// SIGINT (ctx done) returns nil, and a proxy listener that stops returns its
-// error.
+// waitForStop is serve's signal loop: SIGHUP reloads the policy and the TLS
+// listener's certificate, SIGTERM or SIGINT (ctx done) returns nil, and a
+// proxy listener that stops returns its error.
 func waitForStop(ctx context.Context, hup <-chan os.Signal, serveErr <-chan error, srv *proxy.Server, load proxy.Loader) error {
 	for {
 		select {
