@@ -33,9 +33,12 @@ type Config struct {
 	// aud must be one of them; a trailing "/" on either side is ignored
 	// (v1 tokens may carry "api://azegress/"). Required.
 	Audiences []string
-	// ClockSkew is the leeway on exp and nbf. If zero, DefaultClockSkew;
-	// at most MaxClockSkew.
+	// ClockSkew is the leeway on exp and nbf, at most MaxClockSkew. If
+	// zero, DefaultClockSkew, unless ExactSkew is set.
 	ClockSkew time.Duration
+	// ExactSkew makes ClockSkew exact: zero then means no leeway at all,
+	// as a policy's clock_skew = "0s" says, instead of the default.
+	ExactSkew bool
 	// CacheSize bounds the verified-token cache, in entries. If zero,
 	// DefaultCacheSize.
 	CacheSize int
@@ -73,7 +76,7 @@ func NewValidator(keys *Keys, cfg Config) (*Validator, error) {
 	}
 	skew := cfg.ClockSkew
 	switch {
-	case skew == 0:
+	case skew == 0 && !cfg.ExactSkew:
 		skew = DefaultClockSkew
 	case skew < 0 || skew > MaxClockSkew:
 		return nil, fmt.Errorf("identity: clock skew %s is outside 0 to %s", cfg.ClockSkew, MaxClockSkew)

@@ -105,17 +105,32 @@ func (p *IdP) serve(w http.ResponseWriter, r *http.Request) {
 	case p.v1DocPath():
 		body = map[string]string{"issuer": IssuerV1(p.TenantID), "jwks_uri": p.Server.URL + p.v1KeysPath()}
 	case p.v2KeysPath(), p.v1KeysPath():
-		var set jose.JSONWebKeySet
-		for _, k := range keys {
-			set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.Private.PublicKey, KeyID: k.ID, Use: "sig", Algorithm: string(jose.RS256)})
-		}
-		body = set
+		body = keySet(keys)
 	default:
 		http.NotFound(w, r)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(body)
+}
+
+// keySet is the JWKS document publishing keys.
+func keySet(keys []*Key) jose.JSONWebKeySet {
+	var set jose.JSONWebKeySet
+	for _, k := range keys {
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.Private.PublicKey, KeyID: k.ID, Use: "sig", Algorithm: string(jose.RS256)})
+	}
+	return set
+}
+
+// JWKS returns the key set document the IdP serves now, as an operator
+// would save it for an offline check (azegress explain -jwks).
+func (p *IdP) JWKS() []byte {
+	b, err := json.Marshal(keySet(p.Keys()))
+	if err != nil {
+		panic(err) // RSA public keys always marshal
+	}
+	return b
 }
 
 // Keys returns the published keys, first one first.
