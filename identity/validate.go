@@ -142,10 +142,20 @@ func (v *Validator) Validate(ctx context.Context, token string) (Identity, error
 	if err != nil {
 		return Identity{}, err
 	}
-	id.Fingerprint = hex.EncodeToString(sum[:4])
+	id.Fingerprint = fingerprint(&sum)
 	v.cache.put(&sum, id, until.UnixNano(), now.UnixNano())
 	return id, nil
 }
+
+// Fingerprint names token in logs without revealing it: the first 8 hex
+// digits of its SHA-256, as Identity.Fingerprint has them. It is for a
+// token that was refused; a valid one's is in its Identity.
+func Fingerprint(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return fingerprint(&sum)
+}
+
+func fingerprint(sum *[32]byte) string { return hex.EncodeToString(sum[:4]) }
 
 // claims are the parts of an Entra access token the rules read.
 type claims struct {
