@@ -122,12 +122,19 @@ func (ids *identities) prepare(p *policy.Policy) (*entraState, error) {
 		}
 		st.keys = keys
 	}
-	v, err := identity.NewValidator(st.keys, identity.Config{Audiences: e.Audiences, ClockSkew: e.ClockSkew, ExactSkew: true})
+	v, err := NewValidator(e, st.keys)
 	if err != nil {
 		return nil, fmt.Errorf("entra block: %w", err)
 	}
 	st.v = v
 	return st, nil
+}
+
+// NewValidator returns the Validator the proxy checks e's tokens with, on
+// keys: e's audiences and its clock skew, exactly ("0s" is no leeway).
+// explain -token builds its own with it, on keys read from a file.
+func NewValidator(e *policy.Entra, keys *identity.Keys) (*identity.Validator, error) {
+	return identity.NewValidator(keys, identity.Config{Audiences: e.Audiences, ClockSkew: e.ClockSkew, ExactSkew: true})
 }
 
 // sameValidation reports whether a and b accept the same tokens from the

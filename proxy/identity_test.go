@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -664,5 +665,45 @@ func TestIdentityDecisionAllocs(t *testing.T) {
 	})
 	if n != 0 {
 		t.Fatalf("validating a cached token and deciding allocate %v times", n)
+	}
+}
+
+// TestExplainAsMatchesProxy: explain decides credentials as the proxy
+// does: the same status and reason for every token and destination.
+func TestExplainAsMatchesProxy(t *testing.T) {
+	t.Parallel()
+	idp := identitytest.New(t)
+	_, port := tlsOrigin(t, "origin")
+	tp := startIdentityProxy(t, identityPolicy(idp, port, ""))
+	st := tp.gen.Load().entra
+	tokens := map[string]string{
+		"none":    "",
+		"valid":   idp.Mint(t, identitytest.Token{}),
+		"expired": idp.Mint(t, identitytest.Token{Claims: map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}}),
+		"unknown": idp.Mint(t, identitytest.Token{Claims: map[string]any{"oid": unknownOID}}),
+		"pinned":  idp.Mint(t, identitytest.Token{Claims: map[string]any{"oid": pinnedOID}}),
+		"garbage": "a.b.c",
+	}
+	for name, tok := range tokens {
+		for _, h := range []string{"mi.example.com", "addr.example.com", "169.254.169.254"} {
+			target := fmt.Sprintf("%s:%d", h, port)
+			hdr := ""
+			if tok != "" {
+				hdr = bearer(tok)
+			}
+			resp, _ := tp.connectAuth(target, hdr)
+			e, err := ExplainAs(t.Context(), tp.Policy(), Credential{Token: tok, Validator: st.v}, netip.MustParseAddr("127.0.0.1"), target, nil)
+			if err != nil {
+				t.Fatalf("%s, %s: %v", name, h, err)
+			}
+			reason := e.Reason
+			if e.Decision == policy.VerdictAllow {
+				reason = ""
+			}
+			if e.Status != resp.StatusCode || reason != resp.Header.Get("X-Azegress-Reason") || e.Challenge != (resp.Header.Get("Proxy-Authenticate") != "") {
+				t.Errorf("%s token, %s: explain %d %q (challenge %v), proxy %d %q %v",
+					name, h, e.Status, reason, e.Challenge, resp.StatusCode, resp.Header.Get("X-Azegress-Reason"), resp.Header)
+			}
+		}
 	}
 }
