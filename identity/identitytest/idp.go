@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -72,9 +73,23 @@ type IdP struct {
 // it when the test ends.
 func New(t testing.TB) *IdP {
 	t.Helper()
+	return NewOn(t, nil)
+}
+
+// NewOn is New serving on ln instead of a new loopback listener: say, one
+// opened inside the network namespace where the proxy under test runs. Its
+// URLs (Authority, the documents' jwks_uri) name ln's address. A nil ln
+// means a new loopback listener.
+func NewOn(t testing.TB, ln net.Listener) *IdP {
+	t.Helper()
 	p := &IdP{TenantID: TenantID, fetches: make(map[string]int)}
 	p.keys = []*Key{NewKey(t, "key-1")}
-	p.Server = httptest.NewServer(http.HandlerFunc(p.serve))
+	p.Server = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
+	if ln != nil {
+		p.Server.Listener.Close()
+		p.Server.Listener = ln
+	}
+	p.Server.Start()
 	t.Cleanup(p.Server.Close)
 	return p
 }
