@@ -134,7 +134,9 @@ type generation struct {
 	originPools map[string]*originPool     // by client block name
 }
 
-// New validates cfg and returns a Server ready to Serve.
+// New validates cfg and returns a Server ready to Serve. If the policy has
+// an entra block, New starts loading and refreshing the tenant's signing
+// keys in the background; Shutdown stops that.
 func New(cfg Config) (*Server, error) {
 	if cfg.Policy == nil {
 		return nil, errors.New("proxy: Config.Policy is required")
