@@ -20,6 +20,9 @@
 //
 // On a policy reload, keep keys while keys.Serves(tenant, authority) and
 // build a new Validator (its cache is tied to the audiences and skew).
+// A policy's clock_skew = "0s" is Config{ClockSkew: 0, ExactSkew: true}:
+// a zero ClockSkew alone means the default. NewStaticKeys holds a saved
+// key set instead, to check a token offline.
 //
 // # Credentials
 //

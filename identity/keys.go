@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -79,6 +80,8 @@ type Keys struct {
 	refreshOK     atomic.Uint64
 	refreshFailed atomic.Uint64
 	lastSuccess   atomic.Int64 // Unix nanoseconds by now(); 0 = never
+
+	static bool // NewStaticKeys: never fetches
 }
 
 // keyState is one immutable snapshot of what the last refreshes yielded.
@@ -130,6 +133,47 @@ func NewKeys(cfg KeysConfig) (*Keys, error) {
 	}
 	return k, nil
 }
+
+// NewStaticKeys returns Keys that hold the key set jwks (a JWKS document,
+// as a tenant's jwks_uri serves it) for tenantID and accept tokens issued
+// by issuerV2 or issuerV1. They never fetch anything: Refresh fails, Run
+// returns at once, and a kid not in jwks is unknown_key. Their keys count
+// as listed at now() when NewStaticKeys runs, so they serve for
+// KeyLifetime. They are for checking a token offline (azegress explain
+// -token -jwks); a proxy uses NewKeys, which follows key rolls.
+func NewStaticKeys(tenantID, issuerV2, issuerV1 string, jwks []byte, now func() time.Time) (*Keys, error) {
+	tenant := strings.ToLower(tenantID)
+	if !isGUID(tenant) {
+		return nil, fmt.Errorf("identity: tenant ID %s is not a GUID; use the directory (tenant) ID from az account show --query tenantId", quote(tenantID))
+	}
+	for _, iss := range []string{issuerV2, issuerV1} {
+		if !strings.Contains(strings.ToLower(iss), tenant) {
+			return nil, fmt.Errorf("identity: issuer %s does not name tenant %s", quote(iss), tenant)
+		}
+	}
+	if now == nil {
+		now = time.Now
+	}
+	k := &Keys{tenant: tenant, authority: "static", now: now, logger: slog.New(slog.DiscardHandler), static: true}
+	fresh := make(map[string]*rsa.PublicKey)
+	if err := addKeySet(jwks, fresh); err != nil {
+		return nil, fmt.Errorf("identity: key set: %w", err)
+	}
+	if len(fresh) == 0 {
+		return nil, errors.New("identity: the key set lists no usable RS256 signing key (RSA, at least 2048 bits, with a kid)")
+	}
+	t := now()
+	st := &keyState{issuerV2: issuerV2, issuerV1: issuerV1, keys: make(map[string]cachedKey, len(fresh))}
+	for kid, pub := range fresh {
+		st.keys[kid] = cachedKey{pub: pub, lastSeen: t}
+	}
+	k.state.Store(st)
+	k.lastSuccess.Store(t.UnixNano())
+	return k, nil
+}
+
+// errStatic is Refresh's error on keys from NewStaticKeys.
+var errStatic = errors.New("identity: static keys are never fetched")
 
 // DefaultAuthority is the Entra host of the public Azure cloud.
 const DefaultAuthority = "https://login.microsoftonline.com"
@@ -203,6 +247,9 @@ func (k *Keys) Stats() KeyStats {
 // jitter) until ctx is done. After a failure it retries sooner, from 10 s
 // doubling up to 5 minutes. Call it once per Keys, in its own goroutine.
 func (k *Keys) Run(ctx context.Context) {
+	if k.static {
+		return
+	}
 	var wait time.Duration
 	retry := retryMin
 	timer := time.NewTimer(0)
@@ -227,6 +274,9 @@ func (k *Keys) Run(ctx context.Context) {
 // they name, and merges the keys into the cache. A refresh already under
 // way is joined rather than repeated. On failure the cache is unchanged.
 func (k *Keys) Refresh(ctx context.Context) error {
+	if k.static {
+		return errStatic
+	}
 	k.mu.Lock()
 	f := k.flight
 	if f == nil {
@@ -269,6 +319,9 @@ func (k *Keys) startLocked() *flight {
 // once per UnknownKeyRefreshInterval; it joins a refresh already under
 // way. It reports whether a refresh ran.
 func (k *Keys) refreshForUnknown(ctx context.Context) bool {
+	if k.static {
+		return false
+	}
 	k.mu.Lock()
 	f := k.flight
 	if f == nil {
@@ -354,12 +407,35 @@ func (k *Keys) checkDoc(docURL string, d openIDConfig) error {
 // fatal, so one odd key cannot take the whole set down. A kid listed with
 // two different keys is dropped: the token cannot say which one it means.
 func (k *Keys) fetchKeySet(ctx context.Context, u string, into map[string]*rsa.PublicKey) error {
-	var set struct {
-		Keys []json.RawMessage `json:"keys"`
-	}
+	var set keySet
 	if err := k.getJSON(ctx, u, &set); err != nil {
 		return err
 	}
+	set.addTo(into)
+	return nil
+}
+
+// keySet is a JWKS document, its keys not yet parsed.
+type keySet struct {
+	Keys []json.RawMessage `json:"keys"`
+}
+
+// addKeySet parses the JWKS document body and adds its usable keys to
+// into, as fetchKeySet does.
+func addKeySet(body []byte, into map[string]*rsa.PublicKey) error {
+	if len(body) > maxBodyBytes {
+		return fmt.Errorf("over %d bytes", maxBodyBytes)
+	}
+	var set keySet
+	if err := json.Unmarshal(body, &set); err != nil {
+		return err
+	}
+	set.addTo(into)
+	return nil
+}
+
+// addTo adds the usable keys of set to into (see fetchKeySet).
+func (set *keySet) addTo(into map[string]*rsa.PublicKey) {
 	for _, raw := range set.Keys {
 		if len(into) >= maxKeys {
 			break
@@ -385,7 +461,6 @@ func (k *Keys) fetchKeySet(ctx context.Context, u string, into map[string]*rsa.P
 			delete(into, kid)
 		}
 	}
-	return nil
 }
 
 // getJSON GETs u and decodes at most maxBodyBytes of JSON into v.

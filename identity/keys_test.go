@@ -413,3 +413,53 @@ func TestConcurrent(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// TestStaticKeys: keys from a saved key set validate offline: they accept
+// the given issuers' tokens signed by a listed key, never fetch, and refuse
+// an unlisted kid as unknown_key.
+func TestStaticKeys(t *testing.T) {
+	t.Parallel()
+	idp := identitytest.New(t)
+	tenant := identitytest.TenantID
+	keys, err := NewStaticKeys(tenant, identitytest.IssuerV2(tenant), identitytest.IssuerV1(tenant), idp.JWKS(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !keys.Ready() {
+		t.Fatal("static keys not ready")
+	}
+	v, err := NewValidator(keys, Config{Audiences: []string{identitytest.AppIDURI, identitytest.ClientID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := wantReason(t, v, idp.Mint(t, identitytest.Token{}), ""); id.ObjectID != identitytest.ObjectID || id.AppID != identitytest.AppID {
+		t.Fatalf("identity %+v", id)
+	}
+	wantReason(t, v, idp.Mint(t, identitytest.Token{Version: 1}), "")
+	wantReason(t, v, idp.Mint(t, identitytest.Token{Key: identitytest.NewKey(t, "key-2")}), ReasonUnknownKey)
+	wantReason(t, v, idp.Mint(t, identitytest.Token{Claims: map[string]any{"iss": "https://login.microsoftonline.com/" + tenant + "/"}}), ReasonWrongIssuer)
+	if err := keys.Refresh(t.Context()); err == nil {
+		t.Fatal("Refresh of static keys succeeded")
+	}
+	keys.Run(t.Context()) // returns at once
+	if n := len(idp.Fetches()); n != 0 {
+		t.Fatalf("static keys fetched from the IdP: %v", idp.Fetches())
+	}
+
+	for _, tt := range []struct {
+		name, tenant, v2, v1 string
+		jwks                 []byte
+	}{
+		{"tenant not a GUID", "contoso.com", identitytest.IssuerV2(tenant), identitytest.IssuerV1(tenant), idp.JWKS()},
+		{"issuer of another tenant", tenant, identitytest.IssuerV2("99999999-2222-3333-4444-555555555555"), identitytest.IssuerV1(tenant), idp.JWKS()},
+		{"no v1 issuer", tenant, identitytest.IssuerV2(tenant), "", idp.JWKS()},
+		{"not JSON", tenant, identitytest.IssuerV2(tenant), identitytest.IssuerV1(tenant), []byte("<html>")},
+		{"no usable key", tenant, identitytest.IssuerV2(tenant), identitytest.IssuerV1(tenant), []byte(`{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"x"}]}`)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := NewStaticKeys(tt.tenant, tt.v2, tt.v1, tt.jwks, nil); err == nil {
+				t.Fatal("NewStaticKeys succeeded")
+			}
+		})
+	}
+}

@@ -33,9 +33,12 @@ type Config struct {
 	// aud must be one of them; a trailing "/" on either side is ignored
 	// (v1 tokens may carry "api://azegress/"). Required.
 	Audiences []string
-	// ClockSkew is the leeway on exp and nbf. If zero, DefaultClockSkew;
-	// at most MaxClockSkew.
+	// ClockSkew is the leeway on exp and nbf, at most MaxClockSkew. If
+	// zero, DefaultClockSkew, unless ExactSkew is set.
 	ClockSkew time.Duration
+	// ExactSkew makes ClockSkew exact: zero then means no leeway at all,
+	// as a policy's clock_skew = "0s" says, instead of the default.
+	ExactSkew bool
 	// CacheSize bounds the verified-token cache, in entries. If zero,
 	// DefaultCacheSize.
 	CacheSize int
@@ -73,7 +76,7 @@ func NewValidator(keys *Keys, cfg Config) (*Validator, error) {
 	}
 	skew := cfg.ClockSkew
 	switch {
-	case skew == 0:
+	case skew == 0 && !cfg.ExactSkew:
 		skew = DefaultClockSkew
 	case skew < 0 || skew > MaxClockSkew:
 		return nil, fmt.Errorf("identity: clock skew %s is outside 0 to %s", cfg.ClockSkew, MaxClockSkew)
@@ -139,10 +142,20 @@ func (v *Validator) Validate(ctx context.Context, token string) (Identity, error
 	if err != nil {
 		return Identity{}, err
 	}
-	id.Fingerprint = hex.EncodeToString(sum[:4])
+	id.Fingerprint = fingerprint(&sum)
 	v.cache.put(&sum, id, until.UnixNano(), now.UnixNano())
 	return id, nil
 }
+
+// Fingerprint names token in logs without revealing it: the first 8 hex
+// digits of its SHA-256, as Identity.Fingerprint has them. It is for a
+// token that was refused; a valid one's is in its Identity.
+func Fingerprint(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return fingerprint(&sum)
+}
+
+func fingerprint(sum *[32]byte) string { return hex.EncodeToString(sum[:4]) }
 
 // claims are the parts of an Entra access token the rules read.
 type claims struct {

@@ -164,6 +164,35 @@ func TestValidateSkew(t *testing.T) {
 	wantReason(t, v, f.mint(t, identitytest.Token{Claims: map[string]any{"nbf": now + 301, "iat": now}}), ReasonNotYetValid)
 }
 
+// TestValidateExactZeroSkew: clock_skew = "0s" in a policy is no leeway,
+// not the default 60s: ExactSkew keeps a zero ClockSkew zero.
+func TestValidateExactZeroSkew(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, true)
+	now := t0.Unix()
+	for _, tt := range []struct {
+		name   string
+		cfg    Config
+		claims map[string]any
+		reason Reason
+	}{
+		{"exact: at exp", Config{ExactSkew: true}, map[string]any{"exp": now}, ""},
+		{"exact: 1s past exp", Config{ExactSkew: true}, map[string]any{"exp": now - 1}, ReasonExpired},
+		{"exact: nbf 1s ahead", Config{ExactSkew: true}, map[string]any{"nbf": now + 1, "iat": now}, ReasonNotYetValid},
+		{"default: 1s past exp", Config{}, map[string]any{"exp": now - 1}, ""},
+		{"exact 2s: 1s past exp", Config{ClockSkew: 2 * time.Second, ExactSkew: true}, map[string]any{"exp": now - 1}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Audiences = []string{identitytest.ClientID}
+			v, err := NewValidator(f.keys, tt.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantReason(t, v, f.mint(t, identitytest.Token{Claims: tt.claims}), tt.reason)
+		})
+	}
+}
+
 func TestNewValidatorConfig(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, false)

@@ -216,8 +216,9 @@
 // with its defaults resolved (Policy.Entra, nil without one) and says
 // which block a validated identity selects (Policy.ClientForIdentity,
 // allocation-free). Lint warns about an entra block that no identity
-// block uses. The proxy does not accept credentials yet (issue 13): until
-// it does, identity blocks are checked and compiled but select nothing.
+// block uses. The proxy reads the credential from Proxy-Authorization on
+// its explicit listener, validates it with package identity before the
+// decision, and selects through ClientForIdentity.
 //
 // # Evaluation order
 //

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/azegress/azegress/identity/identitytest"
 	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/proxy/internal/nettest"
 )
@@ -36,7 +37,14 @@ func benchRules(n int) string {
 // allowed.example.com on port, logging every record as JSON to io.Discard.
 func benchProxy(b *testing.B, port uint16) string {
 	b.Helper()
-	p, diags := policy.Load("bench.hcl", []byte(basePolicy(port, benchRules(998))))
+	addr, _ := benchServe(b, basePolicy(port, benchRules(998)))
+	return addr
+}
+
+// benchServe serves the policy src as benchProxy does.
+func benchServe(b *testing.B, src string) (string, *Server) {
+	b.Helper()
+	p, diags := policy.Load("bench.hcl", []byte(src))
 	if diags.HasErrors() {
 		b.Fatal(policy.FormatDiagnostics(diags))
 	}
@@ -56,7 +64,7 @@ func benchProxy(b *testing.B, port uint16) string {
 		defer cancel()
 		s.Shutdown(ctx)
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), s
 }
 
 // echoServer echoes on every connection ln accepts.
@@ -78,6 +86,57 @@ func BenchmarkConnectSetup(b *testing.B) {
 	go echoServer(origin)
 	addr := benchProxy(b, portOf2(b, origin.Addr()))
 	req := []byte(fmt.Sprintf("CONNECT allowed.example.com:%[1]d HTTP/1.1\r\nHost: allowed.example.com:%[1]d\r\n\r\n", portOf2(b, origin.Addr())))
+	benchTunnels(b, addr, req)
+}
+
+// BenchmarkConnectSetupIdentity is BenchmarkConnectSetup's tunnel for a
+// managed identity: the CONNECT carries a valid token (Basic, as curl, Go
+// and Python send it), already verified, which selects an identity block
+// of the same rules. The difference to BenchmarkConnectSetup is the cost
+// of identity-keyed selection with a cached token.
+func BenchmarkConnectSetupIdentity(b *testing.B) {
+	origin := nettest.Listen(b)
+	go echoServer(origin)
+	port := portOf2(b, origin.Addr())
+	idp := identitytest.New(b)
+	src := fmt.Sprintf(`
+entra {
+  tenant_id = %[1]q
+  audiences = [%[2]q]
+  authority = %[3]q
+}
+client "mi" {
+  identity {
+    object_ids = [%[4]q]
+  }
+  allow "allowed" {
+    hosts     = ["allowed.example.com"]
+    ports     = [%[5]d]
+    addresses = ["127.0.0.0/8"]
+  }
+%[6]s
+}
+`, idp.TenantID, identitytest.ClientID, idp.Authority(), identitytest.ObjectID, port, benchRules(998))
+	addr, s := benchServe(b, src)
+	if err := s.gen.Load().entra.keys.Refresh(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	token := idp.Mint(b, identitytest.Token{Claims: map[string]any{"exp": time.Now().Add(24 * time.Hour).Unix()}})
+	v := s.gen.Load().entra.v
+	if _, err := v.Validate(b.Context(), token); err != nil { // verified once, before the clock runs
+		b.Fatal(err)
+	}
+	req := []byte(fmt.Sprintf("CONNECT allowed.example.com:%[1]d HTTP/1.1\r\nHost: allowed.example.com:%[1]d\r\nProxy-Authorization: %[2]s\r\n\r\n",
+		port, identitytest.BasicAuth("azegress", token)))
+	benchTunnels(b, addr, req)
+	if st := v.Stats(); st.Misses != 1 {
+		b.Fatalf("token verified %d times; the benchmark measures cache hits", st.Misses)
+	}
+}
+
+// benchTunnels runs one tunnel per iteration, in parallel: connect to the
+// proxy at addr, send req (a CONNECT), read its 200, echo one byte, close.
+func benchTunnels(b *testing.B, addr string, req []byte) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		one := []byte{'x'}

@@ -95,7 +95,7 @@ func (s *Server) serveConnect(cc *clientConn, h *httphead.Head, early []byte, cl
 	fl := s.newFlow(r, kindConnect)
 	d := checkTarget(fl, r.Method, r.RequestURI, nil, h.Host)
 	if d == nil {
-		d = s.decide(fl)
+		d = s.decideExplicit(s.tunnelCtx, fl, h.ProxyAuthorization)
 	}
 	upstream, d := s.openTunnel(r, fl, d)
 	if d != nil {
@@ -192,7 +192,7 @@ func (s *Server) tunnelClosed(fl *flow, st *relay.Stats, why string, err error) 
 	if s.cfg.QuietAllowed {
 		return
 	}
-	var buf [16]slog.Attr
+	var buf [maxFlowAttrs + 5]slog.Attr
 	attrs := append(fl.appendAttrs(buf[:0]),
 		slog.Int64(keyBytesUp, up), slog.Int64(keyBytesDown, down),
 		slog.Int64(keyDurationMS, time.Since(fl.start).Milliseconds()),

@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 
+	"github.com/azegress/azegress/identity"
 	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/policy/host"
 )
@@ -23,6 +26,33 @@ type Explanation struct {
 	Detail    string       // one sentence
 	Fix       string       // what would allow it, if denied
 	Addresses []AddrCheck  // the destination guard's verdict per resolved address
+
+	// Status is the HTTP status the proxy would answer on its explicit
+	// listener: 200 for a tunnel or a forwarded request, else the
+	// refusal's (403, 407, ...). Challenge reports a 407 that asks for
+	// credentials (Proxy-Authenticate), as a request without them gets
+	// under a policy with an entra block.
+	Status    int
+	Challenge bool
+	// Identity is the managed identity the credential named (a valid
+	// token's, or ExplainAs's Credential.Identity); nil without one.
+	Identity *identity.Identity
+	// AuthResult and AuthReason are how the credential was judged, as the
+	// proxy logs them (auth_result, auth_reason); empty without an entra
+	// block.
+	AuthResult, AuthReason string
+}
+
+// Credential is what a request explained by ExplainAs presents.
+type Credential struct {
+	// Identity, if non-nil, is a managed identity whose valid token the
+	// request carries (explain -identity): ObjectID, and AppID if known.
+	Identity *identity.Identity
+	// Token, if non-empty, is an access token that Validator checks
+	// first, exactly as the proxy checks one (explain -token -jwks, with
+	// keys from identity.NewStaticKeys).
+	Token     string
+	Validator *identity.Validator
 }
 
 // AddrCheck is the destination guard's verdict on one address.
@@ -33,9 +63,22 @@ type AddrCheck struct {
 }
 
 // Explain decides target (host[:port], port 443 if absent) for client under
-// p. With a non-nil resolver it also resolves the name and runs the
-// destination guard on every address, as the proxy does before dialing.
+// p, for a request without credentials. With a non-nil resolver it also
+// resolves the name and runs the destination guard on every address, as the
+// proxy does before dialing.
 func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target string, r Resolver) (*Explanation, error) {
+	return ExplainAs(ctx, p, Credential{}, client, target, r)
+}
+
+// ExplainAs is Explain for a request on the explicit listener that
+// presents cred: its identity's client block is selected, or its token
+// refused, through the proxy's own code. A credential needs an entra
+// block in p.
+func ExplainAs(ctx context.Context, p *policy.Policy, cred Credential, client netip.Addr, target string, r Resolver) (*Explanation, error) {
+	gen, hdr, err := explainGeneration(p, cred)
+	if err != nil {
+		return nil, err
+	}
 	name, port, err := splitAuthority(target, "443")
 	if err != nil {
 		return nil, err
@@ -47,11 +90,20 @@ func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target st
 		return nil, fmt.Errorf("invalid host %q: %w", name, err)
 	}
 	client = client.Unmap()
-	fl := &flow{client: netip.AddrPortFrom(client, 0), host: h, port: port, gen: &generation{pol: p}}
-	e := &Explanation{Client: client, Host: h, Port: port}
+	fl := &flow{client: netip.AddrPortFrom(client, 0), host: h, port: port, gen: gen}
+	e := &Explanation{Client: client, Host: h, Port: port, Status: http.StatusOK}
+	defer e.setAuth(fl)
 	deny := func(d *denial) (*Explanation, error) {
+		challenge(fl, d) // as refused does
 		e.Decision, e.Reason, e.Detail, e.Fix = policy.VerdictDeny, d.reason, d.detail, d.fix
+		e.Status, e.Challenge = d.status, d.challenge
 		return e, nil
+	}
+	if d := authenticate(ctx, fl, hdr); d != nil {
+		return deny(d)
+	}
+	if cred.Identity != nil {
+		fl.auth, fl.authReason, fl.id = authOK, "", *cred.Identity
 	}
 	d := classify(fl)
 	e.Block = fl.block
@@ -90,4 +142,38 @@ func Explain(ctx context.Context, p *policy.Policy, client netip.Addr, target st
 		e.Detail += "; but " + noAddresses(fl).detail
 	}
 	return e, nil
+}
+
+// explainGeneration is the generation ExplainAs decides under, and the
+// Proxy-Authorization values cred stands for.
+func explainGeneration(p *policy.Policy, cred Credential) (*generation, []string, error) {
+	gen := &generation{pol: p}
+	e := p.Entra()
+	if e == nil {
+		if cred.Identity != nil || cred.Token != "" {
+			return nil, nil, errors.New("the policy has no entra block, so no credential selects a client block; the proxy ignores Proxy-Authorization")
+		}
+		return gen, nil, nil
+	}
+	gen.entra = &entraState{entra: e}
+	switch {
+	case cred.Token != "" && cred.Identity != nil:
+		return nil, nil, errors.New("explain a token or an identity, not both")
+	case cred.Token != "":
+		if cred.Validator == nil {
+			return nil, nil, errors.New("a token needs a Validator to check it")
+		}
+		gen.entra.keys, gen.entra.v = cred.Validator.Keys(), cred.Validator
+		return gen, []string{"Bearer " + cred.Token}, nil
+	}
+	return gen, nil, nil
+}
+
+// setAuth records how fl's credential was judged.
+func (e *Explanation) setAuth(fl *flow) {
+	e.AuthResult, e.AuthReason = fl.auth.String(), fl.authReason
+	if fl.id.ObjectID != "" {
+		id := fl.id
+		e.Identity = &id
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/azegress/azegress/identity"
 	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
@@ -37,6 +38,13 @@ type flow struct {
 	state  *blockState
 	rule   *policy.Rule // nil for a learn-mode would_deny
 	start  time.Time
+
+	// Credentials (identity.go): how they were judged, and why not when
+	// refused; the valid token's identity; a refused token's fingerprint.
+	auth       authState
+	authReason string
+	id         identity.Identity
+	tokenFP    string
 }
 
 func (fl *flow) target() string { return hostPort(fl.host, fl.port) }
@@ -62,15 +70,20 @@ func (fl *flow) mode() string {
 	return fl.block.Mode.String()
 }
 
-// admit runs every check that needs no network: request hygiene, client
-// block, rate limit and policy. A nil denial means the flow may proceed to
-// the dial, where the destination guard runs.
+// admit runs every check that needs no network: request hygiene,
+// credentials, client block, rate limit and policy. A nil denial means the
+// flow may proceed to the dial, where the destination guard runs. Only a
+// request on the explicit listener has credentials: on the transparent one
+// Proxy-Authorization is not addressed to the proxy.
 func (s *Server) admit(r *http.Request, kind string) (*flow, *denial) {
 	fl := s.newFlow(r, kind)
 	if d := s.checkHygiene(r, fl); d != nil {
 		return fl, d
 	}
-	return fl, s.decide(fl)
+	if transparentFrom(r.Context()) != nil {
+		return fl, s.decide(fl)
+	}
+	return fl, s.decideExplicit(r.Context(), fl, r.Header["Proxy-Authorization"])
 }
 
 // newFlow starts the flow of r under the current policy.
@@ -108,14 +121,27 @@ func (s *Server) decide(fl *flow) *denial {
 // classify finds fl's client block and refuses what no rule may allow:
 // IMDS, WireServer and Arc's HIMDS, which answer only on the VM itself (a
 // client sending them here has a NO_PROXY problem, whatever its block), and
-// clients in no block. The proxy and explain both decide through it.
+// clients in no block. A flow with a valid token gets its identity's block
+// (classifyIdentity); any other, the address-keyed block of its address.
+// The proxy and explain both decide through it.
 func classify(fl *flow) *denial {
+	if fl.auth == authOK {
+		return classifyIdentity(fl)
+	}
 	fl.block = fl.gen.pol.Client(fl.client.Addr())
-	if label, ok := catalog.LocalEndpoint(fl.host, fl.port); ok {
-		return localEndpoint(fl, label)
+	if d := checkLocalEndpoint(fl); d != nil {
+		return d
 	}
 	if fl.block == nil {
 		return clientUnknown(fl)
+	}
+	return nil
+}
+
+// checkLocalEndpoint refuses a VM-local endpoint as the destination.
+func checkLocalEndpoint(fl *flow) *denial {
+	if label, ok := catalog.LocalEndpoint(fl.host, fl.port); ok {
+		return localEndpoint(fl, label)
 	}
 	return nil
 }

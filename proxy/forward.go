@@ -61,6 +61,9 @@ func (p slogPrintf) Printf(format string, v ...any) { p.l.Debug(fmt.Sprintf(form
 // client connection comes through here on its own.
 func (s *Server) handleHTTP(r *http.Request, pctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	fl, d := s.admit(r, kindHTTP)
+	// The proxy's credentials are for the proxy: never sent upstream, whatever
+	// goproxy's RemoveProxyHeaders (which also drops it) may become.
+	r.Header.Del("Proxy-Authorization")
 	if d != nil {
 		s.refused(r, fl, d)
 		return r, s.denyResponse(r, fl, d)

@@ -27,6 +27,19 @@ const (
 	keyExpires     = "expires" // when a rule stops matching (RFC 3339)
 )
 
+// Log attribute keys of identity-keyed selection, on the records of
+// requests judged under an entra block. The token itself is never logged.
+const (
+	keyIdentitySource = "identity_source" // token (credentials sent) | cidr (none: selected by address)
+	keyAuthResult     = "auth_result"     // ok | refused | missing
+	keyAuthReason     = "auth_reason"     // why refused: an identity reason, identity_unknown or identity_source
+	keyOID            = "oid"             // the token's object ID: the managed identity
+	keyAppID          = "appid"           // the token's client ID (appid or azp)
+	keyTID            = "tid"             // the token's tenant
+	keyTokenExp       = "token_exp"       // the token's expiry
+	keyTokenFP        = "token_fp"        // first 8 hex digits of the token's SHA-256
+)
+
 // Log attribute keys of transparent mode.
 const (
 	keyOrigDst  = "orig_dst" // the ip:port the client connected to

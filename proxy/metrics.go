@@ -24,6 +24,7 @@ type metrics struct {
 	rules         prometheus.Gauge
 	clientBlocks  prometheus.Gauge
 	draining      prometheus.Gauge
+	authResults   *prometheus.CounterVec // result, reason (identity.go)
 }
 
 const namespace = "azegress"
@@ -88,6 +89,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: namespace, Name: "draining",
 			Help: "1 while the proxy is shutting down and draining tunnels.",
 		}),
+		authResults: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "auth_results_total",
+			Help: "Proxy credentials judged under the policy's entra block, by result (ok, refused, missing) and reason (valid, missing, or why refused: malformed, expired, wrong_audience, identity_unknown, ...).",
+		}, []string{"result", "reason"}),
 	}
 	m.bytesUp = m.bytes.WithLabelValues("upstream")
 	m.bytesDown = m.bytes.WithLabelValues("downstream")

@@ -61,6 +61,7 @@ type denial struct {
 	fix        string        // what to do about it, often an HCL snippet
 	retryAfter time.Duration // for 429
 	closeConn  bool          // the client connection cannot be trusted further
+	challenge  bool          // a 407 that asks for credentials (Proxy-Authenticate)
 	dstIP      netip.Addr    // the refused address, for blocked_address
 }
 

@@ -34,15 +34,22 @@ func (s *Server) Reload(load Loader) bool {
 		defer s.tls.reload(s.log)
 	}
 	p, diags := load()
-	if diags.HasErrors() || p == nil {
+	var err error
+	if !diags.HasErrors() && p != nil {
+		err = s.setPolicy(p)
+	}
+	if diags.HasErrors() || p == nil || err != nil {
+		msg := strings.TrimSpace(policy.FormatDiagnostics(diags))
+		if err != nil {
+			msg = err.Error()
+		}
 		s.m.reloads.WithLabelValues("failure").Inc()
 		s.m.reloadOK.Set(0)
 		s.log.LogAttrs(context.Background(), slog.LevelError, "policy reload rejected; the previous policy keeps serving",
 			slog.String(keyPolicy, s.Policy().Filename()),
-			slog.String(keyError, strings.TrimSpace(policy.FormatDiagnostics(diags))))
+			slog.String(keyError, msg))
 		return false
 	}
-	s.setPolicy(p)
 	s.m.reloads.WithLabelValues("success").Inc()
 	s.m.reloadOK.Set(1)
 	s.m.reloadOKTime.SetToCurrentTime()

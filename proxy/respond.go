@@ -34,7 +34,7 @@ func (s *Server) writeDenial(w http.ResponseWriter, r *http.Request, fl *flow, d
 
 // denyResponse builds the response for a refusal.
 func (s *Server) denyResponse(r *http.Request, fl *flow, d *denial) *http.Response {
-	target := r.RequestURI
+	target := withoutUserinfo(r.RequestURI)
 	if fl != nil && fl.host != (host.Host{}) {
 		target = fl.target()
 	}
@@ -45,6 +45,9 @@ func (s *Server) denyResponse(r *http.Request, fl *flow, d *denial) *http.Respon
 	h.Set("Cache-Control", "no-store")
 	if d.retryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int((d.retryAfter+time.Second-1)/time.Second)))
+	}
+	if d.challenge {
+		h.Set("Proxy-Authenticate", proxyAuthenticate)
 	}
 	if d.closeConn || r.Method == http.MethodConnect {
 		h.Set("Connection", "close")
@@ -63,7 +66,28 @@ func (s *Server) denyResponse(r *http.Request, fl *flow, d *denial) *http.Respon
 	}
 }
 
-func (fl *flow) attrs() []slog.Attr { return fl.appendAttrs(make([]slog.Attr, 0, 16)) }
+// withoutUserinfo drops user:password@ from a request target, so that a
+// refusal never echoes credentials a client put in the URL instead of in
+// Proxy-Authorization (the refusal says they do not belong there).
+func withoutUserinfo(target string) string {
+	scheme, rest := "", target
+	if i := strings.Index(target, "://"); i >= 0 {
+		scheme, rest = target[:i+3], target[i+3:]
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	if at := strings.LastIndexByte(rest[:end], '@'); at >= 0 {
+		return scheme + rest[at+1:]
+	}
+	return target
+}
+
+func (fl *flow) attrs() []slog.Attr { return fl.appendAttrs(make([]slog.Attr, 0, maxFlowAttrs+6)) }
+
+// maxFlowAttrs bounds how many attributes appendAttrs appends.
+const maxFlowAttrs = 17
 
 // appendAttrs appends fl's log attributes to a.
 func (fl *flow) appendAttrs(a []slog.Attr) []slog.Attr {
@@ -86,7 +110,7 @@ func (fl *flow) appendAttrs(a []slog.Attr) []slog.Attr {
 			a = append(a, slog.String(keyLabel, l))
 		}
 	}
-	return a
+	return fl.appendAuthAttrs(a)
 }
 
 // observe tells the Observer about a decision on a known destination.
@@ -119,8 +143,11 @@ var observedReasons = map[string]bool{
 	ReasonNoRule: true, ReasonBlockedAddress: true, ReasonClientUnknown: true, ReasonLocalEndpoint: true,
 }
 
-// refused logs and counts a refusal: one Warn record per denial.
+// refused logs and counts a refusal: one Warn record per denial. Every
+// denial passes here before it is answered, so this is where a refusal of
+// a request without credentials becomes a challenge (identity.go).
 func (s *Server) refused(r *http.Request, fl *flow, d *denial) {
+	challenge(fl, d)
 	s.m.decisions.WithLabelValues(fl.kind, "deny", d.reason, fl.mode(), fl.blockName()).Inc()
 	if observedReasons[d.reason] {
 		s.observe(fl, policy.VerdictDeny, d.reason)

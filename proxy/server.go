@@ -83,6 +83,11 @@ type Config struct {
 	// Serve, ServeTLS, ServeTransparentTLS and ServeTransparentHTTP are
 	// added automatically.
 	OwnAddrs []netip.AddrPort
+	// EntraClient fetches the signing keys of the policy's entra block
+	// (the tenant's OpenID configuration documents and key sets, from its
+	// authority). If nil, a client that connects directly: HTTPS_PROXY and
+	// the like are ignored, as for every connection the proxy makes.
+	EntraClient *http.Client
 }
 
 // Server is an HTTP forward proxy that enforces a policy. It does not listen
@@ -121,20 +126,25 @@ type Server struct {
 	// (front.go); Shutdown closes them. Guarded by mu.
 	front         map[*clientConn]struct{}
 	frontConnects atomic.Int64 // CONNECTs the front door answered, for tests
+
+	ids identities // the entra block's key cache and validator (identity.go)
 }
 
 // generation is one loaded policy with the upstream transports dialed under
 // it. A reload starts a new generation, so a pooled upstream connection is
 // never reused under a policy other than the one that checked it.
 type generation struct {
-	pol *policy.Policy
+	pol   *policy.Policy
+	entra *entraState // nil without an entra block
 
 	mu          sync.Mutex
 	transports  map[string]*http.Transport // by client block name
 	originPools map[string]*originPool     // by client block name
 }
 
-// New validates cfg and returns a Server ready to Serve.
+// New validates cfg and returns a Server ready to Serve. If the policy has
+// an entra block, New starts loading and refreshing the tenant's signing
+// keys in the background; Shutdown stops that.
 func New(cfg Config) (*Server, error) {
 	if cfg.Policy == nil {
 		return nil, errors.New("proxy: Config.Policy is required")
@@ -176,6 +186,13 @@ func New(cfg Config) (*Server, error) {
 		s.tls = t
 	}
 	s.registerExpiryMetrics(cfg.Registerer)
+	if cfg.EntraClient == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.Proxy = nil
+		s.cfg.EntraClient = &http.Client{Transport: tr}
+	}
+	s.ids = identities{client: s.cfg.EntraClient, log: cfg.Logger}
+	cfg.Registerer.MustRegister(identityCollector{&s.ids})
 	s.cfg.Resolver = origDstResolver{Resolver: cfg.Resolver, s: s}
 	s.own = append(s.own, cfg.OwnAddrs...)
 	s.tunnelCtx, s.cancelTunnel = context.WithCancel(context.Background())
@@ -193,7 +210,9 @@ func New(cfg Config) (*Server, error) {
 			return context.WithValue(ctx, connKey{}, c)
 		},
 	}
-	s.SetPolicy(cfg.Policy)
+	if err := s.SetPolicy(cfg.Policy); err != nil {
+		return nil, err
+	}
 	s.m.reloadOK.Set(1)
 	s.m.reloadOKTime.SetToCurrentTime()
 	return s, nil
@@ -205,24 +224,31 @@ type connKey struct{}
 func (s *Server) Policy() *policy.Policy { return s.gen.Load().pol }
 
 // SetPolicy replaces the policy. Requests already decided, and open tunnels,
-// keep running; every later request is decided under p.
-func (s *Server) SetPolicy(p *policy.Policy) {
+// keep running; every later request is decided under p. It fails, keeping
+// the policy being served, only if p's entra block cannot be put to use.
+func (s *Server) SetPolicy(p *policy.Policy) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	s.setPolicy(p)
+	return s.setPolicy(p)
 }
 
-func (s *Server) setPolicy(p *policy.Policy) {
+func (s *Server) setPolicy(p *policy.Policy) error {
+	ent, err := s.ids.prepare(p)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
 	for _, c := range p.Clients() {
 		s.blocks.get(c.Name).setLimits(c.Limits)
 	}
-	old := s.gen.Swap(&generation{pol: p})
+	old := s.gen.Swap(&generation{pol: p, entra: ent})
+	s.ids.commit(ent)
 	if old != nil {
 		old.closeIdle()
 	}
 	s.m.rules.Set(float64(p.RuleCount()))
 	s.m.clientBlocks.Set(float64(len(p.Clients())))
 	s.warnExpiring(p, time.Now())
+	return nil
 }
 
 func (g *generation) closeIdle() {
@@ -270,8 +296,13 @@ func (s *Server) serve(ln net.Listener, t *tlsListener) error {
 	return err
 }
 
-// Ready reports whether the server accepts new work (it is not draining).
-func (s *Server) Ready() bool { return !s.draining.Load() }
+// Ready reports whether the server should get new work: it is not
+// draining, and the signing keys of the policy's entra block, if any, have
+// loaded (Readiness says why not).
+func (s *Server) Ready() bool {
+	ok, _ := s.Readiness()
+	return ok
+}
 
 // Shutdown stops accepting connections, lets requests in flight finish and
 // waits for open tunnels to close until ctx is done; then it closes the
@@ -298,6 +329,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 	}
 	s.cancelTunnel()
+	s.ids.stop()
 	s.gen.Load().closeIdle()
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		err = nil // in-flight plain-HTTP requests were cut at the deadline, like tunnels

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/azegress/azegress/identity"
 	"github.com/azegress/azegress/policies"
 	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/proxy"
@@ -27,7 +29,7 @@ const usage = `azegress: an egress-filtering forward proxy for Azure managed-ide
 Usage:
   azegress serve   [-policy FILE] [-listen ADDR] [-metrics ADDR] [flags]
   azegress check   [-lint] FILE|DIR...
-  azegress explain [-policy FILE] [-client IP] [-no-dns] HOST[:PORT]
+  azegress explain [-policy FILE] [-client IP] [-no-dns] [-identity OID [-client-id ID] | -token FILE -jwks FILE] HOST[:PORT]
   azegress report  [-policy BASELINE.hcl] [-format hcl|markdown|json] OBSERVATIONS...
   azegress record  [-cloud NAME] [-minimize] -- COMMAND ARGS...
   azegress test    [-v] POLICY.hcl CASES.hcl
@@ -152,8 +154,16 @@ func explain(args []string, stdout, stderr io.Writer) int {
 	policyPath := fs.String("policy", "", "policy `file` (default: the embedded policies/default.hcl)")
 	client := fs.String("client", "127.0.0.1", "client `IP` asking")
 	noDNS := fs.Bool("no-dns", false, "skip resolving the name and the destination guard check")
+	var cf credFlags
+	fs.StringVar(&cf.oid, "identity", "", "decide for a request with a valid token of the managed identity with this object `ID` (its principalId)")
+	fs.StringVar(&cf.clientID, "client-id", "", "with -identity: the identity's client (application) `ID`, for blocks that list client_ids")
+	fs.StringVar(&cf.tokenFile, "token", "", "decide for a request carrying the access token in this `file`, validated offline as the proxy validates it (needs -jwks)")
+	fs.StringVar(&cf.jwksFile, "jwks", "", "with -token: the tenant's signing keys, a JWKS `file` saved from its jwks_uri (curl {authority}/{tenant}/discovery/v2.0/keys)")
+	fs.StringVar(&cf.issuerV1, "issuer-v1", "", "with -token: the tenant's v1 token issuer (default https://sts.windows.net/{tenant}/, the public cloud's; see {authority}/{tenant}/.well-known/openid-configuration)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: azegress explain [-policy FILE] [-client IP] [-no-dns] HOST[:PORT]\n\nPrints what the proxy would decide. Exit 0 if allowed, 1 if denied.")
+		fmt.Fprintln(stderr, "usage: azegress explain [-policy FILE] [-client IP] [-no-dns] [-identity OID [-client-id ID] | -token FILE -jwks FILE] HOST[:PORT]\n\n"+
+			"Prints what the proxy would decide for a request from the client address, without credentials, with a managed identity's\n"+
+			"valid token (-identity), or with a token checked offline (-token). Exit 0 if allowed, 1 if denied.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -173,23 +183,61 @@ func explain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
 		return 2
 	}
+	cred, err := cf.credential(pol)
+	if err != nil {
+		fmt.Fprintf(stderr, "azegress explain: %v\n", err)
+		return 2
+	}
 	var r proxy.Resolver = net.DefaultResolver
 	if *noDNS {
 		r = nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	e, err := proxy.Explain(ctx, pol, ip, fs.Arg(0), r)
+	e, err := proxy.ExplainAs(ctx, pol, cred, ip, fs.Arg(0), r)
 	if err != nil {
 		fmt.Fprintf(stderr, "azegress explain: %v\n", err)
 		return 2
 	}
+	printExplanation(stdout, e)
+	if e.Decision == policy.VerdictDeny {
+		return 1
+	}
+	return 0
+}
+
+// printExplanation writes explain's report of e.
+func printExplanation(stdout io.Writer, e *proxy.Explanation) {
 	fmt.Fprintf(stdout, "decision: %s\n", e.Decision)
 	fmt.Fprintf(stdout, "target:   %s\n", net.JoinHostPort(e.Host.String(), fmt.Sprint(e.Port)))
 	if e.Block != nil {
 		fmt.Fprintf(stdout, "client:   %s (client block %q, mode %s)\n", e.Client, e.Block.Name, e.Block.Mode)
 	} else {
 		fmt.Fprintf(stdout, "client:   %s (no client block)\n", e.Client)
+	}
+	if id := e.Identity; id != nil {
+		fmt.Fprintf(stdout, "identity: object ID %s", id.ObjectID)
+		if id.AppID != "" {
+			fmt.Fprintf(stdout, ", client ID %s", id.AppID)
+		}
+		if !id.Expiry.IsZero() {
+			fmt.Fprintf(stdout, ", token expires %s", id.Expiry.UTC().Format(time.RFC3339))
+		}
+		fmt.Fprintln(stdout)
+	}
+	if e.AuthResult != "" {
+		fmt.Fprintf(stdout, "auth:     %s", e.AuthResult)
+		if e.AuthReason != "" {
+			fmt.Fprintf(stdout, " (%s)", e.AuthReason)
+		}
+		fmt.Fprintln(stdout)
+	}
+	if e.Decision == policy.VerdictDeny {
+		challenge := ""
+		if e.Challenge {
+			challenge = ", with Proxy-Authenticate: Basic (asks for credentials)"
+		}
+		fmt.Fprintf(stdout, "status:   %d%s\n", e.Status, challenge)
 	}
 	if e.Rule != nil {
 		fmt.Fprintf(stdout, "rule:     %q at %s:%d:%d\n", e.Rule.Name, e.Rule.Range.Filename, e.Rule.Range.Start.Line, e.Rule.Range.Start.Column)
@@ -212,8 +260,59 @@ func explain(args []string, stdout, stderr io.Writer) int {
 	if e.Fix != "" {
 		fmt.Fprintf(stdout, "\n%s", strings.TrimRight(e.Fix, "\n")+"\n")
 	}
-	if e.Decision == policy.VerdictDeny {
-		return 1
+}
+
+// credFlags are explain's credential flags.
+type credFlags struct {
+	oid, clientID       string
+	tokenFile, jwksFile string
+	issuerV1            string
+}
+
+// credential is the credential the flags describe, under pol's entra
+// block; a token is validated offline against the key set file.
+func (cf credFlags) credential(pol *policy.Policy) (proxy.Credential, error) {
+	var cred proxy.Credential
+	switch {
+	case cf.oid != "" && cf.tokenFile != "":
+		return cred, errors.New("-identity and -token exclude each other")
+	case cf.clientID != "" && cf.oid == "":
+		return cred, errors.New("-client-id needs -identity")
+	case cf.tokenFile != "" && cf.jwksFile == "", cf.jwksFile != "" && cf.tokenFile == "":
+		return cred, errors.New("-token and -jwks go together: the token is checked against the key set")
+	case cf.issuerV1 != "" && cf.tokenFile == "":
+		return cred, errors.New("-issuer-v1 needs -token")
+	case cf.oid == "" && cf.tokenFile == "":
+		return cred, nil
 	}
-	return 0
+	e := pol.Entra()
+	if e == nil {
+		return cred, fmt.Errorf("the policy (%s) has no entra block, so no credential selects a client block", pol.Filename())
+	}
+	if cf.oid != "" {
+		cred.Identity = &identity.Identity{ObjectID: strings.ToLower(cf.oid), AppID: strings.ToLower(cf.clientID), TenantID: e.TenantID}
+		return cred, nil
+	}
+	token, err := os.ReadFile(cf.tokenFile)
+	if err != nil {
+		return cred, fmt.Errorf("-token: %w", err)
+	}
+	jwks, err := os.ReadFile(cf.jwksFile)
+	if err != nil {
+		return cred, fmt.Errorf("-jwks: %w", err)
+	}
+	issuerV1 := cf.issuerV1
+	if issuerV1 == "" {
+		issuerV1 = "https://sts.windows.net/" + e.TenantID + "/"
+	}
+	keys, err := identity.NewStaticKeys(e.TenantID, e.Authority+"/"+e.TenantID+"/v2.0", issuerV1, jwks, nil)
+	if err != nil {
+		return cred, fmt.Errorf("-jwks %s: %w", cf.jwksFile, err)
+	}
+	v, err := proxy.NewValidator(e, keys)
+	if err != nil {
+		return cred, err
+	}
+	cred.Token, cred.Validator = strings.TrimSpace(string(token)), v
+	return cred, nil
 }

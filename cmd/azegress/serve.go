@@ -82,6 +82,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		"transparent_tls", addrOf(ls.tls), "transparent_http", addrOf(ls.http),
 		"policy", pol.Filename(), "rules", pol.RuleCount(), "client_blocks", len(pol.Clients()),
 		"max_conns", f.maxConns, "nofile", nofile)
+	if e := pol.Entra(); e != nil {
+		log.Info("identity-keyed selection on: tokens of the entra block's tenant select identity blocks; /readyz waits for its signing keys",
+			"tenant_id", e.TenantID, "authority", e.Authority)
+	}
 	if rec != nil {
 		go flushObservations(ctx, rec, log)
 	}
@@ -318,18 +322,20 @@ func flushObservations(ctx context.Context, rec *learn.Recorder, log *slog.Logge
 	}
 }
 
-// adminMux serves /metrics, /healthz, /readyz (503 once the proxy drains)
-// and, with -pprof, Go's /debug/pprof/.
+// adminMux serves /metrics, /healthz, /readyz (503 once the proxy drains,
+// and until the signing keys of the policy's entra block have loaded) and,
+// with -pprof, Go's /debug/pprof/.
 func adminMux(reg *prometheus.Registry, srv *proxy.Server, withPprof bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !srv.Ready() {
-			http.Error(w, "draining", http.StatusServiceUnavailable)
+		ok, why := srv.Readiness()
+		if !ok {
+			http.Error(w, why, http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ready")
+		fmt.Fprintln(w, why)
 	})
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -72,9 +73,23 @@ type IdP struct {
 // it when the test ends.
 func New(t testing.TB) *IdP {
 	t.Helper()
+	return NewOn(t, nil)
+}
+
+// NewOn is New serving on ln instead of a new loopback listener: say, one
+// opened inside the network namespace where the proxy under test runs. Its
+// URLs (Authority, the documents' jwks_uri) name ln's address. A nil ln
+// means a new loopback listener.
+func NewOn(t testing.TB, ln net.Listener) *IdP {
+	t.Helper()
 	p := &IdP{TenantID: TenantID, fetches: make(map[string]int)}
 	p.keys = []*Key{NewKey(t, "key-1")}
-	p.Server = httptest.NewServer(http.HandlerFunc(p.serve))
+	p.Server = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
+	if ln != nil {
+		p.Server.Listener.Close()
+		p.Server.Listener = ln
+	}
+	p.Server.Start()
 	t.Cleanup(p.Server.Close)
 	return p
 }
@@ -105,17 +120,32 @@ func (p *IdP) serve(w http.ResponseWriter, r *http.Request) {
 	case p.v1DocPath():
 		body = map[string]string{"issuer": IssuerV1(p.TenantID), "jwks_uri": p.Server.URL + p.v1KeysPath()}
 	case p.v2KeysPath(), p.v1KeysPath():
-		var set jose.JSONWebKeySet
-		for _, k := range keys {
-			set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.Private.PublicKey, KeyID: k.ID, Use: "sig", Algorithm: string(jose.RS256)})
-		}
-		body = set
+		body = keySet(keys)
 	default:
 		http.NotFound(w, r)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(body)
+}
+
+// keySet is the JWKS document publishing keys.
+func keySet(keys []*Key) jose.JSONWebKeySet {
+	var set jose.JSONWebKeySet
+	for _, k := range keys {
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.Private.PublicKey, KeyID: k.ID, Use: "sig", Algorithm: string(jose.RS256)})
+	}
+	return set
+}
+
+// JWKS returns the key set document the IdP serves now, as an operator
+// would save it for an offline check (azegress explain -jwks).
+func (p *IdP) JWKS() []byte {
+	b, err := json.Marshal(keySet(p.Keys()))
+	if err != nil {
+		panic(err) // RSA public keys always marshal
+	}
+	return b
 }
 
 // Keys returns the published keys, first one first.

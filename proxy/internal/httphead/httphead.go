@@ -50,6 +50,9 @@ type Head struct {
 	Host                  []string // every Host header value, trimmed of OWS
 	ContentLength         []string // every Content-Length value, trimmed of OWS
 	TransferEncoding      []string // every Transfer-Encoding value, trimmed of OWS
+	// ProxyAuthorization is every Proxy-Authorization value, trimmed of
+	// OWS: the credentials of a CONNECT the front door answers itself.
+	ProxyAuthorization []string
 
 	// End is the offset in the connection's byte stream just past the
 	// head's empty line: where a CONNECT's tunnel bytes start.
@@ -401,6 +404,8 @@ func parseHead(buf []byte) (h Head, next parseState, length uint64) {
 			h.TransferEncoding = append(h.TransferEncoding, string(value))
 		case asciiEqualFold(name, "upgrade"):
 			upgrade = true
+		case asciiEqualFold(name, "proxy-authorization"):
+			h.ProxyAuthorization = append(h.ProxyAuthorization, string(value))
 		}
 	}
 

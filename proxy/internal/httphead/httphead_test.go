@@ -151,6 +151,8 @@ var headCases = []struct {
 		[]Head{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Host: []string{"a.example"}, ContentLength: []string{"0"}}}},
 	{"names case-insensitive", "GET / HTTP/1.1\r\nHOST: a\r\ncOnTeNt-LeNgTh: 2\r\n\r\nxy" + reqGetB,
 		[]Head{{Method: "GET", Target: "/", Proto: "HTTP/1.1", Host: []string{"a"}, ContentLength: []string{"2"}}, headGetB}},
+	{"proxy credentials", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nproxy-authorization:  Basic eDp5 \r\nProxy-Authorization: Bearer t\r\n\r\n",
+		[]Head{{Method: "CONNECT", Target: "a:443", Proto: "HTTP/1.1", Host: []string{"a:443"}, ProxyAuthorization: []string{"Basic eDp5", "Bearer t"}}}},
 	{"keep-alive", reqPost + reqChunk + reqGetB, []Head{headPost, headChunk, headGetB}},
 	{"pipelined", reqGetA + reqGetB + reqGetA + reqGetB, []Head{headGetA, headGetB, headGetA, headGetB}},
 	{"body looks like a request", fmt.Sprintf("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s", len(reqEvil), reqEvil) + reqGetB,
