@@ -31,6 +31,7 @@ Usage:
   azegress report  [-policy BASELINE.hcl] [-format hcl|markdown|json] OBSERVATIONS...
   azegress record  [-cloud NAME] [-minimize] -- COMMAND ARGS...
   azegress test    [-v] POLICY.hcl CASES.hcl
+  azegress diff    [-format text|markdown|json] OLD NEW
   azegress catalog [-cloud NAME] [-format table|json]
   azegress import-azfw [-cloud NAME] FILE.json...
   azegress export-azfw [-group NAME] [-priority N] POLICY.hcl
@@ -57,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return record(args[1:], stdout, stderr)
 	case "test":
 		return testPolicy(args[1:], stdout, stderr)
+	case "diff":
+		return diffCommand(args[1:], stdout, stderr)
 	case "catalog":
 		return catalogCommand(args[1:], stdout, stderr)
 	case "import-azfw":

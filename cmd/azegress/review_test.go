@@ -1,0 +1,74 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const diffCases = "../../policy/review/testdata/diff/"
+
+func TestDiffCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.hcl")
+	if err := os.WriteFile(bad, []byte("client \"a\" {\n  sources = [\"10.0.0.0/8\"]\n  allow \"x\" {\n    hosts = [\"a.*.com\"]\n  }\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name      string
+		args      []string
+		code      int
+		out, errs string
+	}{
+		{"no change", []string{"-at", "2026-06-01", diffCases + "reformat/old.hcl", diffCases + "reformat/new.hcl"}, 0,
+			"decided at 2026-06-01T00:00:00Z: no change in access.", ""},
+		{"widening", []string{"-at", "2026-06-01", diffCases + "narrowing/old.hcl", diffCases + "narrowing/new.hcl"}, 1,
+			"widening  client \"app\": *.blob.core.windows.net:443", ""},
+		{"markdown", []string{"-format", "markdown", "-at", "2026-06-01", diffCases + "narrowing/old.hcl", diffCases + "narrowing/new.hcl"}, 1,
+			"### Widenings: review these", ""},
+		{"invalid policy", []string{diffCases + "reformat/old.hcl", bad}, 2, "", bad + ":4:14: Invalid host pattern"},
+		{"missing file", []string{diffCases + "reformat/old.hcl", filepath.Join(dir, "nope.hcl")}, 2, "", "nope.hcl: no such file"},
+		{"bad format", []string{"-format", "yaml", diffCases + "reformat/old.hcl", diffCases + "reformat/new.hcl"}, 2, "", `-format "yaml"`},
+		{"bad time", []string{"-at", "tomorrow", diffCases + "reformat/old.hcl", diffCases + "reformat/new.hcl"}, 2, "", `-at "tomorrow"`},
+		{"one file", []string{diffCases + "reformat/old.hcl"}, 2, "", "usage: azegress diff"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errs, code := runCLI(append([]string{"diff"}, tt.args...)...)
+			if code != tt.code || !strings.Contains(out, tt.out) || !strings.Contains(errs, tt.errs) {
+				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s", code, tt.code, out, errs)
+			}
+		})
+	}
+	out, errs, code := runCLI("diff", "-format", "json", diffCases+"narrowing/old.hcl", diffCases+"narrowing/new.hcl")
+	var d struct {
+		Changed bool `json:"changed"`
+		Clients []struct {
+			Destinations []struct {
+				Change string `json:"change"`
+			} `json:"destinations"`
+		} `json:"clients"`
+	}
+	if err := json.Unmarshal([]byte(out), &d); err != nil || code != 1 || !d.Changed || len(d.Clients) != 1 || len(d.Clients[0].Destinations) == 0 {
+		t.Errorf("json: exit %d, %v, %+v\n%s%s", code, err, d, out, errs)
+	}
+}
+
+// TestDiffGitRevision reads OLD from git as REV:PATH.
+func TestDiffGitRevision(t *testing.T) {
+	t.Parallel()
+	if err := exec.Command("git", "rev-parse", "--verify", "HEAD:./testdata/policy.hcl").Run(); err != nil {
+		t.Skipf("no git checkout with testdata/policy.hcl at HEAD: %v", err)
+	}
+	out, errs, code := runCLI("diff", "HEAD:./testdata/policy.hcl", "testdata/policy.hcl")
+	if code != 0 || !strings.Contains(out, "azegress diff HEAD:./testdata/policy.hcl → testdata/policy.hcl") {
+		t.Errorf("exit %d\n%s%s", code, out, errs)
+	}
+	_, errs, code = runCLI("diff", "no-such-revision:./testdata/policy.hcl", "testdata/policy.hcl")
+	if code != 2 || !strings.Contains(errs, "git show no-such-revision:./testdata/policy.hcl") {
+		t.Errorf("bad revision: exit %d\n%s", code, errs)
+	}
+}

@@ -1,0 +1,69 @@
+// Package review is the security-review kit: what a policy change does
+// (Diff), whether it would break recorded traffic (Replay), and who may
+// reach what (Access). The commands "azegress diff", "replay" and
+// "access" print its reports.
+//
+// It has no interpreter of its own. Every answer is a decision of the
+// policy core on the compiled policy the proxy serves:
+// policy.Client.DecideAt, AddressAllowedAt and Verdict, policy.Client and
+// ClientForIdentity to select blocks, and policy.Lint for warnings. What
+// the kit adds is where to ask: the destinations that the rules of the
+// blocks compared could treat differently, one probe per class (an exact
+// name, a name standing for a wildcard, a port, an address of each
+// prefix, each instant a rule expires), so that a few decisions cover
+// every destination. Of the module it imports policy and the packages
+// below it (TestDeps).
+//
+// # Diff
+//
+// Diff matches client blocks by name, else as renamed when they have the
+// same sources and identities, and decides every class on both sides at
+// the instant given and at each later expiry. A destination whose verdict
+// changes is a widening (it passes now and did not), a narrowing, or
+// "changed" (both at different times, or allow against learn mode's
+// would_deny). Sources, identities, mode, allow_sni_mismatch and the
+// entra block are compared too; a rename and limits change no access.
+// Formatting, comments, rule names and rule order change no decision and
+// so appear nowhere.
+//
+// Widenings carry flags: a wildcard over a multi-tenant data plane, a
+// name on one (exfiltration-capable: a vault, a storage account, an
+// ingestion endpoint any tenant can own), an IP-literal destination (raw
+// address), and every policy.Lint warning about the granting rule and
+// host that the new policy brings. The JSON form (DiffReport.JSON) is
+// stable: fields are added, never renamed or removed.
+//
+//	{
+//	  "old": "old.hcl", "new": "new.hcl",       // as loaded (REV:PATH for git)
+//	  "at": "2026-06-01T00:00:00Z",             // the instant decided at
+//	  "changed": true,                          // access changes: exit 1
+//	  "summary": {"widenings": 1, "narrowings": 1, "changed": 0, "other": 0},
+//	  "entra": [ValueChange...],                // entra block attributes
+//	  "clients": [{
+//	    "name": "app", "old_name": "web",       // old_name only when renamed
+//	    "status": "changed",                    // added, removed, renamed, changed
+//	    "sources": [{"change": "widening", "prefix": "10.0.2.0/24", "added": true,
+//	                 "note": "was in no client block"}],
+//	    "identities": [{"change": "widening", "kind": "object_id", "id": "…", "added": true}],
+//	    "settings": [{"change": "widening", "field": "mode", "old": "enforce", "new": "learn"}],
+//	    "destinations": [{
+//	      "change": "narrowing",                // widening, narrowing, changed
+//	      "destination": "*.vault.azure.net",   // host pattern, or address prefix
+//	      "resolves_to": "10.20.0.0/24",        // only for the guard: may the name resolve there
+//	      "ports": [443],
+//	      "label": "Key Vault data plane",      // the catalog's
+//	      "old": [Period...], "new": [Period...],
+//	      "within": ["kv1.vault.azure.net:443"],// under a wildcard, allowed on both sides
+//	      "flags": [{"check": "multi_tenant_wildcard", "detail": "…", "pos": "new.hcl:4:14"}]
+//	    }]
+//	  }],
+//	  "lint": [Flag...]                         // Lint warnings brought, on no destination
+//	}
+//
+// A Period is {"verdict": "allow"|"deny"|"would_deny", "reason":
+// "no_rule"|"deny_rule"|"blocked_address"|"client_unknown", "rule": NAME,
+// "pos": "file:line:col", "until": TIME}, where until, if present, is when
+// an expiry ends it and the next period begins. A ValueChange is {"change",
+// "field", "old", "new"}. Flag checks: multi_tenant_wildcard,
+// exfiltration_capable, raw_address, and the policy.Lint* checks.
+package review
