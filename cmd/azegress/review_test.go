@@ -72,3 +72,31 @@ func TestDiffGitRevision(t *testing.T) {
 		t.Errorf("bad revision: exit %d\n%s", code, errs)
 	}
 }
+
+const replayData = "../../policy/review/testdata/replay/"
+
+func TestReplayCommand(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name      string
+		args      []string
+		code      int
+		out, errs string
+	}{
+		{"breaks", []string{"-policy", diffCases + "narrowing/new.hcl", "-at", "2026-06-01", replayData + "proxy.log", replayData + "observations.jsonl"}, 1,
+			"The policy would break 2 recorded destinations (13 connections that passed)", "proxy.log:11: skipped: not a JSON object"},
+		{"nothing breaks", []string{"-policy", diffCases + "narrowing/old.hcl", "-at", "2026-06-01", replayData + "proxy.log"}, 0,
+			"The policy breaks no recorded traffic.", ""},
+		{"json", []string{"-format", "json", "-policy", diffCases + "narrowing/new.hcl", replayData + "proxy.log"}, 1, `"breaks": 1,`, ""},
+		{"missing log", []string{"-policy", diffCases + "narrowing/new.hcl", replayData + "nope.log"}, 2, "", "nope.log: no such file"},
+		{"invalid policy", []string{"-policy", replayData + "proxy.log", replayData + "proxy.log"}, 2, "", "proxy.log:1:1: Argument or block definition required"},
+		{"no policy", []string{replayData + "proxy.log"}, 2, "", "usage: azegress replay"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errs, code := runCLI(append([]string{"replay"}, tt.args...)...)
+			if code != tt.code || !strings.Contains(out, tt.out) || !strings.Contains(errs, tt.errs) {
+				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s", code, tt.code, out, errs)
+			}
+		})
+	}
+}

@@ -32,6 +32,7 @@ Usage:
   azegress record  [-cloud NAME] [-minimize] -- COMMAND ARGS...
   azegress test    [-v] POLICY.hcl CASES.hcl
   azegress diff    [-format text|markdown|json] OLD NEW
+  azegress replay  -policy NEW [-format text|markdown|json] FILE...
   azegress catalog [-cloud NAME] [-format table|json]
   azegress import-azfw [-cloud NAME] FILE.json...
   azegress export-azfw [-group NAME] [-priority N] POLICY.hcl
@@ -60,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return testPolicy(args[1:], stdout, stderr)
 	case "diff":
 		return diffCommand(args[1:], stdout, stderr)
+	case "replay":
+		return replayCommand(args[1:], stdout, stderr)
 	case "catalog":
 		return catalogCommand(args[1:], stdout, stderr)
 	case "import-azfw":

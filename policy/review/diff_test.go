@@ -14,7 +14,7 @@ import (
 // testAt is the instant the golden files are decided at.
 var testAt = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 
-func load(t *testing.T, path string) *policy.Policy {
+func load(t testing.TB, path string) *policy.Policy {
 	t.Helper()
 	p, diags := policy.LoadFile(path)
 	if diags.HasErrors() {

@@ -66,4 +66,40 @@
 // an expiry ends it and the next period begins. A ValueChange is {"change",
 // "field", "old", "new"}. Flag checks: multi_tenant_wildcard,
 // exfiltration_capable, raw_address, and the policy.Lint* checks.
+//
+// # Replay
+//
+// Replay reads observation files (package learn's JSON lines) and the
+// proxy's JSON log (its "deny" and "would deny" records, and the "tunnel
+// closed" and "request" records of allowed traffic, which name the
+// rule) and keeps one entry per recorded (client block, host, port), so
+// that memory follows the number of destinations, not the length of the
+// log; lines are scanned without reflection (BenchmarkReplay). Each entry
+// is decided under the new policy by the block of the same name, as the
+// proxy would at the instant given (for an IP literal, with the
+// destination guard; a name's resolved addresses are not in the records).
+// It breaks when traffic that passed (allow, or would_deny in learn mode)
+// is now denied. A corrupt line is counted and skipped; the first few are
+// named by file and line. ReplayReport.JSON:
+//
+//	{
+//	  "policy": "new.hcl", "at": "2026-06-01T00:00:00Z",
+//	  "stats": {"files": 2, "lines": 21, "decision_records": 8, "observation_lines": 6,
+//	            "other_records": 3, "corrupt_lines": 4},
+//	  "warnings": ["proxy.log:10: skipped: invalid JSON at byte 100"],
+//	  "destinations": [{
+//	    "client_block": "app", "host": "kv-other.vault.azure.net", "port": 443,
+//	    "count": 1,
+//	    "then": [{"verdict": "allow", "count": 1, "rule": "kv"}],  // reason for deny, would_deny
+//	    "now": Period,                                           // as in Diff, without until
+//	    "breaks": true
+//	  }],
+//	  "breaks": 1, "broken_connections": 1,
+//	  "unused": [{"client_block": "app", "rule": "private-vault", "pos": "new.hcl:21:3",
+//	              "destination": "10.20.0.0/24", "ports": [443], "label": ""}]
+//	}
+//
+// Unused are the destinations of allow rules (host patterns and
+// prefixes), on the ports where the policy lets them through, under which
+// no recorded destination that the policy allows falls.
 package review

@@ -49,6 +49,7 @@ type Grant struct {
 	rule    *policy.Rule
 	pattern string       // the host pattern, or ""
 	prefix  netip.Prefix // the prefix, for an address
+	probe   host.Host    // the destination asked about for it (space)
 }
 
 // grants returns the destinations of client block c's rules, allow rules
@@ -76,7 +77,8 @@ func grants(p *policy.Policy, c *policy.Client, at time.Time) []Grant {
 			g.Destination, g.pattern, g.ResolvesTo = h, h, resolves
 			g.Label = r.Labels[i]
 			g.Group, g.Source = catalogOf(p.Cloud(), r, h)
-			g.Status = status(c, r, sp.probe[h], at)
+			g.probe = sp.probe[h]
+			g.Status = status(c, r, g.probe, at)
 			out = append(out, g)
 		}
 		for _, a := range r.Addresses {
@@ -84,9 +86,10 @@ func grants(p *policy.Policy, c *policy.Client, at time.Time) []Grant {
 			g.Destination, g.prefix = text.Prefix(a), a
 			probe, ok := sp.addr[a]
 			if !ok {
-				probe = a.Addr()
+				probe = a.Addr() // the prefix is tiled by smaller ones
 			}
-			g.Status = status(c, r, host.Host{IP: probe}, at)
+			g.probe = host.Host{IP: probe}
+			g.Status = status(c, r, g.probe, at)
 			out = append(out, g)
 		}
 	}
