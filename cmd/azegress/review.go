@@ -6,8 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +42,10 @@ func diffCommand(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
+	if err := checkFormat(*format, "text", "markdown", "json"); err != nil {
+		fmt.Fprintf(stderr, "azegress diff: %v\n", err)
+		return 2
+	}
 	when, err := at.time()
 	if err != nil {
 		fmt.Fprintf(stderr, "azegress diff: %v\n", err)
@@ -51,23 +58,11 @@ func diffCommand(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	d := review.Diff(pols[0], pols[1], when)
-	var out []byte
-	switch *format {
-	case "text":
-		out = d.Text()
-	case "markdown", "md":
-		out = d.Markdown()
-	case "json":
-		if out, err = d.JSON(); err != nil {
-			fmt.Fprintf(stderr, "azegress diff: %v\n", err)
-			return 2
-		}
-	default:
-		fmt.Fprintf(stderr, "azegress diff: -format %q: use text, markdown or json\n", *format)
-		return 2
-	}
-	if _, err := stdout.Write(out); err != nil {
-		fmt.Fprintf(stderr, "azegress diff: %v\n", err)
+	if !writeFormat(stdout, stderr, "diff", *format, map[string]func() ([]byte, error){
+		"text":     func() ([]byte, error) { return d.Text(), nil },
+		"markdown": func() ([]byte, error) { return d.Markdown(), nil },
+		"json":     d.JSON,
+	}) {
 		return 2
 	}
 	if d.Changed {
@@ -97,6 +92,10 @@ func replayCommand(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
+	if err := checkFormat(*format, "text", "markdown", "json"); err != nil {
+		fmt.Fprintf(stderr, "azegress replay: %v\n", err)
+		return 2
+	}
 	when, err := at.time()
 	if err != nil {
 		fmt.Fprintf(stderr, "azegress replay: %v\n", err)
@@ -104,17 +103,6 @@ func replayCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	pol := loadPolicyArg(*policyPath, "replay", stderr)
 	if pol == nil {
-		return 2
-	}
-	render := map[string]func(*review.ReplayReport) ([]byte, error){
-		"text":     func(r *review.ReplayReport) ([]byte, error) { return r.Text(), nil },
-		"markdown": func(r *review.ReplayReport) ([]byte, error) { return r.Markdown(), nil },
-		"json":     (*review.ReplayReport).JSON,
-	}
-	render["md"] = render["markdown"]
-	out := render[*format]
-	if out == nil {
-		fmt.Fprintf(stderr, "azegress replay: -format %q: use text, markdown or json\n", *format)
 		return 2
 	}
 	rp := review.NewReplay(pol, when)
@@ -128,18 +116,124 @@ func replayCommand(args []string, stdout, stderr io.Writer) int {
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(stderr, "azegress replay: %s\n", w)
 	}
-	b, err := out(rep)
-	if err == nil {
-		_, err = stdout.Write(b)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "azegress replay: %v\n", err)
+	if !writeFormat(stdout, stderr, "replay", *format, map[string]func() ([]byte, error){
+		"text":     func() ([]byte, error) { return rep.Text(), nil },
+		"markdown": func() ([]byte, error) { return rep.Markdown(), nil },
+		"json":     rep.JSON,
+	}) {
 		return 2
 	}
 	if rep.Breaks > 0 {
 		return 1
 	}
 	return 0
+}
+
+func accessCommand(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("access", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	policyPath := fs.String("policy", "", "policy `file` (or REV:PATH from git; default: the embedded policies/default.hcl)")
+	name := fs.String("client", "", "the client block `NAME`")
+	id := fs.String("identity", "", "a managed identity's object ID or client ID (`GUID`): the block its token selects")
+	source := fs.String("source", "", "a client address (`IP`): the block it is in; with -identity, where the token comes from")
+	format := fs.String("format", "text", "output: text, markdown, csv or json")
+	at := atFlag(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: azegress access [-policy FILE] (-client NAME | -identity GUID | -source IP) [-format text|markdown|csv|json] [-at TIME]\n\n"+
+			"Lists every destination a client block can reach, for an access review: the rule and where it is,\n"+
+			"the catalog group, label and documentation source, the expiry, and what the policy does now.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	byName, byID, bySource := *name != "", *id != "", *source != ""
+	if fs.NArg() != 0 || byName == (byID || bySource) {
+		fs.Usage()
+		return 2
+	}
+	if err := checkFormat(*format, "text", "markdown", "csv", "json"); err != nil {
+		fmt.Fprintf(stderr, "azegress access: %v\n", err)
+		return 2
+	}
+	when, err := at.time()
+	if err != nil {
+		fmt.Fprintf(stderr, "azegress access: %v\n", err)
+		return 2
+	}
+	var pol *policy.Policy
+	if *policyPath == "" {
+		var diags hcl.Diagnostics
+		if pol, diags = loader("")(); diags.HasErrors() {
+			fmt.Fprint(stderr, policy.FormatDiagnostics(diags))
+			return 2
+		}
+	} else if pol = loadPolicyArg(*policyPath, "access", stderr); pol == nil {
+		return 2
+	}
+	var src netip.Addr
+	if *source != "" {
+		if src, err = netip.ParseAddr(*source); err != nil {
+			fmt.Fprintf(stderr, "azegress access: -source %q is not an IP address\n", *source)
+			return 2
+		}
+	}
+	var c *policy.Client
+	var by string
+	switch {
+	case *name != "":
+		c, err = review.ClientByName(pol, *name)
+		by = "client " + strconv.Quote(*name)
+	case *id != "":
+		c, err = review.ClientByIdentity(pol, *id, src)
+		by = "identity " + *id
+		if src.IsValid() {
+			by += " from " + src.String()
+		}
+	default:
+		c, err = review.ClientBySource(pol, src)
+		by = "source " + src.String()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "azegress access: %v\n", err)
+		return 2
+	}
+	a := review.Access(pol, c, by, when)
+	if !writeFormat(stdout, stderr, "access", *format, map[string]func() ([]byte, error){
+		"text":     func() ([]byte, error) { return a.Text(), nil },
+		"markdown": func() ([]byte, error) { return a.Markdown(), nil },
+		"csv":      a.CSV,
+		"json":     a.JSON,
+	}) {
+		return 2
+	}
+	return 0
+}
+
+// checkFormat checks a -format value against the names a command
+// renders ("md" is "markdown"), before any work is done.
+func checkFormat(format string, names ...string) error {
+	if format == "md" || slices.Contains(names, format) {
+		return nil
+	}
+	return fmt.Errorf("-format %q: use %s", format, strings.Join(names, ", "))
+}
+
+// writeFormat writes the rendering of format, which checkFormat has
+// checked, to stdout; on failure it says so on stderr and returns false.
+func writeFormat(stdout, stderr io.Writer, cmd, format string, renderers map[string]func() ([]byte, error)) bool {
+	if format == "md" {
+		format = "markdown"
+	}
+	out, err := renderers[format]()
+	if err == nil {
+		_, err = stdout.Write(out)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "azegress %s: %v\n", cmd, err)
+		return false
+	}
+	return true
 }
 
 // replayFile feeds one file (- for standard input) to rp.

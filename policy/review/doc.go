@@ -102,4 +102,35 @@
 // Unused are the destinations of allow rules (host patterns and
 // prefixes), on the ports where the policy lets them through, under which
 // no recorded destination that the policy allows falls.
+//
+// # Access
+//
+// Access lists every destination of one client block's rules, allow
+// rules then deny rules in file order, for an access review; the block is
+// chosen by name (ClientByName), by the address a connection comes from
+// (ClientBySource: policy.Policy.Client) or by a managed identity's
+// object or client ID (ClientByIdentity: policy.Policy.ClientForIdentity).
+// Each destination's status is the policy's decision at the instant
+// given: reachable, refused by a deny rule, expired. AccessReport.JSON:
+//
+//	{
+//	  "policy": "policy.hcl", "at": "2026-06-01T00:00:00Z",
+//	  "client_block": "app", "pos": "policy.hcl:6:1", "selected_by": "source 10.0.1.9",
+//	  "mode": "enforce", "sources": ["10.0.1.0/24"],
+//	  "identity": {"object_ids": [], "client_ids": []},   // only with an identity block
+//	  "destinations": [{
+//	    "kind": "allow",                                   // or deny
+//	    "destination": "kv-prod-01.vault.azure.net",       // host pattern, or address prefix
+//	    "ports": [443],
+//	    "resolves_to": ["10.20.0.0/24"],                   // guarded ranges the host may resolve to
+//	    "rule": "vaults", "pos": "policy.hcl:12:3",
+//	    "group": "azure.keyvault",                         // catalog group it comes from or falls under
+//	    "label": "Key Vault data plane: vault kv-prod-01",
+//	    "source": "azure-cli 2.45 …",                      // where the catalog entry comes from
+//	    "expires": "2027-01-01T00:00:00Z",                 // the instant it stops matching
+//	    "status": "reachable"
+//	  }]
+//	}
+//
+// The CSV form has one row per destination with the same fields.
 package review
