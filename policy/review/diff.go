@@ -219,7 +219,7 @@ func pairClients(old, new *policy.Policy) []pair {
 		}
 		k := selectionKey(out[i].new)
 		for _, o := range old.Clients() {
-			if !matched[o] && k != "" && selectionKey(o) == k && !slices.ContainsFunc(new.Clients(), func(c *policy.Client) bool { return c.Name == o.Name }) {
+			if !matched[o] && k != "" && selectionKey(o) == k {
 				out[i].old = o
 				matched[o] = true
 				break
@@ -484,6 +484,19 @@ func diffDestinations(old, new *policy.Policy, pr pair, at time.Time, modeChange
 			cells = append(cells, c)
 		}
 	}
+	// The hosts of rules that open guarded ranges: only names they match
+	// can resolve into one (Client.AddressAllowed).
+	var guardHosts []string
+	for _, c := range []*policy.Client{pr.old, pr.new} {
+		if c == nil {
+			continue
+		}
+		for _, r := range c.Rules {
+			if slices.ContainsFunc(r.Addresses, namesGuarded) {
+				guardHosts = append(guardHosts, r.Hosts...)
+			}
+		}
+	}
 	var guarded []netip.Prefix
 	for _, p := range sp.prefixes {
 		if _, _, ok := policy.GuardedRange(sp.addr[p]); ok {
@@ -495,8 +508,8 @@ func diffDestinations(old, new *policy.Policy, pr pair, at time.Time, modeChange
 		for _, port := range sp.ports {
 			c := cell{dest: pat, pattern: pat, port: port, old: sp.decisions(pr.old, h, port), new: sp.decisions(pr.new, h, port)}
 			add(c)
-			if !anyAllowed(c.old) && !anyAllowed(c.new) {
-				continue
+			if !anyAllowed(c.old) && !anyAllowed(c.new) || !slices.ContainsFunc(guardHosts, func(q string) bool { return policy.PatternCovers(q, pat) }) {
+				continue // no rule that matches it can open a guarded range
 			}
 			for _, g := range guarded {
 				ip := sp.addr[g]

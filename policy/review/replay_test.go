@@ -179,7 +179,7 @@ func (l *logLines) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// TestReplayBoundedMemory reads a log of 200,000 records (about 70 MB)
+// TestReplayBoundedMemory reads a log of 200,000 records (about 74 MB)
 // and checks that what replay allocates does not grow with it: one entry
 // per distinct destination, nothing per line.
 func TestReplayBoundedMemory(t *testing.T) {
