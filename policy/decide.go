@@ -268,8 +268,32 @@ func (c *Client) decide(h host.Host, port uint16, now int64) Decision {
 // Expired rules do not count, and deny rules play no part: Decide has
 // already refused whatever a deny rule matches.
 func (c *Client) AddressAllowed(h host.Host, port uint16, ip netip.Addr) bool {
+	return c.addressAllowed(h, port, ip, c.now())
+}
+
+// AddressAllowedAt is AddressAllowed at the instant now, as DecideAt is
+// Decide: rules whose expiry is at or before now do not count.
+func (c *Client) AddressAllowedAt(h host.Host, port uint16, ip netip.Addr, now time.Time) bool {
+	return c.addressAllowed(h, port, ip, now.Unix())
+}
+
+func (c *Client) addressAllowed(h host.Host, port uint16, ip netip.Addr, now int64) bool {
 	if c == nil || !ip.IsValid() {
 		return false
 	}
-	return c.allow.lookup(h, port, ip, c.now()) != nil
+	return c.allow.lookup(h, port, ip, now) != nil
+}
+
+// Verdict is what the proxy does with decision d of client block c: allow
+// what a rule allows; refuse what a deny rule matches, and, in enforce
+// mode, what no rule allows (deny); let that through in learn mode
+// (would_deny). A nil c (no client block) denies.
+func (c *Client) Verdict(d Decision) Verdict {
+	switch {
+	case d.Allowed:
+		return VerdictAllow
+	case d.Deny == nil && c != nil && c.Mode == ModeLearn:
+		return VerdictWouldDeny
+	}
+	return VerdictDeny
 }

@@ -638,6 +638,7 @@ func TestZeroAllocsDenyExpires(t *testing.T) {
 		{"Decide expiring allow", func() { c.Decide(allow, 443) }},
 		{"Decide deny ip", func() { c.Decide(ip, 443) }},
 		{"AddressAllowed", func() { c.AddressAllowed(allow, 443, netip.MustParseAddr("10.0.0.1")) }},
+		{"AddressAllowedAt", func() { c.AddressAllowedAt(allow, 443, netip.MustParseAddr("10.0.0.1"), time.Time{}) }},
 	} {
 		if n := testing.AllocsPerRun(100, tt.fn); n != 0 {
 			t.Errorf("%s allocates %v times per run, want 0", tt.name, n)
@@ -667,5 +668,82 @@ func BenchmarkDecideDenyExpires(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestAddressAllowedAtAndVerdict checks the two helpers the review kit
+// decides with: AddressAllowedAt follows expiry at the instant given,
+// not the clock; Verdict names what the proxy does with a decision in
+// each mode.
+func TestAddressAllowedAtAndVerdict(t *testing.T) {
+	t.Parallel()
+	p := loadForTest(t, `
+client "e" {
+  sources = ["10.0.0.0/16"]
+  allow "pe" {
+    hosts     = ["kv1.vault.azure.net"]
+    addresses = ["10.20.0.0/24"]
+    expires   = "2026-12-31"
+  }
+  deny "no" {
+    hosts = ["bad.example.com"]
+  }
+}
+client "l" {
+  sources = ["10.1.0.0/16"]
+  mode    = "learn"
+  deny "no" {
+    hosts = ["bad.example.com"]
+  }
+}
+`)
+	e, l := p.Clients()[0], p.Clients()[1]
+	kv, ip := policytest.Host(t, "kv1.vault.azure.net"), netip.MustParseAddr("10.20.0.5")
+	end := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	if !e.AddressAllowedAt(kv, 443, ip, end.Add(-time.Second)) || e.AddressAllowedAt(kv, 443, ip, end) {
+		t.Errorf("AddressAllowedAt does not follow the expiry at %s", end)
+	}
+	if e.AddressAllowedAt(kv, 443, netip.MustParseAddr("10.30.0.5"), end.Add(-time.Second)) {
+		t.Errorf("AddressAllowedAt allows an address outside the rule's prefixes")
+	}
+	bad, other := policytest.Host(t, "bad.example.com"), policytest.Host(t, "other.example.com")
+	var nilClient *Client
+	for _, tt := range []struct {
+		name string
+		c    *Client
+		h    host.Host
+		want Verdict
+	}{
+		{"enforce allow", e, kv, VerdictAllow},
+		{"enforce no rule", e, other, VerdictDeny},
+		{"enforce deny rule", e, bad, VerdictDeny},
+		{"learn no rule", l, other, VerdictWouldDeny},
+		{"learn deny rule", l, bad, VerdictDeny},
+		{"no block", nilClient, other, VerdictDeny},
+	} {
+		if got := tt.c.Verdict(tt.c.DecideAt(tt.h, 443, end.Add(-time.Hour))); got != tt.want {
+			t.Errorf("%s: Verdict = %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestPatternCovers(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		q, p string
+		want bool
+	}{
+		{"*.vault.azure.net", "kv1.vault.azure.net", true},
+		{"*.vault.azure.net", "*.kv1.vault.azure.net", true},
+		{"*.vault.azure.net", "*.vault.azure.net", true},
+		{"*.vault.azure.net", "vault.azure.net", false},
+		{"kv1.vault.azure.net", "*.vault.azure.net", false},
+		{"*.kv1.vault.azure.net", "*.vault.azure.net", false},
+		{"a.example.com", "a.example.com", true},
+		{"*.example.com", "a.badexample.com", false},
+	} {
+		if got := PatternCovers(tt.q, tt.p); got != tt.want {
+			t.Errorf("PatternCovers(%q, %q) = %v, want %v", tt.q, tt.p, got, tt.want)
+		}
 	}
 }

@@ -19,11 +19,11 @@
 //     packages: fasthcl, the fast front end; slab, shared backing
 //     arrays; text, the text snippets diagnostics and generated policies
 //     share.
-//   - policy/learn (observations and reports) and policy/azfw (Azure
-//     Firewall import and export): features on the exported API of the
-//     packages above. A review kit (diff, replay, access) belongs beside
-//     them, deciding with Client.DecideAt and Lint, not a second
-//     interpreter.
+//   - policy/learn (observations and reports), policy/azfw (Azure
+//     Firewall import and export) and policy/review (the review kit:
+//     diff, replay, access, deciding with Client.DecideAt,
+//     AddressAllowedAt and Lint, not a second interpreter): features on
+//     the exported API of the packages above.
 //
 // The proxy (package proxy) and the commands (cmd/azegress) sit on top.
 //

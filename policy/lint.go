@@ -36,7 +36,8 @@ import (
 //   - an expires in the past at now, or within ExpiryWarning of it;
 //   - an entra block that no client block's identity block uses.
 //
-// Lint never returns errors. The diagnostics are sorted by position.
+// Lint never returns errors. The diagnostics are sorted by position; each
+// has a *LintFinding as its Extra.
 func Lint(p *Policy, now time.Time) hcl.Diagnostics {
 	if p == nil {
 		return nil
@@ -57,9 +58,42 @@ type linter struct {
 	diags hcl.Diagnostics
 }
 
-func (l *linter) warn(subject hcl.Range, summary, format string, args ...any) {
-	l.diags = append(l.diags, warnf(subject.Ptr(), nil, summary, format, args...))
+func (l *linter) warn(subject hcl.Range, f LintFinding, summary, format string, args ...any) {
+	d := warnf(subject.Ptr(), nil, summary, format, args...)
+	d.Extra = &f
+	l.diags = append(l.diags, d)
 }
+
+// LintFinding is the Extra of every diagnostic Lint returns: what the
+// warning is about, so that tools (the review kit's diff) can tie it to a
+// rule and its hosts without reading positions or text.
+type LintFinding struct {
+	// Check is the kind of warning, one of the Lint* constants; it is
+	// stable, for tools to match on.
+	Check string
+	// Client is the client block, or nil for the entra block.
+	Client *Client
+	// Rule is the rule, or nil for a finding about a whole block.
+	Rule *Rule
+	// Hosts are the hosts of Rule the finding is about, if any.
+	Hosts []string
+	// Address is the addresses prefix of Rule it is about, if any.
+	Address netip.Prefix
+}
+
+// The checks of Lint, as LintFinding.Check names them.
+const (
+	LintNoAllowRules        = "no_allow_rules"
+	LintUnusedEntra         = "unused_entra"
+	LintMultiTenantWildcard = "multi_tenant_wildcard"
+	LintRedundantHost       = "redundant_host"
+	LintRefusedByDeny       = "refused_by_deny"
+	LintPlainHTTPToken      = "plain_http_token"
+	LintLocalEndpoint       = "local_endpoint"
+	LintWideAddress         = "wide_address"
+	LintExpired             = "expired"
+	LintExpiresSoon         = "expires_soon"
+)
 
 func (l *linter) client(c *Client) {
 	if len(c.Rules) == 0 {
@@ -68,11 +102,11 @@ func (l *linter) client(c *Client) {
 			what = "only deny rules"
 		}
 		if c.Identity != nil {
-			l.warn(c.Range, "Client block without allow rules",
+			l.warn(c.Range, LintFinding{Check: LintNoAllowRules, Client: c}, "Client block without allow rules",
 				"Client block %q has %s, so every connection its identities make is refused. Add allow rules, or remove the block and its identities.",
 				c.Name, what)
 		} else {
-			l.warn(c.Range, "Client block without allow rules",
+			l.warn(c.Range, LintFinding{Check: LintNoAllowRules, Client: c}, "Client block without allow rules",
 				"Client block %q has %s, so every connection from its sources is refused. Add allow rules, or remove the block if nothing uses these sources; a block that carves sources out of a wider one to refuse them can stay.",
 				c.Name, what)
 		}
@@ -84,10 +118,10 @@ func (l *linter) client(c *Client) {
 	}
 	for _, r := range c.Rules {
 		l.expiry(c, r)
-		l.multiTenant(r)
+		l.multiTenant(c, r)
 		l.redundant(c, r, c.Rules)
 		l.refused(c, r)
-		l.plainHTTPToken(r)
+		l.plainHTTPToken(c, r)
 		l.local(c, r)
 	}
 }
@@ -99,20 +133,20 @@ func (l *linter) unusedEntra() {
 	if l.p.entra == nil || l.p.byObject != nil {
 		return
 	}
-	l.warn(l.p.entra.Range, "Entra block without identity blocks",
+	l.warn(l.p.entra.Range, LintFinding{Check: LintUnusedEntra}, "Entra block without identity blocks",
 		"No client block has an identity block, so no token selects one and every connection is still chosen by address. "+
 			"Add identity { object_ids = [\"...\"] } to the client blocks that managed identities should select, or remove the entra block.")
 }
 
 // multiTenant warns about multi-tenant wildcards written in hosts; those a
 // catalog group expands to already get a warning when the policy loads.
-func (l *linter) multiTenant(r *Rule) {
+func (l *linter) multiTenant(c *Client, r *Rule) {
 	for i, h := range r.Hosts {
 		if r.fromCatalog[i] {
 			continue
 		}
 		if why, ok := catalog.MultiTenantWildcard(l.p.cloud, h); ok {
-			l.warn(r.hostRanges[i], "Broad data-plane wildcard", "Rule %q: %s", r.Name, why)
+			l.warn(r.hostRanges[i], LintFinding{Check: LintMultiTenantWildcard, Client: c, Rule: r, Hosts: []string{h}}, "Broad data-plane wildcard", "Rule %q: %s", r.Name, why)
 		}
 	}
 }
@@ -150,7 +184,7 @@ func (l *linter) redundant(c *Client, r *Rule, peers []*Rule) {
 	for _, s := range order {
 		idx := byRule[s]
 		subject, hosts := l.subject(r, idx)
-		l.warn(subject, pluralWord(len(idx), "Redundant host", "Redundant hosts"),
+		l.warn(subject, LintFinding{Check: LintRedundantHost, Client: c, Rule: r, Hosts: hostsAt(r, idx)}, pluralWord(len(idx), "Redundant host", "Redundant hosts"),
 			"%s %s of %s rule %q %s already matched by %s rule %q (%s on %s) at %s, so %s never %s a decision. Remove %s from rule %q, or narrow rule %q.",
 			pluralWord(len(idx), "Host", "Hosts"), hosts, kind, r.Name, isAreN(len(idx)), kind, s.Name,
 			patternsFor(s, r, idx), portList(s.Ports), text.Pos(s.Range),
@@ -179,7 +213,7 @@ func (l *linter) refused(c *Client, r *Rule) {
 	for _, d := range order {
 		idx := byRule[d]
 		subject, hosts := l.subject(r, idx)
-		l.warn(subject, "Allow rule refused by a deny rule",
+		l.warn(subject, LintFinding{Check: LintRefusedByDeny, Client: c, Rule: r, Hosts: hostsAt(r, idx)}, "Allow rule refused by a deny rule",
 			"%s %s of allow rule %q %s refused by deny rule %q (%s on %s) at %s, because deny rules are evaluated first. Remove %s from rule %q, or narrow deny rule %q.",
 			pluralWord(len(idx), "Host", "Hosts"), hosts, r.Name, isAreN(len(idx)), d.Name,
 			patternsFor(d, r, idx), portList(d.Ports), text.Pos(d.Range),
@@ -201,8 +235,17 @@ func (l *linter) subject(r *Rule, idx []int) (hcl.Range, string) {
 	return r.hostRanges[idx[0]], strings.Join(q, ", ")
 }
 
+// hostsAt returns hosts idx of r.
+func hostsAt(r *Rule, idx []int) []string {
+	out := make([]string, len(idx))
+	for k, i := range idx {
+		out[k] = r.Hosts[i]
+	}
+	return out
+}
+
 // plainHTTPToken warns about port 80 on hosts of the Entra ID groups.
-func (l *linter) plainHTTPToken(r *Rule) {
+func (l *linter) plainHTTPToken(c *Client, r *Rule) {
 	if !slices.Contains(r.Ports, 80) {
 		return
 	}
@@ -220,7 +263,7 @@ func (l *linter) plainHTTPToken(r *Rule) {
 			default:
 				what = fmt.Sprintf("%q, which covers %s (%s),", h, e, catalog.PatternLabel(l.p.cloud, e))
 			}
-			l.warn(r.hostRanges[i], "Plain HTTP to a token endpoint",
+			l.warn(r.hostRanges[i], LintFinding{Check: LintPlainHTTPToken, Client: c, Rule: r, Hosts: []string{h}}, "Plain HTTP to a token endpoint",
 				"Rule %q allows %s on port 80. Entra ID issues tokens only over HTTPS; on port 80, client secrets, assertions and tokens would cross the network in clear text. Remove 80 from ports, or move the hosts that need port 80 to a rule of their own.",
 				r.Name, what)
 			break
@@ -235,7 +278,7 @@ func (l *linter) local(c *Client, r *Rule) {
 	for i, h := range r.Hosts {
 		for _, port := range r.Ports {
 			if label, ok := catalog.LocalEndpoint(host.Host{Name: h}, port); ok {
-				l.warn(r.hostRanges[i], "Local endpoint in a rule",
+				l.warn(r.hostRanges[i], LintFinding{Check: LintLocalEndpoint, Client: c, Rule: r, Hosts: []string{h}}, "Local endpoint in a rule",
 					"Rule %q names %q on port %d, the %s. It answers only on the machine itself, and the proxy refuses it whatever the rules say (local_endpoint), so this %s nothing. Remove it here, and add %s to NO_PROXY in the client's environment.",
 					r.Name, h, port, label, ruleEffect(r), h)
 				break
@@ -261,7 +304,7 @@ func (l *linter) local(c *Client, r *Rule) {
 		if len(covered) > 3 {
 			covered, more = covered[:3], fmt.Sprintf(" and %d more", len(covered)-3)
 		}
-		l.warn(r.addrRanges[i], "Address range wider than a guarded range",
+		l.warn(r.addrRanges[i], LintFinding{Check: LintWideAddress, Client: c, Rule: r, Address: pfx}, "Address range wider than a guarded range",
 			"Rule %q lists %s, which covers guarded ranges (%s%s) without naming them. The proxy reaches a guarded range only through a prefix inside it, so this rule allows public addresses in %s and none of those. If the rule's hosts resolve to private addresses (a private endpoint), list that range, like \"10.20.0.0/24\".",
 			r.Name, text.Prefix(pfx), strings.Join(covered, "; "), more, text.Prefix(pfx))
 	}
@@ -283,11 +326,11 @@ func (l *linter) expiry(c *Client, r *Rule) {
 	at := r.Expires.UTC().Format(time.RFC3339)
 	switch left := r.Expires.Sub(l.now); {
 	case left <= 0:
-		l.warn(*r.expiresRng, "Expired rule",
+		l.warn(*r.expiresRng, LintFinding{Check: LintExpired, Client: c, Rule: r}, "Expired rule",
 			"%s rule %q expired at %s, so it no longer matches. Remove it, or move expires forward if %s.",
 			capital(r.Kind()), r.Name, at, stillNeeded(r))
 	case left <= ExpiryWarning:
-		l.warn(*r.expiresRng, "Rule expires soon",
+		l.warn(*r.expiresRng, LintFinding{Check: LintExpiresSoon, Client: c, Rule: r}, "Rule expires soon",
 			"%s rule %q stops matching at %s, in %s. Move expires forward if %s, or plan for the change.",
 			capital(r.Kind()), r.Name, at, durationWords(left), stillNeeded(r))
 	}
@@ -341,9 +384,14 @@ func coveringPattern(patterns []string, p string) string {
 	return ""
 }
 
-// patternCovers reports whether pattern q matches every name pattern p
-// matches: the same pattern, a wildcard over an exact name below it, or a
-// shorter wildcard over a longer one.
+// PatternCovers reports whether host pattern q matches every name that
+// host pattern p matches: the same pattern, a wildcard over an exact name
+// below it, or a shorter wildcard over a longer one. Both must be
+// normalized (NormalizeHostPattern). It compares patterns, for tools that
+// relate rules; deciding a connection is Client.Decide's job.
+func PatternCovers(q, p string) bool { return patternCovers(q, p) }
+
+// patternCovers is PatternCovers.
 func patternCovers(q, p string) bool {
 	if q == p {
 		return true

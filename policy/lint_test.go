@@ -2,6 +2,7 @@ package policy
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,5 +99,38 @@ func TestLintExpiryBoundaries(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("at %s: got %q, want %q", tt.now.Format(time.RFC3339), got, tt.want)
 		}
+	}
+}
+
+// TestLintFindings checks that every warning says what it is about
+// (its Extra), so that tools can tie it to a rule and host.
+func TestLintFindings(t *testing.T) {
+	t.Parallel()
+	p, diags := LoadFile("testdata/lint/multi-tenant.hcl")
+	if diags.HasErrors() {
+		t.Fatal(FormatDiagnostics(diags))
+	}
+	files, _ := filepath.Glob("testdata/lint/*.hcl")
+	for _, file := range files {
+		q, _ := LoadFile(file)
+		for _, d := range Lint(q, lintNow) {
+			f, ok := d.Extra.(*LintFinding)
+			if !ok || f.Check == "" || (f.Rule != nil && f.Client == nil) {
+				t.Errorf("%s: warning without a finding: %s", file, FormatDiagnostics(hcl.Diagnostics{d}))
+			}
+		}
+	}
+	var found bool
+	for _, d := range Lint(p, lintNow) {
+		f := d.Extra.(*LintFinding)
+		if f.Check == LintMultiTenantWildcard {
+			found = true
+			if f.Rule == nil || len(f.Hosts) != 1 || !strings.HasPrefix(f.Hosts[0], "*.") || !slices.Contains(f.Rule.Hosts, f.Hosts[0]) {
+				t.Errorf("multi-tenant finding %+v does not name its rule and wildcard", f)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no %s finding in testdata/lint/multi-tenant.hcl", LintMultiTenantWildcard)
 	}
 }

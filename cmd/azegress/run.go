@@ -33,6 +33,9 @@ Usage:
   azegress report  [-policy BASELINE.hcl] [-format hcl|markdown|json] OBSERVATIONS...
   azegress record  [-cloud NAME] [-minimize] -- COMMAND ARGS...
   azegress test    [-v] POLICY.hcl CASES.hcl
+  azegress diff    [-format text|markdown|json] OLD NEW
+  azegress replay  -policy NEW [-format text|markdown|json] FILE...
+  azegress access  [-policy FILE] (-client NAME | -identity GUID | -source IP) [-format text|markdown|csv|json]
   azegress catalog [-cloud NAME] [-format table|json]
   azegress import-azfw [-cloud NAME] FILE.json...
   azegress export-azfw [-group NAME] [-priority N] POLICY.hcl
@@ -59,6 +62,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return record(args[1:], stdout, stderr)
 	case "test":
 		return testPolicy(args[1:], stdout, stderr)
+	case "diff":
+		return diffCommand(args[1:], stdout, stderr)
+	case "replay":
+		return replayCommand(args[1:], stdout, stderr)
+	case "access":
+		return accessCommand(args[1:], stdout, stderr)
 	case "catalog":
 		return catalogCommand(args[1:], stdout, stderr)
 	case "import-azfw":

@@ -70,6 +70,7 @@ type Endpoint struct {
 
 	depth int        // labels left of the wildcard's suffix in a resource's host; 0 = any
 	ip    netip.Addr // Host as an address, for local endpoints
+	group string     // the group it is an endpoint of
 }
 
 // Sources of the catalog data. The tags in brackets refer to the Sources
@@ -481,6 +482,7 @@ func buildCatalogs() map[string]*cloudCatalog {
 			cc.byName[g.Name] = g
 			for j := range g.Endpoints {
 				e := &g.Endpoints[j]
+				e.group = g.Name
 				if g.Local {
 					if e.Ports == nil {
 						e.Ports = g.Ports
@@ -656,6 +658,31 @@ func Label(cloud string, h host.Host) string {
 		return ""
 	}
 	return e.resourceLabel(prefix)
+}
+
+// Find returns the catalog endpoint of cloud that a host pattern falls
+// under, and the name of the group it belongs to: for an exact name, the
+// endpoint Label describes (an exact entry, else the wildcard with the
+// longest suffix over it); for a wildcard, the catalog wildcard with
+// exactly that pattern, else the one its domain falls under
+// (*.kv1.vault.azure.net is under *.vault.azure.net). ok is false when the
+// catalog does not know the pattern. The caller must not modify e.
+func Find(cloud, pattern string) (group string, e *Endpoint, ok bool) {
+	cc := catalogs[cloud]
+	if cc == nil {
+		return "", nil, false
+	}
+	name := pattern
+	if suffix, wild := strings.CutPrefix(pattern, "*."); wild {
+		if e := cc.wild[suffix]; e != nil {
+			return e.group, e, true
+		}
+		name = suffix
+	}
+	if e, _ := cc.lookup(name); e != nil {
+		return e.group, e, true
+	}
+	return "", nil, false
 }
 
 // PatternLabel is the label of a host pattern as written in a rule: an

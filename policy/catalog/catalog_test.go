@@ -242,3 +242,26 @@ func TestMultiTenantWildcard(t *testing.T) {
 		}
 	}
 }
+
+func TestFind(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		cloud, pattern, group, host string
+	}{
+		{"AzureCloud", "management.azure.com", "azure.arm", "management.azure.com"},
+		{"AzureCloud", "kv1.vault.azure.net", "azure.keyvault", "*.vault.azure.net"},
+		{"AzureCloud", "*.vault.azure.net", "azure.keyvault", "*.vault.azure.net"},
+		{"AzureCloud", "*.kv1.vault.azure.net", "azure.keyvault", "*.vault.azure.net"},
+		{"AzureCloud", "st1.queue.core.windows.net", "azure.storage.queue", "*.queue.core.windows.net"},
+		{"AzureCloud", "dc.services.visualstudio.com", "azure.azcli.side", "dc.services.visualstudio.com"},
+		{"AzureCloud", "example.com", "", ""},
+		{"AzureCloud", "*.azure.net", "", ""},
+		{"AzureUSGovernment", "management.azure.com", "", ""},
+		{"AzureGermanCloud", "management.azure.com", "", ""},
+	} {
+		g, e, ok := Find(tt.cloud, tt.pattern)
+		if ok != (tt.group != "") || ok && (g != tt.group || e.Host != tt.host || e.Source == "") {
+			t.Errorf("Find(%s, %s) = %q, %+v, %v; want group %q, host %q", tt.cloud, tt.pattern, g, e, ok, tt.group, tt.host)
+		}
+	}
+}

@@ -1,0 +1,12 @@
+client "batch" {
+  sources = ["10.0.4.0/24"]
+  allow "partner" {
+    addresses = ["20.1.2.0/24"]
+  }
+  allow "anything" {
+    addresses = ["0.0.0.0/1"]
+  }
+  deny "partner-mgmt" {
+    addresses = ["20.1.2.10"]
+  }
+}
