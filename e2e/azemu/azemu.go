@@ -57,6 +57,8 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -134,8 +136,8 @@ type Config struct {
 	ArcRealmDir string
 	// FederatedTokenFile is the workload's projected service-account
 	// token: the client-credentials grant succeeds with a client_assertion
-	// equal to its content when the request arrives. If empty, every
-	// assertion is refused.
+	// equal to its content (white space around it aside) when the request
+	// arrives. If empty, every assertion is refused.
 	FederatedTokenFile string
 	// Logf, if non-nil, receives the HTTP servers' own errors (TLS
 	// handshake failures and the like); nil discards them.
@@ -383,4 +385,21 @@ type logfWriter func(format string, args ...any)
 func (f logfWriter) Write(p []byte) (int, error) {
 	f("%s", strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// MachineFiles creates in dir what a machine with a managed identity keeps
+// on disk for its token services: Arc's key directory (dir/tokens, for
+// Config.ArcKeyDir) and AKS's projected service-account token
+// (dir/azure-identity-token holding assertion, for
+// Config.FederatedTokenFile).
+func MachineFiles(dir, assertion string) (arcKeyDir, federatedTokenFile string, err error) {
+	arcKeyDir = filepath.Join(dir, "tokens")
+	if err := os.Mkdir(arcKeyDir, 0o750); err != nil {
+		return "", "", err
+	}
+	federatedTokenFile = filepath.Join(dir, "azure-identity-token")
+	if err := os.WriteFile(federatedTokenFile, []byte(assertion), 0o600); err != nil {
+		return "", "", err
+	}
+	return arcKeyDir, federatedTokenFile, nil
 }

@@ -122,16 +122,18 @@ func (e *Emulator) serveClientCredentials(w http.ResponseWriter, r *http.Request
 }
 
 // federatedAssertion reports whether assertion is the federated token
-// file's content now (kubelet rotates the file).
+// file's content now (kubelet rotates the file), white space around it
+// aside.
 func (e *Emulator) federatedAssertion(assertion string) bool {
 	if e.cfg.FederatedTokenFile == "" {
 		return false
 	}
-	want, err := os.ReadFile(e.cfg.FederatedTokenFile)
-	if err != nil || len(want) == 0 {
+	b, err := os.ReadFile(e.cfg.FederatedTokenFile)
+	want := strings.TrimSpace(string(b))
+	if err != nil || want == "" {
 		return false
 	}
-	return subtle.ConstantTimeCompare(want, []byte(assertion)) == 1
+	return subtle.ConstantTimeCompare([]byte(want), []byte(assertion)) == 1
 }
 
 // entraError writes Entra's OAuth error body.

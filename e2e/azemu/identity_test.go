@@ -26,13 +26,8 @@ const (
 // tokens), a v1 app, a HIMDS key directory and a federated token file.
 func newIdentityEmu(t *testing.T) *Emulator {
 	t.Helper()
-	dir := t.TempDir()
-	keyDir := filepath.Join(dir, "tokens")
-	if err := os.Mkdir(keyDir, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	fedFile := filepath.Join(dir, "azure-identity-token")
-	if err := os.WriteFile(fedFile, []byte(federatedJWT), 0o600); err != nil {
+	keyDir, fedFile, err := MachineFiles(t.TempDir(), federatedJWT)
+	if err != nil {
 		t.Fatal(err)
 	}
 	e, err := New(Config{
