@@ -65,8 +65,11 @@ func exchange(c *http.Client, source, endpoint string, req *http.Request) (answe
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is in Endpoint; its query says nothing new
 		}
-		return answer{}, &Error{Source: source, Endpoint: endpoint, Msg: "no answer: " + err.Error(),
-			Temp: req.Context().Err() == nil}
+		e := &Error{Source: source, Endpoint: endpoint, Msg: "no answer: " + err.Error(), Temp: req.Context().Err() == nil}
+		if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+			e.Temp, e.Hint = false, "the service's certificate is not trusted: is something intercepting TLS, or is SSL_CERT_FILE set?"
+		}
+		return answer{}, e
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))

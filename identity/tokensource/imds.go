@@ -44,6 +44,9 @@ func (s *imds) Token(ctx context.Context) (Token, error) {
 	start := time.Now()
 	a, e := exchange(s.client, s.Name(), s.endpoint, req)
 	if e != nil {
+		// A VM's IMDS always takes connections (it answers 410 while the
+		// VM starts): no answer means no IMDS, not worth waiting for.
+		e.Temp = false
 		e.Hint = "IMDS answers only on an Azure VM or scale-set instance, to the VM itself; elsewhere, run where Azure Arc " +
 			"(IDENTITY_ENDPOINT, IMDS_ENDPOINT) or AKS workload identity (AZURE_FEDERATED_TOKEN_FILE) is set up"
 		return Token{}, e

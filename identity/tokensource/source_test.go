@@ -230,7 +230,7 @@ func TestIMDS(t *testing.T) {
 		{"unregistered audience", func(c *Config) { c.Resource = "api://nope" }, 0, "AADSTS500011", "create the proxy's app registration", false},
 		{"scope form", func(c *Config) { c.Resource = DefaultResource + "/.default" }, 0, "", "", false},
 		{"IMDS down", nil, 503, "503 temporarily_unavailable", "", true},
-		{"not an Azure VM", func(c *Config) { c.IMDSEndpoint = "http://169.254.169.254:81/metadata/identity/oauth2/token" }, 0, "no answer", "IMDS answers only on an Azure VM", true},
+		{"not an Azure VM", func(c *Config) { c.IMDSEndpoint = "http://169.254.169.254:81/metadata/identity/oauth2/token" }, 0, "no answer", "IMDS answers only on an Azure VM", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := cfg
@@ -489,6 +489,19 @@ func TestWorkloadIdentity(t *testing.T) {
 				t.Errorf("Temporary = %v, want %v", Temporary(err), tt.temp)
 			}
 		})
+	}
+}
+
+// TestUntrustedAuthority: a certificate the roots do not trust is a
+// permanent failure that says so.
+func TestUntrustedAuthority(t *testing.T) {
+	e := newEmu(t)
+	cfg := e.cfg
+	cfg.Getenv = getenv(e.env)
+	cfg.RootCAs = x509.NewCertPool() // trusts nothing
+	_, err := FromEnvironmentToken(t, cfg)
+	if err == nil || Temporary(err) || !strings.Contains(err.Error(), "certificate is not trusted") {
+		t.Fatalf("got %v (temporary %v), want a permanent error about the certificate", err, Temporary(err))
 	}
 }
 

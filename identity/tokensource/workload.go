@@ -101,8 +101,10 @@ func (s *workload) Token(ctx context.Context) (Token, error) {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	start := time.Now()
 	a, e := exchange(s.client, s.Name(), s.tokenURL, req)
-	if e != nil {
+	if e != nil && e.Hint == "" {
 		e.Hint = "the pod must reach the Entra authority (AZURE_AUTHORITY_HOST) directly, or through the egress proxy with -entra-via-proxy"
+	}
+	if e != nil {
 		return Token{}, e
 	}
 	tok, e := parseToken(s.Name(), s.tokenURL, start, a)
