@@ -43,9 +43,10 @@
 //
 // A failed request is an *Error naming the source and the endpoint, what
 // happened (status, OAuth error code, the service's description) and, where
-// the cause is known, what to check. Temporary failures (no answer, 404 or
-// 410 from IMDS while the VM starts, 408, 429, 5xx) are marked so; Fetch
-// retries them.
+// the cause is known, what to check. Temporary failures (404 or 410 from
+// IMDS while the VM starts, 408, 429, 5xx, no answer from HIMDS or Entra)
+// are marked so; Fetch retries them. No answer from IMDS (not an Azure VM)
+// and an untrusted certificate are not temporary.
 //
 // # Cache
 //
