@@ -39,6 +39,8 @@ Usage:
   azegress catalog [-cloud NAME] [-format table|json]
   azegress import-azfw [-cloud NAME] FILE.json...
   azegress export-azfw [-group NAME] [-priority N] POLICY.hcl
+  azegress proxy-url [-resource api://azegress] [-client-id ID] -proxy http://HOST:PORT
+  azegress agent   [-listen 127.0.0.1:3128] -upstream URL [-resource api://azegress]
 
 Run "azegress COMMAND -h" for a command's flags.
 `
@@ -74,6 +76,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return importAzfw(args[1:], stdout, stderr)
 	case "export-azfw":
 		return exportAzfw(args[1:], stdout, stderr)
+	case "proxy-url":
+		return proxyURL(args[1:], stdout, stderr)
+	case "agent":
+		return agentCommand(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

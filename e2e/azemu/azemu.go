@@ -8,6 +8,16 @@
 //     that header, or with an X-Forwarded-For header (one that came through a
 //     proxy), with 400. Tokens are RS256 JWTs with the claims clients read
 //     (tid, oid, aud, exp, ...), signed with a key made in New.
+//   - Azure Arc's HIMDS token endpoint (plain HTTP, served by ServeHIMDS on
+//     localhost:40342): the same request, answered first with 401 and
+//     `WWW-Authenticate: Basic realm=<key file>`, a file it has just written
+//     under Config.ArcKeyDir; a retry with `Authorization: Basic <the file's
+//     content>` gets the token. Each key file serves one retry.
+//   - Entra ID (login.microsoftonline.com): the client-credentials grant of
+//     AKS workload identity at /TENANT/oauth2/v2.0/token, whose
+//     client_assertion must be the content of Config.FederatedTokenFile; the
+//     tenant's OpenID configuration documents (v2 and v1) and its key set,
+//     so that a validator can check the tokens issued here.
 //   - Azure Resource Manager (management.azure.com): GET /subscriptions and
 //     GET /subscriptions/ID, which need `Authorization: Bearer` with a token
 //     this emulator issued for the ARM audience.
@@ -26,6 +36,12 @@
 // REQUESTS_CA_BUNDLE and SSL_CERT_FILE. Which endpoint answers is chosen by
 // the request's Host, so one listener can serve them all.
 //
+// Tokens are issued for Microsoft resources (any https:// resource) and for
+// the tenant's own app registrations (Config.Apps, such as api://azegress);
+// any other resource is refused with AADSTS500011, as Entra does.
+// SetOutage makes a service answer with an error, to stand in for a token
+// service that is down.
+//
 // Only the Azure public cloud (AzureCloud) is emulated.
 package azemu
 
@@ -41,6 +57,8 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -55,6 +73,9 @@ const (
 	VersionHost    = "raw.githubusercontent.com"
 	TelemetryHost  = "dc.services.visualstudio.com"
 	EntraAuthority = "https://login.microsoftonline.com"
+	EntraHost      = "login.microsoftonline.com"
+	// HIMDSPort is the port of Arc's HIMDS on localhost.
+	HIMDSPort = 40342
 )
 
 // Audiences (token resources) the emulated services accept.
@@ -66,6 +87,8 @@ const (
 // Services a Request is attributed to.
 const (
 	ServiceIMDS      = "imds"
+	ServiceHIMDS     = "himds"
+	ServiceEntra     = "entra"
 	ServiceARM       = "arm"
 	ServiceKeyVault  = "keyvault"
 	ServiceProbe     = "probe"
@@ -99,9 +122,36 @@ type Config struct {
 	// TokenLifetime is how long issued tokens are valid; zero means 24h,
 	// like IMDS.
 	TokenLifetime time.Duration
+	// Apps are the tenant's app registrations that tokens may be asked
+	// for, such as the proxy's own api://azegress. A ClientID left empty
+	// is filled with a random GUID.
+	Apps []App
+	// ArcKeyDir is where HIMDS writes the key files of its challenges.
+	// ServeHIMDS needs it.
+	ArcKeyDir string
+	// ArcRealmDir is the directory the challenge's realm names, where the
+	// client sees ArcKeyDir; if empty, ArcKeyDir. They differ when the
+	// client runs in a mount namespace with ArcKeyDir mounted on Arc's
+	// real /var/opt/azcmagent/tokens, the only place clients read from.
+	ArcRealmDir string
+	// FederatedTokenFile is the workload's projected service-account
+	// token: the client-credentials grant succeeds with a client_assertion
+	// equal to its content (white space around it aside) when the request
+	// arrives. If empty, every assertion is refused.
+	FederatedTokenFile string
 	// Logf, if non-nil, receives the HTTP servers' own errors (TLS
 	// handshake failures and the like); nil discards them.
 	Logf func(format string, args ...any)
+}
+
+// App is an app registration of the tenant: a custom token audience.
+type App struct {
+	// IdentifierURI is its App ID URI, such as "api://azegress".
+	IdentifierURI string
+	// ClientID is its client (application) ID, the aud of its v2 tokens.
+	ClientID string
+	// TokenVersion is its accessTokenAcceptedVersion, 1 or 2; zero means 2.
+	TokenVersion int
 }
 
 // Request is one request the emulator answered. Tokens and secret values are
@@ -116,7 +166,8 @@ type Request struct {
 	Method   string
 	Host     string
 	Path     string
-	// Resource is the IMDS token request's resource parameter.
+	// Resource is a token request's resource: IMDS's and HIMDS's resource
+	// parameter, or the resource of Entra's scope.
 	Resource string
 	// Bearer reports whether the request carried an Authorization: Bearer
 	// header.
@@ -133,10 +184,13 @@ type Emulator struct {
 	caPEM  []byte
 	tlsCfg *tls.Config
 
-	mu      sync.Mutex
-	reqs    []Request
-	servers []*http.Server
-	closed  bool
+	mu       sync.Mutex
+	reqs     []Request
+	servers  []*http.Server
+	closed   bool
+	outages  map[string]int    // service -> status it answers with
+	arcKeys  map[string]string // secret -> its key file, one retry each
+	arcOrder []string          // secrets, oldest first, to bound arcKeys
 }
 
 // New returns an Emulator for cfg, with a fresh token-signing key, CA and
@@ -159,6 +213,18 @@ func New(cfg Config) (*Emulator, error) {
 	if cfg.TokenLifetime == 0 {
 		cfg.TokenLifetime = 24 * time.Hour
 	}
+	cfg.Apps = append([]App(nil), cfg.Apps...)
+	for i := range cfg.Apps {
+		if cfg.Apps[i].ClientID == "" {
+			cfg.Apps[i].ClientID = newGUID()
+		}
+		if cfg.Apps[i].TokenVersion == 0 {
+			cfg.Apps[i].TokenVersion = 2
+		}
+	}
+	if cfg.ArcRealmDir == "" {
+		cfg.ArcRealmDir = cfg.ArcKeyDir
+	}
 	secrets := make(map[string]string, len(cfg.Secrets))
 	for k, v := range cfg.Secrets {
 		secrets[strings.ToLower(k)] = v
@@ -169,7 +235,7 @@ func New(cfg Config) (*Emulator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("azemu: token signing key: %w", err)
 	}
-	e := &Emulator{cfg: cfg, key: key, kid: randomHex(8)}
+	e := &Emulator{cfg: cfg, key: key, kid: randomHex(8), outages: map[string]int{}, arcKeys: map[string]string{}}
 	if e.caPEM, e.tlsCfg, err = newTLS(e.Hosts()); err != nil {
 		return nil, err
 	}
@@ -188,7 +254,7 @@ func (e *Emulator) VaultURL() string { return "https://" + e.VaultHost() + "/" }
 // Hosts returns the names ServeTLS answers for; its certificate covers all
 // of them.
 func (e *Emulator) Hosts() []string {
-	return []string{ARMHost, e.VaultHost(), ProbeHost, VersionHost, TelemetryHost}
+	return []string{ARMHost, e.VaultHost(), ProbeHost, VersionHost, TelemetryHost, EntraHost}
 }
 
 // CACertPEM returns the PEM-encoded certificate of the CA that issued the
@@ -199,13 +265,41 @@ func (e *Emulator) CACertPEM() []byte { return append([]byte(nil), e.caPEM...) }
 // name labels the requests it records. It returns http.ErrServerClosed after
 // Close.
 func (e *Emulator) ServeIMDS(ln net.Listener, name string) error {
-	return e.serve(ln, e.handler(name, true))
+	return e.serve(ln, e.handler(name, ServiceIMDS))
 }
 
-// ServeTLS serves ARM, Key Vault and the CLI's side-traffic hosts over TLS on
-// ln until Close. name labels the requests it records.
+// ServeHIMDS serves Arc's HIMDS token endpoint over plain HTTP on ln until
+// Close. name labels the requests it records. It needs Config.ArcKeyDir.
+func (e *Emulator) ServeHIMDS(ln net.Listener, name string) error {
+	if e.cfg.ArcKeyDir == "" {
+		ln.Close()
+		return errors.New("azemu: ServeHIMDS needs Config.ArcKeyDir")
+	}
+	return e.serve(ln, e.handler(name, ServiceHIMDS))
+}
+
+// ServeTLS serves ARM, Key Vault, Entra ID and the CLI's side-traffic hosts
+// over TLS on ln until Close. name labels the requests it records.
 func (e *Emulator) ServeTLS(ln net.Listener, name string) error {
-	return e.serve(tls.NewListener(ln, e.tlsCfg), e.handler(name, false))
+	return e.serve(tls.NewListener(ln, e.tlsCfg), e.handler(name, ""))
+}
+
+// SetOutage makes service (one of the Service constants) answer every
+// request with status and an error body until SetOutage(service, 0).
+func (e *Emulator) SetOutage(service string, status int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if status == 0 {
+		delete(e.outages, service)
+		return
+	}
+	e.outages[service] = status
+}
+
+func (e *Emulator) outage(service string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.outages[service]
 }
 
 func (e *Emulator) serve(ln net.Listener, h http.Handler) error {
@@ -291,4 +385,21 @@ type logfWriter func(format string, args ...any)
 func (f logfWriter) Write(p []byte) (int, error) {
 	f("%s", strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// MachineFiles creates in dir what a machine with a managed identity keeps
+// on disk for its token services: Arc's key directory (dir/tokens, for
+// Config.ArcKeyDir) and AKS's projected service-account token
+// (dir/azure-identity-token holding assertion, for
+// Config.FederatedTokenFile).
+func MachineFiles(dir, assertion string) (arcKeyDir, federatedTokenFile string, err error) {
+	arcKeyDir = filepath.Join(dir, "tokens")
+	if err := os.Mkdir(arcKeyDir, 0o750); err != nil {
+		return "", "", err
+	}
+	federatedTokenFile = filepath.Join(dir, "azure-identity-token")
+	if err := os.WriteFile(federatedTokenFile, []byte(assertion), 0o600); err != nil {
+		return "", "", err
+	}
+	return arcKeyDir, federatedTokenFile, nil
 }

@@ -18,23 +18,31 @@ import (
 )
 
 // emuClient starts e on loopback listeners and returns an HTTP client that
-// sends every emulated name and 169.254.169.254 to them, trusting only e's CA.
+// sends every emulated name, 169.254.169.254 and localhost:40342 (HIMDS, when
+// e has an ArcKeyDir) to them, trusting only e's CA.
 func emuClient(t *testing.T, e *Emulator) *http.Client {
 	t.Helper()
-	imdsLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
 	}
-	tlsLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 2)
+	imdsLn, tlsLn, himdsLn := listen(), listen(), listen()
+	done := make(chan error, 3)
 	go func() { done <- e.ServeIMDS(imdsLn, "imds") }()
 	go func() { done <- e.ServeTLS(tlsLn, "azure") }()
+	servers := 2
+	if e.Config().ArcKeyDir != "" {
+		servers++
+		go func() { done <- e.ServeHIMDS(himdsLn, "himds") }()
+	} else {
+		himdsLn.Close()
+	}
 	t.Cleanup(func() {
 		e.Close()
-		for range 2 {
+		for range servers {
 			if err := <-done; !errors.Is(err, http.ErrServerClosed) {
 				t.Errorf("serve: %v", err)
 			}
@@ -49,8 +57,12 @@ func emuClient(t *testing.T, e *Emulator) *http.Client {
 		Proxy:           nil,
 		TLSClientConfig: &tls.Config{RootCAs: pool},
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if host, _, _ := net.SplitHostPort(addr); host == IMDSAddr {
+			host, port, _ := net.SplitHostPort(addr)
+			switch {
+			case host == IMDSAddr:
 				return d.DialContext(ctx, network, imdsLn.Addr().String())
+			case port == strconv.Itoa(HIMDSPort) && (host == "localhost" || host == "127.0.0.1"):
+				return d.DialContext(ctx, network, himdsLn.Addr().String())
 			}
 			return d.DialContext(ctx, network, tlsLn.Addr().String())
 		},

@@ -8,15 +8,19 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// handler returns the handler for one listener: the IMDS endpoint when imds
-// is set, else the HTTPS services chosen by Host.
-func (e *Emulator) handler(listener string, imds bool) http.Handler {
+// handler returns the handler for one listener: the token endpoint of
+// service (ServiceIMDS or ServiceHIMDS), or when service is empty the HTTPS
+// services chosen by Host.
+func (e *Emulator) handler(listener string, service string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		now := time.Now()
 		host := normalizeHost(r.Host)
@@ -29,30 +33,39 @@ func (e *Emulator) handler(listener string, imds bool) http.Handler {
 		}
 		_, rec.Bearer = bearer(r.Header.Get("Authorization"))
 		sw := &statusWriter{ResponseWriter: w}
-		switch {
-		case imds:
-			rec.Service = ServiceIMDS
+		rec.Service = service
+		if service == "" {
+			rec.Service = e.serviceOf(host)
+		}
+		if status := e.outage(rec.Service); status != 0 {
+			writeJSON(sw, status, map[string]string{"error": "temporarily_unavailable",
+				"error_description": "azemu: " + rec.Service + " is down (SetOutage)"})
+			rec.Status = sw.status()
+			e.record(rec)
+			return
+		}
+		switch rec.Service {
+		case ServiceIMDS:
 			rec.Resource = r.URL.Query().Get("resource")
 			e.serveIMDS(sw, r, now)
-		case host == ARMHost:
-			rec.Service = ServiceARM
+		case ServiceHIMDS:
+			rec.Resource = r.URL.Query().Get("resource")
+			e.serveHIMDS(sw, r, now)
+		case ServiceEntra:
+			rec.Resource = e.serveEntra(sw, r, now)
+		case ServiceARM:
 			e.serveARM(sw, r, now)
-		case host == e.VaultHost():
-			rec.Service = ServiceKeyVault
+		case ServiceKeyVault:
 			e.serveVault(sw, r, now)
-		case host == ProbeHost:
-			rec.Service = ServiceProbe
+		case ServiceProbe:
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			sw.WriteHeader(http.StatusOK)
 			io.WriteString(sw, "<!DOCTYPE html><title>azemu</title>\n")
-		case host == VersionHost:
-			rec.Service = ServiceVersion
+		case ServiceVersion:
 			e.serveVersion(sw, r)
-		case host == TelemetryHost:
-			rec.Service = ServiceTelemetry
+		case ServiceTelemetry:
 			serveTelemetry(sw, r)
 		default:
-			rec.Service = ServiceUnknown
 			http.Error(sw, fmt.Sprintf("azemu does not emulate %q", host), http.StatusMisdirectedRequest)
 		}
 		rec.Status = sw.status()
@@ -60,42 +73,154 @@ func (e *Emulator) handler(listener string, imds bool) http.Handler {
 	})
 }
 
+// serviceOf is the HTTPS service that answers for host.
+func (e *Emulator) serviceOf(host string) string {
+	switch host {
+	case ARMHost:
+		return ServiceARM
+	case e.VaultHost():
+		return ServiceKeyVault
+	case EntraHost:
+		return ServiceEntra
+	case ProbeHost:
+		return ServiceProbe
+	case VersionHost:
+		return ServiceVersion
+	case TelemetryHost:
+		return ServiceTelemetry
+	}
+	return ServiceUnknown
+}
+
+// userAssigned are the query parameters that pick a user-assigned identity.
+var userAssigned = []string{"client_id", "object_id", "msi_res_id", "mi_res_id"}
+
 // serveIMDS answers GET /metadata/identity/oauth2/token like Azure's IMDS.
 func (e *Emulator) serveIMDS(w http.ResponseWriter, r *http.Request, now time.Time) {
+	q, ok := tokenRequest(w, r)
+	if !ok {
+		return
+	}
+	// A user-assigned identity the VM does not have.
+	for _, p := range userAssigned {
+		if v := q.Get(p); v != "" && !strings.EqualFold(v, e.cfg.ClientID) && !strings.EqualFold(v, e.cfg.PrincipalID) {
+			imdsError(w, http.StatusBadRequest, "invalid_request", "Identity not found")
+			return
+		}
+	}
+	e.writeMIToken(w, q.Get("resource"), now)
+}
+
+// serveHIMDS answers GET /metadata/identity/oauth2/token like Azure Arc's
+// HIMDS: a request without the secret gets a 401 naming a fresh key file,
+// and the retry carrying that file's content gets the token.
+func (e *Emulator) serveHIMDS(w http.ResponseWriter, r *http.Request, now time.Time) {
+	q, ok := tokenRequest(w, r)
+	if !ok {
+		return
+	}
+	for _, p := range userAssigned {
+		if q.Get(p) != "" {
+			imdsError(w, http.StatusBadRequest, "invalid_request",
+				"Azure Arc-enabled servers support only the system-assigned managed identity")
+			return
+		}
+	}
+	scheme, secret, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Basic") || !e.takeArcKey(secret) {
+		realm, err := e.newArcKey()
+		if err != nil {
+			imdsError(w, http.StatusInternalServerError, "server_error", "azemu: writing the key file: "+err.Error())
+			return
+		}
+		w.Header().Set("WWW-Authenticate", "Basic realm="+realm)
+		imdsError(w, http.StatusUnauthorized, "unauthorized",
+			"Authorization required: repeat the request with the content of the file the realm names")
+		return
+	}
+	e.writeMIToken(w, q.Get("resource"), now)
+}
+
+// maxArcKeys bounds the challenges waiting for their retry.
+const maxArcKeys = 256
+
+// newArcKey writes a fresh secret to a new key file under ArcKeyDir and
+// returns the file's path as the client sees it (under ArcRealmDir).
+func (e *Emulator) newArcKey() (string, error) {
+	secret := randomHex(32)
+	name := newGUID() + ".key"
+	path := filepath.Join(e.cfg.ArcKeyDir, name)
+	if err := os.WriteFile(path, []byte(secret), 0o640); err != nil {
+		return "", err
+	}
+	e.mu.Lock()
+	e.arcKeys[secret] = path
+	e.arcOrder = append(e.arcOrder, secret)
+	for len(e.arcOrder) > maxArcKeys {
+		old := e.arcOrder[0]
+		e.arcOrder = e.arcOrder[1:]
+		if p, ok := e.arcKeys[old]; ok {
+			os.Remove(p)
+			delete(e.arcKeys, old)
+		}
+	}
+	e.mu.Unlock()
+	return filepath.Join(e.cfg.ArcRealmDir, name), nil
+}
+
+// takeArcKey reports whether secret is that of a challenge not yet
+// answered, and retires it and its file.
+func (e *Emulator) takeArcKey(secret string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	path, ok := e.arcKeys[secret]
+	if !ok || secret == "" {
+		return false
+	}
+	delete(e.arcKeys, secret)
+	os.Remove(path)
+	return true
+}
+
+// tokenRequest checks what IMDS and HIMDS both require of a token request
+// and returns its query; when ok is false it has answered.
+func tokenRequest(w http.ResponseWriter, r *http.Request) (q url.Values, ok bool) {
 	if r.URL.Path != "/metadata/identity/oauth2/token" {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "Not found"})
-		return
+		return nil, false
 	}
 	if r.Method != http.MethodGet {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "Method not allowed"})
-		return
+		return nil, false
 	}
 	// Azure's IMDS refuses requests that went through a proxy.
 	if _, ok := r.Header["X-Forwarded-For"]; ok {
 		imdsError(w, http.StatusBadRequest, "invalid_request",
 			"Requests with an X-Forwarded-For header are not accepted: IMDS must not be reached through a proxy")
-		return
+		return nil, false
 	}
 	if !strings.EqualFold(r.Header.Get("Metadata"), "true") {
 		imdsError(w, http.StatusBadRequest, "invalid_request", "Required metadata header not specified")
-		return
+		return nil, false
 	}
-	q := r.URL.Query()
+	q = r.URL.Query()
 	if q.Get("api-version") == "" {
 		imdsError(w, http.StatusBadRequest, "invalid_request", "Required query variable 'api-version' is missing")
-		return
+		return nil, false
 	}
-	resource := q.Get("resource")
-	if resource == "" {
+	if q.Get("resource") == "" {
 		imdsError(w, http.StatusBadRequest, "invalid_request", "Required audience parameter not specified")
-		return
+		return nil, false
 	}
-	// A user-assigned identity the VM does not have.
-	for _, p := range []string{"client_id", "object_id", "msi_res_id", "mi_res_id"} {
-		if v := q.Get(p); v != "" && !strings.EqualFold(v, e.cfg.ClientID) && !strings.EqualFold(v, e.cfg.PrincipalID) {
-			imdsError(w, http.StatusBadRequest, "invalid_request", "Identity not found")
-			return
-		}
+	return q, true
+}
+
+// writeMIToken answers a managed-identity token request for resource the
+// way IMDS and HIMDS do: every number a string.
+func (e *Emulator) writeMIToken(w http.ResponseWriter, resource string, now time.Time) {
+	if ok, msg := e.audience(resource); !ok {
+		imdsError(w, http.StatusBadRequest, "invalid_resource", msg)
+		return
 	}
 	tok, c := e.issue(resource, now)
 	life := strconv.FormatInt(c.Exp-c.Iat, 10)
