@@ -22,6 +22,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/azegress/azegress/identity/identitytest"
+	"github.com/azegress/azegress/internal/testcert"
 )
 
 // Checks of the monitoring kit: deploy/prometheus/alerts.yml with promtool
@@ -57,6 +60,16 @@ func monRules(t *testing.T) []monRule {
 		t.Fatalf("%s has no rules", depAlerts)
 	}
 	return rules
+}
+
+// monRuleNamed returns the rule of rules named name.
+func monRuleNamed(t *testing.T, rules []monRule, name string) monRule {
+	t.Helper()
+	i := slices.IndexFunc(rules, func(r monRule) bool { return r.name == name })
+	if i < 0 {
+		t.Fatalf("%s has no %s", depAlerts, name)
+	}
+	return rules[i]
 }
 
 // Every alert has a for, a severity, a summary and a description that says
@@ -116,7 +129,8 @@ func TestAlertRules(t *testing.T) {
 
 // monExpr is one PromQL expression of the dashboard or the rules, with
 // where it comes from. label is set for a Grafana label_values(expr, label)
-// variable query: expr must return series that carry label.
+// variable query: expr must return series that carry label (others are
+// skipped).
 type monExpr struct {
 	where, expr, label string
 }
@@ -276,22 +290,27 @@ func TestGrafanaDashboard(t *testing.T) {
 	}
 }
 
-// monQuiet lists the rule expressions that return nothing while azegress
-// runs whatever the test does, and why; every other expression of the rules
-// and the dashboard must return data in TestMonitorLive.
+// monQuiet lists the rule expressions that return nothing at the end of
+// TestMonitorLive, and why; every other expression of the rules and the
+// dashboard must return data then.
 var monQuiet = map[string]string{
 	"AzegressDown": "up == 0 needs the proxy down; the test stops it at the end and checks this one then",
 	"AzegressTargetMissing": "absent() returns data only when Prometheus has no target in job azegress, " +
 		"which a test that scrapes azegress cannot arrange; alerts_test.yml covers it",
+	"AzegressIdentityKeysStale": "the signing keys load during the test; its condition (none loaded since start, " +
+		"the identity provider down) is made true and checked at the start",
 }
 
 // A real Prometheus scrapes a running azegress under a little traffic, with
 // the alerting rules loaded. Every expression of the dashboard and of the
 // rules parses, and returns data once the test has made its condition true:
-// denials (spike), a rejected reload, rules expiring and expired, file
-// descriptors above 80% and shed connections (a 128-descriptor limit and
-// -max-conns 50, filled with tunnels), then the proxy stopped. Each of those
-// alerts also goes pending in Prometheus itself.
+// signing keys not loaded (the identity provider down at start), denials
+// (spike), refused credentials (a spike of tokens for another audience, after
+// valid ones), a rejected reload, rules expiring and expired, a TLS listener
+// certificate expiring within a week and a plain-HTTP client on that
+// listener, file descriptors above 80% and shed connections (a
+// 128-descriptor limit and -max-conns 50, filled with tunnels), then the
+// proxy stopped. Each of those alerts also goes pending in Prometheus itself.
 func TestMonitorLive(t *testing.T) {
 	t.Parallel()
 	promBin := depTool(t, "prometheus")
@@ -306,55 +325,101 @@ func TestMonitorLive(t *testing.T) {
 	t.Cleanup(origin.Close)
 	port := origin.Listener.Addr().(*net.TCPAddr).Port
 	dir := t.TempDir()
+	// The identity provider is down until Prometheus has seen that the
+	// proxy could not load its keys.
+	idp := identitytest.New(t)
+	idp.SetDown(true)
+	pair := testcert.NewCA(t).Issue(t, dir, "proxy", time.Now().Add(7*24*time.Hour), "127.0.0.1")
 	policyFile := filepath.Join(dir, "policy.hcl")
-	policy := fmt.Sprintf(`client "local" {
+	policy := fmt.Sprintf(`entra {
+  tenant_id = %[3]q
+  audiences = ["api://azegress", %[4]q]
+  authority = %[5]q
+}
+
+client "mi" {
+  identity {
+    object_ids = [%[6]q]
+  }
+  allow "origin" {
+    hosts     = ["localhost"]
+    addresses = ["127.0.0.0/8"]
+    ports     = [%[1]d]
+  }
+}
+
+client "local" {
   sources = ["127.0.0.0/8"]
   allow "origin" {
     hosts     = ["localhost"]
     addresses = ["127.0.0.0/8"]
-    ports     = [%d]
+    ports     = [%[1]d]
   }
   allow "renew-me" {
     hosts   = ["renew-me.example"]
-    expires = %q
+    expires = %[2]q
   }
   allow "lapsed" {
     hosts   = ["lapsed.example"]
     expires = "2020-01-01"
   }
 }
-`, port, time.Now().Add(72*time.Hour).UTC().Format(time.RFC3339))
+`, port, time.Now().Add(72*time.Hour).UTC().Format(time.RFC3339), idp.TenantID, identitytest.ClientID, idp.Authority(), identitytest.ObjectID)
 	if err := os.WriteFile(policyFile, []byte(policy), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
-	px := monStartProxy(t, dir, policyFile)
+	px := monStartProxy(t, dir, policyFile, "-listen-tls", "127.0.0.1:0", "-tls-cert", pair.CertFile, "-tls-key", pair.KeyFile)
 	prom := monStartPrometheus(t, promBin, dir, alertsFile, px.metrics)
 	prom.wait(t, "the first scrape of azegress", func() (bool, string) {
 		r, err := prom.query(`up{job="azegress"} == 1`)
 		return err == nil && len(r) == 1, fmt.Sprint(r, err)
 	})
 
-	// A little traffic: allowed plain HTTP and CONNECT, denied both ways.
-	proxyURL := &url.URL{Scheme: "http", Host: px.listen}
-	tr := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
-	client := &http.Client{Transport: tr, Timeout: nhLimit}
-	get := func(u string, want int) {
+	// No signing keys since start: AzegressIdentityKeysStale's condition.
+	stale := monRuleNamed(t, rules, "AzegressIdentityKeysStale")
+	prom.wait(t, "AzegressIdentityKeysStale's expression to return data while the keys cannot load", func() (bool, string) {
+		r, err := prom.query(stale.expr)
+		return err == nil && len(r) == 1, fmt.Sprint(r, err)
+	})
+	prom.wait(t, "AzegressIdentityKeysStale to be pending", func() (bool, string) {
+		return prom.alertsActive(t, nil, stale.name)
+	})
+	idp.SetDown(false)
+
+	// A little traffic: allowed plain HTTP and CONNECT, denied both ways
+	// (407: under an entra block a refusal without credentials carries the
+	// Basic challenge), a valid token twice (a cache miss, then a hit), a
+	// token for another audience, and plain HTTP on the TLS listener.
+	var clients []*http.Client
+	proxyClient := func(user *url.Userinfo) *http.Client {
+		c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: px.listen, User: user})}, Timeout: nhLimit}
+		clients = append(clients, c)
+		return c
+	}
+	statusOf := func(c *http.Client, u string) int {
 		t.Helper()
-		resp, err := client.Get(u)
+		resp, err := c.Get(u)
 		if err != nil {
 			t.Fatal(err)
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Fatalf("GET %s: %d, want %d", u, resp.StatusCode, want)
+		return resp.StatusCode
+	}
+	get := func(c *http.Client, u string, want int) {
+		t.Helper()
+		if got := statusOf(c, u); got != want {
+			t.Fatalf("GET %s: %d, want %d", u, got, want)
 		}
 	}
+	client := proxyClient(nil)
+	withToken := proxyClient(url.UserPassword("azegress", idp.Mint(t, identitytest.Token{})))
+	wrongAud := proxyClient(url.UserPassword("azegress", idp.Mint(t, identitytest.Token{Claims: map[string]any{"aud": "https://management.azure.com/"}})))
 	allowed := fmt.Sprintf("localhost:%d", port)
-	get("http://"+allowed+"/", 200)
-	get("http://denied.example/", 403)
-	if c, status := monTunnel(t, px.listen, "denied.example:443"); status != 403 {
+	get(client, "http://"+allowed+"/", 200)
+	get(client, "http://denied.example/", 407)
+	if c, status := monTunnel(t, px.listen, "denied.example:443"); status != 407 {
 		t.Fatalf("CONNECT denied.example:443: %d", status)
 	} else {
 		c.Close()
@@ -364,16 +429,37 @@ func TestMonitorLive(t *testing.T) {
 	} else {
 		c.Close()
 	}
+	// The token's unknown key starts a refresh at once; one of the
+	// proxy's own that failed while the provider was down may still be
+	// under way, and the token joins it (503 keys_unavailable): retry.
+	deadline := time.Now().Add(nhLimit)
+	for code := statusOf(withToken, "http://"+allowed+"/"); code != 200; code = statusOf(withToken, "http://"+allowed+"/") {
+		if code != 503 || time.Now().After(deadline) {
+			t.Fatalf("GET %s with a valid token: %d, want 200 once the keys load", allowed, code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	get(withToken, "http://"+allowed+"/", 200)
+	get(wrongAud, "http://"+allowed+"/", 407)
+	if code := monPlainOnTLS(t, px.listenTLS); code != 400 {
+		t.Fatalf("plain HTTP to the TLS listener: %d, want 400", code)
+	}
 	prom.wait(t, "a scrape that saw the first traffic", func() (bool, string) {
-		r, err := prom.query(`sum(azegress_decisions_total) >= 4 and sum(azegress_tunnels_closed_total) >= 1`)
+		r, err := prom.query(`sum(azegress_decisions_total) >= 7 and sum(azegress_tunnels_closed_total) >= 1 and ` +
+			`sum(azegress_auth_results_total{result="refused", reason="wrong_audience"}) >= 1 and ` +
+			`sum(azegress_identity_token_cache_hits_total) >= 1 and sum(azegress_tls_handshake_failures_total) >= 1`)
 		return err == nil && len(r) == 1, fmt.Sprint(r, err)
 	})
 
-	// A spike of denials, after a scrape has seen the series.
+	// Spikes of denials and of refused credentials, after a scrape has
+	// seen the series.
 	for range 100 {
-		get("http://denied.example/", 403)
+		get(client, "http://denied.example/", 407)
+		get(wrongAud, "http://"+allowed+"/", 407)
 	}
-	tr.CloseIdleConnections()
+	for _, c := range clients {
+		c.CloseIdleConnections()
+	}
 
 	// A broken policy: the reload is rejected, the old policy keeps serving.
 	mark := px.log.mark()
@@ -437,10 +523,10 @@ func TestMonitorLive(t *testing.T) {
 			if len(r) == 0 {
 				return false, "no data from " + e.expr
 			}
-			for _, s := range r {
-				if e.label != "" && s.Metric[e.label] == "" {
-					return false, fmt.Sprintf("series without label %s from %s: %v", e.label, e.expr, r)
-				}
+			// label_values skips series without the label: refused
+			// credentials and malformed requests have no client block.
+			if e.label != "" && !slices.ContainsFunc(r, func(s monSample) bool { return s.Metric[e.label] != "" }) {
+				return false, fmt.Sprintf("no series with label %s from %s: %v", e.label, e.expr, r)
 			}
 			return true, ""
 		})
@@ -449,7 +535,7 @@ func TestMonitorLive(t *testing.T) {
 	// Prometheus evaluates every rule without error, and the alerts whose
 	// condition the test made true are pending (their for has not passed).
 	prom.wait(t, "the provoked alerts to be pending", func() (bool, string) {
-		return prom.alertsActive(t, rules, "AzegressDown", "AzegressTargetMissing")
+		return prom.alertsActive(t, rules, slices.Collect(maps.Keys(monQuiet))...)
 	})
 
 	// Metrics the dashboard does not show would be invisible to operators.
@@ -469,11 +555,7 @@ func TestMonitorLive(t *testing.T) {
 	}
 	held = nil
 	px.stop(t)
-	i := slices.IndexFunc(rules, func(r monRule) bool { return r.name == "AzegressDown" })
-	if i < 0 {
-		t.Fatalf("%s has no AzegressDown", depAlerts)
-	}
-	down := rules[i]
+	down := monRuleNamed(t, rules, "AzegressDown")
 	prom.wait(t, "AzegressDown's expression to return data after the proxy stopped", func() (bool, string) {
 		r, err := prom.query(down.expr)
 		return err == nil && len(r) == 1, fmt.Sprint(r, err)
@@ -485,16 +567,16 @@ func TestMonitorLive(t *testing.T) {
 
 // monProxy is an `azegress serve` started by monStartProxy.
 type monProxy struct {
-	cmd             *exec.Cmd
-	log             *nhLog
-	listen, metrics string
-	cancel          context.CancelFunc
-	exited          chan error
+	cmd                        *exec.Cmd
+	log                        *nhLog
+	listen, listenTLS, metrics string
+	cancel                     context.CancelFunc
+	exited                     chan error
 }
 
 // monStartProxy runs azegress with a 128-descriptor limit (soft and hard,
-// set by sh before it execs azegress) and -max-conns 50.
-func monStartProxy(t *testing.T, dir, policyFile string) *monProxy {
+// set by sh before it execs azegress), -max-conns 50 and the flags in extra.
+func monStartProxy(t *testing.T, dir, policyFile string, extra ...string) *monProxy {
 	t.Helper()
 	ml, err := net.Listen("tcp", "127.0.0.1:0") // a free port for -metrics
 	if err != nil {
@@ -504,8 +586,9 @@ func monStartProxy(t *testing.T, dir, policyFile string) *monProxy {
 	ml.Close()
 	var ctx context.Context
 	ctx, px.cancel = context.WithCancel(context.Background())
-	px.cmd = exec.CommandContext(ctx, "/bin/sh", "-c", `ulimit -n 128 && exec "$0" "$@"`, azegressBin, "serve",
-		"-policy", policyFile, "-listen", "127.0.0.1:0", "-metrics", px.metrics, "-max-conns", "50", "-drain", "1s")
+	args := append([]string{"-c", `ulimit -n 128 && exec "$0" "$@"`, azegressBin, "serve",
+		"-policy", policyFile, "-listen", "127.0.0.1:0", "-metrics", px.metrics, "-max-conns", "50", "-drain", "1s"}, extra...)
+	px.cmd = exec.CommandContext(ctx, "/bin/sh", args...)
 	px.cmd.Dir = dir
 	px.cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	px.cmd.Stderr = px.log
@@ -516,7 +599,7 @@ func monStartProxy(t *testing.T, dir, policyFile string) *monProxy {
 	if r.str("msg") != "azegress listening" || r.num("nofile") != 128 {
 		t.Fatalf("azegress did not start with 128 descriptors: %v", r)
 	}
-	px.listen = r.str("listen")
+	px.listen, px.listenTLS = r.str("listen"), r.str("listen_tls")
 	return px
 }
 
@@ -560,6 +643,25 @@ func monTunnel(t *testing.T, proxyAddr, target string) (net.Conn, int) {
 	inner.Body.Close()
 	c.SetDeadline(time.Time{})
 	return c, 200
+}
+
+// monPlainOnTLS sends a plain-HTTP request to the TLS listener at addr, a
+// failed handshake, and returns the status of the plain-text answer.
+func monPlainOnTLS(t *testing.T, addr string) int {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, nhLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(nhLimit))
+	fmt.Fprintf(c, "GET http://localhost/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("plain HTTP to the TLS listener %s: %v", addr, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // monFamilies returns the names of the azegress_ metric families the proxy
