@@ -49,8 +49,9 @@ fuzz-short:
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 20000x -fuzzminimizetime 100x $$pkg || exit 1; \
 	done
 
-# The benchmark of issue 5: the Go benchmarks of ./policy/... and ./proxy, then
-# azegress side by side with a direct connection, Squid and tinyproxy, all
+# The benchmark of issues 5 and 13: the Go benchmarks of ./policy/..., ./proxy and
+# ./identity, then azegress (with and without identity-keyed selection) side by
+# side with a direct connection, Squid and tinyproxy, all
 # started by the harness (cmd/azegress-bench, internal/bench) in a network
 # namespace of its own (needs root).
 # Writes BENCHMARKS.md, keeping its hand-written part. About 10 minutes;

@@ -376,10 +376,11 @@ func (l *azLog) Records() []map[string]any {
 
 // azProxy is an `azegress serve` running in the proxy namespace.
 type azProxy struct {
-	cmd    *exec.Cmd
-	log    *azLog
-	addr   string // listener, in the proxy namespace
-	exited chan struct{}
+	cmd     *exec.Cmd
+	log     *azLog
+	addr    string // listener, in the proxy namespace
+	tlsAddr string // the TLS listener (-listen-tls in extra), if any
+	exited  chan struct{}
 }
 
 // URL is the proxy URL for the workload's HTTPS_PROXY.
@@ -397,17 +398,17 @@ func (p *azProxy) Denials() []map[string]any {
 }
 
 // azStartProxy runs `azegress serve` with the policy src in the proxy
-// namespace on an ephemeral port, waits for its startup record and stops it
-// when the test ends.
-func (tp *azTopo) azStartProxy(t *testing.T, name, src string) *azProxy {
+// namespace on an ephemeral port, and extra flags, waits for its startup
+// record and stops it when the test ends.
+func (tp *azTopo) azStartProxy(t *testing.T, name, src string, extra ...string) *azProxy {
 	t.Helper()
 	file := filepath.Join(tp.Dir, name+".hcl")
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := &azProxy{log: newAzLog(), exited: make(chan struct{})}
-	p.cmd = exec.Command("ip", "netns", "exec", tp.Proxy, azegressBin, "serve",
-		"-policy", file, "-listen", azProxyIP+":0", "-metrics", "", "-watch-interval", "0", "-drain", "1s")
+	p.cmd = exec.Command("ip", append([]string{"netns", "exec", tp.Proxy, azegressBin, "serve",
+		"-policy", file, "-listen", azProxyIP + ":0", "-metrics", "", "-watch-interval", "0", "-drain", "1s"}, extra...)...)
 	p.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -435,6 +436,7 @@ func (tp *azTopo) azStartProxy(t *testing.T, name, src string) *azProxy {
 		for _, r := range p.log.Records() {
 			if r["msg"] == "azegress listening" {
 				p.addr, _ = r["listen"].(string)
+				p.tlsAddr, _ = r["listen_tls"].(string)
 				return p
 			}
 		}

@@ -1,10 +1,13 @@
 package policy
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/azegress/azegress/policy/internal/policytest"
 )
 
 // identityPolicy has address-keyed blocks beside identity blocks with and
@@ -224,6 +227,31 @@ func TestClientForIdentityZeroAllocs(t *testing.T) {
 	} {
 		if n := testing.AllocsPerRun(100, func() { p.ClientForIdentity(tt.oid, tt.cid, tt.src) }); n != 0 {
 			t.Errorf("%s allocates %v times per run, want 0", tt.name, n)
+		}
+	}
+}
+
+// BenchmarkDecideIdentity is the decision for a verified token: its
+// identity's block among 1,000 identity blocks (ClientForIdentity), then
+// Decide in that block's 1,000 rules. It must stay allocation-free.
+func BenchmarkDecideIdentity(b *testing.B) {
+	const oid = "ffffffff-bbbb-cccc-dddd-eeeeeeeeeeee"
+	var src strings.Builder
+	src.WriteString("entra {\n  tenant_id = \"11111111-2222-3333-4444-555555555555\"\n  audiences = [\"api://azegress\"]\n}\n")
+	for i := range 999 {
+		fmt.Fprintf(&src, "client \"mi%d\" {\n  identity {\n    object_ids = [\"%08x-bbbb-cccc-dddd-eeeeeeeeeeee\"]\n  }\n  allow \"r\" {\n    hosts = [\"svc%d.example.org\"]\n  }\n}\n", i, i, i)
+	}
+	src.WriteString(strings.Replace(benchPolicy(1000), `sources = ["10.0.0.0/8"]`, `identity {
+    object_ids = ["`+oid+`"]
+  }`, 1))
+	p := loadForTest(b, src.String())
+	h := policytest.Host(b, "svc998.region48.example.com")
+	from := netip.MustParseAddr("10.1.2.3")
+	b.ReportAllocs()
+	for b.Loop() {
+		c, _ := p.ClientForIdentity(oid, "", from)
+		if c == nil || !c.Decide(h, 443).Allowed {
+			b.Fatalf("the identity's block does not allow %s", h)
 		}
 	}
 }

@@ -32,7 +32,7 @@ func (t *target) open(host string, port int, timeout time.Duration) (net.Conn, *
 	}
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	hp := net.JoinHostPort(host, strconv.Itoa(port))
-	if _, err := io.WriteString(c, "CONNECT "+hp+" HTTP/1.1\r\nHost: "+hp+"\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, "CONNECT "+hp+" HTTP/1.1\r\nHost: "+hp+"\r\n"+t.auth+"\r\n"); err != nil {
 		c.Close()
 		return nil, nil, err
 	}
@@ -273,7 +273,7 @@ func measureHTTP(t *target, workers int, dur time.Duration) httpResult {
 	req := []byte("GET /bench HTTP/1.1\r\nHost: " + hp + "\r\n\r\n")
 	addr := fmt.Sprintf("127.0.0.1:%d", httpPort)
 	if !t.direct() {
-		req = []byte("GET http://" + hp + "/bench HTTP/1.1\r\nHost: " + hp + "\r\n\r\n")
+		req = []byte("GET http://" + hp + "/bench HTTP/1.1\r\nHost: " + hp + "\r\n" + t.auth + "\r\n")
 		addr = t.addr
 	}
 	var n, reopens, errs atomic.Int64

@@ -1,12 +1,15 @@
 // Package bench is azegress-bench: a load generator that measures azegress
 // side by side with a direct connection, Squid and tinyproxy, on one machine
-// in one run, and writes BENCHMARKS.md.
+// in one run, and writes BENCHMARKS.md. A second azegress, azegress-identity,
+// selects its client block by a managed identity's token, for the cost of
+// identity-keyed selection.
 //
 // Everything runs in a network namespace of its own (so the proxies resolve
 // the benchmark's names through a hosts file of its own, and nothing else on
 // the machine shares its loopback ports). Three kinds of process take part,
-// each with its own RLIMIT_NOFILE: the load generator (this process), the
-// origins (this binary's "origin" command) and the proxy under test.
+// each with its own RLIMIT_NOFILE: the load generator (this process, which
+// also serves azegress-identity's stand-in tenant), the origins (this
+// binary's "origin" command) and the proxy under test.
 package bench
 
 import (
@@ -82,7 +85,10 @@ type config struct {
 	Keep       bool // keep the proxies' logs and configurations
 }
 
-var allTargets = []string{"direct", "azegress", "squid", "tinyproxy"}
+var allTargets = []string{"direct", "azegress", "azegress-identity", "squid", "tinyproxy"}
+
+// goBenchPkgs are the packages whose Go benchmarks a run includes.
+var goBenchPkgs = []string{"./policy/...", "./proxy", "./identity"}
 
 func (c *config) flags(fs *flag.FlagSet) {
 	rounds := 5
@@ -146,7 +152,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	var cfg config
 	cfg.flags(fs)
 	out := fs.String("out", "BENCHMARKS.md", "report `file` to write (text below its hand-written marker is kept)")
-	goBin := fs.String("go", "go", "go `command`, to run the Go benchmarks of ./policy/... and ./proxy (empty: skip them)")
+	goBin := fs.String("go", "go", "go `command`, to run the Go benchmarks of "+strings.Join(goBenchPkgs, " ")+" (empty: skip them)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -182,7 +188,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 
 	rep := &report{Config: cfg, Machine: machine(), Started: time.Now()}
 	if *goBin != "" {
-		fmt.Fprintln(stdout, "== Go benchmarks: ./policy/... ./proxy")
+		fmt.Fprintln(stdout, "== Go benchmarks: "+strings.Join(goBenchPkgs, " "))
 		rep.GoBench, rep.GoBenchErr = runGoBench(*goBin, cfg.Quick, stdout)
 	}
 
@@ -211,7 +217,7 @@ func runGoBench(goBin string, quick bool, stdout io.Writer) (string, string) {
 	if quick {
 		args = append(args, "-benchtime", "100ms")
 	}
-	args = append(args, "./policy/...", "./proxy")
+	args = append(args, goBenchPkgs...)
 	cmd := exec.Command(goBin, args...)
 	var buf strings.Builder
 	cmd.Stdout = io.MultiWriter(&buf, stdout)
@@ -396,12 +402,22 @@ func measureAll(cfg config, stdout io.Writer) (*results, error) {
 	res := &results{Targets: cfg.Targets, Rounds: map[string][]roundResult{}, Idle: map[string]*idleResult{}, IdleErr: map[string]string{}}
 	res.Notes = append(res.Notes, fmt.Sprintf("RLIMIT_NOFILE of the load generator, the origins and each proxy: %d (soft raised to hard)", nofile))
 
+	var idp *benchIdP
+	if slices.Contains(cfg.Targets, "azegress-identity") {
+		if idp, err = startIdP(); err != nil {
+			return nil, err
+		}
+		defer idp.close()
+	}
+
 	start := func(name string) (*target, error) {
 		switch name {
 		case "direct":
 			return &target{name: "direct"}, nil
 		case "azegress":
 			return startAzegress(dir, cfg.Azegress, policyPath)
+		case "azegress-identity":
+			return startAzegressIdentity(dir, cfg.Azegress, rules, idp)
 		case "squid":
 			return startSquid(dir, rules)
 		case "tinyproxy":
@@ -444,9 +460,10 @@ func measureAll(cfg config, stdout io.Writer) (*results, error) {
 	}
 	stopAll(targets)
 
-	// Idle tunnels: each proxy fresh, alone.
+	// Idle tunnels: each proxy fresh, alone. An idle tunnel with identity
+	// is the same tunnel.
 	for _, name := range cfg.Targets {
-		if name == "direct" {
+		if name == "direct" || name == "azegress-identity" {
 			continue
 		}
 		fmt.Fprintf(stdout, "== %s: idle tunnels %s\n", name, joinInts(cfg.IdleLevels, ", "))
@@ -512,15 +529,19 @@ func measureRound(t *target, cfg config, origin *proc) roundResult {
 	if rr.Setup.Errors > 0 {
 		rr.Problems = append(rr.Problems, fmt.Sprintf("%d setups failed (%s)", rr.Setup.Errors, rr.Setup.FirstErr))
 	}
-	var err error
-	if rr.Bulk1, rr.Bulk1CPU, err = measureBulk(t, 1, cfg.Warm, cfg.BulkDur, m); err != nil {
-		rr.Problems = append(rr.Problems, "bulk 1: "+err.Error())
-	}
-	if rr.Bulk8, _, err = measureBulk(t, 8, cfg.Warm, cfg.BulkDur, m); err != nil {
-		rr.Problems = append(rr.Problems, "bulk 8: "+err.Error())
-	}
-	if rr.RTT50, rr.RTT99, err = measureRTT(t, cfg.RTTDur); err != nil {
-		rr.Problems = append(rr.Problems, "rtt: "+err.Error())
+	// Credentials are checked per CONNECT and per request: bulk and round
+	// trips in an open tunnel are the same with identity, and not measured.
+	if t.auth == "" {
+		var err error
+		if rr.Bulk1, rr.Bulk1CPU, err = measureBulk(t, 1, cfg.Warm, cfg.BulkDur, m); err != nil {
+			rr.Problems = append(rr.Problems, "bulk 1: "+err.Error())
+		}
+		if rr.Bulk8, _, err = measureBulk(t, 8, cfg.Warm, cfg.BulkDur, m); err != nil {
+			rr.Problems = append(rr.Problems, "bulk 8: "+err.Error())
+		}
+		if rr.RTT50, rr.RTT99, err = measureRTT(t, cfg.RTTDur); err != nil {
+			rr.Problems = append(rr.Problems, "rtt: "+err.Error())
+		}
 	}
 	c0 = m.sample()
 	rr.HTTP = measureHTTP(t, cfg.Workers, cfg.HTTPDur)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/azegress/azegress/identity"
 )
 
 // handMarker separates BENCHMARKS.md's generated part from the part written
@@ -273,6 +275,7 @@ func (rep *report) render() string {
 
 	rep.renderCPU(&b)
 	rep.renderFloors(&b)
+	rep.renderIdentity(&b)
 	rep.renderGoBench(&b)
 
 	b.WriteString("\n## Every round\n\n")
@@ -433,7 +436,12 @@ func (rep *report) renderFloors(b *strings.Builder) {
 				md < 300e6 && rl.Big.Errors == 0, true})
 		}
 	}
-	b.WriteString("\n## Floors (issue 5)\n\n| floor | this run | holds |\n|---|---|---|\n")
+	writeFloors(b, "Floors (issue 5)", fl)
+}
+
+// writeFloors writes a section with a table of floors.
+func writeFloors(b *strings.Builder, title string, fl []floor) {
+	b.WriteString("\n## " + title + "\n\n| floor | this run | holds |\n|---|---|---|\n")
 	for _, f := range fl {
 		switch {
 		case !f.known:
@@ -443,6 +451,70 @@ func (rep *report) renderFloors(b *strings.Builder) {
 		default:
 			fmt.Fprintf(b, "| %s | %s | **no** |\n", f.what, f.got)
 		}
+	}
+}
+
+// renderIdentity writes the floors of issue 13: what identity-keyed
+// selection costs. Tunnel CPU comes from the azegress-identity target, the
+// rest from the Go benchmarks of ./identity and ./policy.
+func (rep *report) renderIdentity(b *strings.Builder) {
+	var fl []floor
+	proxyCPU := metric{get: func(r roundResult) float64 { return float64(r.SetupCPU.Proxy) }}
+	const tunnel = "CONNECT with a cached valid token: proxy CPU per tunnel ≤ 1.05× the same tunnel's without identity (azegress-identity ÷ azegress)"
+	if id, plain := rep.med("azegress-identity", proxyCPU), rep.med("azegress", proxyCPU); id > 0 && plain > 0 {
+		fl = append(fl, floor{tunnel, fmt.Sprintf("%.3f (%.1f / %.1f µs)", id/plain, id/1e3, plain/1e3), id/plain <= 1.05, true})
+	} else {
+		fl = append(fl, floor{what: tunnel})
+	}
+	gb := parseGoBench(rep.GoBench)
+	const cold = "cold verification (cache miss, RS256): CPU per token ≤ 150 µs"
+	if g, ok := findBench(gb, "BenchmarkValidateCold"); ok {
+		if cpu, ok := g.metric("cpu-ns/op"); ok {
+			fl = append(fl, floor{cold, fmt.Sprintf("%s CPU (%s wall)", fmtNs(cpu), fmtNs(g.NsOp)), cpu <= 150e3, true})
+		} else {
+			fl = append(fl, floor{cold, fmt.Sprintf("%s wall (no CPU measure)", fmtNs(g.NsOp)), g.NsOp <= 150e3, true})
+		}
+	} else {
+		fl = append(fl, floor{what: cold})
+	}
+	size := float64(identity.DefaultCacheSize)
+	bounded := fmt.Sprintf("100,000 distinct valid tokens in a row: memory bounded by the verified-token cache (%s entries): the heap after 100,000 ≤ 1.5× the heap once the cache is full", fmtCount(size))
+	g, ok := findBench(gb, "BenchmarkValidate100kDistinct")
+	entries, ok1 := g.metric("cache-entries")
+	full, ok2 := g.metric("MiB-at-10k")
+	after, ok3 := g.metric("MiB-at-100k")
+	per, _ := g.metric("B/entry")
+	if ok && ok1 && ok2 && ok3 {
+		fl = append(fl, floor{bounded, fmt.Sprintf("%.1f MiB full, %.1f MiB after 100,000; %s entries, %.0f B each", full, after, fmtCount(entries), per),
+			entries <= size && after <= 1.5*full, true})
+	} else {
+		fl = append(fl, floor{what: bounded})
+	}
+	const allocs = "the decision stays allocation-free with identity: a cached token's check, then its identity's block and rule"
+	cached, ok1 := findBench(gb, "BenchmarkValidateCached")
+	decide, ok2 := findBench(gb, "BenchmarkDecideIdentity")
+	if ok1 && ok2 {
+		fl = append(fl, floor{allocs, fmt.Sprintf("cached token %s, %.0f allocs; block and rule (1,000 identities, 1,000 rules) %s, %.0f allocs",
+			fmtNs(cached.NsOp), cached.Allocs, fmtNs(decide.NsOp), decide.Allocs), cached.Allocs == 0 && decide.Allocs == 0, true})
+	} else {
+		fl = append(fl, floor{what: allocs})
+	}
+	writeFloors(b, "Floors (issue 13: identity)", fl)
+	b.WriteString("\n")
+	if len(rep.Results.Rounds["azegress-identity"]) > 0 {
+		b.WriteString(`- azegress-identity is azegress with the same rules in a client block selected by a managed identity (an
+  ` + "`entra`" + ` block whose authority is a stand-in tenant the load generator serves on loopback). Every ` + "`CONNECT`" + `
+  and request carries the identity's token (Basic, the token as password, 1.3 KB), which the proxy verified
+  once before the rounds and then finds in its cache. Only setup and plain HTTP are measured for it: in an
+  open tunnel identity plays no part.
+`)
+	}
+	plain, ok1 := findBench(gb, "BenchmarkConnectSetup")
+	withID, ok2 := findBench(gb, "BenchmarkConnectSetupIdentity")
+	if ok1 && ok2 && plain.NsOp > 0 {
+		fmt.Fprintf(b, "- In one process (Go benchmarks, wall time of the client and the proxy together): BenchmarkConnectSetupIdentity ÷\n"+
+			"  BenchmarkConnectSetup = %.2f (%s / %s). The floor is on the proxy's CPU alone, which the targets above measure.\n",
+			withID.NsOp/plain.NsOp, fmtNs(withID.NsOp), fmtNs(plain.NsOp))
 	}
 }
 
@@ -498,6 +570,17 @@ func parseGoBench(out string) []goBench {
 	return r
 }
 
+// metric returns what a benchmark reported itself in unit ("cpu-ns/op").
+func (g goBench) metric(unit string) (float64, bool) {
+	for _, o := range g.Other {
+		if v, u, ok := strings.Cut(o, " "); ok && u == unit {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
 func findBench(gb []goBench, name string) (goBench, bool) {
 	for _, g := range gb {
 		if g.Name == name {
@@ -508,7 +591,7 @@ func findBench(gb []goBench, name string) (goBench, bool) {
 }
 
 func (rep *report) renderGoBench(b *strings.Builder) {
-	b.WriteString("\n## Go benchmarks (`go test -bench . -benchmem ./policy/... ./proxy`)\n\n")
+	b.WriteString("\n## Go benchmarks (`go test -bench . -benchmem " + strings.Join(goBenchPkgs, " ") + "`)\n\n")
 	if rep.GoBenchErr != "" {
 		fmt.Fprintf(b, "They did not all run: %s\n\n", rep.GoBenchErr)
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +19,9 @@ type target struct {
 	name string
 	addr string // the proxy's host:port; "" for direct
 	proc *proc  // nil for direct
+	// auth is a Proxy-Authorization field line, CRLF included, that goes
+	// with every CONNECT and plain-HTTP request; "" for none.
+	auth string
 }
 
 func (t *target) direct() bool { return t.addr == "" }
@@ -105,6 +109,7 @@ func tail(path string, n int) string {
 const (
 	azegressPort  = 3128
 	squidPort     = 3129
+	identityPort  = 3130 // azegress-identity
 	tinyproxyPort = 8888
 	metricsPort   = 9464
 )
@@ -144,9 +149,22 @@ func benchRules(n int) []benchRule {
 }
 
 func azegressPolicy(rules []benchRule) string {
+	return azegressPolicyWith("", "  sources = [\"127.0.0.0/8\"]\n", rules)
+}
+
+// azegressIdentityPolicy is azegressPolicy's rules for the managed identity
+// of the tenant at authority instead of for an address range.
+func azegressIdentityPolicy(rules []benchRule, authority string) string {
+	entra := fmt.Sprintf("entra {\n  tenant_id = %q\n  audiences = [%q]\n  authority = %q\n}\n\n", benchTenant, benchAudience, authority)
+	return azegressPolicyWith(entra, fmt.Sprintf("  identity {\n    object_ids = [%q]\n  }\n", benchOID), rules)
+}
+
+// azegressPolicyWith writes the client block "bench" with rules after
+// head, selected by selector (sources or an identity block).
+func azegressPolicyWith(head, selector string, rules []benchRule) string {
 	var b strings.Builder
 	b.WriteString("# azegress benchmark policy, written by azegress-bench.\n")
-	b.WriteString("client \"bench\" {\n  sources = [\"127.0.0.0/8\"]\n")
+	b.WriteString(head + "client \"bench\" {\n" + selector)
 	for _, r := range rules {
 		fmt.Fprintf(&b, "  allow %q {\n    hosts = [%q]\n    ports = [%s]\n", r.name, r.pattern, joinInts(r.ports, ", "))
 		if r.loopback {
@@ -185,6 +203,46 @@ func startAzegress(dir, bin string, policyPath string) (*target, error) {
 		return nil, err
 	}
 	return &target{name: "azegress", addr: addr, proc: p}, nil
+}
+
+// startAzegressIdentity runs azegress with azegressIdentityPolicy for
+// idp's tenant; every CONNECT and request carries the identity's token as
+// curl, Go and Python send it (Basic, the token as password). It returns
+// once a tunnel has gone through: the keys have loaded and the proxy has
+// verified the token, which it then finds in its cache.
+func startAzegressIdentity(dir, bin string, rules []benchRule, idp *benchIdP) (*target, error) {
+	token, err := idp.token()
+	if err != nil {
+		return nil, err
+	}
+	policyPath := filepath.Join(dir, "policy-identity.hcl")
+	if err := os.WriteFile(policyPath, []byte(azegressIdentityPolicy(rules, idp.base)), 0o644); err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", identityPort)
+	p, err := startProc("azegress-identity", filepath.Join(dir, "azegress-identity.log"), bin, "serve",
+		"-policy", policyPath, "-listen", addr, "-metrics", "")
+	if err != nil {
+		return nil, err
+	}
+	t := &target{name: "azegress-identity", addr: addr, proc: p,
+		auth: "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("azegress:"+token)) + "\r\n"}
+	if err := p.waitListening(addr, 20*time.Second); err != nil {
+		p.stop(5 * time.Second)
+		return nil, err
+	}
+	// Until the keys have loaded the proxy answers 503.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c, _, err := t.open(originHost, echoPort, 5*time.Second)
+		if err == nil {
+			c.Close()
+			return t, nil
+		}
+		if time.Now().After(deadline) {
+			p.stop(5 * time.Second)
+			return nil, fmt.Errorf("azegress-identity: no tunnel with the token after 20s: %w; see %s:\n%s", err, p.log, tail(p.log, 20))
+		}
+	}
 }
 
 // squidConf allows CONNECT and plain HTTP from loopback to the benchmark
