@@ -87,7 +87,7 @@ func withoutUserinfo(target string) string {
 func (fl *flow) attrs() []slog.Attr { return fl.appendAttrs(make([]slog.Attr, 0, maxFlowAttrs+6)) }
 
 // maxFlowAttrs bounds how many attributes appendAttrs appends.
-const maxFlowAttrs = 17
+const maxFlowAttrs = 18
 
 // appendAttrs appends fl's log attributes to a.
 func (fl *flow) appendAttrs(a []slog.Attr) []slog.Attr {
@@ -105,7 +105,7 @@ func (fl *flow) appendAttrs(a []slog.Attr) []slog.Attr {
 		a = append(a, slog.String(keyRule, fl.rule.Name))
 	}
 	if fl.gen != nil {
-		a = append(a, slog.String(keyPolicy, fl.gen.pol.Filename()))
+		a = append(a, slog.String(keyPolicy, fl.gen.pol.Filename()), slog.String(keyPolicySHA, fl.gen.pol.SHA256()))
 		if l := fl.gen.pol.Label(fl.host); l != "" {
 			a = append(a, slog.String(keyLabel, l))
 		}
