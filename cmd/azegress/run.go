@@ -39,6 +39,7 @@ Usage:
   azegress catalog [-cloud NAME] [-format table|json]
   azegress import-azfw [-cloud NAME] FILE.json...
   azegress export-azfw [-group NAME] [-priority N] POLICY.hcl
+  azegress version
 
 Run "azegress COMMAND -h" for a command's flags.
 `
@@ -74,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return importAzfw(args[1:], stdout, stderr)
 	case "export-azfw":
 		return exportAzfw(args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		return versionCommand(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -121,7 +124,8 @@ func check(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	lint := fs.Bool("lint", false, "also warn about risky or dead rules (multi-tenant wildcards, shadowed hosts, unused blocks, port 80 to token endpoints, local endpoints, expiry); warnings never change the exit status")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: azegress check [-lint] FILE|DIR...\n\nValidates policies; prints file:line:col: message for each problem; exit 1 on error.")
+		fmt.Fprintln(stderr, "usage: azegress check [-lint] FILE|DIR...\n\nValidates policies; prints file:line:col: message for each problem, and for each valid\n"+
+			"policy its SHA-256 (the policy_sha256 of the proxy's records); exit 1 on error.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -152,7 +156,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		if *lint {
 			fmt.Fprint(stderr, policy.FormatDiagnostics(policy.Lint(p, time.Now())))
 		}
-		fmt.Fprintf(stdout, "%s: ok (%d client blocks, %d rules)\n", f, len(p.Clients()), p.RuleCount())
+		fmt.Fprintf(stdout, "%s: ok (%d client blocks, %d rules) sha256:%s\n", f, len(p.Clients()), p.RuleCount(), p.SHA256())
 	}
 	return code
 }
