@@ -42,6 +42,7 @@ func (s *Server) denyResponse(r *http.Request, fl *flow, d *denial) *http.Respon
 	h := http.Header{}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Azegress-Reason", d.reason)
+	h.Set("Proxy-Status", d.proxyStatus())
 	h.Set("Cache-Control", "no-store")
 	if d.retryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int((d.retryAfter+time.Second-1)/time.Second)))

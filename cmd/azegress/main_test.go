@@ -153,8 +153,9 @@ func TestServeDefaultPolicy(t *testing.T) {
 
 	// The same for HTTPS through CONNECT, with curl, as in the README.
 	if curl, err := exec.LookPath("curl"); err == nil {
-		out, _ := exec.Command(curl, "-sS", "-x", "http://"+d.addr, "https://example.com/").CombinedOutput()
-		if !strings.Contains(string(out), "CONNECT tunnel failed, response 403") {
+		out, _ := exec.Command(curl, "-sSv", "-x", "http://"+d.addr, "https://example.com/").CombinedOutput()
+		if !strings.Contains(string(out), "CONNECT tunnel failed, response 403") ||
+			!strings.Contains(string(out), `< Proxy-Status: azegress; error=http_request_denied; details="no_rule"`) {
 			t.Errorf("curl: %s", out)
 		}
 		if rec := d.waitLog("deny"); rec["kind"] != "connect" || rec["port"] != float64(443) {
