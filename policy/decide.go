@@ -3,6 +3,7 @@ package policy
 import (
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/azegress/azegress/policy/host"
@@ -56,6 +57,9 @@ type Policy struct {
 
 	entra              *Entra
 	byObject, byClient map[guid]*Client // identity blocks by GUID (ClientForIdentity)
+
+	shaOnce sync.Once // computes sha, the policy's SHA256, on first use
+	sha     string
 }
 
 // RuleExpiry is a rule with an expires attribute and its client block.

@@ -266,6 +266,38 @@
 // result, but the proxy does not refuse the connection, unless a deny
 // rule matched.
 //
+// # Policy identity
+//
+// Policy.SHA256 is the SHA-256 of the policy's canonical form, a
+// serialization of the compiled policy: the proxy writes it on every
+// decision record (policy_sha256) and exports it (azegress_policy_info),
+// and "azegress check" and the review reports print it, so that a logged
+// decision ties to the exact file a reviewer approved.
+//
+// The canonical form holds what the compiled policy holds, in the order
+// it holds it: the cloud; the entra block with its defaults resolved;
+// each client block in file order with its name, mode (the top-level
+// mode resolved), allow_sni_mismatch, sources, identity block and limits
+// (burst's default resolved); and its deny rules, then its allow rules,
+// each kind in file order, with the name, the normalized hosts, their
+// catalog labels, the catalog groups named, ports, addresses and the
+// instant the rule expires. It leaves out what compiling discards and
+// where things were written: whitespace, comments, the order of
+// attributes and blocks within a block (other than rules of one kind),
+// how a value is spelled (host case and trailing dot, "60s" or "1m", a
+// date or the same instant as an RFC 3339 time), repeated list
+// elements, defaults written out or left out, and the file's name and
+// positions.
+//
+// So reformatting a file keeps its hash, and any change the proxy could
+// act on or report changes it: a renamed client block or rule (names
+// appear in logs and metrics), a reordered rule (file order breaks ties)
+// or client block, a port, a host, an identity, the entra block. Catalog
+// attributes count as what they expand to, so the same file can hash
+// differently under a release whose catalog expands a group differently:
+// compare hashes printed by the binary that serves the policy. The hash
+// is computed on first use and cached.
+//
 // # Lint
 //
 // Lint warns about policies that load but probably do not say what their

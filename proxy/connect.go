@@ -38,6 +38,8 @@ func (s *Server) serveConnectHTTP(w http.ResponseWriter, r *http.Request) {
 			fl.state.releaseTunnel()
 			s.tunnelWG.Done()
 		}
+		w.Header().Set("X-Azegress-Reason", ReasonBadRequest)
+		w.Header().Set("Proxy-Status", proxyStatus(proxyErrors[ReasonBadRequest], ReasonBadRequest))
 		http.Error(w, "CONNECT needs an HTTP/1 connection", http.StatusBadRequest)
 		return
 	}

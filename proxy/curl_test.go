@@ -28,6 +28,11 @@ client "local" {
 	}
 
 	curlAllowDeny(t, run, tlsPort, httpPort)
+	// curl drops a refused CONNECT's body; -v shows the reason it keeps.
+	_, verbose, code := run("-v", "-k", fmt.Sprintf("https://denied.example.com:%d/", tlsPort))
+	if want := `< Proxy-Status: azegress; error=http_request_denied; details="no_rule"`; code != 56 || !strings.Contains(verbose, want) {
+		t.Errorf("curl -v on a refused CONNECT: exit %d, stderr lacks %q:\n%s", code, want, verbose)
+	}
 	// curl's HTTP/1.0 CONNECT, as the Azure CLI's urllib3 sends it.
 	out, errs, code := run("--proxy1.0", "http://"+tp.addr, "-k", fmt.Sprintf("https://allowed.example.com:%d/h10", tlsPort))
 	if code != 0 || out != "hello from tls-origin /h10" {

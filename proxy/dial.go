@@ -198,19 +198,19 @@ func privateEndpointRange(a netip.Addr) bool {
 // noAddresses refuses a destination whose name resolved to no address the
 // proxy may dial, none of them refused by the guard.
 func noAddresses(fl *flow) *denial {
-	return &denial{status: http.StatusBadGateway, reason: ReasonDialFailed,
+	return &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, proxyError: psDNSError,
 		detail: fmt.Sprintf("%s has no addresses", fl.host)}
 }
 
 func resolveFailed(fl *flow, err error) *denial {
-	d := &denial{status: http.StatusBadGateway, reason: ReasonDialFailed}
+	d := &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, proxyError: psDNSError}
 	var de *net.DNSError
 	switch {
 	case errors.As(err, &de) && de.IsNotFound:
 		d.detail = fmt.Sprintf("%s does not resolve (no such host)", fl.host)
 		d.fix = "Check the name, and that the proxy host's DNS (for private endpoints: the private DNS zone link) resolves it."
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &de) && de.IsTimeout):
-		d.status = http.StatusGatewayTimeout
+		d.status, d.proxyError = http.StatusGatewayTimeout, psDNSTimeout
 		d.detail = fmt.Sprintf("resolving %s timed out", fl.host)
 	default:
 		d.detail = fmt.Sprintf("resolving %s failed", fl.host)
@@ -219,15 +219,15 @@ func resolveFailed(fl *flow, err error) *denial {
 }
 
 func dialFailed(fl *flow, ip netip.Addr, err error) *denial {
-	d := &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, dstIP: ip}
+	d := &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, dstIP: ip, proxyError: psDestUnavailable}
 	what := "failed"
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
-		d.status, what = http.StatusGatewayTimeout, "timed out"
+		d.status, d.proxyError, what = http.StatusGatewayTimeout, psConnTimeout, "timed out"
 	case errors.Is(err, syscall.ECONNREFUSED):
-		what = "was refused"
+		d.proxyError, what = psConnRefused, "was refused"
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		what = "is unreachable"
+		d.proxyError, what = psIPUnroutable, "is unreachable"
 	}
 	d.detail = fmt.Sprintf("connecting to %s (%s) %s", fl.target(), ip, what)
 	return d

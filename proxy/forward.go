@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -95,7 +96,7 @@ func (s *Server) forward(r *http.Request, fl *flow) *http.Response {
 			// client connection hijacked and open, holding its -max-conns
 			// slot. The proxy relays no upgraded protocol on plain HTTP.
 			_ = resp.Body.Close()
-			d := &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, closeConn: true,
+			d := &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, closeConn: true, proxyError: psUpgradeFailed,
 				detail: fmt.Sprintf("%s switched protocols (101, Upgrade: %q); the proxy forwards plain HTTP/1.1 requests only", fl.target(), truncate(resp.Header.Get("Upgrade"), 40)),
 				fix:    "Send WebSocket and other upgraded protocols through a CONNECT tunnel (wss://, or a client that tunnels ws:// through the proxy)."}
 			s.refused(r, fl, d)
@@ -104,11 +105,14 @@ func (s *Server) forward(r *http.Request, fl *flow) *http.Response {
 	}
 	if err != nil {
 		var dd *dialDenial
-		d := &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, detail: fmt.Sprintf("request to %s failed", fl.target())}
-		if errors.As(err, &dd) {
+		d := &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, detail: fmt.Sprintf("request to %s failed", fl.target()), proxyError: psHTTPProtocol}
+		switch {
+		case errors.As(err, &dd):
 			d = dd.d
-		} else if errors.Is(err, context.DeadlineExceeded) {
-			d.status = http.StatusGatewayTimeout
+		case errors.Is(err, context.DeadlineExceeded):
+			d.status, d.proxyError = http.StatusGatewayTimeout, psResponseTimeout
+		case errors.As(err, new(errRetryable)), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+			d.proxyError = psConnTerminated // the origin closed the connection before it answered
 		}
 		s.refused(r, fl, d)
 		return s.denyResponse(r, fl, d)

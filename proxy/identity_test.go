@@ -204,6 +204,9 @@ func TestIdentityConnect(t *testing.T) {
 			if got := resp.Header.Get("X-Azegress-Reason"); got != tt.reason {
 				t.Errorf("X-Azegress-Reason %q, want %q", got, tt.reason)
 			}
+			if got, want := resp.Header.Get("Proxy-Status"), (&denial{reason: tt.reason}).proxyStatus(); tt.status != 200 && got != want {
+				t.Errorf("Proxy-Status %q, want %q", got, want)
+			}
 			if got, want := resp.Header.Get("Proxy-Authenticate"), map[bool]string{true: `Basic realm="azegress"`}[tt.challenge]; got != want {
 				t.Errorf("Proxy-Authenticate %q, want %q", got, want)
 			}

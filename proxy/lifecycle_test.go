@@ -128,8 +128,9 @@ func TestGlobalConnectionCap(t *testing.T) {
 		func(c *Config) { c.MaxConnections = 1 })
 	c1, br1 := tp.openTunnel(fmt.Sprintf("allowed.example.com:%d", port))
 	resp, _, _ := tp.raw("", fmt.Sprintf("CONNECT allowed.example.com:%d HTTP/1.1\r\n\r\n", port))
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
-		t.Fatalf("over the global cap: %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" ||
+		resp.Header.Get("Proxy-Status") != `azegress; error=http_request_denied; details="too_many_connections"` {
+		t.Fatalf("over the global cap: %d %v", resp.StatusCode, resp.Header)
 	}
 	echoLine(t, c1, br1, "first client unaffected")
 	if got := testutil.ToFloat64(tp.m.connsShed); got != 1 {

@@ -143,7 +143,8 @@ func shed(c net.Conn) {
 
 var shedResponse = func() []byte {
 	const body = "azegress: too many client connections; retry in a second\n"
-	return fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	return fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nX-Azegress-Reason: %s\r\nProxy-Status: %s\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		ReasonTooManyConnections, proxyStatus(proxyErrors[ReasonTooManyConnections], ReasonTooManyConnections), len(body), body)
 }()
 
 // clientConn is an accepted client connection: it tracks raw request heads

@@ -27,6 +27,11 @@ const (
 	keyExpires     = "expires" // when a rule stops matching (RFC 3339)
 )
 
+// keyPolicySHA is the SHA-256 of the compiled policy (policy.Policy.SHA256)
+// on every record that names the policy, so that a decision ties to the
+// exact file reviewed.
+const keyPolicySHA = "policy_sha256"
+
 // Log attribute keys of identity-keyed selection, on the records of
 // requests judged under an entra block. The token itself is never logged.
 const (

@@ -23,6 +23,7 @@ type metrics struct {
 	reloadOKTime  prometheus.Gauge
 	rules         prometheus.Gauge
 	clientBlocks  prometheus.Gauge
+	policyInfo    *prometheus.GaugeVec // sha256: 1 for the policy being served
 	draining      prometheus.Gauge
 	authResults   *prometheus.CounterVec // result, reason (identity.go)
 }
@@ -85,6 +86,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: namespace, Name: "policy_client_blocks",
 			Help: "Client blocks in the policy being served.",
 		}),
+		policyInfo: f.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "policy_info",
+			Help: "1 for the policy being served, labelled with the SHA-256 of its canonical compiled form (azegress check prints it; decision records carry it as policy_sha256).",
+		}, []string{"sha256"}),
 		draining: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "draining",
 			Help: "1 while the proxy is shutting down and draining tunnels.",

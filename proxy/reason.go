@@ -9,13 +9,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/azegress/azegress/identity"
 	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
 )
 
 // Reasons a request is refused. They appear in logs, metrics, the
-// X-Azegress-Reason header and the 403 body; they are stable.
+// X-Azegress-Reason header, the details of the Proxy-Status header and the
+// 403 body; they are stable.
 const (
 	ReasonNoRule         = "no_rule"
 	ReasonDenyRule       = "deny_rule"
@@ -41,9 +43,107 @@ const (
 	// destination failed the proxy's TLS handshake (a certificate it does
 	// not trust or that does not name the host, no TLS, a timeout).
 	ReasonUpstreamTLS = "upstream_tls"
+	// ReasonTooManyConnections: a client connection over the global
+	// connection cap (-max-conns), refused at accept with a 503. It is
+	// counted by azegress_client_connections_shed_total, not logged.
+	ReasonTooManyConnections = "too_many_connections"
 	// ReasonAllowed labels allowed decisions in metrics.
 	ReasonAllowed = "allowed"
 )
+
+// Proxy error types of RFC 9209 (the error parameter of Proxy-Status) that
+// the proxy's refusals carry.
+const (
+	psRequestDenied   = "http_request_denied"       // refused by the policy or the proxy's configuration; nothing was sent on
+	psRequestError    = "http_request_error"        // the request itself is at fault (RFC 9209: what a forward proxy answers when the request names no next hop it can use)
+	psIPProhibited    = "destination_ip_prohibited" // the proxy may not connect to the next hop's address
+	psLoopDetected    = "proxy_loop_detected"       // the next hop is the proxy itself
+	psDNSError        = "dns_error"                 // resolving the name failed, or gave no address
+	psDNSTimeout      = "dns_timeout"               // resolving the name timed out
+	psConnRefused     = "connection_refused"        // the next hop refused the connection
+	psConnTimeout     = "connection_timeout"        // connecting (or the TLS handshake) timed out
+	psConnTerminated  = "connection_terminated"     // the next hop closed the connection before a response
+	psIPUnroutable    = "destination_ip_unroutable" // no route to the next hop's address
+	psDestUnavailable = "destination_unavailable"   // connecting failed otherwise
+	psTLSCertificate  = "tls_certificate_error"     // the next hop's certificate does not verify
+	psTLSAlert        = "tls_alert_received"        // the next hop refused the TLS handshake with an alert
+	psTLSProtocol     = "tls_protocol_error"        // the TLS handshake failed otherwise
+	psHTTPProtocol    = "http_protocol_error"       // the next hop's HTTP response could not be used
+	psResponseTimeout = "http_response_timeout"     // no complete response in time
+	psUpgradeFailed   = "http_upgrade_failed"       // the next hop switched protocols, which the proxy does not relay on plain HTTP
+	psInternal        = "proxy_internal_error"      // the proxy cannot judge the request now (no signing keys)
+)
+
+// proxyErrors is the RFC 9209 error type of each reason's refusals, where
+// the cause does not pick a more precise one (denial.proxyError: a
+// dial_failed by how resolving or connecting failed, an upstream_tls by how
+// the handshake did, a blocked_address at the proxy's own listener). The
+// README's table lists it.
+var proxyErrors = func() map[string]string {
+	m := map[string]string{
+		ReasonNoRule:             psRequestDenied,
+		ReasonDenyRule:           psRequestDenied,
+		ReasonClientUnknown:      psRequestDenied,
+		ReasonIdentityUnknown:    psRequestDenied,
+		ReasonIdentitySource:     psRequestDenied,
+		ReasonRateLimited:        psRequestDenied,
+		ReasonTooManyTunnels:     psRequestDenied,
+		ReasonTooManyConnections: psRequestDenied,
+		ReasonNoSNI:              psRequestDenied, // answered with a TLS alert, or after the 200: never in a header
+		ReasonECH:                psRequestDenied,
+		ReasonSNIMismatch:        psRequestDenied,
+		ReasonBlockedAddress:     psIPProhibited,
+		ReasonLocalEndpoint:      psIPProhibited,
+		ReasonBadRequest:         psRequestError,
+		ReasonDialFailed:         psDestUnavailable,
+		ReasonUpstreamTLS:        psTLSProtocol,
+	}
+	for _, r := range identity.Reasons() { // refused credentials: 407
+		m[string(r)] = psRequestDenied
+	}
+	m[string(identity.ReasonHeaderTooLarge)] = psRequestError // 431
+	m[string(identity.ReasonKeysUnavailable)] = psInternal    // 503
+	return m
+}()
+
+// proxyStatus is the Proxy-Status header (RFC 9209) of a refusal for
+// reason with the error type errType: the proxy names itself, the error
+// and, in details, the reason code, for clients that drop a refused
+// CONNECT's body.
+func proxyStatus(errType, reason string) string {
+	return "azegress; error=" + errType + "; details=" + sfString(reason)
+}
+
+// sfString writes s as a Structured Field string (RFC 8941): quoted, with
+// quotes and backslashes escaped, anything but printable ASCII dropped.
+func sfString(s string) string {
+	b := make([]byte, 0, len(s)+2)
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c >= ' ' && c <= '~':
+			b = append(b, c)
+		}
+	}
+	return string(append(b, '"'))
+}
+
+// proxyStatus is d's Proxy-Status header.
+func (d *denial) proxyStatus() string {
+	errType := d.proxyError
+	if errType == "" {
+		errType = proxyErrors[d.reason]
+	}
+	if errType == "" { // a reason missing from proxyErrors (TestProxyStatusEveryReason)
+		errType = psRequestDenied
+		if d.status >= 500 {
+			errType = psInternal
+		}
+	}
+	return proxyStatus(errType, d.reason)
+}
 
 // Request kinds.
 const (
@@ -63,6 +163,7 @@ type denial struct {
 	closeConn  bool          // the client connection cannot be trusted further
 	challenge  bool          // a 407 that asks for credentials (Proxy-Authenticate)
 	dstIP      netip.Addr    // the refused address, for blocked_address
+	proxyError string        // the RFC 9209 error type, when the cause picks it; "": the reason's (proxyErrors)
 }
 
 func badRequest(format string, args ...any) *denial {
@@ -181,6 +282,7 @@ func blockedAddress(fl *flow, ip netip.Addr, what string) *denial {
 	}
 	switch {
 	case what == selfWhat:
+		d.proxyError = psLoopDetected
 		d.fix = "The proxy never connects to its own listeners."
 	case isLocalEndpoint(ip):
 		d.fix = noProxyAdvice

@@ -47,6 +47,7 @@ func (s *Server) Reload(load Loader) bool {
 		s.m.reloadOK.Set(0)
 		s.log.LogAttrs(context.Background(), slog.LevelError, "policy reload rejected; the previous policy keeps serving",
 			slog.String(keyPolicy, s.Policy().Filename()),
+			slog.String(keyPolicySHA, s.Policy().SHA256()),
 			slog.String(keyError, msg))
 		return false
 	}
@@ -55,6 +56,7 @@ func (s *Server) Reload(load Loader) bool {
 	s.m.reloadOKTime.SetToCurrentTime()
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "policy reloaded",
 		slog.String(keyPolicy, p.Filename()),
+		slog.String(keyPolicySHA, p.SHA256()),
 		slog.Int("rules", p.RuleCount()),
 		slog.Int("client_blocks", len(p.Clients())))
 	return true
@@ -145,6 +147,7 @@ func (s *Server) warnExpiring(p *policy.Policy, now time.Time) {
 		}
 		s.log.LogAttrs(context.Background(), slog.LevelWarn, msg,
 			slog.String(keyPolicy, p.Filename()),
+			slog.String(keyPolicySHA, p.SHA256()),
 			slog.String(keyClientBlock, e.Client.Name),
 			slog.String(keyRule, e.Rule.Name),
 			slog.String(keyExpires, e.Rule.Expires.UTC().Format(time.RFC3339)),

@@ -42,6 +42,7 @@ func (s *Server) denyResponse(r *http.Request, fl *flow, d *denial) *http.Respon
 	h := http.Header{}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Azegress-Reason", d.reason)
+	h.Set("Proxy-Status", d.proxyStatus())
 	h.Set("Cache-Control", "no-store")
 	if d.retryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int((d.retryAfter+time.Second-1)/time.Second)))
@@ -87,7 +88,7 @@ func withoutUserinfo(target string) string {
 func (fl *flow) attrs() []slog.Attr { return fl.appendAttrs(make([]slog.Attr, 0, maxFlowAttrs+6)) }
 
 // maxFlowAttrs bounds how many attributes appendAttrs appends.
-const maxFlowAttrs = 17
+const maxFlowAttrs = 18
 
 // appendAttrs appends fl's log attributes to a.
 func (fl *flow) appendAttrs(a []slog.Attr) []slog.Attr {
@@ -105,7 +106,7 @@ func (fl *flow) appendAttrs(a []slog.Attr) []slog.Attr {
 		a = append(a, slog.String(keyRule, fl.rule.Name))
 	}
 	if fl.gen != nil {
-		a = append(a, slog.String(keyPolicy, fl.gen.pol.Filename()))
+		a = append(a, slog.String(keyPolicy, fl.gen.pol.Filename()), slog.String(keyPolicySHA, fl.gen.pol.SHA256()))
 		if l := fl.gen.pol.Label(fl.host); l != "" {
 			a = append(a, slog.String(keyLabel, l))
 		}

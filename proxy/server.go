@@ -245,6 +245,10 @@ func (s *Server) setPolicy(p *policy.Policy) error {
 	if old != nil {
 		old.closeIdle()
 	}
+	s.m.policyInfo.WithLabelValues(p.SHA256()).Set(1)
+	if old != nil && old.pol.SHA256() != p.SHA256() {
+		s.m.policyInfo.DeleteLabelValues(old.pol.SHA256())
+	}
 	s.m.rules.Set(float64(p.RuleCount()))
 	s.m.clientBlocks.Set(float64(len(p.Clients())))
 	s.warnExpiring(p, time.Now())

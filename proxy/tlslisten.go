@@ -225,5 +225,6 @@ func looksLikeHTTP(hdr [5]byte) bool {
 // plainOnTLSResponse answers a plain-HTTP request sent to the TLS listener.
 var plainOnTLSResponse = func() []byte {
 	const body = "azegress: this port takes TLS; use an https:// proxy URL for it (curl --proxy https://HOST:PORT, HTTPS_PROXY=https://HOST:PORT), or the proxy's plain-HTTP port\n"
-	return fmt.Appendf(nil, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nX-Azegress-Reason: %s\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", ReasonBadRequest, len(body), body)
+	return fmt.Appendf(nil, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nX-Azegress-Reason: %s\r\nProxy-Status: %s\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		ReasonBadRequest, proxyStatus(proxyErrors[ReasonBadRequest], ReasonBadRequest), len(body), body)
 }()

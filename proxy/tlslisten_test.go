@@ -226,7 +226,8 @@ func TestTLSListenerRefusals(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	c.Close()
-	if resp.StatusCode != 400 || resp.Header.Get("X-Azegress-Reason") != ReasonBadRequest || !strings.Contains(string(body), "https://") {
+	if resp.StatusCode != 400 || resp.Header.Get("X-Azegress-Reason") != ReasonBadRequest || !strings.Contains(string(body), "https://") ||
+		resp.Header.Get("Proxy-Status") != `azegress; error=http_request_error; details="bad_request"` {
 		t.Errorf("plain CONNECT to the TLS port: %d %v %q", resp.StatusCode, resp.Header, body)
 	}
 	waitFailures(1)

@@ -75,28 +75,33 @@ func upstreamTLSFailed(fl *flow, ip netip.Addr, err error, timeout time.Duration
 	)
 	switch {
 	case errors.As(err, &unknown):
+		d.proxyError = psTLSCertificate
 		d.detail = fmt.Sprintf("certificate for %s is not trusted: signed by unknown authority", name)
 		if unknown.Cert != nil && unknown.Cert.Issuer.CommonName != "" {
 			d.detail += fmt.Sprintf(" %q", unknown.Cert.Issuer.CommonName)
 		}
 		d.fix = trustFix
 	case errors.As(err, &hostname):
+		d.proxyError = psTLSCertificate
 		d.detail = fmt.Sprintf("certificate for %s does not name it: it is for %s", name, certNames(hostname.Certificate))
 		d.fix = fmt.Sprintf("Check that %s resolves, on the proxy host, to the server that holds its certificate (DNS, /etc/hosts, the private DNS zone of a private endpoint).", name)
 	case errors.As(err, &invalid):
+		d.proxyError = psTLSCertificate
 		d.detail = fmt.Sprintf("certificate for %s is not valid: %s", name, certInvalidWhy(invalid))
 		d.fix = "The destination's owner must fix its certificate; the proxy verifies it as any client would. " + trustFix
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
-		d.status = http.StatusGatewayTimeout
+		d.status, d.proxyError = http.StatusGatewayTimeout, psConnTimeout
 		d.detail = fmt.Sprintf("the TLS handshake with %s did not complete within %s", at, timeout)
 		d.fix = "Check that the destination serves TLS on this port, or raise -dial-timeout."
 	case errors.As(err, &remote) && remote.Op == "remote error":
+		d.proxyError = psTLSAlert
 		d.detail = fmt.Sprintf("%s refused the TLS handshake: %s", at, strings.TrimPrefix(remote.Err.Error(), "tls: "))
 		d.fix = "The proxy offers TLS 1.2 or later and HTTP/1.1; check what the destination accepts."
 	case errors.As(err, &notTLS):
 		d.detail = fmt.Sprintf("%s did not answer with TLS", at)
 		d.fix = "The URL says https, but the server on this port does not speak TLS: use http:// if it serves plain HTTP."
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET):
+		d.proxyError = psConnTerminated
 		d.detail = fmt.Sprintf("%s closed the connection during the TLS handshake", at)
 		d.fix = "Check that the destination serves TLS on this port."
 	case errors.As(err, &alert):

@@ -3,8 +3,11 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/azegress/azegress/policy"
 )
 
 func runCLI(args ...string) (stdout, stderr string, code int) {
@@ -20,13 +23,17 @@ func TestCheck(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("client \"a\" {\n  sources = [\"10.0.0.0/8\"]\n  allow \"x\" {\n    hosts = [\"a.*.com\"]\n  }\n}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	def, diags := policy.LoadFile("../../policies/default.hcl")
+	if diags.HasErrors() {
+		t.Fatal(policy.FormatDiagnostics(diags))
+	}
 	for _, tt := range []struct {
 		name       string
 		args       []string
 		code       int
 		out, errIn string
 	}{
-		{"shipped presets", []string{"check", "../../policies"}, 0, "policies/default.hcl: ok (1 client blocks, 2 rules)", ""},
+		{"shipped presets", []string{"check", "../../policies"}, 0, "policies/default.hcl: ok (1 client blocks, 2 rules) sha256:" + def.SHA256() + "\n", ""},
 		{"bad policy", []string{"check", bad}, 1, "", bad + ":4:14: Invalid host pattern"},
 		{"missing file", []string{"check", filepath.Join(dir, "nope.hcl")}, 1, "", "nope.hcl"},
 		{"no args", []string{"check"}, 2, "", "usage: azegress check"},
@@ -38,6 +45,23 @@ func TestCheck(t *testing.T) {
 				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s", code, tt.code, out, errs)
 			}
 		})
+	}
+}
+
+// TestVersion checks azegress version against what the build recorded,
+// and the release set at link time (-X main.version) when there is one.
+func TestVersion(t *testing.T) {
+	want := "azegress devel\ngo version " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH + "\n"
+	if out, errs, code := runCLI("version"); code != 0 || !strings.HasPrefix(out, want) || errs != "" {
+		t.Errorf("azegress version: exit %d\n%s%s\nwant it to start with\n%s", code, out, errs, want)
+	}
+	if _, errs, code := runCLI("version", "extra"); code != 2 || !strings.Contains(errs, "usage: azegress version") {
+		t.Errorf("azegress version extra: exit %d, %s", code, errs)
+	}
+	version = "v1.2.3"
+	defer func() { version = "" }()
+	if out, _, _ := runCLI("--version"); !strings.HasPrefix(out, "azegress v1.2.3\n") {
+		t.Errorf("with -X main.version=v1.2.3: %s", out)
 	}
 }
 

@@ -11,10 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/azegress/azegress/policies"
+	"github.com/azegress/azegress/policy"
 )
 
 var binary string // the azegress binary under test, built once
@@ -119,7 +123,12 @@ func (d *daemon) client() *http.Client {
 func TestServeDefaultPolicy(t *testing.T) {
 	t.Parallel()
 	d := serveBinary(t)
-	if start := d.seen[len(d.seen)-1]; start["policy"] != "embedded:policies/default.hcl" || start["rules"] != float64(2) {
+	def, diags := policy.Load(policies.DefaultName, policies.Default)
+	if diags.HasErrors() {
+		t.Fatal(policy.FormatDiagnostics(diags))
+	}
+	if start := d.seen[len(d.seen)-1]; start["policy"] != "embedded:policies/default.hcl" || start["rules"] != float64(2) ||
+		start["policy_sha256"] != def.SHA256() || start["version"] != "devel" {
 		t.Errorf("startup record: %v", start)
 	}
 	resp, err := d.client().Get("http://example.com/")
@@ -137,14 +146,16 @@ func TestServeDefaultPolicy(t *testing.T) {
 		}
 	}
 	rec := d.waitLog("deny")
-	if rec["reason"] != "no_rule" || rec["host"] != "example.com" || rec["level"] != "WARN" || rec["policy"] != "embedded:policies/default.hcl" {
+	if rec["reason"] != "no_rule" || rec["host"] != "example.com" || rec["level"] != "WARN" || rec["policy"] != "embedded:policies/default.hcl" ||
+		rec["policy_sha256"] != def.SHA256() {
 		t.Errorf("deny record %v", rec)
 	}
 
 	// The same for HTTPS through CONNECT, with curl, as in the README.
 	if curl, err := exec.LookPath("curl"); err == nil {
-		out, _ := exec.Command(curl, "-sS", "-x", "http://"+d.addr, "https://example.com/").CombinedOutput()
-		if !strings.Contains(string(out), "CONNECT tunnel failed, response 403") {
+		out, _ := exec.Command(curl, "-sSv", "-x", "http://"+d.addr, "https://example.com/").CombinedOutput()
+		if !strings.Contains(string(out), "CONNECT tunnel failed, response 403") ||
+			!strings.Contains(string(out), `< Proxy-Status: azegress; error=http_request_denied; details="no_rule"`) {
 			t.Errorf("curl: %s", out)
 		}
 		if rec := d.waitLog("deny"); rec["kind"] != "connect" || rec["port"] != float64(443) {
@@ -154,9 +165,12 @@ func TestServeDefaultPolicy(t *testing.T) {
 
 	// Metrics, health and readiness on their own listener.
 	for path, want := range map[string]string{
-		"/metrics": `azegress_decisions_total{client_block="local",decision="deny",kind="http",mode="enforce",reason="no_rule"} 1`,
-		"/healthz": "ok", "/readyz": "ready",
+		"/metrics":        `azegress_decisions_total{client_block="local",decision="deny",kind="http",mode="enforce",reason="no_rule"} 1`,
+		"/metrics#policy": `azegress_policy_info{sha256="` + def.SHA256() + `"} 1`,
+		"/metrics#build":  `azegress_build_info{goversion="` + runtime.Version() + `",revision="`,
+		"/healthz":        "ok", "/readyz": "ready",
 	} {
+		path, _, _ := strings.Cut(path, "#")
 		resp, err := http.Get("http://" + d.maddr + path)
 		if err != nil {
 			t.Fatal(err)

@@ -41,6 +41,7 @@ Usage:
   azegress export-azfw [-group NAME] [-priority N] POLICY.hcl
   azegress proxy-url [-resource api://azegress] [-client-id ID] -proxy http://HOST:PORT
   azegress agent   [-listen 127.0.0.1:3128] -upstream URL [-resource api://azegress]
+  azegress version
 
 Run "azegress COMMAND -h" for a command's flags.
 `
@@ -80,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return proxyURL(args[1:], stdout, stderr)
 	case "agent":
 		return agentCommand(args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		return versionCommand(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -127,7 +130,8 @@ func check(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	lint := fs.Bool("lint", false, "also warn about risky or dead rules (multi-tenant wildcards, shadowed hosts, unused blocks, port 80 to token endpoints, local endpoints, expiry); warnings never change the exit status")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: azegress check [-lint] FILE|DIR...\n\nValidates policies; prints file:line:col: message for each problem; exit 1 on error.")
+		fmt.Fprintln(stderr, "usage: azegress check [-lint] FILE|DIR...\n\nValidates policies; prints file:line:col: message for each problem, and for each valid\n"+
+			"policy its SHA-256 (the policy_sha256 of the proxy's records); exit 1 on error.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -158,7 +162,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		if *lint {
 			fmt.Fprint(stderr, policy.FormatDiagnostics(policy.Lint(p, time.Now())))
 		}
-		fmt.Fprintf(stdout, "%s: ok (%d client blocks, %d rules)\n", f, len(p.Clients()), p.RuleCount())
+		fmt.Fprintf(stdout, "%s: ok (%d client blocks, %d rules) sha256:%s\n", f, len(p.Clients()), p.RuleCount(), p.SHA256())
 	}
 	return code
 }

@@ -49,7 +49,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	nofile := proxy.RaiseFileLimit()
 	f.maxConns = connCap(f.maxConns, nofile)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
 
 	ls, err := openListeners(f)
 	if err != nil {
@@ -80,8 +80,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	serveErr := ls.serve(srv)
 	log.Info("azegress listening", "listen", ls.explicit.Addr().String(), "listen_tls", addrOf(ls.explicitTLS), "metrics", f.metrics,
 		"transparent_tls", addrOf(ls.tls), "transparent_http", addrOf(ls.http),
-		"policy", pol.Filename(), "rules", pol.RuleCount(), "client_blocks", len(pol.Clients()),
-		"max_conns", f.maxConns, "nofile", nofile)
+		"policy", pol.Filename(), "policy_sha256", pol.SHA256(), "rules", pol.RuleCount(), "client_blocks", len(pol.Clients()),
+		"max_conns", f.maxConns, "nofile", nofile, "version", readBuildInfo().Version)
 	if e := pol.Entra(); e != nil {
 		log.Info("identity-keyed selection on: tokens of the entra block's tenant select identity blocks; /readyz waits for its signing keys",
 			"tenant_id", e.TenantID, "authority", e.Authority)

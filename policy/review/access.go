@@ -21,8 +21,10 @@ import (
 // what the catalog says about it and where that comes from, its expiry,
 // and whether the policy lets it through at At.
 type AccessReport struct {
-	Policy string    `json:"policy"`
-	At     time.Time `json:"at"`
+	Policy string `json:"policy"`
+	// PolicySHA256 is the policy's hash (policy.Policy.SHA256).
+	PolicySHA256 string    `json:"policy_sha256"`
+	At           time.Time `json:"at"`
 	// ClientBlock is the block's name, Pos where it is, SelectedBy how it
 	// was asked for ("client NAME", "identity GUID", "source IP").
 	ClientBlock string `json:"client_block"`
@@ -48,7 +50,7 @@ type IdentityIDs struct {
 // Access reports the effective egress of client block c of p at at;
 // selectedBy says how the block was chosen.
 func Access(p *policy.Policy, c *policy.Client, selectedBy string, at time.Time) *AccessReport {
-	a := &AccessReport{Policy: p.Filename(), At: at.UTC(), ClientBlock: c.Name, Pos: text.Pos(c.Range), SelectedBy: selectedBy,
+	a := &AccessReport{Policy: p.Filename(), PolicySHA256: p.SHA256(), At: at.UTC(), ClientBlock: c.Name, Pos: text.Pos(c.Range), SelectedBy: selectedBy,
 		Mode: c.Mode.String(), Sources: []string{}, Destinations: grants(p, c, at)}
 	for _, s := range c.Sources {
 		a.Sources = append(a.Sources, s.String())
@@ -114,7 +116,7 @@ func ClientByIdentity(p *policy.Policy, id string, src netip.Addr) (*policy.Clie
 func (a *AccessReport) JSON() ([]byte, error) { return marshal(a) }
 
 func (a *AccessReport) headline() string {
-	return fmt.Sprintf("client block %q (%s), selected by %s, mode %s, decided at %s", a.ClientBlock, a.Pos, a.SelectedBy, a.Mode, a.At.Format(time.RFC3339))
+	return fmt.Sprintf("client block %q (%s), selected by %s, mode %s, decided at %s, policy sha256:%s", a.ClientBlock, a.Pos, a.SelectedBy, a.Mode, a.At.Format(time.RFC3339), a.PolicySHA256)
 }
 
 func (a *AccessReport) whoLines() []string {
@@ -243,10 +245,10 @@ func (a *AccessReport) Markdown() []byte {
 func (a *AccessReport) CSV() ([]byte, error) {
 	var b bytes.Buffer
 	w := csv.NewWriter(&b)
-	_ = w.Write([]string{"client_block", "kind", "destination", "ports", "resolves_to", "rule", "pos", "expires", "status", "group", "label", "source"})
+	_ = w.Write([]string{"client_block", "kind", "destination", "ports", "resolves_to", "rule", "pos", "expires", "status", "group", "label", "source", "policy_sha256"})
 	for _, g := range a.Destinations {
 		_ = w.Write([]string{a.ClientBlock, g.Kind, g.Destination, portsText(g.Ports), strings.Join(g.ResolvesTo, " "), g.Rule, g.Pos,
-			expiresText(g.Expires), g.Status, g.Group, g.Label, g.Source})
+			expiresText(g.Expires), g.Status, g.Group, g.Label, g.Source, a.PolicySHA256})
 	}
 	w.Flush()
 	return b.Bytes(), w.Error()

@@ -29,9 +29,13 @@ const (
 // DiffReport is what changes in access from one policy to another. Its
 // JSON form is documented in the package documentation.
 type DiffReport struct {
-	Old string    `json:"old"`
-	New string    `json:"new"`
-	At  time.Time `json:"at"`
+	Old string `json:"old"`
+	New string `json:"new"`
+	// OldSHA256 and NewSHA256 are the policies' hashes (policy.Policy.SHA256),
+	// the policy_sha256 of the proxy's records.
+	OldSHA256 string    `json:"old_sha256"`
+	NewSHA256 string    `json:"new_sha256"`
+	At        time.Time `json:"at"`
 	// Changed reports whether access changes: some change that is not
 	// "other".
 	Changed bool        `json:"changed"`
@@ -138,7 +142,7 @@ type Period struct {
 // Client.DecideAt and Client.AddressAllowedAt. Formatting, comments,
 // rule names and rule order change nothing.
 func Diff(old, new *policy.Policy, at time.Time) *DiffReport {
-	d := &DiffReport{Old: old.Filename(), New: new.Filename(), At: at.UTC(),
+	d := &DiffReport{Old: old.Filename(), New: new.Filename(), OldSHA256: old.SHA256(), NewSHA256: new.SHA256(), At: at.UTC(),
 		Entra: diffEntra(old.Entra(), new.Entra()), Clients: []ClientDiff{}, Lint: []Flag{}}
 	pairs := pairClients(old, new)
 	lint := newLintDelta(old, new, pairs, at)

@@ -220,6 +220,7 @@ func (d *DiffReport) summaryText() string {
 func (d *DiffReport) Text() []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "azegress diff %s → %s, decided at %s: %s.\n", d.Old, d.New, d.At.Format(time.RFC3339), d.summaryText())
+	fmt.Fprintf(&b, "old sha256:%s\nnew sha256:%s\n", d.OldSHA256, d.NewSHA256)
 	for _, it := range d.items() {
 		fmt.Fprintf(&b, "\n%-9s %s: %s%s\n", it.change, clientLabel(it.client, false), it.dest, it.what)
 		if it.before != "" {
@@ -247,6 +248,7 @@ func (d *DiffReport) Markdown() []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Egress policy change: `%s` → `%s`\n\n", d.Old, d.New)
 	fmt.Fprintf(&b, "**%s**, decided at %s.\n", capitalize(d.summaryText()), d.At.Format(time.RFC3339))
+	fmt.Fprintf(&b, "\nPolicy SHA-256: old `%s`, new `%s`.\n", d.OldSHA256, d.NewSHA256)
 	sections := []struct{ change, title string }{
 		{Widening, "Widenings: review these"},
 		{Narrowing, "Narrowings"},

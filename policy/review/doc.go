@@ -35,6 +35,7 @@
 //
 //	{
 //	  "old": "old.hcl", "new": "new.hcl",       // as loaded (REV:PATH for git)
+//	  "old_sha256": "…", "new_sha256": "…",      // policy.Policy.SHA256 of each
 //	  "at": "2026-06-01T00:00:00Z",             // the instant decided at
 //	  "changed": true,                          // access changes: exit 1
 //	  "summary": {"widenings": 1, "narrowings": 1, "changed": 0, "other": 0},
@@ -83,7 +84,7 @@
 // named by file and line. ReplayReport.JSON:
 //
 //	{
-//	  "policy": "new.hcl", "at": "2026-06-01T00:00:00Z",
+//	  "policy": "new.hcl", "policy_sha256": "…", "at": "2026-06-01T00:00:00Z",
 //	  "stats": {"files": 2, "lines": 21, "decision_records": 8, "observation_lines": 6,
 //	            "other_records": 3, "corrupt_lines": 4},
 //	  "warnings": ["proxy.log:10: skipped: invalid JSON at byte 100"],
@@ -114,7 +115,7 @@
 // given: reachable, refused by a deny rule, expired. AccessReport.JSON:
 //
 //	{
-//	  "policy": "policy.hcl", "at": "2026-06-01T00:00:00Z",
+//	  "policy": "policy.hcl", "policy_sha256": "…", "at": "2026-06-01T00:00:00Z",
 //	  "client_block": "app", "pos": "policy.hcl:6:1", "selected_by": "source 10.0.1.9",
 //	  "mode": "enforce", "sources": ["10.0.1.0/24"],
 //	  "identity": {"object_ids": [], "client_ids": []},   // only with an identity block
@@ -132,5 +133,10 @@
 //	  }]
 //	}
 //
-// The CSV form has one row per destination with the same fields.
+// The CSV form has one row per destination with the same fields and
+// the policy's hash.
+//
+// Every report names the policy it decided with by its hash
+// (policy.Policy.SHA256), the policy_sha256 of the proxy's records, so
+// that a review ties to the exact policy that served the traffic.
 package review

@@ -249,10 +249,12 @@ func (r *Replay) observation(v int) {
 // ReplayReport is what the recorded traffic meets under the policy. Its
 // JSON form is documented in the package documentation.
 type ReplayReport struct {
-	Policy   string      `json:"policy"`
-	At       time.Time   `json:"at"`
-	Stats    ReplayStats `json:"stats"`
-	Warnings []string    `json:"warnings"` // the first corrupt lines, file:line
+	Policy string `json:"policy"`
+	// PolicySHA256 is the policy's hash (policy.Policy.SHA256).
+	PolicySHA256 string      `json:"policy_sha256"`
+	At           time.Time   `json:"at"`
+	Stats        ReplayStats `json:"stats"`
+	Warnings     []string    `json:"warnings"` // the first corrupt lines, file:line
 	// Destinations are the recorded keys, by client block, host and port.
 	Destinations []ReplayDest `json:"destinations"`
 	// Breaks counts the destinations the policy would break, and
@@ -308,7 +310,7 @@ func (r *Replay) Report() *ReplayReport {
 		}
 	}
 	clear(r.runs)
-	rep := &ReplayReport{Policy: r.pol.Filename(), At: r.at.UTC(), Stats: r.stats,
+	rep := &ReplayReport{Policy: r.pol.Filename(), PolicySHA256: r.pol.SHA256(), At: r.at.UTC(), Stats: r.stats,
 		Warnings: append([]string{}, r.warnings...), Destinations: []ReplayDest{}, Unused: []UnusedGrant{}}
 	if r.stats.Corrupt > maxWarnings {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("and %d more corrupt lines", r.stats.Corrupt-maxWarnings))

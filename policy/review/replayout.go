@@ -40,8 +40,8 @@ func thenText(rs []Recorded) string {
 
 func (r *ReplayReport) headline() string {
 	s := r.Stats
-	return fmt.Sprintf("azegress replay against %s, decided at %s: %s (%s, %s, %s), %s skipped",
-		r.Policy, r.At.Format(time.RFC3339), text.Plural(s.Lines, "line"),
+	return fmt.Sprintf("azegress replay against %s (sha256:%s), decided at %s: %s (%s, %s, %s), %s skipped",
+		r.Policy, r.PolicySHA256, r.At.Format(time.RFC3339), text.Plural(s.Lines, "line"),
 		text.Plural(s.Decisions, "decision record"), text.Plural(s.Observations, "observation line"),
 		text.Plural(s.Other, "other record"), text.Plural(s.Corrupt, "corrupt line"))
 }
