@@ -189,8 +189,7 @@ func TestLoop(t *testing.T) {
 	})
 
 	t.Run("workload identity through the proxy", func(t *testing.T) {
-		env := []string{"SSL_CERT_FILE=" + tp.CAFile, "AZURE_FEDERATED_TOKEN_FILE=" + fedFile, "AZURE_CLIENT_ID=" + l.emu.ClientID,
-			"AZURE_TENANT_ID=" + l.emu.TenantID, "AZURE_AUTHORITY_HOST=https://" + azemu.EntraHost + "/"}
+		env := l.workloadEnv(fedFile)
 		// The workload has no other way to Entra ID: its names do not
 		// resolve there, let alone route.
 		r := azRun(t, tp.Workload, append([]string{thBasePath}, env...), thCmdLimit,
@@ -211,6 +210,31 @@ func TestLoop(t *testing.T) {
 		l.armVia(t, proxyURL)
 		l.record(t, mark, map[string]any{"msg": "tunnel closed", "host": azemu.ARMHost, "client_block": "workload-mi",
 			"identity_source": "token", "oid": l.emu.PrincipalID, "token_fp": identity.Fingerprint(tok)})
+	})
+
+	// A bootstrap block that does not allow Entra ID: the proxy's 407 is
+	// its answer, not a network failure, so proxy-url says so at once
+	// instead of asking again until its timeout.
+	t.Run("bootstrap block without Entra", func(t *testing.T) {
+		noEntra := strings.Replace(src, `endpoints = ["azure.entra"]`, `endpoints = ["azure.arm"]`, 1)
+		if noEntra == src {
+			t.Fatal("could not take Entra ID out of the bootstrap block")
+		}
+		p := tp.azStartProxy(t, "no-entra", noEntra, "SSL_CERT_FILE="+tp.CAFile)
+		r := azRun(t, tp.Workload, append([]string{thBasePath}, l.workloadEnv(fedFile)...), thCmdLimit,
+			azegressBin, "proxy-url", "-proxy", p.URL(), "-entra-via-proxy", "-timeout", "20s")
+		if r.Code != 1 || !strings.Contains(r.Stderr, "407") || !strings.Contains(r.Stderr, "no_rule") || !strings.Contains(r.Stderr, `"azure.entra"`) {
+			t.Errorf("proxy-url: exit %d, stderr %q; want 1, the proxy's 407 no_rule and the bootstrap rule to add", r.Code, r.Stderr)
+		}
+		var refusals int
+		for _, d := range p.Denials() {
+			if d["host"] == azemu.EntraHost {
+				refusals++
+			}
+		}
+		if refusals != 1 {
+			t.Errorf("the proxy refused %d CONNECTs to Entra ID, want 1 (no retries)", refusals)
+		}
 	})
 
 	// A proxy that does not trust the authority's certificate loads no
@@ -263,6 +287,13 @@ func (l *loopTopo) writeARMHeader(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return file
+}
+
+// workloadEnv is what AKS's workload-identity webhook sets in a pod, with
+// fedFile as its service-account token, and trust in the emulator's CA.
+func (l *loopTopo) workloadEnv(fedFile string) []string {
+	return []string{"SSL_CERT_FILE=" + l.tp.CAFile, "AZURE_FEDERATED_TOKEN_FILE=" + fedFile, "AZURE_CLIENT_ID=" + l.emu.ClientID,
+		"AZURE_TENANT_ID=" + l.emu.TenantID, "AZURE_AUTHORITY_HOST=https://" + azemu.EntraHost + "/"}
 }
 
 // proxyURL runs `azegress proxy-url -proxy PROXY args...` in the workload
