@@ -237,6 +237,20 @@ func TestLoop(t *testing.T) {
 		}
 	})
 
+	// A policy with another tenant's ID: Entra ID (the emulator, like the
+	// real one for a tenant it does not have) serves no keys for it, so
+	// every token gets 503, and the proxy's log says what Entra said.
+	t.Run("wrong tenant in the policy", func(t *testing.T) {
+		const other = "11111111-2222-3333-4444-555555555555"
+		p := tp.azStartProxy(t, "wrong-tenant", strings.Replace(src, l.emu.TenantID, other, 1), "SSL_CERT_FILE="+tp.CAFile)
+		proxyURL, tok := l.proxyURL(t, nil)
+		tokens = append(tokens, tok)
+		r := l.curl(t, []string{"https_proxy=" + strings.Replace(proxyURL, l.p.addr, p.addr, 1)}, "-D", "-", "-o", "/dev/null", loopARMURL)
+		l.wantRefusal(t, r, 503, "keys_unavailable", false)
+		p.wantRecord(t, 0, map[string]any{"msg": "identity: signing-key refresh failed; keeping the last good keys", "tenant_id": other},
+			"400 Bad Request: AADSTS90002: Tenant '"+other+"' not found.")
+	})
+
 	// A proxy that does not trust the authority's certificate loads no
 	// keys: the key fetch is verified TLS, and a token gets 503.
 	t.Run("authority not trusted", func(t *testing.T) {
