@@ -99,6 +99,7 @@ func TestLoop(t *testing.T) {
 	l.p = tp.azStartProxy(t, "loop", src, "SSL_CERT_FILE="+tp.CAFile)
 	l.armHeader = l.writeARMHeader(t)
 	var tokens []string // every token proxy-url printed, for the log check
+	proxies := []*azProxy{l.p}
 
 	t.Run("proxy-url from IMDS", func(t *testing.T) {
 		n := len(tp.Emu.Requests())
@@ -221,6 +222,7 @@ func TestLoop(t *testing.T) {
 			t.Fatal("could not take Entra ID out of the bootstrap block")
 		}
 		p := tp.azStartProxy(t, "no-entra", noEntra, "SSL_CERT_FILE="+tp.CAFile)
+		proxies = append(proxies, p)
 		r := azRun(t, tp.Workload, append([]string{thBasePath}, l.workloadEnv(fedFile)...), thCmdLimit,
 			azegressBin, "proxy-url", "-proxy", p.URL(), "-entra-via-proxy", "-timeout", "20s")
 		if r.Code != 1 || !strings.Contains(r.Stderr, "407") || !strings.Contains(r.Stderr, "no_rule") || !strings.Contains(r.Stderr, `"azure.entra"`) {
@@ -243,6 +245,7 @@ func TestLoop(t *testing.T) {
 	t.Run("wrong tenant in the policy", func(t *testing.T) {
 		const other = "11111111-2222-3333-4444-555555555555"
 		p := tp.azStartProxy(t, "wrong-tenant", strings.Replace(src, l.emu.TenantID, other, 1), "SSL_CERT_FILE="+tp.CAFile)
+		proxies = append(proxies, p)
 		proxyURL, tok := l.proxyURL(t, nil)
 		tokens = append(tokens, tok)
 		r := l.curl(t, []string{"https_proxy=" + strings.Replace(proxyURL, l.p.addr, p.addr, 1)}, "-D", "-", "-o", "/dev/null", loopARMURL)
@@ -255,6 +258,7 @@ func TestLoop(t *testing.T) {
 	// keys: the key fetch is verified TLS, and a token gets 503.
 	t.Run("authority not trusted", func(t *testing.T) {
 		p := tp.azStartProxy(t, "untrusted", src)
+		proxies = append(proxies, p)
 		proxyURL, tok := l.proxyURL(t, nil)
 		tokens = append(tokens, tok)
 		proxyURL = strings.Replace(proxyURL, l.p.addr, p.addr, 1)
@@ -264,16 +268,18 @@ func TestLoop(t *testing.T) {
 			"x509: certificate signed by unknown authority")
 	})
 
-	// The proxy's log names the identity, never a token: neither one
+	// The proxies' logs name the identity, never a token: neither one
 	// proxy-url printed nor any JWT (the agent's), bare or in Basic form.
 	jwt := regexp.MustCompile(`eyJ[\w-]{8,}\.eyJ|YXplZ3Jlc3M6ZXlK`) // base64("azegress:eyJ")
-	for _, line := range l.p.log.Lines() {
-		leaked := jwt.MatchString(line)
-		for _, tok := range tokens {
-			leaked = leaked || strings.Contains(line, tok[strings.LastIndexByte(tok, '.')+1:])
-		}
-		if leaked {
-			t.Fatalf("the proxy logged a token: %s", line)
+	for _, p := range proxies {
+		for _, line := range p.log.Lines() {
+			leaked := jwt.MatchString(line)
+			for _, tok := range tokens {
+				leaked = leaked || strings.Contains(line, tok[strings.LastIndexByte(tok, '.')+1:])
+			}
+			if leaked {
+				t.Fatalf("a proxy logged a token: %s", line)
+			}
 		}
 	}
 }
