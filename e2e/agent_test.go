@@ -334,7 +334,8 @@ func (u *thUpstream) count() int {
 	return len(u.seen)
 }
 
-// thAgent is an `azegress agent` running in the namespace.
+// thAgent is an `azegress agent` running in a namespace; tp and up are
+// set by thStartAgent, for curl and tunnel.
 type thAgent struct {
 	tp     *thTopo
 	up     *thUpstream
@@ -346,16 +347,24 @@ type thAgent struct {
 }
 
 // thStartAgent runs the agent in front of up on a machine whose token
-// source is source, and waits until it listens and has its first token.
-// When the test ends it sends SIGTERM and checks that the agent stops
-// cleanly.
+// source is source (startAgentIn).
 func thStartAgent(t *testing.T, tp *thTopo, up *thUpstream, source string) *thAgent {
 	t.Helper()
-	a := &thAgent{tp: tp, up: up, log: newAzLog(), exited: make(chan struct{})}
-	args := append([]string{"netns", "exec", tp.ns.Name}, tp.argv(source, "agent", "-listen", "127.0.0.1:0",
+	a := startAgentIn(t, tp.ns.Name, tp.env(source), tp.argv(source, "agent", "-listen", "127.0.0.1:0",
 		"-upstream", "http://"+up.addr, "-drain", "2s")...)
-	a.cmd = exec.Command("ip", args...)
-	a.cmd.Env = tp.env(source)
+	a.tp, a.up = tp, up
+	return a
+}
+
+// startAgentIn runs argv, an `azegress agent` command line (which may
+// exec it), in the network namespace ns with env, and waits until it
+// listens and has its first token. When the test ends it sends SIGTERM and
+// checks that the agent stops cleanly.
+func startAgentIn(t *testing.T, ns string, env []string, argv ...string) *thAgent {
+	t.Helper()
+	a := &thAgent{log: newAzLog(), exited: make(chan struct{})}
+	a.cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
+	a.cmd.Env = env
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	waited, err := startPinned(a.cmd)

@@ -39,6 +39,7 @@ import (
 //	lo: 169.254.169.254                                  lo: 203.0.113.10 ARM
 //	    (IMDS)                                               203.0.113.20 Key Vault
 //	                                                         203.0.113.30 side traffic
+//	                                                         203.0.113.40 Entra ID
 //	recorder (az under azegress record)
 //	192.0.2.9 ------------------------------------------- 192.0.2.10
 //	lo: 169.254.169.254
@@ -58,6 +59,7 @@ const (
 	azARMIP        = "203.0.113.10"
 	azVaultIP      = "203.0.113.20"
 	azSideIP       = "203.0.113.30"
+	azEntraIP      = "203.0.113.40"
 	azNetnsPrefix  = "azcli-"
 	azResolvConf   = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
 	azCommandLimit = 3 * time.Minute // failure bound for one az command
@@ -139,7 +141,7 @@ func azNewTopo(t *testing.T, cfg azemu.Config) *azTopo {
 	}
 	for _, a := range []struct{ ns, addr string }{
 		{tp.Workload, azemu.IMDSAddr}, {tp.Recorder, azemu.IMDSAddr},
-		{tp.Azure, azARMIP}, {tp.Azure, azVaultIP}, {tp.Azure, azSideIP},
+		{tp.Azure, azARMIP}, {tp.Azure, azVaultIP}, {tp.Azure, azSideIP}, {tp.Azure, azEntraIP},
 	} {
 		ip("-n", a.ns, "addr", "add", a.addr+"/32", "dev", "lo")
 	}
@@ -161,7 +163,8 @@ func azNewTopo(t *testing.T, cfg azemu.Config) *azTopo {
 	azureHosts := "127.0.0.1 localhost\n" +
 		azARMIP + " " + azemu.ARMHost + "\n" +
 		azVaultIP + " " + emu.VaultHost() + "\n" +
-		azSideIP + " " + azemu.ProbeHost + " " + azemu.VersionHost + " " + azemu.TelemetryHost + "\n"
+		azSideIP + " " + azemu.ProbeHost + " " + azemu.VersionHost + " " + azemu.TelemetryHost + "\n" +
+		azEntraIP + " " + azemu.EntraHost + "\n"
 	for ns, hosts := range map[string]string{
 		tp.Workload: "127.0.0.1 localhost\n",
 		tp.Proxy:    azureHosts,
@@ -398,9 +401,16 @@ func (p *azProxy) Denials() []map[string]any {
 }
 
 // azStartProxy runs `azegress serve` with the policy src in the proxy
-// namespace on an ephemeral port, and extra flags, waits for its startup
+// namespace on an ephemeral port, with extra flags, waits for its startup
 // record and stops it when the test ends.
 func (tp *azTopo) azStartProxy(t *testing.T, name, src string, extra ...string) *azProxy {
+	t.Helper()
+	return tp.azStartProxyEnv(t, name, src, nil, extra...)
+}
+
+// azStartProxyEnv is azStartProxy with env added to the proxy's environment
+// (SSL_CERT_FILE, for an entra block whose authority is the emulator).
+func (tp *azTopo) azStartProxyEnv(t *testing.T, name, src string, env []string, extra ...string) *azProxy {
 	t.Helper()
 	file := filepath.Join(tp.Dir, name+".hcl")
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
@@ -409,7 +419,7 @@ func (tp *azTopo) azStartProxy(t *testing.T, name, src string, extra ...string) 
 	p := &azProxy{log: newAzLog(), exited: make(chan struct{})}
 	p.cmd = exec.Command("ip", append([]string{"netns", "exec", tp.Proxy, azegressBin, "serve",
 		"-policy", file, "-listen", azProxyIP + ":0", "-metrics", "", "-watch-interval", "0", "-drain", "1s"}, extra...)...)
-	p.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	p.cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	waited, err := startPinned(p.cmd)

@@ -479,7 +479,7 @@ func (k *Keys) getJSON(ctx context.Context, u string, v any) error {
 		return fmt.Errorf("GET %s was redirected: %w", u, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
+		return fmt.Errorf("GET %s: %s%s", u, resp.Status, entraError(resp.Body))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
 	if err != nil {
@@ -492,6 +492,34 @@ func (k *Keys) getJSON(ctx context.Context, u string, v any) error {
 		return fmt.Errorf("GET %s: %w", u, err)
 	}
 	return nil
+}
+
+// entraError returns ": " and the first line of the error_description of
+// Entra's error body (for a wrong tenant_id, "AADSTS90002: Tenant '...'
+// not found. ..."), or "" for any other body: a bare status would not say
+// what to fix.
+func entraError(body io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(body, 16<<10))
+	var e struct {
+		Description string `json:"error_description"`
+	}
+	if json.Unmarshal(b, &e) != nil {
+		return ""
+	}
+	line, _, _ := strings.Cut(e.Description, "\n")
+	line = strings.TrimSpace(strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return -1
+		}
+		return r
+	}, line))
+	if line == "" {
+		return ""
+	}
+	if len(line) > 300 {
+		line = strings.ToValidUTF8(line[:300], "") + "..."
+	}
+	return ": " + line
 }
 
 // keyFor returns the public key for kid, when to stop trusting it, and the

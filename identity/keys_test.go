@@ -284,6 +284,31 @@ func TestDiscoveryRefused(t *testing.T) {
 	}
 }
 
+// TestDiscoveryTenantNotFound: a refresh refused by Entra says why, as
+// its error body does (a wrong entra.tenant_id), not only the status.
+func TestDiscoveryTenantNotFound(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		json.NewEncoder(w).Encode(map[string]any{
+			"error":             "invalid_tenant",
+			"error_description": "AADSTS90002: Tenant '" + identitytest.TenantID + "' not found. Check to make sure you have the correct tenant ID.\r\nTrace ID: 0\r\nTimestamp: 2026-01-01 00:00:00Z",
+			"error_codes":       []int{90002},
+		})
+	}))
+	t.Cleanup(srv.Close)
+	k, err := NewKeys(KeysConfig{TenantID: identitytest.TenantID, Authority: srv.URL, Client: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = k.Refresh(t.Context())
+	want := "/v2.0/.well-known/openid-configuration: 400 Bad Request: AADSTS90002: Tenant '" + identitytest.TenantID + "' not found. Check to make sure you have the correct tenant ID."
+	if err == nil || !strings.HasSuffix(err.Error(), want) {
+		t.Fatalf("Refresh: %v; want it to end with %q", err, want)
+	}
+}
+
 // TestConflictingKid: a kid the v2 and v1 key sets list with different
 // keys is dropped, since a token cannot say which one it means.
 func TestConflictingKid(t *testing.T) {

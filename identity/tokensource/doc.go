@@ -45,8 +45,10 @@
 // happened (status, OAuth error code, the service's description) and, where
 // the cause is known, what to check. Temporary failures (404 or 410 from
 // IMDS while the VM starts, 408, 429, 5xx, no answer from HIMDS or Entra)
-// are marked so; Fetch retries them. No answer from IMDS (not an Azure VM)
-// and an untrusted certificate are not temporary.
+// are marked so; Fetch retries them. No answer from IMDS (not an Azure VM),
+// an untrusted certificate and EntraProxy's refusal of the CONNECT (403,
+// 407: a policy decision, named with its X-Azegress-Reason) are not
+// temporary.
 //
 // # Cache
 //

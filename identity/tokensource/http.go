@@ -38,6 +38,12 @@ func newClient(cfg Config, proxy *url.URL) *http.Client {
 	}
 	if proxy != nil {
 		tr.Proxy = http.ProxyURL(proxy)
+		tr.OnProxyConnectResponse = func(_ context.Context, _ *url.URL, _ *http.Request, resp *http.Response) error {
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			return &proxyRefusal{status: resp.StatusCode, reason: resp.Header.Get("X-Azegress-Reason")}
+		}
 	}
 	if cfg.Dial != nil {
 		tr.DialContext = cfg.Dial
@@ -47,6 +53,22 @@ func newClient(cfg Config, proxy *url.URL) *http.Client {
 		Timeout:       timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+// proxyRefusal is the proxy's answer to a CONNECT other than 200: the
+// proxy's decision, not a network failure (net/http would report only the
+// status text). reason is azegress's X-Azegress-Reason, if any.
+type proxyRefusal struct {
+	status int
+	reason string
+}
+
+func (p *proxyRefusal) Error() string {
+	s := fmt.Sprintf("the proxy refused the CONNECT with %d %s", p.status, http.StatusText(p.status))
+	if p.reason != "" {
+		s += " (" + p.reason + ")"
+	}
+	return s
 }
 
 // answer is a token service's response, its body read.
@@ -68,6 +90,14 @@ func exchange(c *http.Client, source, endpoint string, req *http.Request) (answe
 		e := &Error{Source: source, Endpoint: endpoint, Msg: "no answer: " + err.Error(), Temp: req.Context().Err() == nil}
 		if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
 			e.Temp, e.Hint = false, "the service's certificate is not trusted: is something intercepting TLS, or is SSL_CERT_FILE set?"
+		}
+		if pr, ok := errors.AsType[*proxyRefusal](err); ok {
+			e.Msg, e.Temp = pr.Error(), temporaryStatus(pr.status)
+			e.Hint = "the egress proxy's deny record for this CONNECT says why"
+			if pr.status == http.StatusForbidden || pr.status == http.StatusProxyAuthRequired {
+				e.Hint = `the egress proxy must let this machine reach the Entra authority without credentials: ` +
+					`a client block for its address with endpoints = ["azure.entra"]`
+			}
 		}
 		return answer{}, e
 	}

@@ -555,6 +555,42 @@ func TestWorkloadIdentityViaProxy(t *testing.T) {
 	}
 }
 
+// TestWorkloadIdentityProxyRefuses: the proxy's refusal of the CONNECT
+// to Entra is its decision, named with its reason and, unless it may clear
+// by itself (5xx), not worth asking again.
+func TestWorkloadIdentityProxyRefuses(t *testing.T) {
+	e := newEmu(t)
+	for _, tt := range []struct {
+		status int
+		reason string
+		temp   bool
+		want   string
+	}{
+		{407, "no_rule", false, `the proxy refused the CONNECT with 407 Proxy Authentication Required (no_rule); the egress proxy must let this machine reach the Entra authority without credentials: a client block for its address with endpoints = ["azure.entra"]`},
+		{403, "no_rule", false, `403 Forbidden (no_rule); the egress proxy must let this machine reach the Entra authority without credentials`},
+		{502, "dial_failed", true, "the proxy refused the CONNECT with 502 Bad Gateway (dial_failed); the egress proxy's deny record for this CONNECT says why"},
+		{503, "", true, "the proxy refused the CONNECT with 503 Service Unavailable; the egress proxy's deny record"},
+	} {
+		t.Run(fmt.Sprint(tt.status), func(t *testing.T) {
+			proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tt.reason != "" {
+					w.Header().Set("X-Azegress-Reason", tt.reason)
+				}
+				http.Error(w, "azegress denied CONNECT "+r.Host, tt.status)
+			}))
+			defer proxy.Close()
+			cfg := e.cfg
+			cfg.Getenv = getenv(e.env)
+			cfg.EntraProxy, _ = url.Parse(proxy.URL)
+			cfg.Dial = nil
+			_, err := FromEnvironmentToken(t, cfg)
+			if err == nil || Temporary(err) != tt.temp || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v (temporary %v), want %q (temporary %v)", err, Temporary(err), tt.want, tt.temp)
+			}
+		})
+	}
+}
+
 func TestParseToken(t *testing.T) {
 	start := time.Now()
 	for _, tt := range []struct {
