@@ -36,6 +36,7 @@ Usage:
   azegress diff    [-format text|markdown|json] OLD NEW
   azegress replay  -policy NEW [-format text|markdown|json] FILE...
   azegress access  [-policy FILE] (-client NAME | -identity GUID | -source IP) [-format text|markdown|csv|json]
+  azegress audit-network -policy FILE -subscription ID [-resource-group RG] -proxy-ip IP [-format text|markdown|json]
   azegress catalog [-cloud NAME] [-format table|json]
   azegress import-azfw [-cloud NAME] FILE.json...
   azegress export-azfw [-group NAME] [-priority N] POLICY.hcl
@@ -71,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return replayCommand(args[1:], stdout, stderr)
 	case "access":
 		return accessCommand(args[1:], stdout, stderr)
+	case "audit-network":
+		return auditNetwork(args[1:], stdout, stderr)
 	case "catalog":
 		return catalogCommand(args[1:], stdout, stderr)
 	case "import-azfw":
