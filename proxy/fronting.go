@@ -407,10 +407,17 @@ func (w *serverWatch) run() {
 	var err error
 	for {
 		if len(data) > 0 {
+			if w.idle > 0 {
+				_ = w.client.SetWriteDeadline(time.Now().Add(w.idle))
+			}
 			n, werr := w.client.Write(data)
 			w.down.Add(int64(n))
 			if werr != nil {
-				w.werr = werr
+				if errors.Is(werr, os.ErrDeadlineExceeded) && !w.halt.Load() {
+					w.idled = true // the client neither spoke nor read
+				} else {
+					w.werr = werr
+				}
 				w.interrupt()
 				return
 			}
@@ -446,14 +453,18 @@ const spliceChunk = 1 << 20
 // splice relays what the origin sends first with splice(2), as the tunnel
 // would: a download the client never answers goes through here whole, and
 // a 4 KiB read and write each (run's loop) cost it three quarters of its
-// throughput. The idle deadline is renewed between chunks; a chunk that
-// moved anything before it expired was not idle. ReadFrom's errors do not
+// throughput. The idle deadlines (the origin's reads, the client's writes)
+// are renewed between chunks; a chunk that moved anything before one
+// expired was not idle. ReadFrom's errors do not
 // say which side failed: EPIPE is the client's (it was written to after it
 // closed), anything else ends the tunnel as the origin's close.
 func (w *serverWatch) splice(client, upstream *net.TCPConn) {
 	for {
 		if w.idle > 0 {
+			// Either side may stall: an origin that goes quiet, or a
+			// client that neither speaks nor reads.
 			_ = upstream.SetReadDeadline(time.Now().Add(w.idle))
+			_ = client.SetWriteDeadline(time.Now().Add(w.idle))
 		}
 		if w.halt.Load() { // after the deadline: stop's may have been replaced
 			return

@@ -506,3 +506,51 @@ for url in sys.argv[1:]:
 		}
 	}
 }
+
+// A tunnel whose origin speaks first and whose client neither speaks nor
+// reads ends at the idle timeout, on the TLS listener (the relay copies)
+// and on the plain one (it splices): a write stuck on the client is no
+// activity, and the domain-fronting check, still waiting for the client's
+// first bytes, must not wait forever.
+func TestStuckClientIdles(t *testing.T) {
+	t.Parallel()
+	flood := scriptOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	idle := func(c *Config) { c.TunnelIdleTimeout = 500 * time.Millisecond }
+	names := loopbackNames("allowed.example.com")
+	tlsProxy := startTLSProxy(t, tlsOriginsPolicy(flood.port), names, idle)
+	plain := startProxy(t, tlsOriginsPolicy(flood.port), names, idle)
+	for _, tt := range []struct {
+		name string
+		tp   *testProxy
+		dial func() (net.Conn, error)
+	}{
+		{"TLS listener", tlsProxy.testProxy, func() (net.Conn, error) { return tlsProxy.dial(nil) }},
+		{"plain listener", plain, func() (net.Conn, error) { return net.Dial("tcp", plain.addr) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := tt.dial()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+			fmt.Fprintf(c, "CONNECT allowed.example.com:%d HTTP/1.1\r\nHost: allowed.example.com:%d\r\n\r\n", flood.port, flood.port)
+			resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodConnect})
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("CONNECT: %v %v", resp, err)
+			}
+			// The client reads nothing more: buffers fill and the relay's write blocks.
+			waitFor(t, func() bool { return len(tt.tp.logs.records("tunnel closed")) == 1 }, "the stuck tunnel to end")
+			if rec := tt.tp.logs.records("tunnel closed")[0]; rec[keyCloseReason] != relay.ReasonIdleTimeout {
+				t.Errorf("tunnel closed record %v, want close_reason %s", rec, relay.ReasonIdleTimeout)
+			}
+		})
+	}
+}
