@@ -3,7 +3,7 @@ package httphead
 import (
 	"testing"
 
-	"github.com/azegress/azegress/proxy/internal/depstest"
+	"github.com/azegress/azegress/internal/depstest"
 )
 
 // TestDeps keeps httphead a protocol piece: it depends on nothing of the

@@ -3,7 +3,7 @@ package nettest
 import (
 	"testing"
 
-	"github.com/azegress/azegress/proxy/internal/depstest"
+	"github.com/azegress/azegress/internal/depstest"
 )
 
 // TestDeps keeps the kit importable from the tests of every package of the

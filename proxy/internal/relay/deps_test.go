@@ -3,7 +3,7 @@ package relay
 import (
 	"testing"
 
-	"github.com/azegress/azegress/proxy/internal/depstest"
+	"github.com/azegress/azegress/internal/depstest"
 )
 
 // TestDeps keeps relay a protocol piece: it depends on nothing of the

@@ -3,7 +3,7 @@ package tlshellotest
 import (
 	"testing"
 
-	"github.com/azegress/azegress/proxy/internal/depstest"
+	"github.com/azegress/azegress/internal/depstest"
 )
 
 // TestDeps keeps the kit independent of the parser it tests and of the
