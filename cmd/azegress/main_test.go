@@ -113,6 +113,20 @@ func (d *daemon) waitLog(msg string) map[string]any {
 	}
 }
 
+// startOrigin serves "origin" over HTTP on 127.0.0.1 until the test ends,
+// and returns its port.
+func startOrigin(t *testing.T) int {
+	t.Helper()
+	origin := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "origin") })}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go origin.Serve(ln)
+	t.Cleanup(func() { origin.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 func (d *daemon) client() *http.Client {
 	u := &url.URL{Scheme: "http", Host: d.addr}
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(u)}}
@@ -187,14 +201,7 @@ func TestServeDefaultPolicy(t *testing.T) {
 // old policy keeps serving; SIGHUP reloads too; SIGTERM drains and exits 0.
 func TestServeReloadAndSignals(t *testing.T) {
 	t.Parallel()
-	origin := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "origin") })}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go origin.Serve(ln)
-	t.Cleanup(func() { origin.Close() })
-	port := ln.Addr().(*net.TCPAddr).Port
+	port := startOrigin(t)
 
 	dir := t.TempDir()
 	path := filepath.Join(dir, "policy.hcl")

@@ -34,10 +34,21 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 2
 	}
+	logOut := stderr
+	var lf *logFile
+	if f.logFile != "" {
+		var err error
+		if lf, err = openLogFile(f.logFile); err != nil {
+			fmt.Fprintf(stderr, "azegress serve: %v\n", err)
+			return 1
+		}
+		defer lf.Close()
+		logOut = lf
+	}
 	// Records are written in batches; denials and errors at once.
-	lw := proxy.NewLogWriter(stderr, 0)
+	lw := proxy.NewLogWriter(logOut, 0)
 	defer lw.Close()
-	log := slog.New(lw.Handler(slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: f.logLevel})))
+	log := slog.New(lw.Handler(logHandler(f.logFormat, lw, f.logLevel)))
 
 	load := loader(f.policy)
 	pol, diags := load()
@@ -93,7 +104,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		go srv.WatchFile(ctx, f.policy, f.watch, load)
 	}
 
-	if err := waitForStop(ctx, hup, serveErr, srv, load); err != nil {
+	if err := waitForStop(ctx, hup, serveErr, srv, load, reopener(lf, lw, log)); err != nil {
 		log.Error("proxy listener failed", "error", err.Error())
 		return 1
 	}
@@ -123,6 +134,7 @@ type serveFlags struct {
 	maxConns                        int
 	quietAllowed, pprof             bool
 	logLevel                        slog.Level
+	logFormat, logFile              string
 }
 
 // parseServeFlags reads serve's flags into a FlagSet of its own. When ok is
@@ -145,6 +157,8 @@ func parseServeFlags(args []string, stderr io.Writer) (f serveFlags, ok bool) {
 	fs.BoolVar(&f.quietAllowed, "quiet-allowed", false, "do not log allowed tunnels and requests (denials are always logged)")
 	fs.DurationVar(&f.watch, "watch-interval", 2*time.Second, "how often to check the policy file for changes (0: only on SIGHUP)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", logFormatJSON, "json, or asim: each decision in Microsoft Sentinel's ASIM Web Session schema (0.2.6) for the ASimWebSessionLogs table, other records as json")
+	fs.StringVar(&f.logFile, "log-file", "", "append the log to this `file` instead of stderr, and open it again on SIGHUP (after logrotate moved it)")
 	fs.StringVar(&f.transparentTLS, "transparent-tls", "", "also accept TLS connections redirected here (nftables REDIRECT/TPROXY) on this `address`, decided on their SNI (empty: off)")
 	fs.StringVar(&f.transparentHTTP, "transparent-http", "", "also accept plain-HTTP connections redirected here on this `address`, decided on each request's Host (empty: off)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's /debug/pprof/ on the -metrics address, to profile a live proxy (keep that address private)")
@@ -158,6 +172,10 @@ func parseServeFlags(args []string, stderr io.Writer) (f serveFlags, ok bool) {
 	}
 	if err := f.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "azegress serve: -log-level: %v\n", err)
+		return f, false
+	}
+	if f.logFormat != logFormatJSON && f.logFormat != logFormatASIM {
+		fmt.Fprintf(stderr, "azegress serve: -log-format %q: want json (the default) or asim (Microsoft Sentinel's ASIM Web Session schema)\n", f.logFormat)
 		return f, false
 	}
 	if err := f.checkTLS(); err != nil {
@@ -361,13 +379,15 @@ func serveAdmin(ln net.Listener, mux http.Handler, log *slog.Logger) *http.Serve
 	return admin
 }
 
-// waitForStop is serve's signal loop: SIGHUP reloads the policy and the TLS
-// listener's certificate, SIGTERM or SIGINT (ctx done) returns nil, and a
-// proxy listener that stops returns its error.
-func waitForStop(ctx context.Context, hup <-chan os.Signal, serveErr <-chan error, srv *proxy.Server, load proxy.Loader) error {
+// waitForStop is serve's signal loop: SIGHUP reopens the log file and
+// reloads the policy and the TLS listener's certificate, SIGTERM or SIGINT
+// (ctx done) returns nil, and a proxy listener that stops returns its
+// error.
+func waitForStop(ctx context.Context, hup <-chan os.Signal, serveErr <-chan error, srv *proxy.Server, load proxy.Loader, reopenLog func()) error {
 	for {
 		select {
 		case <-hup:
+			reopenLog()
 			srv.Reload(load)
 		case err := <-serveErr:
 			return err
