@@ -15,11 +15,13 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/azegress/azegress/identity/identitytest"
 	"github.com/azegress/azegress/internal/asim"
 	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/proxy"
@@ -56,6 +58,28 @@ client "learners" {
   mode    = "learn"
 }
 `
+
+// goldenIdentityPolicy has an entra block for the test identity provider
+// and one identity block; under an entra block a refusal of a request
+// without credentials is a 407, so it is a proxy of its own.
+func goldenIdentityPolicy(idp *identitytest.IdP) string {
+	return fmt.Sprintf(`entra {
+  tenant_id = %q
+  audiences = [%q]
+  authority = %q
+}
+
+client "mi" {
+  identity {
+    object_ids = [%q]
+  }
+
+  allow "origin" {
+    hosts = ["allowed.example"]
+  }
+}
+`, idp.TenantID, identitytest.ClientID, idp.Authority(), identitytest.ObjectID)
+}
 
 // resolver answers from a fixed table of fully qualified names.
 type resolver map[string]string
@@ -120,8 +144,9 @@ func (l *lines) wait(t *testing.T, from, n int) []map[string]any {
 }
 
 type goldenEnv struct {
-	proxyAddr string
-	origin    string
+	proxyAddr string // the proxy of goldenPolicy
+	idAddr    string // the proxy of goldenIdentityPolicy
+	idp       *identitytest.IdP
 }
 
 // client is an HTTP client through the proxy from the loopback address src.
@@ -135,7 +160,12 @@ func (e *goldenEnv) client(src string) *http.Client {
 // connection and the status line of the answer.
 func (e *goldenEnv) raw(t *testing.T, head string) (net.Conn, string) {
 	t.Helper()
-	c, err := net.Dial("tcp", e.proxyAddr)
+	return rawTo(t, e.proxyAddr, head)
+}
+
+func rawTo(t *testing.T, addr, head string) (net.Conn, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,19 +242,31 @@ var goldenCases = []struct {
 			t.Fatal("a ClientHello for another host went through the tunnel")
 		}
 	}},
+	{"allow CONNECT with a token (identity block)", 1, func(t *testing.T, e *goldenEnv) {
+		auth := identitytest.BasicAuth("azegress", e.idp.Mint(t, identitytest.Token{}))
+		c, status := rawTo(t, e.idAddr, "CONNECT allowed.example:443 HTTP/1.1\r\nProxy-Authorization: "+auth+"\r\n\r\n")
+		if !strings.Contains(status, " 200 ") {
+			t.Fatalf("CONNECT: %s", status)
+		}
+		c.Close()
+	}},
+	{"deny expired token (407)", 1, func(t *testing.T, e *goldenEnv) {
+		expired := e.idp.Mint(t, identitytest.Token{Claims: map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}})
+		auth := identitytest.BasicAuth("azegress", expired)
+		if _, status := rawTo(t, e.idAddr, "CONNECT allowed.example:443 HTTP/1.1\r\nProxy-Authorization: "+auth+"\r\n\r\n"); !strings.Contains(status, " 407 ") {
+			t.Fatalf("CONNECT: %s", status)
+		}
+	}},
 }
 
-// TestGolden runs a real proxy with the Handler, produces each record kind
-// and compares the records with testdata/records.golden (-update rewrites
-// it).
-func TestGolden(t *testing.T) {
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "origin") }))
-	t.Cleanup(origin.Close)
-	pol, diags := policy.Load("golden.hcl", []byte(goldenPolicy))
+// startGoldenProxy serves src with the Handler writing to out, every name
+// of the resolver dialed at origin.
+func startGoldenProxy(t *testing.T, src string, out *lines, origin string) (*proxy.Server, string) {
+	t.Helper()
+	pol, diags := policy.Load("golden.hcl", []byte(src))
 	if diags.HasErrors() {
 		t.Fatal(policy.FormatDiagnostics(diags))
 	}
-	out := &lines{changed: make(chan struct{}, 1)}
 	srv, err := proxy.New(proxy.Config{
 		Policy: pol,
 		Logger: slog.New(asim.NewHandler(out, asim.Options{Dvc: "proxy-1", ProductVersion: "test"})),
@@ -232,7 +274,7 @@ func TestGolden(t *testing.T) {
 			"private.example": "10.0.0.1"},
 		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, network, origin.Listener.Addr().String())
+			return d.DialContext(ctx, network, origin)
 		},
 	})
 	if err != nil {
@@ -252,7 +294,21 @@ func TestGolden(t *testing.T) {
 		}
 		<-done
 	})
-	env := &goldenEnv{proxyAddr: ln.Addr().String(), origin: origin.URL}
+	return srv, ln.Addr().String()
+}
+
+// TestGolden runs a real proxy with the Handler, produces each record kind
+// and compares the records with testdata/records.golden (-update rewrites
+// it).
+func TestGolden(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "origin") }))
+	t.Cleanup(origin.Close)
+	out := &lines{changed: make(chan struct{}, 1)}
+	env := &goldenEnv{idp: identitytest.New(t)}
+	_, env.proxyAddr = startGoldenProxy(t, goldenPolicy, out, origin.Listener.Addr().String())
+	idSrv, idAddr := startGoldenProxy(t, goldenIdentityPolicy(env.idp), out, origin.Listener.Addr().String())
+	env.idAddr = idAddr
+	waitReady(t, idSrv)
 
 	var got bytes.Buffer
 	seen := 0
@@ -286,9 +342,42 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+var rfc3339 = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)`)
+
+// waitReady waits until srv has loaded its entra block's signing keys.
+func waitReady(t *testing.T, srv *proxy.Server) {
+	t.Helper()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for {
+		ok, why := srv.Readiness()
+		if ok {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("the identity proxy is not ready: %s", why)
+		}
+	}
+}
+
 // normalize replaces what changes from run to run: times, the client's
-// port, durations.
+// port, durations, and in AdditionalFields what the test identity
+// provider makes anew each run (its address is in the policy, so the
+// policy's hash too).
 func normalize(r map[string]any) map[string]any {
+	if add, ok := r["AdditionalFields"].(map[string]any); ok {
+		for _, k := range []string{"token_exp", "token_fp", "tid", "policy_sha256"} {
+			if _, ok := add[k]; ok {
+				add[k] = "X"
+			}
+		}
+	}
+	if m, ok := r["EventMessage"].(string); ok {
+		r["EventMessage"] = rfc3339.ReplaceAllString(m, "TIME")
+	}
 	for _, k := range []string{"TimeGenerated", "EventStartTime", "EventEndTime"} {
 		if s, ok := r[k].(string); ok {
 			if _, err := time.Parse(time.RFC3339Nano, s); err == nil {
