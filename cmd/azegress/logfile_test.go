@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/azegress/azegress/internal/asim/asimtest"
 )
 
 // fileLog reads the records serve appends to a -log-file.
@@ -62,24 +64,6 @@ func (l fileLog) wait(what string, match func(map[string]any) bool) map[string]a
 	}
 }
 
-// goldenFields are the top-level fields of internal/asim's golden records:
-// the field set the deploy tests check the data collection rule against.
-func goldenFields(t *testing.T) map[string]bool {
-	t.Helper()
-	b, err := os.ReadFile("../../internal/asim/testdata/records.golden")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fields := map[string]bool{}
-	for _, l := range strings.Split(string(b), "\n") {
-		if k, ok := strings.CutPrefix(l, `  "`); ok && !strings.HasPrefix(k, " ") {
-			k, _, _ = strings.Cut(k, `"`)
-			fields[k] = true
-		}
-	}
-	return fields
-}
-
 // serve -log-format asim -log-file writes Sentinel's records to the file,
 // nothing to stderr, and opens the file again on SIGHUP after logrotate
 // moved it.
@@ -123,7 +107,7 @@ func TestServeASIMLogFile(t *testing.T) {
 	get(fmt.Sprintf("http://localhost:%d/", port), 200)
 	get("http://denied.example/", 403)
 
-	fields := goldenFields(t)
+	fields := asimtest.GoldenFields(t)
 	web := func(r map[string]any) bool { return r["EventSchema"] == "WebSession" }
 	for _, tt := range []struct {
 		name string

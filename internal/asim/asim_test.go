@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"log/slog"
 	"math"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/azegress/azegress/internal/asim"
+	"github.com/azegress/azegress/internal/asim/asimtest"
 	"github.com/azegress/azegress/internal/depstest"
 )
 
@@ -104,7 +104,7 @@ func FuzzHandle(f *testing.F) {
 // the column's type (testdata/ASimWebSessionLogs.json, from the table's
 // reference).
 func TestFieldsAreColumns(t *testing.T) {
-	cols := tableColumns(t)
+	cols := asimtest.TableColumns(t)
 	rt := reflect.TypeOf(asim.Record{})
 	for i := range rt.NumField() {
 		f := rt.Field(i)
@@ -129,24 +129,4 @@ func TestFieldsAreColumns(t *testing.T) {
 			t.Errorf("field %s is written as %s; the column is %s", name, got, want)
 		}
 	}
-}
-
-// tableColumns reads testdata/ASimWebSessionLogs.json: column name to type.
-func tableColumns(t *testing.T) map[string]string {
-	t.Helper()
-	var tbl struct {
-		Columns []struct{ Name, Type string }
-	}
-	b, err := os.ReadFile("testdata/ASimWebSessionLogs.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &tbl); err != nil {
-		t.Fatal(err)
-	}
-	cols := map[string]string{}
-	for _, c := range tbl.Columns {
-		cols[c.Name] = c.Type
-	}
-	return cols
 }
