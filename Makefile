@@ -8,10 +8,10 @@ export GOFLAGS := -buildvcs=false
 # prometheus (the server and promtool) for the dashboard and alerting rules
 # (e2e/monitor_test.go), the Azure CLI and the Azure SDK for Python for the
 # end-to-end test (e2e/azcli_test.go); iproute2, nftables, systemd
-# (systemd-analyze) and python3-yaml for deploy/ and its next-hop test;
+# (systemd-analyze), python3-yaml and logrotate for deploy/ and its next-hop test;
 # the JDK for Java's java.net.http proxy client (e2e/identity_test.go; Debian
 # bookworm's default JDK is 17).
-DEB_PACKAGES := curl prometheus azure-cli python3-azure iproute2 nftables systemd python3-yaml openjdk-17-jdk-headless
+DEB_PACKAGES := curl prometheus azure-cli python3-azure iproute2 nftables systemd python3-yaml logrotate openjdk-17-jdk-headless
 
 .PHONY: all build test deps vet unit fuzz-short bench bench-deps clean
 
