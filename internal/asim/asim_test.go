@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"math"
 	"reflect"
@@ -128,5 +129,50 @@ func TestFieldsAreColumns(t *testing.T) {
 		default:
 			t.Errorf("field %s is written as %s; the column is %s", name, got, want)
 		}
+	}
+}
+
+// Attributes from WithAttrs are mapped like the record's own; a group
+// qualifies the keys after it, in both forms.
+func TestWithAttrsAndGroup(t *testing.T) {
+	var b bytes.Buffer
+	log := slog.New(asim.NewHandler(&b, asim.Options{})).With("client", "10.0.0.5:4000", "listener", "explicit").WithGroup("g")
+	log.Warn("deny", "detail", "x")
+	log.Info("policy reloaded", "rules", 3)
+	lines := bytes.Split(bytes.TrimSuffix(b.Bytes(), []byte("\n")), []byte("\n"))
+	if len(lines) != 2 {
+		t.Fatalf("want 2 records, got %q", b.String())
+	}
+	deny, other := oneObject(t, append(lines[0], '\n')), oneObject(t, append(lines[1], '\n'))
+	add, _ := deny["AdditionalFields"].(map[string]any)
+	if deny["SrcIpAddr"] != "10.0.0.5" || add["listener"] != "explicit" || add["g.detail"] != "x" || deny["EventMessage"] != "deny" {
+		t.Errorf("deny record %v", deny)
+	}
+	if g, _ := other["g"].(map[string]any); other["listener"] != "explicit" || g["rules"] != 3.0 || other["EventSchema"] != nil {
+		t.Errorf("other record %v", other)
+	}
+}
+
+// BenchmarkHandle is the cost of one tunnel's record in the Web Session
+// schema, against the default JSON handler's.
+func BenchmarkHandle(b *testing.B) {
+	attrs := []slog.Attr{slog.String("kind", "connect"), slog.String("client", "10.0.1.4:51234"), slog.String("client_block", "workloads"),
+		slog.String("mode", "enforce"), slog.String("host", "management.azure.com"), slog.Int("port", 443), slog.String("rule", "arm"),
+		slog.String("policy", "/etc/azegress/policy.hcl"), slog.String("policy_sha256", strings.Repeat("ab", 32)), slog.String("label", "Azure Resource Manager"),
+		slog.Int64("bytes_up", 4096), slog.Int64("bytes_down", 65536), slog.Int64("duration_ms", 120), slog.String("close_reason", "eof")}
+	for _, h := range []struct {
+		name string
+		h    slog.Handler
+	}{
+		{"asim", asim.NewHandler(io.Discard, asim.Options{Dvc: "proxy-1"})},
+		{"json", slog.NewJSONHandler(io.Discard, nil)},
+	} {
+		b.Run(h.name, func(b *testing.B) {
+			log := slog.New(h.h)
+			b.ReportAllocs()
+			for b.Loop() {
+				log.LogAttrs(context.Background(), slog.LevelInfo, "tunnel closed", attrs...)
+			}
+		})
 	}
 }
