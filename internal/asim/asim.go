@@ -1,12 +1,9 @@
 package asim
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/netip"
 	"strconv"
@@ -53,50 +50,50 @@ const (
 // schema's order; an empty field is left out. Every field is a column of
 // ASimWebSessionLogs.
 type Record struct {
-	TimeGenerated              string         `json:"TimeGenerated"`
-	EventCount                 int            `json:"EventCount"`
-	EventStartTime             string         `json:"EventStartTime"`
-	EventEndTime               string         `json:"EventEndTime"`
-	EventType                  string         `json:"EventType"`
-	EventResult                string         `json:"EventResult"`
-	EventResultDetails         string         `json:"EventResultDetails,omitempty"`
-	EventOriginalResultDetails string         `json:"EventOriginalResultDetails,omitempty"`
-	EventSeverity              string         `json:"EventSeverity"`
-	EventOriginalSeverity      string         `json:"EventOriginalSeverity"`
-	EventMessage               string         `json:"EventMessage,omitempty"`
-	EventProduct               string         `json:"EventProduct"`
-	EventProductVersion        string         `json:"EventProductVersion,omitempty"`
-	EventVendor                string         `json:"EventVendor"`
-	EventSchema                string         `json:"EventSchema"`
-	EventSchemaVersion         string         `json:"EventSchemaVersion"`
-	Dvc                        string         `json:"Dvc,omitempty"`
-	DvcHostname                string         `json:"DvcHostname,omitempty"`
-	DvcAction                  string         `json:"DvcAction"`
-	DvcOriginalAction          string         `json:"DvcOriginalAction,omitempty"`
-	SrcIpAddr                  string         `json:"SrcIpAddr,omitempty"`
-	SrcPortNumber              int            `json:"SrcPortNumber,omitempty"`
-	SrcUserId                  string         `json:"SrcUserId,omitempty"`
-	SrcUserIdType              string         `json:"SrcUserIdType,omitempty"`
-	SrcUserType                string         `json:"SrcUserType,omitempty"`
-	DstIpAddr                  string         `json:"DstIpAddr,omitempty"`
-	DstPortNumber              int            `json:"DstPortNumber,omitempty"`
-	DstHostname                string         `json:"DstHostname,omitempty"`
-	DstDomain                  string         `json:"DstDomain,omitempty"`
-	DstDomainType              string         `json:"DstDomainType,omitempty"`
-	DstFQDN                    string         `json:"DstFQDN,omitempty"`
-	NetworkApplicationProtocol string         `json:"NetworkApplicationProtocol,omitempty"`
-	NetworkProtocol            string         `json:"NetworkProtocol"`
-	NetworkDirection           string         `json:"NetworkDirection"`
-	NetworkDuration            *int64         `json:"NetworkDuration,omitempty"`
-	SrcBytes                   *int64         `json:"SrcBytes,omitempty"`
-	DstBytes                   *int64         `json:"DstBytes,omitempty"`
-	NetworkBytes               *int64         `json:"NetworkBytes,omitempty"`
-	Url                        string         `json:"Url,omitempty"`
-	HttpRequestMethod          string         `json:"HttpRequestMethod,omitempty"`
-	RuleName                   string         `json:"RuleName,omitempty"`
-	Rule                       string         `json:"Rule,omitempty"`
-	ThreatCategory             string         `json:"ThreatCategory,omitempty"`
-	AdditionalFields           map[string]any `json:"AdditionalFields,omitempty"`
+	TimeGenerated              string `json:"TimeGenerated"`
+	EventCount                 int    `json:"EventCount"`
+	EventStartTime             string `json:"EventStartTime"`
+	EventEndTime               string `json:"EventEndTime"`
+	EventType                  string `json:"EventType"`
+	EventResult                string `json:"EventResult"`
+	EventResultDetails         string `json:"EventResultDetails,omitempty"`
+	EventOriginalResultDetails string `json:"EventOriginalResultDetails,omitempty"`
+	EventSeverity              string `json:"EventSeverity"`
+	EventOriginalSeverity      string `json:"EventOriginalSeverity"`
+	EventMessage               string `json:"EventMessage,omitempty"`
+	EventProduct               string `json:"EventProduct"`
+	EventProductVersion        string `json:"EventProductVersion,omitempty"`
+	EventVendor                string `json:"EventVendor"`
+	EventSchema                string `json:"EventSchema"`
+	EventSchemaVersion         string `json:"EventSchemaVersion"`
+	Dvc                        string `json:"Dvc,omitempty"`
+	DvcHostname                string `json:"DvcHostname,omitempty"`
+	DvcAction                  string `json:"DvcAction"`
+	DvcOriginalAction          string `json:"DvcOriginalAction,omitempty"`
+	SrcIpAddr                  string `json:"SrcIpAddr,omitempty"`
+	SrcPortNumber              int    `json:"SrcPortNumber,omitempty"`
+	SrcUserId                  string `json:"SrcUserId,omitempty"`
+	SrcUserIdType              string `json:"SrcUserIdType,omitempty"`
+	SrcUserType                string `json:"SrcUserType,omitempty"`
+	DstIpAddr                  string `json:"DstIpAddr,omitempty"`
+	DstPortNumber              int    `json:"DstPortNumber,omitempty"`
+	DstHostname                string `json:"DstHostname,omitempty"`
+	DstDomain                  string `json:"DstDomain,omitempty"`
+	DstDomainType              string `json:"DstDomainType,omitempty"`
+	DstFQDN                    string `json:"DstFQDN,omitempty"`
+	NetworkApplicationProtocol string `json:"NetworkApplicationProtocol,omitempty"`
+	NetworkProtocol            string `json:"NetworkProtocol"`
+	NetworkDirection           string `json:"NetworkDirection"`
+	NetworkDuration            *int64 `json:"NetworkDuration,omitempty"`
+	SrcBytes                   *int64 `json:"SrcBytes,omitempty"`
+	DstBytes                   *int64 `json:"DstBytes,omitempty"`
+	NetworkBytes               *int64 `json:"NetworkBytes,omitempty"`
+	Url                        string `json:"Url,omitempty"`
+	HttpRequestMethod          string `json:"HttpRequestMethod,omitempty"`
+	RuleName                   string `json:"RuleName,omitempty"`
+	Rule                       string `json:"Rule,omitempty"`
+	ThreatCategory             string `json:"ThreatCategory,omitempty"`
+	AdditionalFields           Fields `json:"AdditionalFields,omitempty"`
 }
 
 // Options configure a Handler.
@@ -168,13 +165,13 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 	return &c
 }
 
+// prefixed is as with group before each key and each value resolved.
 func prefixed(group string, as []slog.Attr) []slog.Attr {
-	if group == "" {
-		return as
-	}
-	out := make([]slog.Attr, len(as))
-	for i, a := range as {
-		out[i] = slog.Attr{Key: group + a.Key, Value: a.Value}
+	out := make([]slog.Attr, 0, len(as))
+	for _, a := range as {
+		if !a.Equal(slog.Attr{}) {
+			out = append(out, slog.Attr{Key: group + a.Key, Value: a.Value.Resolve()})
+		}
 	}
 	return out
 }
@@ -185,41 +182,65 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	if !IsDecision(r.Message) {
 		return h.other.Handle(ctx, r)
 	}
-	attrs := make(map[string]slog.Value, len(h.attrs)+r.NumAttrs())
-	var order []string
-	add := func(a slog.Attr) {
-		if a.Equal(slog.Attr{}) {
-			return
-		}
-		if _, seen := attrs[a.Key]; !seen {
-			order = append(order, a.Key)
-		}
-		attrs[a.Key] = a.Value.Resolve()
-	}
-	for _, a := range h.attrs {
-		add(a)
-	}
+	var buf [32]slog.Attr // a decision record has fewer: no allocation
+	as := attrs(append(buf[:0], h.attrs...))
 	r.Attrs(func(a slog.Attr) bool {
-		add(slog.Attr{Key: h.group + a.Key, Value: a.Value})
+		if !a.Equal(slog.Attr{}) {
+			as = append(as, slog.Attr{Key: h.group + a.Key, Value: a.Value.Resolve()})
+		}
 		return true
 	})
-	rec := h.record(r, attrs)
-	for _, k := range order {
-		if v, ok := attrs[k]; ok {
-			if rec.AdditionalFields == nil {
-				rec.AdditionalFields = make(map[string]any, len(attrs))
-			}
-			rec.AdditionalFields[k] = jsonValue(v)
+	var rec Record
+	h.fill(&rec, r, as)
+	rec.AdditionalFields = Fields(as.rest())
+	bp := bufPool.Get().(*[]byte)
+	b := append(rec.AppendJSON((*bp)[:0]), '\n')
+	_, err := h.w.Write(b)
+	if cap(b) <= 64<<10 {
+		*bp = b
+		bufPool.Put(bp)
+	}
+	return err
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// attrs are a record's attributes; fill takes those it maps, and rest
+// returns the others, for AdditionalFields.
+type attrs []slog.Attr
+
+// take returns the value of the last attribute named k, and removes every
+// attribute named k.
+func (as attrs) take(k string) (slog.Value, bool) {
+	var v slog.Value
+	found := false
+	for i := range as {
+		if as[i].Key == k {
+			v, found = as[i].Value, true
+			as[i].Key = ""
 		}
 	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(rec); err != nil {
-		return err
+	return v, found
+}
+
+// peek is take without the removing.
+func (as attrs) peek(k string) (slog.Value, bool) {
+	for i := len(as) - 1; i >= 0; i-- {
+		if as[i].Key == k {
+			return as[i].Value, true
+		}
 	}
-	_, err := h.w.Write(b.Bytes())
-	return err
+	return slog.Value{}, false
+}
+
+func (as attrs) rest() []slog.Attr {
+	out := as[:0]
+	for _, a := range as {
+		if a.Key != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // IsDecision reports whether a record with message msg is a decision
@@ -232,28 +253,27 @@ func IsDecision(msg string) bool {
 	return false
 }
 
-// record maps a decision record. It removes from attrs what it maps, and
-// leaves the rest for AdditionalFields.
-func (h *Handler) record(r slog.Record, attrs map[string]slog.Value) *Record {
+// fill maps a decision record into rec. It takes from as what it maps,
+// and leaves the rest for AdditionalFields.
+func (h *Handler) fill(rec *Record, r slog.Record, as attrs) {
 	str := func(k string) string {
-		v, ok := attrs[k]
+		v, ok := as.take(k)
 		if !ok {
 			return ""
 		}
-		delete(attrs, k)
 		return v.String()
 	}
 	num := func(k string) (int64, bool) {
-		v, ok := attrs[k]
+		v, ok := as.peek(k)
 		if !ok {
 			return 0, false
 		}
 		switch v.Kind() {
 		case slog.KindInt64:
-			delete(attrs, k)
+			as.take(k)
 			return v.Int64(), true
 		case slog.KindUint64:
-			delete(attrs, k)
+			as.take(k)
 			return int64(v.Uint64()), true
 		}
 		return 0, false // not a number: left for AdditionalFields
@@ -263,7 +283,7 @@ func (h *Handler) record(r slog.Record, attrs map[string]slog.Value) *Record {
 		end = time.Now()
 	}
 	end = end.UTC()
-	rec := &Record{
+	*rec = Record{
 		TimeGenerated:         end.Format(time.RFC3339Nano),
 		EventCount:            1,
 		EventEndTime:          end.Format(time.RFC3339Nano),
@@ -281,19 +301,19 @@ func (h *Handler) record(r slog.Record, attrs map[string]slog.Value) *Record {
 	}
 	start := end
 	if ms, ok := num(keyDuration); ok {
-		rec.NetworkDuration = &ms
+		rec.NetworkDuration = ptr(ms)
 		start = end.Add(-time.Duration(ms) * time.Millisecond)
 	}
 	rec.EventStartTime = start.Format(time.RFC3339Nano)
 
 	kind := ""
-	if v, ok := attrs[keyKind]; ok {
+	if v, ok := as.peek(keyKind); ok {
 		kind = v.String() // kept in AdditionalFields too: the listener
 	}
 	decision, reason := str(keyDecision), str(keyReason)
 	if decision == "" { // tunnel closed, request: only flows let through get there
 		decision, reason = "allow", "allowed"
-		if _, ok := attrs[keyRule]; !ok {
+		if _, ok := as.peek(keyRule); !ok {
 			decision, reason = "would_deny", "no_rule" // learn mode: no rule allowed it
 		}
 	}
@@ -366,11 +386,11 @@ func (h *Handler) record(r slog.Record, attrs map[string]slog.Value) *Record {
 	up, okUp := num(keyBytesUp)
 	down, okDown := num(keyBytesDn)
 	if okUp && okDown {
-		total := up + down
-		rec.SrcBytes, rec.DstBytes, rec.NetworkBytes = &up, &down, &total
+		rec.SrcBytes, rec.DstBytes, rec.NetworkBytes = ptr(up), ptr(down), ptr(up+down)
 	}
-	return rec
 }
+
+func ptr(n int64) *int64 { return &n }
 
 // threatCategory is ThreatCategory for the refusals that are a client
 // evading the policy rather than a destination the policy lacks: a TLS
@@ -398,33 +418,4 @@ func appProtocol(kind string, port int) string {
 		}
 	}
 	return ""
-}
-
-// jsonValue is v as encoding/json should write it.
-func jsonValue(v slog.Value) any {
-	switch v.Kind() {
-	case slog.KindString:
-		return v.String()
-	case slog.KindInt64:
-		return v.Int64()
-	case slog.KindUint64:
-		return v.Uint64()
-	case slog.KindFloat64:
-		if f := v.Float64(); !math.IsNaN(f) && !math.IsInf(f, 0) {
-			return f
-		}
-	case slog.KindBool:
-		return v.Bool()
-	case slog.KindDuration:
-		return v.Duration().String()
-	case slog.KindTime:
-		return v.Time().UTC().Format(time.RFC3339Nano)
-	case slog.KindGroup:
-		m := map[string]any{}
-		for _, a := range v.Group() {
-			m[a.Key] = jsonValue(a.Value.Resolve())
-		}
-		return m
-	}
-	return v.String()
 }

@@ -121,7 +121,7 @@ func TestFieldsAreColumns(t *testing.T) {
 			got = "string"
 		case k == reflect.Int || k == reflect.Pointer && f.Type.Elem().Kind() == reflect.Int64:
 			got = "int" // or real, or datetime: a number either takes
-		case k == reflect.Map:
+		case k == reflect.Slice:
 			got = "dynamic"
 		}
 		switch {
