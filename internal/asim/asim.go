@@ -182,7 +182,7 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	if !IsDecision(r.Message) {
 		return h.other.Handle(ctx, r)
 	}
-	var buf [32]slog.Attr // a decision record has fewer: no allocation
+	var buf [32]slog.Attr // a decision record has fewer
 	as := attrs(append(buf[:0], h.attrs...))
 	r.Attrs(func(a slog.Attr) bool {
 		if !a.Equal(slog.Attr{}) {
