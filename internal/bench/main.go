@@ -232,6 +232,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	profShown := cfg.ProfileDir
 	if cfg.ProfileDir != "" {
 		if cfg.ProfileDir, err = filepath.Abs(cfg.ProfileDir); err == nil {
 			err = os.MkdirAll(cfg.ProfileDir, 0o755)
@@ -242,7 +243,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	rep := &report{Config: cfg, Machine: machine(), Started: time.Now()}
+	rep := &report{Config: cfg, Machine: machine(), Started: time.Now(), ProfileDir: profShown}
 	if *goBin != "" && !cfg.Issue15 {
 		fmt.Fprintln(stdout, "== Go benchmarks: "+strings.Join(goBenchPkgs, " "))
 		rep.GoBench, rep.GoBenchErr = runGoBench(*goBin, cfg.Quick, stdout)

@@ -29,6 +29,7 @@ type report struct {
 	GoBenchErr string
 	Results    *results
 	Profiles   map[string]pprofTop // by "target under load"
+	ProfileDir string              // -profiles as given
 }
 
 type machineInfo struct {

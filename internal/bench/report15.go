@@ -442,7 +442,7 @@ func (rep *report) renderProfiles(b *strings.Builder) {
 	b.WriteString("\n### CPU profiles under load\n\n")
 	fmt.Fprintf(b, "`serve -pprof`'s `/debug/pprof/profile` for %d s while each load runs (setup and http: %d clients; rtt:\n"+
 		"one client's ping-pong); `go tool pprof -top`, the top 12 by flat time. The profiles are in %s.\n",
-		profileSecs(rep.Config), rep.Config.Workers, "`"+rep.Config.ProfileDir+"`")
+		profileSecs(rep.Config), rep.Config.Workers, "`"+rep.ProfileDir+"/`")
 	for _, key := range sortedKeys(rep.Results.ProfileErr) {
 		fmt.Fprintf(b, "\n- %s: %s\n", key, rep.Results.ProfileErr[key])
 	}
