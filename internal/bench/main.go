@@ -275,10 +275,21 @@ func pprofTops(goBin string, res *results, stderr io.Writer) map[string]pprofTop
 	if goBin == "" {
 		goBin = "go"
 	}
+	top := func(path string, extra ...string) (pprofTop, error) {
+		args := append([]string{"tool", "pprof", "-top", "-nodecount=12"}, extra...)
+		out, err := exec.Command(goBin, append(args, path)...).Output()
+		if err != nil {
+			return pprofTop{}, err
+		}
+		return parsePprofTop(string(out))
+	}
 	for key, path := range res.ProfileRaw {
-		out, err := exec.Command(goBin, "tool", "pprof", "-top", "-nodecount=12", path).Output()
+		flat, err := top(path)
 		if err == nil {
-			tops[key], err = parsePprofTop(string(out))
+			var cum pprofTop
+			cum, err = top(path, "-cum")
+			flat.ByCum = cum.Funcs
+			tops[key] = flat
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "azegress-bench: go tool pprof -top %s: %v\n", path, err)

@@ -95,6 +95,7 @@ func parseStraceC(out string) ([]straceCall, error) {
 type pprofTop struct {
 	Samples string // "Duration: 5s, Total samples = 2.5s (50.00%)"
 	Funcs   []pprofFunc
+	ByCum   []pprofFunc // the same profile's top by cumulative time (-top -cum)
 }
 
 type pprofFunc struct {
@@ -441,16 +442,23 @@ func (rep *report) renderProfiles(b *strings.Builder) {
 	}
 	b.WriteString("\n### CPU profiles under load\n\n")
 	fmt.Fprintf(b, "`serve -pprof`'s `/debug/pprof/profile` for %d s while each load runs (setup and http: %d clients; rtt:\n"+
-		"one client's ping-pong); `go tool pprof -top`, the top 12 by flat time. The profiles are in %s.\n",
+		"one client's ping-pong); `go tool pprof -top`, the top 12 by flat time and by cumulative time (`-cum`), in %% of\n"+
+		"the samples. The profiles are in %s.\n",
 		profileSecs(rep.Config), rep.Config.Workers, "`"+rep.ProfileDir+"/`")
 	for _, key := range sortedKeys(rep.Results.ProfileErr) {
 		fmt.Fprintf(b, "\n- %s: %s\n", key, rep.Results.ProfileErr[key])
 	}
 	for _, key := range sortedKeys(rep.Profiles) {
 		top := rep.Profiles[key]
-		fmt.Fprintf(b, "\n%s (%s):\n\n| flat | cum | function |\n|---|---|---|\n", key, strings.TrimSpace(top.Samples))
-		for _, f := range top.Funcs {
-			fmt.Fprintf(b, "| %.1f%% | %.1f%% | `%s` |\n", f.Flat, f.Cum, f.Name)
+		fmt.Fprintf(b, "\n%s (%s):\n\n| by flat: flat | cum | function | by cum: flat | cum | function |\n|---|---|---|---|---|---|\n", key, strings.TrimSpace(top.Samples))
+		for i := range max(len(top.Funcs), len(top.ByCum)) {
+			cells := func(fs []pprofFunc) []string {
+				if i >= len(fs) {
+					return []string{"", "", ""}
+				}
+				return []string{fmt.Sprintf("%.1f%%", fs[i].Flat), fmt.Sprintf("%.1f%%", fs[i].Cum), "`" + fs[i].Name + "`"}
+			}
+			fmt.Fprintf(b, "| %s |\n", strings.Join(append(cells(top.Funcs), cells(top.ByCum)...), " | "))
 		}
 	}
 }

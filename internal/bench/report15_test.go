@@ -175,7 +175,12 @@ func TestRenderIssue15(t *testing.T) {
 		RTT: map[string][]rttSample{
 			"direct": {{P50: 17e3}, {P50: 19e3}, {P50: 16e3}}, "azegress": {{P50: 50e3}, {P50: 72e3}, {P50: 40e3}},
 		},
-	}}
+		ProfileRaw: map[string]string{"azegress under rtt": "bench-out/azegress-rtt.pprof"},
+	}, ProfileDir: "bench-out", Profiles: map[string]pprofTop{"azegress under rtt": {
+		Samples: "Duration: 5s, Total samples = 1s (20.00%)",
+		Funcs:   []pprofFunc{{"internal/runtime/syscall/linux.Syscall6", 80, 80}, {"runtime.futex", 2, 2}},
+		ByCum:   []pprofFunc{{"runtime.goexit", 0, 95}},
+	}}}
 	var b strings.Builder
 	rep.renderIssue15(&b)
 	for _, w := range []string{
@@ -185,6 +190,9 @@ func TestRenderIssue15(t *testing.T) {
 		"| CPU per GB over one tunnel | — | — | — | — | — | keep ≤ 0.5× Squid | not measured |",
 		"| azegress | 50.0 µs | 45.0 µs – 61.0 µs | 40.0 µs – 72.0 µs |",
 		"| azegress | 3,922 | 25,000 | — | — |",
+		"azegress under rtt (Duration: 5s, Total samples = 1s (20.00%)):",
+		"| 80.0% | 80.0% | `internal/runtime/syscall/linux.Syscall6` | 0.0% | 95.0% | `runtime.goexit` |\n| 2.0% | 2.0% | `runtime.futex` |  |  |  |\n",
+		"The profiles are in `bench-out/`.",
 	} {
 		if !strings.Contains(b.String(), w) {
 			t.Errorf("no %q in\n%s", w, b.String())
