@@ -393,7 +393,9 @@ func (rep *report) renderSys(b *strings.Builder) {
 		"every thread of the proxy's process group from /proc) in one run, syscalls (`strace -c -f` on every process\n"+
 		"of the group) in another: strace slows the process, so no timed figure comes from a traced run. rtt: 64-byte\n"+
 		"ping-pongs on one open tunnel (the active path); setup: tunnel setups by %d clients; http: plain-HTTP requests\n"+
-		"on %d kept-alive connections. Failed calls are mostly EAGAIN: a read that found nothing and parked in the poller.\n",
+		"on %d kept-alive connections. Failed calls are mostly EAGAIN: a read that found nothing and parked in the poller.\n"+
+		"nanosleep, futex and sched_yield are the Go runtime's scheduler spinning and waking threads; strace's slowdown\n"+
+		"inflates them, so compare them between targets of one run only.\n",
 		fmtCount(float64(rep.Config.SysOps)), sysWorkers, sysWorkers)
 	for _, path := range sysPaths {
 		fmt.Fprintf(b, "\n%s:\n\n| target | syscalls | of which failed | context switches | the syscalls, per exchange |\n|---|---|---|---|---|\n", path)
