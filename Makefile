@@ -13,7 +13,7 @@ export GOFLAGS := -buildvcs=false
 # bookworm's default JDK is 17).
 DEB_PACKAGES := curl prometheus azure-cli python3-azure iproute2 nftables systemd python3-yaml logrotate openjdk-17-jdk-headless
 
-.PHONY: all build test deps vet unit fuzz-short bench bench-deps clean
+.PHONY: all build test deps vet unit fuzz-short bench bench-quick bench-deps clean
 
 all: build
 
@@ -49,7 +49,7 @@ fuzz-short:
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 20000x -fuzzminimizetime 100x $$pkg || exit 1; \
 	done
 
-# The benchmark of issues 5 and 13: the Go benchmarks of ./policy/..., ./proxy and
+# The benchmark of issues 5, 13 and 15: the Go benchmarks of ./policy/..., ./proxy and
 # ./identity, then azegress (with and without identity-keyed selection) side by
 # side with a direct connection, Squid and tinyproxy, all
 # started by the harness (cmd/azegress-bench, internal/bench) in a network
@@ -58,11 +58,19 @@ fuzz-short:
 # BENCH_QUICK=1 for a short run, BENCH_ROUNDS=N for N rounds (default 5).
 bench: build bench-deps
 	$(GO) build -o bin/azegress-bench ./cmd/azegress-bench
-	BENCH_QUICK=$(BENCH_QUICK) BENCH_ROUNDS=$(BENCH_ROUNDS) bin/azegress-bench run -azegress bin/azegress -out BENCHMARKS.md
+	BENCH_QUICK=$(BENCH_QUICK) BENCH_ROUNDS=$(BENCH_ROUNDS) bin/azegress-bench run -azegress bin/azegress $(if $(BEFORE),-azegress-before $(BEFORE)) -out BENCHMARKS.md
 
-# The peers the benchmark measures azegress against, and ip(8).
+# Issue 15's rows only, in a few minutes, for A/B runs while optimising:
+# BEFORE=/path/to/an/older/azegress measures it as azegress-before,
+# alternating with bin/azegress in the same sitting. Writes
+# bench-out/BENCHMARKS-quick.md and the CPU profiles beside it.
+bench-quick: build bench-deps
+	$(GO) build -o bin/azegress-bench ./cmd/azegress-bench
+	BENCH_ROUNDS=$(BENCH_ROUNDS) bin/azegress-bench run -issue15 -azegress bin/azegress $(if $(BEFORE),-azegress-before $(BEFORE)) -out bench-out/BENCHMARKS-quick.md
+
+# The peers the benchmark measures azegress against, ip(8) and strace(1).
 bench-deps:
-	@scripts/install-deps.sh squid tinyproxy iproute2
+	@scripts/install-deps.sh squid tinyproxy iproute2 strace
 
 clean:
 	rm -rf bin

@@ -132,22 +132,7 @@ func measureSetup(t *target, workers int, dur time.Duration) setupResult {
 					host = wildHost // the wildcard rule
 				}
 				t0 := time.Now()
-				err := func() error {
-					c, br, err := t.open(host, echoPort, 5*time.Second)
-					if err != nil {
-						return err
-					}
-					defer c.Close()
-					_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-					if _, err := c.Write(b); err != nil {
-						return err
-					}
-					if _, err := br.ReadByte(); err != nil {
-						return fmt.Errorf("echo through the tunnel: %w", err)
-					}
-					return nil
-				}()
-				if err != nil {
+				if err := setupOnce(t, host, b); err != nil {
 					firstErr.CompareAndSwap(nil, err.Error())
 					if errs.Add(1) > 1000 {
 						return
@@ -170,6 +155,24 @@ func measureSetup(t *target, workers int, dur time.Duration) setupResult {
 	r.Rate = float64(len(lats)) / elapsed.Seconds()
 	r.P50, r.P99 = percentile(lats, 50), percentile(lats, 99)
 	return r
+}
+
+// setupOnce is one tunnel setup: connect, CONNECT host and its 200, a
+// one-byte echo through the tunnel, close.
+func setupOnce(t *target, host string, b []byte) error {
+	c, br, err := t.open(host, echoPort, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(b); err != nil {
+		return err
+	}
+	if _, err := br.ReadByte(); err != nil {
+		return fmt.Errorf("echo through the tunnel: %w", err)
+	}
+	return nil
 }
 
 // percentile returns the p-th percentile of d (sorting it).
@@ -269,13 +272,6 @@ type httpResult struct {
 }
 
 func measureHTTP(t *target, workers int, dur time.Duration) httpResult {
-	hp := net.JoinHostPort(originHost, strconv.Itoa(httpPort))
-	req := []byte("GET /bench HTTP/1.1\r\nHost: " + hp + "\r\n\r\n")
-	addr := fmt.Sprintf("127.0.0.1:%d", httpPort)
-	if !t.direct() {
-		req = []byte("GET http://" + hp + "/bench HTTP/1.1\r\nHost: " + hp + "\r\n" + t.auth + "\r\n")
-		addr = t.addr
-	}
 	var n, reopens, errs atomic.Int64
 	var firstErr atomic.Value
 	start := time.Now()
@@ -283,72 +279,22 @@ func measureHTTP(t *target, workers int, dur time.Duration) httpResult {
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			var c net.Conn
-			var br *bufio.Reader
-			defer func() {
-				if c != nil {
-					c.Close()
-				}
-			}()
-			fail := func(err error) bool {
-				firstErr.CompareAndSwap(nil, err.Error())
-				if c != nil {
-					c.Close()
-					c = nil
-				}
-				return errs.Add(1) > 1000
-			}
-			served := 0 // requests answered on c
+			h := newHTTPConn(t)
+			defer h.close()
 			for time.Now().Before(deadline) {
-				if c == nil {
-					served = 0
-					var err error
-					if c, err = net.DialTimeout("tcp", addr, 5*time.Second); err != nil {
-						c = nil
-						if fail(err) {
-							return
-						}
-						continue
-					}
-					br = bufio.NewReader(c)
-				}
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				if _, err := c.Write(req); err != nil {
-					if fail(err) {
-						return
-					}
-					continue
-				}
-				status, h, err := readHead(br)
-				if served > 0 && err != nil && br.Buffered() == 0 && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
-					// The proxy closed a kept-alive connection between
-					// requests without saying so; any client retries that.
-					reopens.Add(1)
-					c.Close()
-					c = nil
-					continue
-				}
-				if err == nil && status != 200 {
-					err = fmt.Errorf("status %d", status)
-				}
-				if err == nil && (h.chunked || h.contentLength < 0) {
-					err = errors.New("response without Content-Length")
-				}
-				if err == nil {
-					_, err = br.Discard(int(h.contentLength))
-				}
+				ok, reopen, err := h.do()
 				if err != nil {
-					if fail(err) {
+					firstErr.CompareAndSwap(nil, err.Error())
+					if errs.Add(1) > 1000 {
 						return
 					}
 					continue
 				}
-				n.Add(1)
-				served++
-				if !h.keepAlive {
+				if reopen {
 					reopens.Add(1)
-					c.Close()
-					c = nil
+				}
+				if ok {
+					n.Add(1)
 				}
 			}
 		})
@@ -360,6 +306,75 @@ func measureHTTP(t *target, workers int, dur time.Duration) httpResult {
 		r.FirstErr = s
 	}
 	return r
+}
+
+// httpConn is a client's kept-alive connection for plain-HTTP requests
+// through t (or to the origin, for direct), reopened when closed.
+type httpConn struct {
+	addr   string
+	req    []byte
+	c      net.Conn
+	br     *bufio.Reader
+	served int // requests answered on c
+}
+
+func newHTTPConn(t *target) *httpConn {
+	hp := net.JoinHostPort(originHost, strconv.Itoa(httpPort))
+	h := &httpConn{addr: fmt.Sprintf("127.0.0.1:%d", httpPort), req: []byte("GET /bench HTTP/1.1\r\nHost: " + hp + "\r\n\r\n")}
+	if !t.direct() {
+		h.addr, h.req = t.addr, []byte("GET http://"+hp+"/bench HTTP/1.1\r\nHost: "+hp+"\r\n"+t.auth+"\r\n")
+	}
+	return h
+}
+
+func (h *httpConn) close() {
+	if h.c != nil {
+		h.c.Close()
+		h.c = nil
+	}
+}
+
+// do sends one request and reads its answer. ok: it was answered; reopen:
+// the connection was closed after it, or between requests without a word
+// (any client retries that; ok is false then).
+func (h *httpConn) do() (ok, reopen bool, err error) {
+	if h.c == nil {
+		h.served = 0
+		if h.c, err = net.DialTimeout("tcp", h.addr, 5*time.Second); err != nil {
+			h.c = nil
+			return false, false, err
+		}
+		h.br = bufio.NewReader(h.c)
+	}
+	_ = h.c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := h.c.Write(h.req); err != nil {
+		h.close()
+		return false, false, err
+	}
+	status, hd, err := readHead(h.br)
+	if h.served > 0 && err != nil && h.br.Buffered() == 0 && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+		h.close()
+		return false, true, nil
+	}
+	if err == nil && status != 200 {
+		err = fmt.Errorf("status %d", status)
+	}
+	if err == nil && (hd.chunked || hd.contentLength < 0) {
+		err = errors.New("response without Content-Length")
+	}
+	if err == nil {
+		_, err = h.br.Discard(int(hd.contentLength))
+	}
+	if err != nil {
+		h.close()
+		return false, false, err
+	}
+	h.served++
+	if !hd.keepAlive {
+		h.close()
+		return true, true, nil
+	}
+	return true, false, nil
 }
 
 // idleLevel is the state of a proxy holding a number of idle tunnels.

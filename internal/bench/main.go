@@ -35,8 +35,10 @@ import (
 const usage = `azegress-bench: measures azegress against a direct connection, Squid and tinyproxy.
 
 Usage:
-  azegress-bench run [-azegress BIN] [-out BENCHMARKS.md] [-rounds N] [-quick] [-targets LIST]
+  azegress-bench run [-azegress BIN] [-azegress-before BIN] [-out BENCHMARKS.md] [-rounds N]
+                     [-quick | -issue15] [-targets LIST] [-profiles DIR] [-learn N]
   azegress-bench origin     (the origins; run by "run")
+  azegress-bench relay      (a bare Go CONNECT relay, the control; run by "run")
   azegress-bench load [-proxy ADDR] [-what setup|bulk|rtt|http] [-dur D]
                             (one measurement against a running proxy, to profile it)
 
@@ -57,6 +59,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return insideMain(args[1:], stdout, stderr)
 	case "origin":
 		return originMain(args[1:], stdout, stderr)
+	case "relay":
+		return relayMain(args[1:], stdout, stderr)
 	case "load":
 		return loadMain(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
@@ -69,7 +73,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 // config is what one run measures, and for how long.
 type config struct {
-	Azegress   string
+	Azegress string
+	// AzegressBefore is a second azegress binary, the target
+	// azegress-before, measured alternately with Azegress in the same
+	// sitting (for an A/B of a change); "" for none.
+	AzegressBefore string
+	// Issue15 is a short run of issue 15's rows only (bench-quick).
+	Issue15    bool
+	ProfileDir string // where the CPU profiles go; "" for none
+	RTTRounds  int    // short alternating rounds of the round trip
+	RTTWindow  time.Duration
+	SysOps     int // exchanges under strace and for the context switches
+	Learn      int // distinct destinations of the learning-mode row (0: none)
 	Rounds     int
 	Quick      bool
 	Targets    []string
@@ -77,7 +92,6 @@ type config struct {
 	Warm       time.Duration
 	SetupDur   time.Duration
 	BulkDur    time.Duration
-	RTTDur     time.Duration
 	HTTPDur    time.Duration
 	ReloadDur  time.Duration
 	IdleLevels []int
@@ -85,7 +99,11 @@ type config struct {
 	Keep       bool // keep the proxies' logs and configurations
 }
 
-var allTargets = []string{"direct", "azegress", "azegress-identity", "squid", "tinyproxy"}
+var allTargets = []string{"direct", "relay", "azegress", "azegress-before", "azegress-identity", "squid", "tinyproxy"}
+
+// issue15Targets are the targets of an -issue15 run (azegress-before only
+// with -azegress-before).
+var issue15Targets = []string{"direct", "relay", "azegress", "azegress-before", "squid"}
 
 // goBenchPkgs are the packages whose Go benchmarks a run includes.
 var goBenchPkgs = []string{"./policy/...", "./proxy", "./identity"}
@@ -97,6 +115,10 @@ func (c *config) flags(fs *flag.FlagSet) {
 	}
 	quick := os.Getenv("BENCH_QUICK") != "" && os.Getenv("BENCH_QUICK") != "0"
 	fs.StringVar(&c.Azegress, "azegress", "bin/azegress", "azegress `binary` to measure")
+	fs.StringVar(&c.AzegressBefore, "azegress-before", "", "a second azegress `binary`, measured as target azegress-before alternately with -azegress in the same sitting (an A/B of a change)")
+	fs.BoolVar(&c.Issue15, "issue15", false, "only issue 15's rows, short (make bench-quick): direct, relay, azegress(-before), squid; no Go benchmarks, no reload, 2,000 idle tunnels")
+	fs.StringVar(&c.ProfileDir, "profiles", "bench-out", "`directory` for azegress's CPU profiles under load (empty: no profiles)")
+	fs.IntVar(&c.Learn, "learn", 10000, "distinct destinations of the learning-mode row (0: skip it)")
 	fs.IntVar(&c.Rounds, "rounds", rounds, "rounds of the throughput and latency measurements (medians are reported; 0: only idle tunnels); default BENCH_ROUNDS or 5")
 	fs.BoolVar(&c.Quick, "quick", quick, "a short run (1 round unless -rounds, short windows, 1,000/2,000 idle tunnels); default BENCH_QUICK")
 	fs.Func("idle", "comma-separated idle-tunnel levels (default 5000,10000; quick 1000,2000)", func(s string) error {
@@ -127,17 +149,33 @@ func (c *config) flags(fs *flag.FlagSet) {
 func (c *config) finish(roundsSet bool) {
 	if c.Targets == nil {
 		c.Targets = allTargets
+		if c.Issue15 {
+			c.Targets = issue15Targets
+		}
+	}
+	if c.AzegressBefore == "" {
+		c.Targets = slices.DeleteFunc(slices.Clone(c.Targets), func(s string) bool { return s == "azegress-before" })
 	}
 	c.Workers, c.Rules = 32, 1000
-	c.Warm, c.SetupDur, c.BulkDur, c.RTTDur, c.HTTPDur, c.ReloadDur = 300*time.Millisecond, 3*time.Second, 2*time.Second, 1500*time.Millisecond, 3*time.Second, 3*time.Second
+	c.Warm, c.SetupDur, c.BulkDur, c.HTTPDur, c.ReloadDur = 300*time.Millisecond, 3*time.Second, 2*time.Second, 3*time.Second, 3*time.Second
+	c.RTTRounds, c.RTTWindow, c.SysOps = 21, 300*time.Millisecond, 2000
 	idle := c.IdleLevels
 	c.IdleLevels = []int{5000, 10000}
+	if c.Issue15 {
+		if !roundsSet && os.Getenv("BENCH_ROUNDS") == "" {
+			c.Rounds = 3
+		}
+		c.Warm, c.SetupDur, c.BulkDur, c.HTTPDur = 200*time.Millisecond, 2*time.Second, time.Second, 2*time.Second
+		c.RTTRounds, c.RTTWindow, c.SysOps = 15, 200*time.Millisecond, 1000
+		c.IdleLevels = []int{2000}
+	}
 	if c.Quick {
 		if !roundsSet && os.Getenv("BENCH_ROUNDS") == "" {
 			c.Rounds = 1
 		}
-		c.Warm, c.SetupDur, c.BulkDur, c.RTTDur, c.HTTPDur, c.ReloadDur = 100*time.Millisecond, time.Second, time.Second, 500*time.Millisecond, time.Second, time.Second
+		c.Warm, c.SetupDur, c.BulkDur, c.HTTPDur, c.ReloadDur = 100*time.Millisecond, time.Second, time.Second, time.Second, time.Second
 		c.IdleLevels = []int{1000, 2000}
+		c.RTTRounds, c.RTTWindow, c.SysOps = 9, 200*time.Millisecond, 500
 	}
 	if idle != nil {
 		c.IdleLevels = idle
@@ -185,9 +223,28 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "azegress-bench: %v (build it first: make build)\n", err)
 		return 1
 	}
+	if cfg.AzegressBefore != "" {
+		if cfg.AzegressBefore, err = filepath.Abs(cfg.AzegressBefore); err == nil {
+			_, err = os.Stat(cfg.AzegressBefore)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "azegress-bench: -azegress-before: %v (build the other version into its own file first, e.g. git worktree + go build -o /tmp/azegress-before ./cmd/azegress)\n", err)
+			return 1
+		}
+	}
+	profShown := cfg.ProfileDir
+	if cfg.ProfileDir != "" {
+		if cfg.ProfileDir, err = filepath.Abs(cfg.ProfileDir); err == nil {
+			err = os.MkdirAll(cfg.ProfileDir, 0o755)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "azegress-bench: -profiles: %v\n", err)
+			return 1
+		}
+	}
 
-	rep := &report{Config: cfg, Machine: machine(), Started: time.Now()}
-	if *goBin != "" {
+	rep := &report{Config: cfg, Machine: machine(), Started: time.Now(), ProfileDir: profShown}
+	if *goBin != "" && !cfg.Issue15 {
 		fmt.Fprintln(stdout, "== Go benchmarks: "+strings.Join(goBenchPkgs, " "))
 		rep.GoBench, rep.GoBenchErr = runGoBench(*goBin, cfg.Quick, stdout)
 	}
@@ -198,6 +255,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	rep.Results = res
+	rep.Profiles = pprofTops(*goBin, res, stderr)
 	rep.Finished = time.Now()
 	rep.Machine.LoadEnd = loadavg()
 	text := rep.render()
@@ -209,6 +267,36 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "\nwrote %s\n", *out)
 	return 0
+}
+
+// pprofTops runs `go tool pprof -top` on each profile the run took.
+func pprofTops(goBin string, res *results, stderr io.Writer) map[string]pprofTop {
+	tops := map[string]pprofTop{}
+	if goBin == "" {
+		goBin = "go"
+	}
+	top := func(path string, extra ...string) (pprofTop, error) {
+		args := append([]string{"tool", "pprof", "-top", "-nodecount=12"}, extra...)
+		out, err := exec.Command(goBin, append(args, path)...).Output()
+		if err != nil {
+			return pprofTop{}, err
+		}
+		return parsePprofTop(string(out))
+	}
+	for key, path := range res.ProfileRaw {
+		flat, err := top(path)
+		if err == nil {
+			var cum pprofTop
+			cum, err = top(path, "-cum")
+			flat.ByCum = cum.Funcs
+			tops[key] = flat
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "azegress-bench: go tool pprof -top %s: %v\n", path, err)
+			res.ProfileErr[key] = fmt.Sprintf("go tool pprof -top %s: %v", path, err)
+		}
+	}
+	return tops
 }
 
 // runGoBench runs the Go benchmarks and returns their output.
@@ -308,6 +396,16 @@ type results struct {
 	Reload  *reloadResult
 	Notes   []string
 	LogInfo string // what azegress logged, as a check that logging was on
+
+	// Issue 15.
+	RTT        map[string][]rttSample          // by target, one per short round
+	RTTErr     map[string]string               //
+	Sys        map[string]map[string]sysResult // by target and path
+	SysErr     map[string]string               // by "target/path"
+	ProfileRaw map[string]string               // profile file by "target under load"
+	ProfileErr map[string]string               //
+	Learn      *learnResult                    //
+	LearnErr   string                          //
 }
 
 type roundResult struct {
@@ -315,8 +413,6 @@ type roundResult struct {
 	Setup    setupResult
 	Bulk1    float64
 	Bulk8    float64
-	RTT50    time.Duration
-	RTT99    time.Duration
 	HTTP     httpResult
 	Problems []string
 
@@ -415,7 +511,11 @@ func measureAll(cfg config, stdout io.Writer) (*results, error) {
 		case "direct":
 			return &target{name: "direct"}, nil
 		case "azegress":
-			return startAzegress(dir, cfg.Azegress, policyPath)
+			return startAzegress(name, dir, cfg.Azegress, policyPath, azegressPort, metricsPort)
+		case "azegress-before":
+			return startAzegress(name, dir, cfg.AzegressBefore, policyPath, beforePort, beforeMetrics)
+		case "relay":
+			return startRelay(dir, self)
 		case "azegress-identity":
 			return startAzegressIdentity(dir, cfg.Azegress, rules, idp)
 		case "squid":
@@ -444,12 +544,15 @@ func measureAll(cfg config, stdout io.Writer) (*results, error) {
 			rr := measureRound(targets[name], cfg, origin)
 			rr.Order = i
 			res.Rounds[name] = append(res.Rounds[name], rr)
-			fmt.Fprintf(stdout, "  %-10s setup %7.0f/s p50 %v p99 %v | bulk %6.0f / %6.0f MB/s | rtt p50 %v p99 %v | http %7.0f/s%s\n",
+			fmt.Fprintf(stdout, "  %-16s setup %7.0f/s p50 %v p99 %v | bulk %6.0f / %6.0f MB/s | http %7.0f/s%s\n",
 				name, rr.Setup.Rate, rr.Setup.P50.Round(time.Microsecond), rr.Setup.P99.Round(time.Microsecond),
-				rr.Bulk1, rr.Bulk8, rr.RTT50.Round(100*time.Nanosecond), rr.RTT99.Round(100*time.Nanosecond), rr.HTTP.Rate, problems(rr.Problems))
+				rr.Bulk1, rr.Bulk8, rr.HTTP.Rate, problems(rr.Problems))
 		}
 	}
-	if t := targets["azegress"]; t != nil && cfg.Rounds > 0 {
+	if cfg.Rounds > 0 {
+		measure15(cfg, targets, res, stdout)
+	}
+	if t := targets["azegress"]; t != nil && cfg.Rounds > 0 && !cfg.Issue15 {
 		fmt.Fprintln(stdout, "== azegress: policy reloads under load")
 		rl, err := measureReload(t, cfg, policyPath)
 		if err != nil {
@@ -463,7 +566,7 @@ func measureAll(cfg config, stdout io.Writer) (*results, error) {
 	// Idle tunnels: each proxy fresh, alone. An idle tunnel with identity
 	// is the same tunnel.
 	for _, name := range cfg.Targets {
-		if name == "direct" || name == "azegress-identity" {
+		if name == "direct" || name == "azegress-identity" || name == "relay" {
 			continue
 		}
 		fmt.Fprintf(stdout, "== %s: idle tunnels %s\n", name, joinInts(cfg.IdleLevels, ", "))
@@ -486,7 +589,91 @@ func measureAll(cfg config, stdout io.Writer) (*results, error) {
 		}
 		fmt.Fprintf(stdout, "  held %d at the end, %d CONNECTs failed%s; fds back to baseline: %v\n", ir.Held, ir.Failed, firstErr(ir.FirstErr), ir.Released)
 	}
+	if cfg.Learn > 0 && slices.Contains(cfg.Targets, "azegress") {
+		fmt.Fprintf(stdout, "== azegress: learning mode, %d distinct destinations\n", cfg.Learn)
+		if res.Learn, err = measureLearn(dir, cfg.Azegress, rules, cfg.Learn, cfg.Workers, origin); err != nil {
+			res.LearnErr = err.Error()
+			fmt.Fprintf(stdout, "  %v\n", err)
+		} else {
+			fmt.Fprintf(stdout, "  %d opened, %d failed; proxy CPU per tunnel %v (allowed name: %v); RSS %.1f -> %.1f MiB\n", res.Learn.Opened, res.Learn.Failed,
+				res.Learn.CPU.Proxy, res.Learn.AllowedCPU.Proxy, float64(res.Learn.BaseRSS)/(1<<20), float64(res.Learn.RSS)/(1<<20))
+		}
+	}
 	return res, nil
+}
+
+// measure15 runs issue 15's measurements on the running targets: round
+// trips in short alternating rounds, then (untimed) syscalls and context
+// switches per exchange, then CPU profiles of azegress under load.
+func measure15(cfg config, targets map[string]*target, res *results, stdout io.Writer) {
+	var rttNames []string
+	for _, name := range cfg.Targets {
+		if name != "azegress-identity" { // identity plays no part in an open tunnel
+			rttNames = append(rttNames, name)
+		}
+	}
+	fmt.Fprintf(stdout, "== round trips: %d rounds of %v, alternating\n", cfg.RTTRounds, cfg.RTTWindow)
+	res.RTT, res.RTTErr = measureRTTRounds(targets, rttNames, cfg.RTTRounds, cfg.RTTWindow, stdout)
+
+	res.Sys, res.SysErr = map[string]map[string]sysResult{}, map[string]string{}
+	sysDir, err := os.MkdirTemp("", "azbench-strace-")
+	if err != nil {
+		res.Notes = append(res.Notes, "strace: "+err.Error())
+		return
+	}
+	defer os.RemoveAll(sysDir)
+	for _, name := range cfg.Targets {
+		t := targets[name]
+		if t.proc == nil || name == "azegress-identity" || name == "tinyproxy" {
+			continue
+		}
+		fmt.Fprintf(stdout, "== %s: syscalls and context switches per exchange (%d each)\n", name, cfg.SysOps)
+		for _, path := range sysPaths {
+			if path == "http" && t.connectOnly {
+				continue
+			}
+			sr, err := measureSys(t, path, cfg.SysOps, sysDir)
+			if err != nil {
+				res.SysErr[name+"/"+path] = err.Error()
+				fmt.Fprintf(stdout, "  %s: %v\n", path, err)
+				continue
+			}
+			if res.Sys[name] == nil {
+				res.Sys[name] = map[string]sysResult{}
+			}
+			res.Sys[name][path] = sr
+			fmt.Fprintf(stdout, "  %-5s %.2f syscalls, %.2f context switches per exchange%s\n", path, sr.TotalOp, sr.CtxPerOp, problems(nonEmpty(sr.StraceErr)))
+		}
+	}
+
+	if cfg.ProfileDir == "" {
+		return
+	}
+	res.ProfileRaw, res.ProfileErr = map[string]string{}, map[string]string{}
+	for _, name := range cfg.Targets {
+		t := targets[name]
+		if t.pprof == "" {
+			continue
+		}
+		loads := profileLoads(t, cfg.Workers)
+		for _, load := range sysPaths {
+			key := name + " under " + load
+			path := filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-%s.pprof", name, load))
+			fmt.Fprintf(stdout, "== CPU profile: %s -> %s\n", key, path)
+			if err := profileUnder(t, profileSecs(cfg), path, loads[load]); err != nil {
+				res.ProfileErr[key] = err.Error()
+				continue
+			}
+			res.ProfileRaw[key] = path
+		}
+	}
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
 }
 
 func problems(p []string) string {
@@ -539,9 +726,9 @@ func measureRound(t *target, cfg config, origin *proc) roundResult {
 		if rr.Bulk8, _, err = measureBulk(t, 8, cfg.Warm, cfg.BulkDur, m); err != nil {
 			rr.Problems = append(rr.Problems, "bulk 8: "+err.Error())
 		}
-		if rr.RTT50, rr.RTT99, err = measureRTT(t, cfg.RTTDur); err != nil {
-			rr.Problems = append(rr.Problems, "rtt: "+err.Error())
-		}
+	}
+	if t.connectOnly {
+		return rr
 	}
 	c0 = m.sample()
 	rr.HTTP = measureHTTP(t, cfg.Workers, cfg.HTTPDur)

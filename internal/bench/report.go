@@ -28,6 +28,8 @@ type report struct {
 	GoBench    string
 	GoBenchErr string
 	Results    *results
+	Profiles   map[string]pprofTop // by "target under load"
+	ProfileDir string              // -profiles as given
 }
 
 type machineInfo struct {
@@ -121,17 +123,20 @@ type metric struct {
 	get    func(roundResult) float64
 	format func(float64) string
 	lower  bool // lower is better (latency)
+	// rtt: the figure is the median of the short round-trip rounds' p50
+	// (or, with p99, p99), not of the main rounds.
+	rtt, p99 bool
 }
 
 var metrics = []metric{
-	{"CONNECT tunnels set up per second (32 clients)", func(r roundResult) float64 { return r.Setup.Rate }, fmtCount, false},
-	{"tunnel setup latency, p50", func(r roundResult) float64 { return float64(r.Setup.P50) }, fmtDur, true},
-	{"tunnel setup latency, p99", func(r roundResult) float64 { return float64(r.Setup.P99) }, fmtDur, true},
-	{"bulk throughput, 1 tunnel (MB/s)", func(r roundResult) float64 { return r.Bulk1 }, fmtCount, false},
-	{"bulk throughput, 8 tunnels (MB/s)", func(r roundResult) float64 { return r.Bulk8 }, fmtCount, false},
-	{"round trip over an open tunnel (64 B), p50", func(r roundResult) float64 { return float64(r.RTT50) }, fmtDur, true},
-	{"round trip over an open tunnel (64 B), p99", func(r roundResult) float64 { return float64(r.RTT99) }, fmtDur, true},
-	{"plain-HTTP requests per second, keep-alive (32 clients)", func(r roundResult) float64 { return r.HTTP.Rate }, fmtCount, false},
+	{"CONNECT tunnels set up per second (32 clients)", func(r roundResult) float64 { return r.Setup.Rate }, fmtCount, false, false, false},
+	{"tunnel setup latency, p50", func(r roundResult) float64 { return float64(r.Setup.P50) }, fmtDur, true, false, false},
+	{"tunnel setup latency, p99", func(r roundResult) float64 { return float64(r.Setup.P99) }, fmtDur, true, false, false},
+	{"bulk throughput, 1 tunnel (MB/s)", func(r roundResult) float64 { return r.Bulk1 }, fmtCount, false, false, false},
+	{"bulk throughput, 8 tunnels (MB/s)", func(r roundResult) float64 { return r.Bulk8 }, fmtCount, false, false, false},
+	{name: "round trip over an open tunnel (64 B), p50 (median of the short rounds')", format: fmtDur, lower: true, rtt: true},
+	{name: "round trip over an open tunnel (64 B), p99 (median of the short rounds')", format: fmtDur, lower: true, rtt: true, p99: true},
+	{"plain-HTTP requests per second, keep-alive (32 clients)", func(r roundResult) float64 { return r.HTTP.Rate }, fmtCount, false, false, false},
 }
 
 // median of the positive values (a failed measurement is 0 and left out).
@@ -148,6 +153,9 @@ func median(v []float64) float64 {
 }
 
 func (rep *report) med(target string, m metric) float64 {
+	if m.rtt {
+		return rep.rttSpread(target, m.p99).Median
+	}
 	var v []float64
 	for _, r := range rep.Results.Rounds[target] {
 		v = append(v, m.get(r))
@@ -198,8 +206,14 @@ func (rep *report) render() string {
 	fmt.Fprintf(&b, "- machine: %s, %d cores, %s, %s\n", m.CPU, m.Cores, m.Kernel, m.Go)
 	fmt.Fprintf(&b, "- peers: Squid %s, %s (Debian packages)\n", orQ(m.Squid), orQ(m.Tinyproxy))
 	fmt.Fprintf(&b, "- load average at start and end: %s / %s\n", m.LoadStart, m.LoadEnd)
-	fmt.Fprintf(&b, "- medians of %d rounds, the order of the targets rotated each round; %d concurrent clients for setup and plain HTTP; windows: setup %v, bulk %v, round trip %v, HTTP %v\n",
-		rep.Config.Rounds, rep.Config.Workers, rep.Config.SetupDur, rep.Config.BulkDur, rep.Config.RTTDur, rep.Config.HTTPDur)
+	fmt.Fprintf(&b, "- medians of %d rounds, the order of the targets rotated each round; %d concurrent clients for setup and plain HTTP; windows: setup %v, bulk %v, HTTP %v; round trip: %d rounds of %v\n",
+		rep.Config.Rounds, rep.Config.Workers, rep.Config.SetupDur, rep.Config.BulkDur, rep.Config.HTTPDur, rep.Config.RTTRounds, rep.Config.RTTWindow)
+	if rep.Config.Issue15 {
+		b.WriteString("\n**A short run of issue 15's rows only (`make bench-quick`, `-issue15`): " + strings.Join(res.Targets, ", ") + ".**\n")
+		rep.renderIssue15(&b)
+		rep.renderNotes(&b)
+		return b.String()
+	}
 
 	b.WriteString("\n## Side by side\n\n")
 	b.WriteString("Each cell is the median, and in parentheses its ratio to direct (for latency a ratio above 1 is slower).\n\n")
@@ -273,13 +287,14 @@ func (rep *report) render() string {
 		}
 	}
 
+	rep.renderIssue15(&b)
 	rep.renderCPU(&b)
 	rep.renderFloors(&b)
 	rep.renderIdentity(&b)
 	rep.renderGoBench(&b)
 
 	b.WriteString("\n## Every round\n\n")
-	b.WriteString("| round | target | setups/s | setup p50 | setup p99 | bulk 1 | bulk 8 | rtt p50 | rtt p99 | HTTP req/s | problems |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| round | target | setups/s | setup p50 | setup p99 | bulk 1 | bulk 8 | HTTP req/s | problems |\n|---|---|---|---|---|---|---|---|---|\n")
 	for r := range rep.Config.Rounds {
 		for _, t := range rotate(res.Targets, r) {
 			rs := res.Rounds[t]
@@ -287,21 +302,26 @@ func (rep *report) render() string {
 				continue
 			}
 			x := rs[r]
-			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r+1, t, fmtCount(x.Setup.Rate),
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", r+1, t, fmtCount(x.Setup.Rate),
 				fmtDur(float64(x.Setup.P50)), fmtDur(float64(x.Setup.P99)), fmtCount(x.Bulk1), fmtCount(x.Bulk8),
-				fmtDur(float64(x.RTT50)), fmtDur(float64(x.RTT99)), fmtCount(x.HTTP.Rate), strings.ReplaceAll(strings.Join(x.Problems, "; "), "|", "/"))
+				fmtCount(x.HTTP.Rate), strings.ReplaceAll(strings.Join(x.Problems, "; "), "|", "/"))
 		}
 	}
+	rep.renderNotes(&b)
+	return b.String()
+}
+
+func (rep *report) renderNotes(b *strings.Builder) {
+	res := rep.Results
 	if len(res.Notes) > 0 || res.LogInfo != "" {
 		b.WriteString("\nNotes:\n\n")
 		for _, n := range res.Notes {
-			fmt.Fprintf(&b, "- %s\n", n)
+			fmt.Fprintf(b, "- %s\n", n)
 		}
 		if res.LogInfo != "" {
-			fmt.Fprintf(&b, "- azegress wrote %s\n", res.LogInfo)
+			fmt.Fprintf(b, "- azegress wrote %s\n", res.LogInfo)
 		}
 	}
-	return b.String()
 }
 
 // renderCPU writes the CPU time each party spent per operation (medians

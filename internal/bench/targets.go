@@ -22,6 +22,10 @@ type target struct {
 	// auth is a Proxy-Authorization field line, CRLF included, that goes
 	// with every CONNECT and plain-HTTP request; "" for none.
 	auth string
+	// connectOnly: the target serves CONNECT and nothing else (the relay).
+	connectOnly bool
+	// pprof is the address of the target's /debug/pprof/; "" for none.
+	pprof string
 }
 
 func (t *target) direct() bool { return t.addr == "" }
@@ -112,6 +116,10 @@ const (
 	identityPort  = 3130 // azegress-identity
 	tinyproxyPort = 8888
 	metricsPort   = 9464
+	beforePort    = 3131 // azegress-before
+	beforeMetrics = 9465
+	learnPort     = 3133 // azegress in learning mode
+	learnMetrics  = 9466
 )
 
 // benchRules is the benchmark policy's rule set: about 1,000 rules, exact
@@ -191,10 +199,13 @@ func hostsFile() string {
 	return fmt.Sprintf("127.0.0.1 localhost\n127.0.0.1 %s\n127.0.0.1 %s\n", originHost, wildHost)
 }
 
-func startAzegress(dir, bin string, policyPath string) (*target, error) {
-	addr := fmt.Sprintf("127.0.0.1:%d", azegressPort)
-	p, err := startProc("azegress", filepath.Join(dir, "azegress.log"), bin, "serve",
-		"-policy", policyPath, "-listen", addr, "-metrics", fmt.Sprintf("127.0.0.1:%d", metricsPort))
+// startAzegress runs bin as target name on port, with its metrics and
+// /debug/pprof/ on metrics. extra are more serve flags.
+func startAzegress(name, dir, bin, policyPath string, port, metrics int, extra ...string) (*target, error) {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	maddr := fmt.Sprintf("127.0.0.1:%d", metrics)
+	argv := append([]string{bin, "serve", "-policy", policyPath, "-listen", addr, "-metrics", maddr, "-pprof"}, extra...)
+	p, err := startProc(name, filepath.Join(dir, name+".log"), argv...)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +213,7 @@ func startAzegress(dir, bin string, policyPath string) (*target, error) {
 		p.stop(5 * time.Second)
 		return nil, err
 	}
-	return &target{name: "azegress", addr: addr, proc: p}, nil
+	return &target{name: name, addr: addr, proc: p, pprof: maddr}, nil
 }
 
 // startAzegressIdentity runs azegress with azegressIdentityPolicy for
@@ -351,9 +362,10 @@ func startTinyproxy(dir string, rules []benchRule) (*target, error) {
 	return &target{name: "tinyproxy", addr: addr, proc: p}, nil
 }
 
-// startOrigin runs the origins in a process of their own.
+// startOrigin runs the origins in a process of their own, on every address
+// of the namespace: 127.0.0.1 and the learning-mode row's learnAddr.
 func startOrigin(dir, self string) (*proc, error) {
-	p, err := startProc("origin", filepath.Join(dir, "origin.log"), self, "origin")
+	p, err := startProc("origin", filepath.Join(dir, "origin.log"), self, "origin", "-ip", "0.0.0.0")
 	if err != nil {
 		return nil, err
 	}
