@@ -54,6 +54,7 @@ const (
 	imgBaseTag   = "localhost/azegress-e2e-distroless:stand-in"
 	imgNSPrefix  = "azegress-img-"
 	imgOrigin    = "origin.test"
+	imgOther     = "other.test" // the origin's name that a reload allows
 	imgOriginIP  = "203.0.113.10"
 	imgBuildTime = 10 * time.Minute // failure bound for the binary and the image build
 )
@@ -245,8 +246,9 @@ func imgServeFlags(t *testing.T, tag string) map[string]bool {
 }
 
 // imgPolicy admits the test's client, on the namespace's loopback, to the
-// origin only.
-const imgPolicy = `# e2e/image_test.go
+// origin only, and to what extra allows.
+func imgPolicy(extra string) string {
+	return `# e2e/image_test.go
 client "test" {
   sources = ["127.0.0.1/32"]
 
@@ -254,7 +256,17 @@ client "test" {
     hosts = ["` + imgOrigin + `"]
     ports = [80, 443]
   }
+` + extra + `}
+`
 }
+
+// imgAllowOther is the rule the reload test adds: the origin under another
+// name.
+const imgAllowOther = `
+  allow "other" {
+    hosts = ["` + imgOther + `"]
+    ports = [80]
+  }
 `
 
 // TestImageRun runs the image with the Deployment's arguments in a network
@@ -298,7 +310,7 @@ func TestImageRun(t *testing.T) {
 	if err := os.Mkdir(policyDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(policyDir, path.Base(vals["policy"])), []byte(imgPolicy), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(policyDir, path.Base(vals["policy"])), []byte(imgPolicy("")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -310,7 +322,7 @@ func TestImageRun(t *testing.T) {
 	run := append([]string{"run", "--detach", "--name", name,
 		"--network", "ns:" + filepath.Join("/run/netns", ns.Name),
 		"--read-only", "--read-only-tmpfs=false",
-		"--add-host", imgOrigin + ":" + imgOriginIP,
+		"--add-host", imgOrigin + ":" + imgOriginIP, "--add-host", imgOther + ":" + imgOriginIP,
 		"--volume", policyDir + ":" + path.Dir(vals["policy"]) + ":ro"}, imgRunArgs(t)...)
 	run = append(append(run, image), args...)
 	if _, err := imgPodman(ctx, run...); err != nil {
@@ -448,6 +460,62 @@ func TestImageRun(t *testing.T) {
 				t.Errorf("/metrics has no line %s", want)
 			}
 		}
+	})
+
+	// Reload as a container gets it: the policy directory's file replaced
+	// by a rename (what editors and a ConfigMap's symlink swap do), seen by
+	// the file watch the Deployment's args leave on; and SIGHUP through
+	// podman kill.
+	t.Run("reload", func(t *testing.T) {
+		status := func(host string) int {
+			t.Helper()
+			resp, err := client.Get("http://" + host + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		replace := func(text string) {
+			t.Helper()
+			tmp := filepath.Join(policyDir, ".policy.tmp")
+			if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, filepath.Join(policyDir, path.Base(vals["policy"]))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// until polls the log until it has n records with msg.
+		until := func(msg string, n int) {
+			t.Helper()
+			deadline := time.Now().Add(nhLimit)
+			for strings.Count(logs(), `"msg":"`+msg+`"`) < n {
+				if time.Now().After(deadline) {
+					t.Fatalf("no %d %q records in the log within %v", n, msg, nhLimit)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		if got := status(imgOther); got != http.StatusForbidden {
+			t.Fatalf("GET http://%s/ before the reload: %d, want 403", imgOther, got)
+		}
+		replace(imgPolicy(imgAllowOther))
+		until("policy reloaded", 1)
+		if got := status(imgOther); got != http.StatusOK {
+			t.Errorf("GET http://%s/ after the reload: %d, want 200", imgOther, got)
+		}
+		replace("client {")
+		until("policy reload rejected; the previous policy keeps serving", 1)
+		if got := status(imgOther); got != http.StatusOK {
+			t.Errorf("GET http://%s/ after a rejected reload: %d, want 200 (the previous policy)", imgOther, got)
+		}
+		replace(imgPolicy(imgAllowOther))
+		until("policy reloaded", 2)
+		if _, err := imgPodman(ctx, "kill", "--signal", "HUP", name); err != nil {
+			t.Fatal(err)
+		}
+		until("policy reloaded", 3)
 	})
 
 	t.Run("SIGTERM drains", func(t *testing.T) {
