@@ -47,7 +47,8 @@ import (
 // systemd; podman's default ulimits (nofile 1048576, nproc 4194304) are above
 // this machine's hard limits, so the run passes the test's own nofile limit
 // and a small nproc; storage is overlay; the network is a namespace the test
-// makes (--network ns:PATH).
+// makes (--network ns:PATH). A run leaves imgTag and imgBaseTag in podman's
+// store, for a look after a failure; the next run replaces them.
 const (
 	imgGateEnv   = "AZEGRESS_IMAGE_TEST"
 	imgTag       = "localhost/azegress:e2e"
@@ -153,6 +154,10 @@ func imgBuild(dir string) error {
 		return fmt.Errorf("the build stage's %s: %v\n%s", run, err, out)
 	}
 
+	// The previous run's images go first, so that a run leaves one of each.
+	if _, err := imgPodman(ctx, "rmi", "--ignore", imgTag, imgBaseTag); err != nil {
+		return err
+	}
 	// The base: a tar with the files of distroless/static the binary uses.
 	baseTar := filepath.Join(dir, "base.tar")
 	if err := imgBaseTar(baseTar); err != nil {
