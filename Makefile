@@ -10,17 +10,19 @@ export GOFLAGS := -buildvcs=false
 # end-to-end test (e2e/azcli_test.go); iproute2, nftables, systemd
 # (systemd-analyze), python3-yaml and logrotate for deploy/ and its next-hop test;
 # the JDK for Java's java.net.http proxy client (e2e/identity_test.go; Debian
-# bookworm's default JDK is 17).
-DEB_PACKAGES := curl prometheus azure-cli python3-azure iproute2 nftables systemd python3-yaml logrotate openjdk-17-jdk-headless
+# bookworm's default JDK is 17); podman and runc to build and run the container
+# image (image-test; crun, podman's default, refuses a cgroup v1 host with a
+# cgroup2 hierarchy beside it, as these machines have).
+DEB_PACKAGES := curl prometheus azure-cli python3-azure iproute2 nftables systemd python3-yaml logrotate openjdk-17-jdk-headless podman runc
 
-.PHONY: all build test deps vet unit fuzz-short bench bench-quick bench-deps clean
+.PHONY: all build test deps vet unit fuzz-short image-test bench bench-quick bench-deps clean
 
 all: build
 
 build:
 	$(GO) build -o bin/azegress ./cmd/azegress
 
-test: deps vet unit fuzz-short
+test: deps vet unit fuzz-short image-test
 
 deps:
 	@scripts/install-deps.sh $(DEB_PACKAGES)
@@ -48,6 +50,12 @@ fuzz-short:
 	  echo "fuzz $$pkg $$t"; \
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 20000x -fuzzminimizetime 100x $$pkg || exit 1; \
 	done
+
+# The container image (issue 16, part 2): builds deploy/container/Dockerfile
+# with podman and runs it (e2e/image_test.go; needs root). Outside this target
+# the image tests skip and TestKubernetesManifests checks the Dockerfile.
+image-test: deps
+	AZEGRESS_IMAGE_TEST=1 $(GO) test -count=1 -timeout 15m -run '^(TestImageRun|TestKubernetesManifests|TestContainerImage)$$' ./e2e
 
 # The benchmark of issues 5, 13 and 15: the Go benchmarks of ./policy/..., ./proxy and
 # ./identity, then azegress (with and without identity-keyed selection) side by

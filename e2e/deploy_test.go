@@ -132,12 +132,18 @@ func depList(v any, path ...any) []any {
 func depServeFlags(t *testing.T) map[string]bool {
 	t.Helper()
 	out, _ := exec.Command(azegressBin, "serve", "-h").CombinedOutput()
+	return depHelpFlags(t, "azegress serve -h", out)
+}
+
+// depHelpFlags returns the flags a -h output lists.
+func depHelpFlags(t *testing.T, what string, out []byte) map[string]bool {
+	t.Helper()
 	flags := map[string]bool{}
 	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z0-9-]+)`).FindAllSubmatch(out, -1) {
 		flags[string(m[1])] = true
 	}
 	if !flags["policy"] {
-		t.Fatalf("azegress serve -h lists no -policy flag:\n%s", out)
+		t.Fatalf("%s lists no -policy flag:\n%s", what, out)
 	}
 	return flags
 }
@@ -146,7 +152,13 @@ func depServeFlags(t *testing.T) map[string]bool {
 // `azegress serve` has, and returns their values.
 func depCheckServeArgs(t *testing.T, where string, args []string) map[string]string {
 	t.Helper()
-	known := depServeFlags(t)
+	return depCheckArgs(t, where, depServeFlags(t), args)
+}
+
+// depCheckArgs checks that args name only flags in known, and returns their
+// values.
+func depCheckArgs(t *testing.T, where string, known map[string]bool, args []string) map[string]string {
+	t.Helper()
 	vals := map[string]string{}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -831,7 +843,12 @@ type depDockerInstr struct{ op, args string }
 
 func depDockerfileInstrs(t *testing.T) []depDockerInstr {
 	t.Helper()
-	src := strings.ReplaceAll(depRead(t, depDockerfile), "\\\n", " ")
+	return depParseDockerfile(depRead(t, depDockerfile))
+}
+
+// depParseDockerfile is depDockerfileInstrs on a Dockerfile's text.
+func depParseDockerfile(src string) []depDockerInstr {
+	src = strings.ReplaceAll(src, "\\\n", " ")
 	var out []depDockerInstr
 	for _, line := range strings.Split(src, "\n") {
 		line = strings.TrimSpace(line)
@@ -923,6 +940,48 @@ func TestContainerImage(t *testing.T) {
 	}
 }
 
+// depImage is what the Deployment must agree with in the image: its
+// entrypoint, command, user, exposed ports and the flags its serve has.
+type depImage struct {
+	what       string // "image TAG" or the Dockerfile
+	entry, cmd []string
+	user       string
+	exposed    []string // port numbers
+	serveFlags map[string]bool
+}
+
+// depImageFacts reads them from the image when make image-test has built it
+// in this run, else from the Dockerfile's final stage and the serve of the
+// binary under test. A leftover image of an earlier run is not used: it may
+// predate the Dockerfile.
+func depImageFacts(t *testing.T) depImage {
+	t.Helper()
+	if os.Getenv(imgGateEnv) != "" {
+		tag := imgImage(t)
+		c := imgInspect(t, tag)
+		img := depImage{what: "image " + tag, entry: c.Entrypoint, cmd: c.Cmd, user: c.User, serveFlags: imgServeFlags(t, tag)}
+		for p := range c.ExposedPorts {
+			port, _, _ := strings.Cut(p, "/")
+			img.exposed = append(img.exposed, port)
+		}
+		return img
+	}
+	img := depImage{what: depDockerfile, user: depDockerUser(t), serveFlags: depServeFlags(t)}
+	for _, in := range depDockerfileInstrs(t) {
+		switch in.op {
+		case "FROM":
+			img.entry, img.cmd, img.exposed = nil, nil, nil
+		case "ENTRYPOINT":
+			_ = json.Unmarshal([]byte(in.args), &img.entry) // TestContainerImage reports a shell form
+		case "CMD":
+			_ = json.Unmarshal([]byte(in.args), &img.cmd)
+		case "EXPOSE":
+			img.exposed = append(img.exposed, strings.Fields(in.args)...)
+		}
+	}
+	return img
+}
+
 func TestKubernetesManifests(t *testing.T) {
 	t.Parallel()
 	kust := depYAML(t, depRead(t, filepath.Join(depKube, "kustomization.yaml")))[0]
@@ -995,13 +1054,29 @@ func TestKubernetesManifests(t *testing.T) {
 	if len(args) == 0 || args[0] != "serve" {
 		t.Fatalf("Deployment: args %v, want serve ...", args)
 	}
-	vals := depCheckServeArgs(t, "Deployment args", args[1:])
+	// The container runs the image's entrypoint (no command of its own) with
+	// args in place of the image's CMD: the same subcommand, flags the image's
+	// serve has, ports the image exposes.
+	img := depImageFacts(t)
+	if cmd := depList(c, "command"); cmd != nil && fmt.Sprint(cmd) != fmt.Sprint(img.entry) {
+		t.Errorf("Deployment: command %v, want none (the %s's ENTRYPOINT %v)", cmd, img.what, img.entry)
+	}
+	if len(img.entry) != 1 || len(img.cmd) == 0 || args[0] != img.cmd[0] {
+		t.Errorf("Deployment: args %v with the %s's ENTRYPOINT %v and CMD %v: want the binary as the entrypoint and args that start as CMD does",
+			args, img.what, img.entry, img.cmd)
+	}
+	vals := depCheckArgs(t, "Deployment args", img.serveFlags, args[1:])
 	ports := map[string]string{} // name -> containerPort
 	for _, p := range depList(c, "ports") {
 		ports[depStr(p, "name")] = fmt.Sprint(depDig(p, "containerPort"))
 	}
 	if ports["proxy"] != depPort(t, "Deployment", vals["listen"]) || ports["metrics"] != depPort(t, "Deployment", vals["metrics"]) {
 		t.Errorf("Deployment: ports %v do not match -listen %s and -metrics %s", ports, vals["listen"], vals["metrics"])
+	}
+	for _, name := range []string{"proxy", "metrics"} {
+		if !slices.Contains(img.exposed, ports[name]) {
+			t.Errorf("Deployment: port %s %s is not one the %s exposes (%v)", name, ports[name], img.what, img.exposed)
+		}
 	}
 	for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
 		if got := depStr(c, probe, "httpGet", "path"); got != path {
@@ -1027,9 +1102,9 @@ func TestKubernetesManifests(t *testing.T) {
 	if drop := depList(sc, "capabilities", "drop"); !slices.Contains(drop, any("ALL")) {
 		t.Errorf("Deployment: capabilities.drop %v, want [ALL]", drop)
 	}
-	dockerUID, _, _ := strings.Cut(depDockerUser(t), ":")
-	if got := fmt.Sprint(depDig(podSC, "runAsUser")); got != dockerUID {
-		t.Errorf("Deployment: runAsUser %s, want the image's USER %s", got, dockerUID)
+	imgUID, _, _ := strings.Cut(img.user, ":")
+	if got := fmt.Sprint(depDig(podSC, "runAsUser")); got != imgUID {
+		t.Errorf("Deployment: runAsUser %s, want the %s's USER %s", got, img.what, imgUID)
 	}
 	for _, r := range []string{"requests/cpu", "requests/memory", "limits/memory"} {
 		a, b, _ := strings.Cut(r, "/")
