@@ -10,17 +10,19 @@ export GOFLAGS := -buildvcs=false
 # end-to-end test (e2e/azcli_test.go); iproute2, nftables, systemd
 # (systemd-analyze) and python3-yaml for deploy/ and its next-hop test;
 # the JDK for Java's java.net.http proxy client (e2e/identity_test.go; Debian
-# bookworm's default JDK is 17).
-DEB_PACKAGES := curl prometheus azure-cli python3-azure iproute2 nftables systemd python3-yaml openjdk-17-jdk-headless
+# bookworm's default JDK is 17); lintian, mmdebstrap and systemd-container
+# (systemd-nspawn) for the Debian package's test (make deb-test).
+DEB_PACKAGES := curl prometheus azure-cli python3-azure iproute2 nftables systemd python3-yaml openjdk-17-jdk-headless \
+	lintian mmdebstrap systemd-container
 
-.PHONY: all build test deps vet unit fuzz-short bench bench-deps clean
+.PHONY: all build test deps vet unit fuzz-short deb deb-root deb-test bench bench-deps clean
 
 all: build
 
 build:
 	$(GO) build -o bin/azegress ./cmd/azegress
 
-test: deps vet unit fuzz-short
+test: deps vet unit fuzz-short deb-test
 
 deps:
 	@scripts/install-deps.sh $(DEB_PACKAGES)
@@ -49,6 +51,23 @@ fuzz-short:
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 20000x -fuzzminimizetime 100x $$pkg || exit 1; \
 	done
 
+# The Debian package (issue 16, part 1): dist/azegress_<version>_<arch>.deb,
+# built with nfpm (scripts/deb.sh; VERSION=v1.2.3 names the release, default
+# the latest v* tag, else v0.0.0-git<commit>).
+deb:
+	@GO=$(GO) scripts/deb.sh
+
+# The bookworm root the package is boot-tested in, kept between runs.
+DEB_ROOT := .cache/deb-root/bookworm
+deb-root:
+	@scripts/deb-root.sh $(DEB_ROOT)
+
+# Builds the package and the root side by side (one compiles, the other
+# downloads), then lintian and the boot test: e2e/deb_test.go.
+deb-test:
+	@$(MAKE) --no-print-directory -j2 deb deb-root
+	$(GO) test -count=1 -timeout 15m -v -run '^TestDebPackage$$' ./e2e -deb "$$(realpath dist/azegress_*.deb)" -deb-root "$(CURDIR)/$(DEB_ROOT)"
+
 # The benchmark of issues 5 and 13: the Go benchmarks of ./policy/..., ./proxy and
 # ./identity, then azegress (with and without identity-keyed selection) side by
 # side with a direct connection, Squid and tinyproxy, all
@@ -65,4 +84,4 @@ bench-deps:
 	@scripts/install-deps.sh squid tinyproxy iproute2
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
