@@ -63,10 +63,11 @@ deb-root:
 	@scripts/deb-root.sh $(DEB_ROOT)
 
 # Builds the package and the root side by side (one compiles, the other
-# downloads), then lintian and the boot test: e2e/deb_test.go.
+# downloads), then lintian and the boot test: e2e/deb_test.go (with -race,
+# as unit compiled it, so that make test does not compile e2e twice).
 deb-test:
 	@$(MAKE) --no-print-directory -j2 deb deb-root
-	$(GO) test -count=1 -timeout 15m -v -run '^TestDebPackage$$' ./e2e -deb "$$(realpath dist/azegress_*.deb)" -deb-root "$(CURDIR)/$(DEB_ROOT)"
+	$(GO) test -race -count=1 -timeout 15m -v -run '^TestDebPackage$$' ./e2e -deb "$$(realpath dist/azegress_*.deb)" -deb-root "$(CURDIR)/$(DEB_ROOT)"
 
 # The benchmark of issues 5 and 13: the Go benchmarks of ./policy/..., ./proxy and
 # ./identity, then azegress (with and without identity-keyed selection) side by
