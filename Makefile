@@ -12,17 +12,20 @@ export GOFLAGS := -buildvcs=false
 # the JDK for Java's java.net.http proxy client (e2e/identity_test.go; Debian
 # bookworm's default JDK is 17); podman and runc to build and run the container
 # image (image-test; crun, podman's default, refuses a cgroup v1 host with a
-# cgroup2 hierarchy beside it, as these machines have).
-DEB_PACKAGES := curl prometheus azure-cli python3-azure iproute2 nftables systemd python3-yaml logrotate openjdk-17-jdk-headless podman runc
+# cgroup2 hierarchy beside it, as these machines have); lintian, mmdebstrap
+# and systemd-container (systemd-nspawn) for the Debian package's test (make
+# deb-test).
+DEB_PACKAGES := curl prometheus azure-cli python3-azure iproute2 nftables systemd python3-yaml logrotate openjdk-17-jdk-headless \
+	podman runc lintian mmdebstrap systemd-container
 
-.PHONY: all build test deps vet unit fuzz-short image-test bench bench-quick bench-deps clean
+.PHONY: all build test deps vet unit fuzz-short image-test deb deb-root deb-test bench bench-quick bench-deps clean
 
 all: build
 
 build:
 	$(GO) build -o bin/azegress ./cmd/azegress
 
-test: deps vet unit fuzz-short image-test
+test: deps vet unit fuzz-short deb-test image-test
 
 deps:
 	@scripts/install-deps.sh $(DEB_PACKAGES)
@@ -54,8 +57,27 @@ fuzz-short:
 # The container image (issue 16, part 2): builds deploy/container/Dockerfile
 # with podman and runs it (e2e/image_test.go; needs root). Outside this target
 # the image tests skip and TestKubernetesManifests checks the Dockerfile.
+# With -race, as unit compiled e2e, so that make test does not compile it again.
 image-test: deps
-	AZEGRESS_IMAGE_TEST=1 $(GO) test -count=1 -timeout 15m -run '^(TestImageRun|TestKubernetesManifests|TestContainerImage)$$' ./e2e
+	AZEGRESS_IMAGE_TEST=1 $(GO) test -race -count=1 -timeout 15m -run '^(TestImageRun|TestKubernetesManifests|TestContainerImage)$$' ./e2e
+
+# The Debian package (issue 16, part 1): dist/azegress_<version>_<arch>.deb,
+# built with nfpm (scripts/deb.sh; VERSION=v1.2.3 names the release, default
+# the latest v* tag, else v0.0.0-git<commit>).
+deb:
+	@GO=$(GO) scripts/deb.sh
+
+# The bookworm root the package is boot-tested in, kept between runs.
+DEB_ROOT := .cache/deb-root/bookworm
+deb-root:
+	@scripts/deb-root.sh $(DEB_ROOT)
+
+# Builds the package and the root side by side (one compiles, the other
+# downloads), then lintian and the boot test: e2e/deb_test.go (with -race,
+# as unit compiled it, so that make test does not compile e2e twice).
+deb-test:
+	@$(MAKE) --no-print-directory -j2 deb deb-root
+	$(GO) test -race -count=1 -timeout 15m -v -run '^TestDebPackage$$' ./e2e -deb "$$(realpath dist/azegress_*.deb)" -deb-root "$(CURDIR)/$(DEB_ROOT)"
 
 # The benchmark of issues 5, 13 and 15: the Go benchmarks of ./policy/..., ./proxy and
 # ./identity, then azegress (with and without identity-keyed selection) side by
@@ -81,4 +103,4 @@ bench-deps:
 	@scripts/install-deps.sh squid tinyproxy iproute2 strace
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
