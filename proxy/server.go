@@ -162,8 +162,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.DialTimeout = 10 * time.Second
 	}
 	if cfg.Dial == nil {
-		d := &net.Dialer{KeepAlive: 30 * time.Second}
-		cfg.Dial = d.DialContext
+		cfg.Dial = upstreamDialer.DialContext
 	}
 	if cfg.ReadHeaderTimeout == 0 {
 		cfg.ReadHeaderTimeout = 10 * time.Second
