@@ -74,10 +74,23 @@ func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.C
 		hello, perr = tlshello.Parse(buf)
 	}
 	if perr == tlshello.ErrIncomplete {
-		w := s.watchServer(client, upstream, &op.st.Down)
+		// A client speaks within a round trip of the 200, a TLS client
+		// always: a short read decides most tunnels without the origin's
+		// watch, its goroutine, deadlines and wake-up. Only a client that
+		// is slower, or waits for the origin to speak first (SMTP), gets
+		// the watch, helloQuickWait later, and the header timeout from
+		// then on.
+		_ = client.SetReadDeadline(time.Now().Add(min(helloQuickWait, s.cfg.ReadHeaderTimeout/4)))
 		var rerr error
 		buf, hello, perr, rerr = readRecords(client, buf, tlshello.Parse)
-		w.stop()
+		w := &serverWatch{} // nothing watched: no origin event to report
+		if perr == tlshello.ErrIncomplete && errors.Is(rerr, os.ErrDeadlineExceeded) {
+			w = s.watchServer(client, upstream, &op.st.Down)
+			buf, hello, perr, rerr = readRecords(client, buf, tlshello.Parse)
+			w.stop()
+		} else {
+			_ = client.SetReadDeadline(time.Time{})
+		}
 		op.toUpstream = buf
 		switch {
 		case s.tunnelCtx.Err() != nil:
@@ -354,6 +367,11 @@ type serverWatch struct {
 	werr   error // writing to the client failed
 }
 
+// helloQuickWait is how long the fronting check waits for the client's
+// first bytes before it also watches the origin (a quarter of the header
+// timeout if that is shorter).
+const helloQuickWait = 50 * time.Millisecond
+
 // watchServer starts watching upstream while the caller reads the first
 // bytes of client, for up to the header timeout; the caller then calls
 // stop.
@@ -364,7 +382,7 @@ func (s *Server) watchServer(client, upstream net.Conn, down *atomic.Int64) *ser
 		w.interrupt()
 		_ = client.SetWriteDeadline(time.Unix(1, 0)) // a relay blocked on the client
 	})
-	go w.run()
+	s.workers.Go(w.run)
 	return w
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/policy/learn"
+	"github.com/azegress/azegress/proxy/internal/gopool"
 )
 
 // Resolver looks up the addresses of a name. *net.Resolver implements it.
@@ -99,6 +100,10 @@ type Server struct {
 	gp  *goproxy.ProxyHttpServer
 	hs  *http.Server
 
+	// workers run each connection, its tunnel's checks and its end on
+	// goroutines whose stacks have grown already (internal/gopool).
+	workers *gopool.Pool
+
 	gen      atomic.Pointer[generation]
 	reloadMu sync.Mutex // one SetPolicy or Reload (load included) at a time
 	blocks   blocks
@@ -162,8 +167,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.DialTimeout = 10 * time.Second
 	}
 	if cfg.Dial == nil {
-		d := &net.Dialer{KeepAlive: 30 * time.Second}
-		cfg.Dial = d.DialContext
+		cfg.Dial = upstreamDialer.DialContext
 	}
 	if cfg.ReadHeaderTimeout == 0 {
 		cfg.ReadHeaderTimeout = 10 * time.Second
@@ -177,7 +181,7 @@ func New(cfg Config) (*Server, error) {
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, errors.New("proxy: Config.TLSCertFile and Config.TLSKeyFile go together")
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer)}
+	s := &Server{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer), workers: gopool.New(time.Second)}
 	if cfg.TLSCertFile != "" {
 		t, err := newTLSListener(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.Registerer)
 		if err != nil {

@@ -63,19 +63,12 @@ func (t *tunnel) prepareSplice(mode parkMode) bool {
 
 // checkReadable finds out, without blocking or consuming anything, whether
 // src has bytes queued, reached EOF, has an error, or has nothing yet.
+//
+// A one-byte peek comes first: most checks find nothing yet, or EOF, and it
+// tells those in one system call; only when bytes are there does SIOCINQ
+// count them. (The other order cost two calls for every wait and end.)
 func (sp *spliceState) checkReadable(fd uintptr) bool {
 	sp.queued, sp.eof, sp.blocked, sp.err = 0, false, false, nil
-	n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-	if err != nil {
-		sp.err = os.NewSyscallError("ioctl", err)
-		return true
-	}
-	if n > 0 {
-		sp.queued = n
-		return true
-	}
-	// Nothing queued: not yet readable, EOF, or an error. A peek tells them
-	// apart without consuming anything.
 	for {
 		m, _, err := unix.Recvfrom(int(fd), sp.peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		switch {
@@ -86,14 +79,23 @@ func (sp *spliceState) checkReadable(fd uintptr) bool {
 			return false
 		case err != nil:
 			sp.err = os.NewSyscallError("recvfrom", err)
+			return true
 		case m == 0:
 			sp.eof = true
+			return true
 		}
-		// m > 0 with queued == 0: data arrived after the ioctl, or an
-		// urgent mark is at the head of the queue (SIOCINQ counts only
-		// up to it). The caller copies one buffer the ordinary way.
+		break
+	}
+	n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	if err != nil {
+		sp.err = os.NewSyscallError("ioctl", err)
 		return true
 	}
+	// n is 0 when an urgent mark is at the head of the queue (SIOCINQ
+	// counts only up to it): the caller then copies one buffer the
+	// ordinary way.
+	sp.queued = n
+	return true
 }
 
 // startParked parks d in the shared epoll set at once if src has nothing to
@@ -329,9 +331,8 @@ func (t *tunnel) moveQueued(d *direction) (stop bool, err error) {
 			werr = nil
 		}
 	} else {
-		// Data arrived after the ioctl, or an urgent mark is at the head
-		// of the queue (SIOCINQ counts only up to it): one buffer the
-		// ordinary way.
+		// An urgent mark is at the head of the queue (SIOCINQ counts
+		// only up to it): one buffer the ordinary way.
 		var nr int
 		nr, rerr = src.Read(sp.small)
 		if nr > 0 {
