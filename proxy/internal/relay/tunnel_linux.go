@@ -314,10 +314,12 @@ func allAcked(c net.Conn) bool {
 //
 // Go's io.Copy between TCP conns takes a pipe from a pool before it waits for
 // data and keeps it while blocked, so an idle direction holds two fds.
-// copySplice instead waits for readability without a pipe, asks the kernel
-// how many bytes are queued (SIOCINQ), and moves exactly that many with
+// copySplice instead waits for readability without a pipe or buffer. A
+// message is read into a pooled buffer as the readiness check and written
+// on (readOnce, moveRead); in a bulk transfer it asks the kernel how many
+// bytes are queued (SIOCINQ) and moves exactly that many with
 // (*net.TCPConn).ReadFrom on an io.LimitedReader, which splices through a
-// pooled pipe and cannot block on the read side.
+// pooled pipe and cannot block on the read side (moveQueued).
 func (t *tunnel) copySplice(d *direction) error {
 	sp := &d.sp
 	for {
