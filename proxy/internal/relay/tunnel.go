@@ -40,7 +40,8 @@ type Stats struct {
 // and the first failure for "error". st may be nil.
 //
 // Start clears any deadlines already set on the conns. When both conns are
-// *net.TCPConn on Linux, bytes move with splice(2) and a direction waiting for
+// *net.TCPConn on Linux, a message moves with one read and one write through a
+// pooled buffer, a bulk transfer with splice(2), and a direction waiting for
 // data holds no pipe, so an idle tunnel costs only its two sockets; other conns
 // are copied through a pooled 32 KiB buffer. When one direction reaches EOF,
 // the other conn's write side is closed with CloseWrite and the other

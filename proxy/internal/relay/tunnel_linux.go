@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -21,16 +22,28 @@ type spliceState struct {
 	added  atomic.Bool     // src was added to the epoll set
 	goWait bool            // wait in Go's poller, with a read deadline, while the tunnel is busy
 
-	check    func(fd uintptr) bool // sets the fields below; false if nothing to read
+	check    func(fd uintptr) bool // readOnce: sets the fields below; false if nothing to read
 	checkCtl func(fd uintptr)      // check, for RawConn.Control
-	queued   int                   // bytes queued on src, if > 0
-	eof      bool                  // src reached EOF
-	blocked  bool                  // nothing to read yet
-	err      error                 // pending socket error on src
+	peekCtl  func(fd uintptr)      // checkReadable, for RawConn.Control
+	queued   int                   // bytes queued on src, if > 0 (bulk)
+	buf      *[relayBufSize]byte   // what readOnce read, got bytes of it; nil while waiting
+	got      int
+	bulk     bool  // the last move filled a buffer: count and splice what follows
+	eof      bool  // src reached EOF
+	blocked  bool  // nothing to read yet
+	err      error // pending socket error on src
 	peek     [1]byte
 	lr       io.LimitedReader
 	small    []byte // for the rare queued == 0 case
 }
+
+// relayBufSize is the most readOnce reads at a time. A direction that moves
+// a whole buffer is in a bulk transfer, and splices what follows.
+const relayBufSize = 16 << 10
+
+// relayBufs are readOnce's buffers. A direction holds one only from a read
+// to the end of its write, so an idle tunnel holds none.
+var relayBufs = sync.Pool{New: func() any { return new([relayBufSize]byte) }}
 
 // prepareSplice reports whether both conns are TCP, so copySplice can be
 // used, and sets up each direction for it. With parkEpoll it also joins the
@@ -52,8 +65,9 @@ func (t *tunnel) prepareSplice(mode parkMode) bool {
 		sp := &t.dirs[i].sp
 		sp.rc = rc
 		sp.lr.R = src
-		sp.check = sp.checkReadable
-		sp.checkCtl = func(fd uintptr) { sp.checkReadable(fd) }
+		sp.check = sp.readOnce
+		sp.checkCtl = func(fd uintptr) { sp.readOnce(fd) }
+		sp.peekCtl = func(fd uintptr) { sp.checkReadable(fd) }
 	}
 	if mode == parkEpoll {
 		t.ep = acquirePoller(t.dirs[:])
@@ -98,6 +112,50 @@ func (sp *spliceState) checkReadable(fd uintptr) bool {
 	return true
 }
 
+// readOnce is a direction's readiness check: it reads what src has queued,
+// up to a buffer, in one system call, which also tells EOF, an error or
+// nothing yet. A message of a few bytes then costs a read and a write, where
+// counting and splicing it cost four calls. In a bulk transfer (sp.bulk) it
+// counts the queued bytes instead (checkReadable), for moveQueued to splice
+// without copying them.
+func (sp *spliceState) readOnce(fd uintptr) bool {
+	if sp.bulk {
+		return sp.checkReadable(fd)
+	}
+	sp.queued, sp.got, sp.eof, sp.blocked, sp.err = 0, 0, false, false, nil
+	if sp.buf == nil {
+		sp.buf = relayBufs.Get().(*[relayBufSize]byte)
+	}
+	for {
+		n, err := unix.Read(int(fd), sp.buf[:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			sp.putBuf()
+			sp.blocked = true
+			return false
+		case err != nil:
+			sp.err = os.NewSyscallError("read", err)
+		case n == 0:
+			sp.eof = true
+		default:
+			sp.got = n
+			return true
+		}
+		sp.putBuf()
+		return true
+	}
+}
+
+// putBuf gives readOnce's buffer back.
+func (sp *spliceState) putBuf() {
+	if sp.buf != nil {
+		relayBufs.Put(sp.buf)
+		sp.buf, sp.got = nil, 0
+	}
+}
+
 // startParked parks d in the shared epoll set at once if src has nothing to
 // read and the tunnel has no quiet period. It reports false if d needs a
 // goroutine instead: there is something to do, a quiet period to wait out in
@@ -108,7 +166,7 @@ func (t *tunnel) startParked(d *direction) bool {
 		// tunnels move bytes at once, and a short one never touches epoll.
 		return false
 	}
-	if err := d.sp.rc.Control(d.sp.checkCtl); err != nil || !d.sp.blocked {
+	if err := d.sp.rc.Control(d.sp.peekCtl); err != nil || !d.sp.blocked {
 		return false
 	}
 	parked, _ := t.park(d) // if not parked, runSplice meets the error again
@@ -256,10 +314,12 @@ func allAcked(c net.Conn) bool {
 //
 // Go's io.Copy between TCP conns takes a pipe from a pool before it waits for
 // data and keeps it while blocked, so an idle direction holds two fds.
-// copySplice instead waits for readability without a pipe, asks the kernel
-// how many bytes are queued (SIOCINQ), and moves exactly that many with
+// copySplice instead waits for readability without a pipe or buffer. A
+// message is read into a pooled buffer as the readiness check and written
+// on (readOnce, moveRead); in a bulk transfer it asks the kernel how many
+// bytes are queued (SIOCINQ) and moves exactly that many with
 // (*net.TCPConn).ReadFrom on an io.LimitedReader, which splices through a
-// pooled pipe and cannot block on the read side.
+// pooled pipe and cannot block on the read side (moveQueued).
 func (t *tunnel) copySplice(d *direction) error {
 	sp := &d.sp
 	for {
@@ -287,7 +347,11 @@ func (t *tunnel) copySplice(d *direction) error {
 		case sp.blocked:
 			return errParked
 		}
-		if stop, err := t.moveQueued(d); stop || err != nil {
+		move := t.moveQueued
+		if sp.got > 0 {
+			move = t.moveRead
+		}
+		if stop, err := move(d); stop || err != nil {
 			return err
 		}
 	}
@@ -344,10 +408,35 @@ func (t *tunnel) moveQueued(d *direction) (stop bool, err error) {
 	d.n.Add(n)
 	t.touch()
 	d.busy.Store(false)
+	sp.bulk = n >= relayBufSize
 	if werr != nil {
 		t.dstFailed(d, werr)
 	}
 	return false, srcReadErr(rerr)
+}
+
+// moveRead writes what readOnce read from d.src to d.dst, or drops it once
+// dst failed; as moveQueued, it records a failure of dst with dstFailed,
+// and reports stop when d may stop dropping (lingerOver).
+func (t *tunnel) moveRead(d *direction) (stop bool, err error) {
+	sp := &d.sp
+	n := sp.got
+	if d.sink {
+		sp.putBuf()
+		return t.lingerOver(d), nil
+	}
+	d.busy.Store(true)
+	t.touch()
+	nw, werr := d.dst.Write(sp.buf[:n])
+	sp.putBuf()
+	d.n.Add(int64(nw))
+	t.touch()
+	d.busy.Store(false)
+	sp.bulk = n == relayBufSize
+	if werr != nil {
+		t.dstFailed(d, werr)
+	}
+	return false, nil
 }
 
 // srcReadErr is err from reading src in moveQueued, less what the next
