@@ -62,13 +62,13 @@ func (s *Server) serveConnectHTTP(w http.ResponseWriter, r *http.Request) {
 	// The tunnel gets a goroutine of its own, so that net/http's connection
 	// goroutine returns and an idle tunnel does not pin its deep stack,
 	// read buffer and request (about 12 KiB).
-	s.workers.Go(func() {
+	go func() {
 		var cl cleanup
 		defer cl.run()
 		cl.add(s.tunnelWG.Done)
 		cl.add(fl.state.releaseTunnel)
 		s.runTunnel(r, client, upstream, fl, early, &cl)
-	})
+	}()
 }
 
 // refuseConnect answers a refused CONNECT on c, which it closes.

@@ -115,7 +115,7 @@ func (s *Server) acceptLoop(ln net.Listener, h *handoff) error {
 		// Counted before the accept loop can return: Shutdown waits for the
 		// loops to end before it waits for tunnels.
 		s.tunnelWG.Add(1)
-		s.workers.Go(func() { s.serveFront(cc, h) })
+		go s.serveFront(cc, h)
 	}
 }
 

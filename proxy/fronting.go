@@ -382,7 +382,7 @@ func (s *Server) watchServer(client, upstream net.Conn, down *atomic.Int64) *ser
 		w.interrupt()
 		_ = client.SetWriteDeadline(time.Unix(1, 0)) // a relay blocked on the client
 	})
-	s.workers.Go(w.run)
+	go w.run()
 	return w
 }
 

@@ -18,7 +18,6 @@ import (
 
 	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/policy/learn"
-	"github.com/azegress/azegress/proxy/internal/gopool"
 )
 
 // Resolver looks up the addresses of a name. *net.Resolver implements it.
@@ -100,10 +99,6 @@ type Server struct {
 	gp  *goproxy.ProxyHttpServer
 	hs  *http.Server
 
-	// workers run each connection, its tunnel's checks and its end on
-	// goroutines whose stacks have grown already (internal/gopool).
-	workers *gopool.Pool
-
 	gen      atomic.Pointer[generation]
 	reloadMu sync.Mutex // one SetPolicy or Reload (load included) at a time
 	blocks   blocks
@@ -181,7 +176,7 @@ func New(cfg Config) (*Server, error) {
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, errors.New("proxy: Config.TLSCertFile and Config.TLSKeyFile go together")
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer), workers: gopool.New(time.Second)}
+	s := &Server{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer)}
 	if cfg.TLSCertFile != "" {
 		t, err := newTLSListener(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.Registerer)
 		if err != nil {

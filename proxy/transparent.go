@@ -209,13 +209,13 @@ func (s *Server) ServeTransparentTLS(ln net.Listener) error {
 		// Add before the accept loop can return: Shutdown waits for the
 		// loops to end before it waits for tunnels.
 		s.tunnelWG.Add(1)
-		s.workers.Go(func() {
+		go func() {
 			var cl cleanup
 			defer cl.run()
 			cl.add(s.tunnelWG.Done)
 			cl.add(s.releaseConn)
 			s.serveTransparentTLS(c, &cl)
-		})
+		}()
 	}
 }
 

@@ -10,5 +10,5 @@ import (
 // module, the proxy and the policy included.
 func TestDeps(t *testing.T) {
 	t.Parallel()
-	depstest.Only(t, "proxy/internal/gopool")
+	depstest.Leaf(t)
 }

@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/azegress/azegress/proxy/internal/gopool"
 )
 
 // Reasons a tunnel ended, as Start reports them to done; the proxy logs
@@ -168,10 +166,6 @@ func (t *tunnel) run(ctx context.Context, mode parkMode) {
 		}
 	}
 }
-
-// workers run the directions: a direction's copy, its wait and the tunnel's
-// end (with the proxy's log record) grow a new goroutine's stack every time.
-var workers = gopool.New(time.Second)
 
 // tunnel is the state of one Start call.
 type tunnel struct {
