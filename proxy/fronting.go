@@ -74,23 +74,10 @@ func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.C
 		hello, perr = tlshello.Parse(buf)
 	}
 	if perr == tlshello.ErrIncomplete {
-		// A client speaks within a round trip of the 200, a TLS client
-		// always: a short read decides most tunnels without the origin's
-		// watch, its goroutine, deadlines and wake-up. Only a client that
-		// is slower, or waits for the origin to speak first (SMTP), gets
-		// the watch, helloQuickWait later, and the header timeout from
-		// then on.
-		_ = client.SetReadDeadline(time.Now().Add(min(helloQuickWait, s.cfg.ReadHeaderTimeout/4)))
+		w := s.watchServer(client, upstream, &op.st.Down)
 		var rerr error
 		buf, hello, perr, rerr = readRecords(client, buf, tlshello.Parse)
-		w := &serverWatch{} // nothing watched: no origin event to report
-		if perr == tlshello.ErrIncomplete && errors.Is(rerr, os.ErrDeadlineExceeded) {
-			w = s.watchServer(client, upstream, &op.st.Down)
-			buf, hello, perr, rerr = readRecords(client, buf, tlshello.Parse)
-			w.stop()
-		} else {
-			_ = client.SetReadDeadline(time.Time{})
-		}
+		w.stop()
 		op.toUpstream = buf
 		switch {
 		case s.tunnelCtx.Err() != nil:
@@ -366,11 +353,6 @@ type serverWatch struct {
 	idled  bool  // the origin spoke, then was quiet for idle
 	werr   error // writing to the client failed
 }
-
-// helloQuickWait is how long the fronting check waits for the client's
-// first bytes before it also watches the origin (a quarter of the header
-// timeout if that is shorter).
-const helloQuickWait = 50 * time.Millisecond
 
 // watchServer starts watching upstream while the caller reads the first
 // bytes of client, for up to the header timeout; the caller then calls
