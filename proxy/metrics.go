@@ -3,6 +3,8 @@ package proxy
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/azegress/azegress/proxy/internal/relay"
 )
 
 // metrics holds every collector the proxy exports. Labels never carry a
@@ -106,6 +108,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	// rejected reload would otherwise be invisible to rate and increase.
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
+	// Likewise every way a tunnel ends: the first idle timeout or error
+	// must show in increase() on the dashboard.
+	for _, r := range []string{relay.ReasonEOF, relay.ReasonIdleTimeout, relay.ReasonCanceled, relay.ReasonError} {
+		m.tunnelsTotal.WithLabelValues(r)
+	}
 	return m
 }
 
@@ -120,7 +127,7 @@ type tlsMetrics struct {
 
 func newTLSMetrics(reg prometheus.Registerer) *tlsMetrics {
 	f := promauto.With(reg)
-	return &tlsMetrics{
+	m := &tlsMetrics{
 		certReloads: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "tls_cert_reloads_total",
 			Help: "Reloads of the TLS listener's certificate and key by result (success, failure).",
@@ -134,4 +141,11 @@ func newTLSMetrics(reg prometheus.Registerer) *tlsMetrics {
 			Help: "Failed TLS handshakes on the TLS listener by reason (closed, timeout, not_tls, client_alert, protocol).",
 		}, []string{"reason"}),
 	}
+	// Exported at 0 from the start, as the proxy's reload results are.
+	m.certReloads.WithLabelValues("success")
+	m.certReloads.WithLabelValues("failure")
+	for _, r := range []string{tlsClosed, tlsTimeout, tlsNotTLS, tlsClientAlert, tlsProtocol} {
+		m.handshakeFailures.WithLabelValues(r)
+	}
+	return m
 }

@@ -285,6 +285,7 @@ azegress_tls_handshake_failures_total{reason="client_alert"} 1
 azegress_tls_handshake_failures_total{reason="closed"} 1
 azegress_tls_handshake_failures_total{reason="not_tls"} 1
 azegress_tls_handshake_failures_total{reason="protocol"} 2
+azegress_tls_handshake_failures_total{reason="timeout"} 0
 `
 	if err := testutil.GatherAndCompare(tp.reg, strings.NewReader(want), "azegress_tls_handshake_failures_total"); err != nil {
 		t.Error(err)
