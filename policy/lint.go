@@ -111,19 +111,66 @@ func (l *linter) client(c *Client) {
 				c.Name, what)
 		}
 	}
+	denies, allows := indexPatterns(c.Denies), indexPatterns(c.Rules)
 	for _, r := range c.Denies {
 		l.expiry(c, r)
-		l.redundant(c, r, c.Denies)
+		l.redundant(c, r, c.Denies, denies)
 		l.local(c, r)
 	}
 	for _, r := range c.Rules {
 		l.expiry(c, r)
 		l.multiTenant(c, r)
-		l.redundant(c, r, c.Rules)
-		l.refused(c, r)
+		l.redundant(c, r, c.Rules, allows)
+		l.refused(c, r, denies)
 		l.plainHTTPToken(c, r)
 		l.local(c, r)
 	}
+}
+
+// patternIndex maps each host pattern of a list of rules to the positions,
+// ascending, of the rules that list it. The rules that may cover a host are
+// then found from the few patterns that can (coverCandidates) rather than by
+// comparing every pair of rules, which made a 20,000-rule policy's lint take
+// seconds.
+type patternIndex map[string][]int
+
+func indexPatterns(rules []*Rule) patternIndex {
+	idx := patternIndex{}
+	for i, r := range rules {
+		for _, h := range r.Hosts {
+			if at := idx[h]; len(at) == 0 || at[len(at)-1] != i {
+				idx[h] = append(at, i)
+			}
+		}
+	}
+	return idx
+}
+
+// covering returns, ascending, the positions of the rules with a pattern
+// that covers host pattern p (patternCovers), appended to buf[:0].
+func (idx patternIndex) covering(p string, buf []int) []int {
+	buf = buf[:0]
+	for _, q := range coverCandidates(p) {
+		buf = append(buf, idx[q]...)
+	}
+	slices.Sort(buf)
+	return slices.Compact(buf)
+}
+
+// coverCandidates returns every pattern q for which patternCovers(q, p):
+// p itself and a wildcard over each of its proper suffixes.
+func coverCandidates(p string) []string {
+	out := []string{p}
+	name := strings.TrimPrefix(p, "*.")
+	for i := strings.IndexByte(name, '.'); i >= 0; {
+		out = append(out, "*"+name[i:])
+		j := strings.IndexByte(name[i+1:], '.')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return out
 }
 
 // unusedEntra warns about an entra block without identity blocks: no
@@ -155,11 +202,14 @@ func (l *linter) multiTenant(c *Client, r *Rule) {
 // block's allow rules, or its deny rules) already matches on every port of
 // r, for at least as long, and with every address r lists: removing them
 // changes no decision, only which rule name is reported.
-func (l *linter) redundant(c *Client, r *Rule, peers []*Rule) {
+func (l *linter) redundant(c *Client, r *Rule, peers []*Rule, idx patternIndex) {
 	byRule := map[*Rule][]int{}
 	var order []*Rule
+	var at []int
 	for i, h := range r.Hosts {
-		for _, s := range peers {
+		at = idx.covering(h, at)
+		for _, k := range at {
+			s := peers[k]
 			if s == r || !portsCover(s.Ports, r.Ports) || !outlives(s, r) || !addrsCover(s.Addresses, r.Addresses) {
 				continue
 			}
@@ -195,11 +245,14 @@ func (l *linter) redundant(c *Client, r *Rule, peers []*Rule) {
 
 // refused warns about allow hosts that a deny rule of the block refuses on
 // every port of the allow rule, for as long as the allow rule lives.
-func (l *linter) refused(c *Client, r *Rule) {
+func (l *linter) refused(c *Client, r *Rule, denies patternIndex) {
 	byRule := map[*Rule][]int{}
 	var order []*Rule
+	var at []int
 	for i, h := range r.Hosts {
-		for _, d := range c.Denies {
+		at = denies.covering(h, at)
+		for _, k := range at {
+			d := c.Denies[k]
 			if !portsCover(d.Ports, r.Ports) || !outlives(d, r) || coveringPattern(d.Hosts, h) == "" {
 				continue
 			}

@@ -134,3 +134,45 @@ func TestLintFindings(t *testing.T) {
 		t.Errorf("no %s finding in testdata/lint/multi-tenant.hcl", LintMultiTenantWildcard)
 	}
 }
+
+// TestCoverCandidates: the patterns coverCandidates lists for p are exactly
+// those patternCovers says cover p, over every pattern of up to three labels
+// from a small alphabet, plain and wildcard (the lint's index relies on it).
+func TestCoverCandidates(t *testing.T) {
+	var all []string
+	var grow func(name string, depth int)
+	grow = func(name string, depth int) {
+		if name != "" {
+			all = append(all, name, "*."+name)
+		}
+		if depth == 0 {
+			return
+		}
+		for _, l := range []string{"a", "b", "ab"} {
+			if name == "" {
+				grow(l, depth-1)
+			} else {
+				grow(l+"."+name, depth-1)
+			}
+		}
+	}
+	grow("", 3)
+	for _, p := range all {
+		cands := coverCandidates(p)
+		for _, q := range all {
+			if got, want := slices.Contains(cands, q), patternCovers(q, p); got != want {
+				t.Fatalf("coverCandidates(%q) = %q: contains %q is %v, patternCovers says %v", p, cands, q, got, want)
+			}
+		}
+	}
+}
+
+// BenchmarkLint20kRules lints a 20,000-rule block in which every rule has
+// peers to compare with (exact names and wildcards over them).
+func BenchmarkLint20kRules(b *testing.B) {
+	p := loadForTest(b, benchPolicy(20_000))
+	now := time.Now()
+	for b.Loop() {
+		Lint(p, now)
+	}
+}
