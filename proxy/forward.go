@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/textproto"
+	"strings"
 	"syscall"
 	"time"
 
@@ -70,6 +72,7 @@ func (s *Server) handleHTTP(r *http.Request, pctx *goproxy.ProxyCtx) (*http.Requ
 		return r, s.denyResponse(r, fl, d)
 	}
 	s.allowed(r, fl)
+	removeHopByHop(r.Header)
 	pctx.RoundTripper = goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
 		return s.forward(req, fl), nil
 	})
@@ -118,6 +121,8 @@ func (s *Server) forward(r *http.Request, fl *flow) *http.Response {
 		return s.denyResponse(r, fl, d)
 	}
 	resp.Header.Del("X-Azegress-Reason") // an origin must not forge the proxy's verdict
+	removeHopByHop(resp.Header)
+	resp.Header.Del("Proxy-Authenticate") // the origin's, not this proxy's challenge
 	resp.Body = &countingBody{ReadCloser: resp.Body, c: s.m.bytesDown}
 	if !s.cfg.QuietAllowed {
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, msgRequest, append(fl.attrs(),
@@ -125,6 +130,27 @@ func (s *Server) forward(r *http.Request, fl *flow) *http.Response {
 			slog.Int64(keyDurationMS, time.Since(fl.start).Milliseconds()))...)
 	}
 	return resp
+}
+
+// hopByHop are the header fields that describe one connection rather than
+// the message (RFC 9110 §7.6.1): a proxy must not forward them.
+var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "TE", "Transfer-Encoding", "Upgrade"}
+
+// removeHopByHop removes from h the fields named in its Connection header,
+// then the hop-by-hop fields themselves, as Squid does: a client's
+// "Connection: close, X-Secret" must not carry X-Secret to the origin, nor an
+// origin's Keep-Alive reach the client over a connection the proxy manages.
+func removeHopByHop(h http.Header) {
+	for _, v := range h.Values("Connection") {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopByHop {
+		h.Del(name)
+	}
 }
 
 type flowKey struct{}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -178,7 +179,8 @@ func TestHTTPBytesCounted(t *testing.T) {
 
 // An origin that switches protocols on a plain-HTTP request (WebSocket) is
 // refused: goproxy answered 101, then left the client connection open and
-// counted against -max-conns forever.
+// counted against -max-conns forever. (The client's Upgrade is hop-by-hop and
+// never reaches the origin; one that answers 101 anyway gets the client a 502.)
 func TestHTTPUpgradeRefused(t *testing.T) {
 	t.Parallel()
 	ln := listenLocal(t)
@@ -193,15 +195,72 @@ func TestHTTPUpgradeRefused(t *testing.T) {
 	port := portOf(t, ln.Addr())
 	tp := startProxy(t, httpPolicy(port), loopbackNames("allowed.example.com"))
 	a := fmt.Sprintf("allowed.example.com:%d", port)
-	resp, c, _ := tp.raw("", "GET http://"+a+"/ HTTP/1.1\r\nHost: "+a+"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-Azegress-Reason") != ReasonDialFailed || !resp.Close {
-		t.Fatalf("status %d reason %q close %v, want 502 dial_failed and close: %s", resp.StatusCode, resp.Header.Get("X-Azegress-Reason"), resp.Close, b)
+	// A GET goes through the origin pool; a request with a body through the
+	// per-block transport, which goproxy's 101 handling sat behind.
+	for _, req := range []string{
+		"GET http://" + a + "/ HTTP/1.1\r\nHost: " + a + "\r\n",
+		"POST http://" + a + "/ HTTP/1.1\r\nHost: " + a + "\r\nContent-Length: 2\r\n",
+	} {
+		body := ""
+		if strings.HasPrefix(req, "POST") {
+			body = "hi"
+		}
+		resp, c, _ := tp.raw("", req+"Upgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"+body)
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-Azegress-Reason") != ReasonDialFailed {
+			t.Fatalf("%s: status %d reason %q, want 502 dial_failed: %s", req[:4], resp.StatusCode, resp.Header.Get("X-Azegress-Reason"), b)
+		}
+		c.Close()
+		waitFor(t, func() bool { return tp.conns.Load() == 0 }, "the client connection's slot back")
 	}
-	c.Close()
-	waitFor(t, func() bool { return tp.conns.Load() == 0 }, "the client connection's slot back")
 	if d, _ := tp.lastDeny()["detail"].(string); !strings.Contains(d, "switched protocols") {
 		t.Errorf("detail %q", d)
+	}
+}
+
+// Hop-by-hop header fields (RFC 9110 §7.6.1), and the fields a Connection
+// header names, stay on their hop, both ways: the origin sees none of the
+// client's, the client none of the origin's. End-to-end fields pass.
+func TestHTTPHopByHopHeaders(t *testing.T) {
+	t.Parallel()
+	got := make(chan http.Header, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Clone()
+		w.Header().Set("Connection", "X-Resp-Hop")
+		w.Header().Set("X-Resp-Hop", "origin-connection-detail")
+		w.Header().Set("Keep-Alive", "timeout=99")
+		w.Header().Set("Proxy-Authenticate", `Basic realm="origin"`)
+		w.Header().Set("X-Resp-E2E", "kept")
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	port := portOf(t, srv.Listener.Addr())
+	tp := startProxy(t, httpPolicy(port), loopbackNames("allowed.example.com"))
+	a := fmt.Sprintf("allowed.example.com:%d", port)
+	resp, c, _ := tp.raw("", "GET http://"+a+"/ HTTP/1.1\r\nHost: "+a+"\r\n"+
+		"Connection: keep-alive, X-Hop\r\nX-Hop: client-connection-detail\r\nKeep-Alive: timeout=5\r\n"+
+		"TE: trailers\r\nUpgrade: h2c\r\nProxy-Connection: keep-alive\r\nX-E2E: kept\r\n\r\n")
+	defer c.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 100))
+	if resp.StatusCode != 200 || string(b) != "ok" {
+		t.Fatalf("status %d body %q", resp.StatusCode, b)
+	}
+	h := <-got
+	for _, name := range []string{"X-Hop", "Keep-Alive", "Te", "Upgrade", "Proxy-Connection", "Connection"} {
+		if v := h.Values(name); len(v) > 0 {
+			t.Errorf("the origin got %s: %q", name, v)
+		}
+	}
+	if h.Get("X-E2E") != "kept" {
+		t.Errorf("the origin lost X-E2E: %v", h)
+	}
+	for _, name := range []string{"X-Resp-Hop", "Keep-Alive", "Proxy-Authenticate"} {
+		if v := resp.Header.Values(name); len(v) > 0 {
+			t.Errorf("the client got %s: %q", name, v)
+		}
+	}
+	if resp.Header.Get("X-Resp-E2E") != "kept" {
+		t.Errorf("the client lost X-Resp-E2E: %v", resp.Header)
 	}
 }
