@@ -347,11 +347,13 @@ func (t *tunnel) copySplice(d *direction) error {
 		case sp.blocked:
 			return errParked
 		}
-		move := t.moveQueued
+		var stop bool
 		if sp.got > 0 {
-			move = t.moveRead
+			stop, err = t.moveRead(d)
+		} else {
+			stop, err = t.moveQueued(d)
 		}
-		if stop, err := move(d); stop || err != nil {
+		if stop || err != nil {
 			return err
 		}
 	}
