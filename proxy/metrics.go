@@ -103,17 +103,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.bytesUp = m.bytes.WithLabelValues("upstream")
 	m.bytesDown = m.bytes.WithLabelValues("downstream")
-	// Both reload results are exported at 0 from the start: PromQL sees no
-	// increase in a counter series that first appears at 1, so the first
-	// rejected reload would otherwise be invisible to rate and increase.
-	m.reloads.WithLabelValues("success")
-	m.reloads.WithLabelValues("failure")
-	// Likewise every way a tunnel ends: the first idle timeout or error
-	// must show in increase() on the dashboard.
-	for _, r := range []string{relay.ReasonEOF, relay.ReasonIdleTimeout, relay.ReasonCanceled, relay.ReasonError} {
-		m.tunnelsTotal.WithLabelValues(r)
-	}
+	// Both reload results, and every way a tunnel ends, so that the first
+	// rejected reload or idle timeout shows in increase() on the dashboard.
+	atZero(m.reloads, "success", "failure")
+	atZero(m.tunnelsTotal, relay.ReasonEOF, relay.ReasonIdleTimeout, relay.ReasonCanceled, relay.ReasonError)
 	return m
+}
+
+// atZero exports v's series for each of values (v has one label) at 0 from
+// the start: PromQL sees no increase in a counter series that first appears
+// at 1, so the first event would otherwise be invisible to rate and increase.
+func atZero(v *prometheus.CounterVec, values ...string) {
+	for _, x := range values {
+		v.WithLabelValues(x)
+	}
 }
 
 // tlsMetrics are the TLS listener's collectors. They are registered only
@@ -141,11 +144,7 @@ func newTLSMetrics(reg prometheus.Registerer) *tlsMetrics {
 			Help: "Failed TLS handshakes on the TLS listener by reason (closed, timeout, not_tls, client_alert, protocol).",
 		}, []string{"reason"}),
 	}
-	// Exported at 0 from the start, as the proxy's reload results are.
-	m.certReloads.WithLabelValues("success")
-	m.certReloads.WithLabelValues("failure")
-	for _, r := range []string{tlsClosed, tlsTimeout, tlsNotTLS, tlsClientAlert, tlsProtocol} {
-		m.handshakeFailures.WithLabelValues(r)
-	}
+	atZero(m.certReloads, "success", "failure")
+	atZero(m.handshakeFailures, tlsClosed, tlsTimeout, tlsNotTLS, tlsClientAlert, tlsProtocol)
 	return m
 }
