@@ -61,6 +61,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return originMain(args[1:], stdout, stderr)
 	case "relay":
 		return relayMain(args[1:], stdout, stderr)
+	case "evloop":
+		return evloopMain(args[1:], stdout, stderr)
 	case "load":
 		return loadMain(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
@@ -99,11 +101,11 @@ type config struct {
 	Keep       bool // keep the proxies' logs and configurations
 }
 
-var allTargets = []string{"direct", "relay", "azegress", "azegress-before", "azegress-identity", "squid", "tinyproxy"}
+var allTargets = []string{"direct", "relay", "evloop", "azegress", "azegress-before", "azegress-identity", "squid", "tinyproxy"}
 
 // issue15Targets are the targets of an -issue15 run (azegress-before only
 // with -azegress-before).
-var issue15Targets = []string{"direct", "relay", "azegress", "azegress-before", "squid"}
+var issue15Targets = []string{"direct", "relay", "evloop", "azegress", "azegress-before", "squid"}
 
 // goBenchPkgs are the packages whose Go benchmarks a run includes.
 var goBenchPkgs = []string{"./policy/...", "./proxy", "./identity"}
@@ -516,6 +518,8 @@ func measureAll(cfg config, stdout io.Writer) (*results, error) {
 			return startAzegress(name, dir, cfg.AzegressBefore, policyPath, beforePort, beforeMetrics)
 		case "relay":
 			return startRelay(dir, self)
+		case "evloop":
+			return startEvloop(dir, self)
 		case "azegress-identity":
 			return startAzegressIdentity(dir, cfg.Azegress, rules, idp)
 		case "squid":
@@ -566,7 +570,7 @@ func measureAll(cfg config, stdout io.Writer) (*results, error) {
 	// Idle tunnels: each proxy fresh, alone. An idle tunnel with identity
 	// is the same tunnel.
 	for _, name := range cfg.Targets {
-		if name == "direct" || name == "azegress-identity" || name == "relay" {
+		if name == "direct" || name == "azegress-identity" || name == "relay" || name == "evloop" {
 			continue
 		}
 		fmt.Fprintf(stdout, "== %s: idle tunnels %s\n", name, joinInts(cfg.IdleLevels, ", "))

@@ -246,7 +246,7 @@ func idleWorst(ir *idleResult) float64 {
 	return w
 }
 
-var issue15Cols = []string{"azegress", "azegress-before", "relay", "squid"}
+var issue15Cols = []string{"azegress", "azegress-before", "relay", "evloop", "squid"}
 
 // rows15 builds issue 15's table from the run.
 func (rep *report) rows15() []row15 {

@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -9,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/policy/host"
@@ -246,29 +250,84 @@ func TestLearnPolicy(t *testing.T) {
 
 // The bare relay tunnels a CONNECT to the origin and closes anything else.
 func TestRelay(t *testing.T) {
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { echo.Close() })
-	go serveTCP(echo, echoConn)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	go serveTCP(ln, relayConn)
+	checkRelay(t, ln.Addr().String())
+}
 
+// The event-loop relay does what the bare relay does, also for a transfer
+// larger than its buffer and a socket's, both ways at once.
+func TestEvloop(t *testing.T) {
+	l, err := newLoop(netip.MustParseAddrPort("127.0.0.1:0"), newNameCache())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(l.ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.run() // runs until the test binary exits: the control has no stop
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+	checkRelay(t, addr)
+
+	echo := echoListener(t)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\n\r\n", echo)
+	want := "HTTP/1.1 200 Connection established\r\n\r\n"
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != want {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	data := make([]byte, 8<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	go func() {
+		c.Write(data)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	back, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(back, data) {
+		t.Fatalf("echoed %d bytes (equal: %v), %v; want the %d sent, then EOF", len(back), bytes.Equal(back, data), err, len(data))
+	}
+}
+
+// echoListener serves echoConn on loopback and points echoPort at it; it
+// returns its address.
+func echoListener(t *testing.T) string {
+	t.Helper()
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echo.Close() })
+	go serveTCP(echo, echoConn)
 	old := echoPort
 	t.Cleanup(func() { echoPort = old })
 	echoPort = echo.Addr().(*net.TCPAddr).Port
-	rt := &target{name: "relay", addr: ln.Addr().String(), connectOnly: true}
+	return echo.Addr().String()
+}
+
+// checkRelay runs tunnel setups through the CONNECT relay at addr, a
+// CONNECT with bytes behind its head, and a GET it must close.
+func checkRelay(t *testing.T, addr string) {
+	t.Helper()
+	dst := echoListener(t)
+	rt := &target{name: "relay", addr: addr, connectOnly: true}
 	for range 3 {
 		if err := setupOnce(rt, "127.0.0.1", []byte{'x'}); err != nil {
 			t.Fatalf("setup through the relay: %v", err)
 		}
 	}
-	dst := echo.Addr().String()
 	for _, tt := range []struct {
 		name, send, want string
 	}{
@@ -276,7 +335,7 @@ func TestRelay(t *testing.T) {
 		{"CONNECT with data after the head", "CONNECT " + dst + " HTTP/1.1\r\nHost: " + dst + "\r\n\r\nping", "HTTP/1.1 200 Connection established\r\n\r\nping"},
 		{"GET", "GET " + dst + " HTTP/1.1\r\nHost: " + dst + "\r\n\r\n", ""},
 	} {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
