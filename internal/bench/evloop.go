@@ -31,7 +31,7 @@ import (
 // relay cannot: what does a Go proxy cost per tunnel when the Go runtime's
 // goroutines, netpoller and scheduler are out of the way?
 
-const evloopPort = 3133
+const evloopPort = 3134
 
 // evloopMain is "evloop": serve CONNECT on -listen until SIGTERM.
 func evloopMain(args []string, stdout, stderr io.Writer) int {
