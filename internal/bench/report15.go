@@ -289,7 +289,9 @@ func (rep *report) renderIssue15(b *strings.Builder) {
 	b.WriteString("Proxy CPU (user + system of its process group) per operation, medians over the rounds, with its system\n" +
 		"part in parentheses. The endpoints' floor is what the client and the origin spent on the same operation in\n" +
 		"the direct run (for the round trip: direct's round trip). relay is a bare Go CONNECT relay (read the head,\n" +
-		"dial, 200, two goroutines with io.Copy; no policy, no log): the floor of a Go relay. Judge by the ratios:\n" +
+		"dial, 200, two goroutines with io.Copy; no policy, no log): the floor of a Go relay. evloop is the same\n" +
+		"relay with no goroutine per connection (an edge-triggered epoll loop per core over raw non-blocking\n" +
+		"sockets, names resolved once and kept): the floor of a Go event loop. Judge by the ratios:\n" +
 		"absolute figures move by up to 30% between sittings on a shared machine.\n\n")
 	cols := []string{}
 	for _, t := range issue15Cols {
