@@ -21,11 +21,12 @@ import (
 	"github.com/azegress/azegress/proxy"
 )
 
-// The event-loop relay is the second control of the setup and round-trip
-// figures: a CONNECT relay with no goroutine per connection. Each of
+// The event-loop relay is the second control of the setup, round-trip and
+// plain-HTTP figures: a proxy with no goroutine per connection. Each of
 // GOMAXPROCS loops owns a SO_REUSEPORT listener and an edge-triggered epoll
 // set, and does everything on raw non-blocking sockets: accept, read the
-// head, connect, 200, move bytes through one buffer, half-close, close. A
+// head, connect, 200, move bytes through one buffer, half-close, close;
+// for plain HTTP, forward kept-alive GETs to a kept-alive origin. A
 // name is resolved once and kept (what a DNS cache hit costs). No policy,
 // no log, no limits, no timeouts. It answers the question the goroutine
 // relay cannot: what does a Go proxy cost per tunnel when the Go runtime's
@@ -33,7 +34,7 @@ import (
 
 const evloopPort = 3134
 
-// evloopMain is "evloop": serve CONNECT on -listen until SIGTERM.
+// evloopMain is "evloop": serve CONNECT and plain GETs on -listen until SIGTERM.
 func evloopMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("evloop", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -74,7 +75,7 @@ func startEvloop(dir, self string) (*target, error) {
 		p.stop(5 * time.Second)
 		return nil, err
 	}
-	return &target{name: "evloop", addr: addr, proc: p, connectOnly: true}, nil
+	return &target{name: "evloop", addr: addr, proc: p}, nil
 }
 
 // nameCache resolves each destination once and keeps it: what a DNS
@@ -114,6 +115,7 @@ const (
 	stHead       = iota // reading the client's CONNECT head
 	stConnecting        // upstream connect in progress
 	stRelay             // moving bytes
+	stHTTP              // plain HTTP, kept alive: a client and its origin
 )
 
 // econn is one side of a tunnel (or a client still sending its head).
@@ -125,6 +127,12 @@ type econn struct {
 	pending  []byte // bytes read from peer that fd would not take yet
 	rdDone   bool   // fd sent EOF (and peer was half-closed)
 	blocked  bool   // fd has bytes to read that wait for peer's pending to drain
+
+	// Plain HTTP: a client's unanswered bytes and whether its request is
+	// at the origin (busy); an origin's connect in progress, its response
+	// head so far, and the body bytes still to come (-1: in the head).
+	busy, connecting bool
+	left             int
 }
 
 type loop struct {
@@ -213,15 +221,37 @@ func (l *loop) handle(c *econn, ev uint32) {
 		if c.upstream && ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 			l.connected(c)
 		}
-	case stRelay:
+	case stRelay, stHTTP:
+		if c.connecting {
+			if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
+				return
+			}
+			if e, err := unix.GetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || e != 0 {
+				l.closeBoth(c)
+				return
+			}
+			c.connecting = false
+		}
 		if ev&unix.EPOLLOUT != 0 && len(c.pending) > 0 {
 			if !l.flush(c) {
 				return
 			}
 		}
 		if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-			l.pump(c)
+			l.readable(c)
 		}
+	}
+}
+
+// readable moves what c has to read, as its state says.
+func (l *loop) readable(c *econn) {
+	switch {
+	case c.state == stRelay:
+		l.pump(c)
+	case c.upstream:
+		l.fromOrigin(c)
+	default:
+		l.fromClient(c)
 	}
 }
 
@@ -244,35 +274,53 @@ func (l *loop) readHead(c *econn) {
 		}
 		line, _, _ := bytes.Cut(c.head, []byte("\r\n"))
 		f := bytes.Fields(line)
-		if len(f) != 3 || string(f[0]) != "CONNECT" {
+		if len(f) == 3 && string(f[0]) != "CONNECT" {
+			c.state = stHTTP
+			l.nextRequest(c)
+			return
+		}
+		if len(f) != 3 {
 			l.closeBoth(c)
 			return
 		}
-		ap, ok := l.names.lookup(string(f[1]))
-		if !ok {
-			l.closeBoth(c)
+		u := l.dial(c, string(f[1]))
+		if u == nil {
 			return
 		}
-		up, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			l.closeBoth(c)
-			return
-		}
-		err = unix.Connect(up, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
-		if err != nil && err != unix.EINPROGRESS {
-			unix.Close(up)
-			l.closeBoth(c)
-			return
-		}
-		u := &econn{fd: up, peer: c.fd, state: stConnecting, upstream: true}
+		u.state, u.connecting = stConnecting, false
 		u.head = append(u.head, c.head[i+4:]...) // early bytes for the origin
-		c.head, c.peer, c.state = nil, up, stConnecting
-		l.conns[up] = u
-		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, up, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(up)}); err != nil {
-			l.closeBoth(c)
-		}
+		c.head, c.state = nil, stConnecting
 		return
 	}
+}
+
+// dial connects a new origin socket for c to hostport and pairs the two;
+// on failure it closes c and returns nil.
+func (l *loop) dial(c *econn, hostport string) *econn {
+	ap, ok := l.names.lookup(hostport)
+	if !ok {
+		l.closeBoth(c)
+		return nil
+	}
+	up, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		l.closeBoth(c)
+		return nil
+	}
+	err = unix.Connect(up, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
+	if err != nil && err != unix.EINPROGRESS {
+		unix.Close(up)
+		l.closeBoth(c)
+		return nil
+	}
+	u := &econn{fd: up, peer: c.fd, state: stHTTP, upstream: true, connecting: true, left: -1}
+	c.peer = up
+	l.conns[up] = u
+	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, up, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(up)}); err != nil {
+		l.closeBoth(c)
+		return nil
+	}
+	return u
 }
 
 var established200 = []byte("HTTP/1.1 200 Connection established\r\n\r\n")
@@ -363,7 +411,7 @@ func (l *loop) flush(c *econn) bool {
 	c.pending = nil
 	if p := l.conns[c.peer]; p != nil && p.blocked {
 		p.blocked = false
-		l.pump(p)
+		l.readable(p)
 	}
 	return l.conns[c.fd] != nil
 }
@@ -375,4 +423,141 @@ func (l *loop) closeBoth(c *econn) {
 			unix.Close(fd)
 		}
 	}
+}
+
+// Plain HTTP, enough for the benchmark's keep-alive GETs: one request at
+// a time per client, absolute-form target rewritten to origin-form, no
+// request bodies, responses framed by Content-Length. Anything else closes
+// the connection.
+
+// fromClient reads a kept-alive client's next request bytes.
+func (l *loop) fromClient(c *econn) {
+	for {
+		n, err := unix.Read(c.fd, l.buf)
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil || n == 0 || len(c.head)+n > 64<<10 {
+			l.closeBoth(c)
+			return
+		}
+		c.head = append(c.head, l.buf[:n]...)
+	}
+	l.nextRequest(c)
+}
+
+var (
+	httpPrefix = []byte("http://")
+	clHeader   = []byte("\r\ncontent-length:")
+	teHeader   = []byte("\r\ntransfer-encoding:")
+)
+
+// nextRequest sends c's next whole request to its origin, unless one is
+// still being answered.
+func (l *loop) nextRequest(c *econn) {
+	i := bytes.Index(c.head, crlf2)
+	if c.busy || i < 0 {
+		return
+	}
+	head := c.head[:i+4]
+	lower := bytes.ToLower(head)
+	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
+	f := bytes.Fields(line)
+	if len(f) != 3 || !bytes.HasPrefix(f[1], httpPrefix) || bytes.Contains(lower, clHeader) || bytes.Contains(lower, teHeader) {
+		l.closeBoth(c)
+		return
+	}
+	hostport, path, _ := bytes.Cut(f[1][len(httpPrefix):], []byte("/"))
+	u := l.conns[c.peer]
+	if u == nil {
+		if u = l.dial(c, string(hostport)); u == nil {
+			return
+		}
+	}
+	req := make([]byte, 0, len(head)+8)
+	req = append(req, f[0]...)
+	req = append(req, " /"...)
+	req = append(req, path...)
+	req = append(req, ' ')
+	req = append(req, f[2]...)
+	req = append(req, "\r\n"...)
+	req = append(req, rest...)
+	c.head = append(c.head[:0], c.head[i+4:]...)
+	c.busy = true
+	l.send(u, req)
+	if !u.connecting && len(u.pending) > 0 {
+		l.flush(u)
+	}
+}
+
+// send writes b to c, keeping what c does not take yet in c.pending.
+func (l *loop) send(c *econn, b []byte) {
+	if len(c.pending) == 0 && !c.connecting {
+		w, err := unix.Write(c.fd, b)
+		if err != nil && err != unix.EAGAIN {
+			w = len(b) // the next read or write on c finds the error
+		}
+		b = b[max(w, 0):]
+	}
+	c.pending = append(c.pending, b...)
+}
+
+// fromOrigin moves an origin's response to its client.
+func (l *loop) fromOrigin(u *econn) {
+	c := l.conns[u.peer]
+	if c == nil {
+		return
+	}
+	for len(c.pending) == 0 {
+		n, err := unix.Read(u.fd, l.buf)
+		if err == unix.EAGAIN {
+			return
+		}
+		if err != nil || n == 0 {
+			l.closeBoth(u)
+			return
+		}
+		data := l.buf[:n]
+		for len(data) > 0 {
+			if u.left < 0 {
+				u.head = append(u.head, data...)
+				data = nil
+				i := bytes.Index(u.head, crlf2)
+				if i < 0 {
+					continue
+				}
+				lower := bytes.ToLower(u.head[:i+2])
+				j := bytes.Index(lower, clHeader)
+				if j < 0 {
+					l.closeBoth(u)
+					return
+				}
+				v, _, _ := bytes.Cut(lower[j+len(clHeader):], []byte("\r\n"))
+				cl, err := strconv.Atoi(string(bytes.TrimSpace(v)))
+				if err != nil || cl < 0 {
+					l.closeBoth(u)
+					return
+				}
+				l.send(c, u.head[:i+4])
+				data, u.left = u.head[i+4:], cl
+				u.head = nil
+			}
+			k := min(u.left, len(data))
+			l.send(c, data[:k])
+			u.left -= k
+			data = data[k:]
+			if u.left == 0 {
+				if len(data) > 0 {
+					l.closeBoth(u) // bytes after the response: not for this control
+					return
+				}
+				u.left, c.busy = -1, false
+				l.nextRequest(c)
+				if l.conns[u.fd] == nil {
+					return
+				}
+			}
+		}
+	}
+	u.blocked = true
 }

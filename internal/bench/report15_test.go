@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -298,6 +302,48 @@ func TestEvloop(t *testing.T) {
 	back, err := io.ReadAll(c)
 	if err != nil || !bytes.Equal(back, data) {
 		t.Fatalf("echoed %d bytes (equal: %v), %v; want the %d sent, then EOF", len(back), bytes.Equal(back, data), err, len(data))
+	}
+}
+
+// The event-loop relay forwards kept-alive plain-HTTP GETs in absolute
+// form to the origin, one after another on one connection.
+func TestEvloopHTTP(t *testing.T) {
+	l, err := newLoop(netip.MustParseAddrPort("127.0.0.1:0"), newNameCache())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(l.ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.run()
+	var conns atomic.Int64
+	origin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "path %s", r.URL.Path)
+	}))
+	origin.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	origin.Start()
+	defer origin.Close()
+	u, _ := url.Parse(origin.URL)
+	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)})}
+	defer tr.CloseIdleConnections()
+	for i := range 3 {
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(fmt.Sprintf("http://%s/p%d", u.Host, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := fmt.Sprintf("path /p%d", i); err != nil || string(body) != want {
+			t.Errorf("request %d: %q, %v; want %q", i, body, err, want)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("the origin saw %d connections for 3 requests; want 1, kept alive", n)
 	}
 }
 
