@@ -200,6 +200,7 @@ func (l *loop) accept() {
 		if err != nil {
 			return // EAGAIN, or an error the next readiness retries
 		}
+		noDelay(fd)
 		c := &econn{fd: fd, peer: -1, state: stHead}
 		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}); err != nil {
 			unix.Close(fd)
@@ -307,6 +308,7 @@ func (l *loop) dial(c *econn, hostport string) *econn {
 		l.closeBoth(c)
 		return nil
 	}
+	noDelay(up)
 	err = unix.Connect(up, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
 	if err != nil && err != unix.EINPROGRESS {
 		unix.Close(up)
@@ -489,6 +491,11 @@ func (l *loop) nextRequest(c *econn) {
 		l.flush(u)
 	}
 }
+
+// noDelay turns Nagle's algorithm off on fd, as Go does on every TCP
+// socket: a response head and its body written one after the other would
+// otherwise wait for the client's delayed ACK.
+func noDelay(fd int) { _ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) }
 
 // send writes b to c, keeping what c does not take yet in c.pending.
 func (l *loop) send(c *econn, b []byte) {
