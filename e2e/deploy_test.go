@@ -882,15 +882,24 @@ func TestContainerImage(t *testing.T) {
 	var final, entry, cmd, copied string
 	var exposed []string
 	built := false
+	var stageArgs []string // the current stage's ARG names
 	for _, in := range instrs {
 		switch in.op {
 		case "FROM":
-			final = strings.Fields(in.args)[0]
+			final, stageArgs = strings.Fields(in.args)[0], nil
+		case "ARG":
+			name, _, _ := strings.Cut(in.args, "=")
+			stageArgs = append(stageArgs, name)
 		case "RUN":
 			if strings.Contains(in.args, "go build") {
 				built = true
 				if !regexp.MustCompile(`\bCGO_ENABLED=0 go build\b.*\s\./cmd/azegress$`).MatchString(in.args) {
 					t.Errorf("%s: the build is %q, want a static CGO_ENABLED=0 go build ... ./cmd/azegress", depDockerfile, in.args)
+				}
+				// The release, as scripts/deb.sh links it for the package.
+				if m := regexp.MustCompile(`-X main\.version=\$\{?(\w+)\}?`).FindStringSubmatch(in.args); m == nil || !slices.Contains(stageArgs, m[1]) {
+					t.Errorf("%s: the build is %q, want -ldflags \"-X main.version=${VERSION}\" from an ARG VERSION of its stage, so that the image's azegress version and azegress_build_info name the release",
+						depDockerfile, in.args)
 				}
 			}
 		case "COPY":

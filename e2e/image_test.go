@@ -18,6 +18,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -117,17 +118,24 @@ func imgBuild(dir string) error {
 		return err
 	}
 	var stage, cur, run, from, copied, base string
+	var args, runEnv []string // the current stage's ARGs, and those the go build sees, as NAME=value
 	for _, in := range depParseDockerfile(string(src)) {
 		switch in.op {
 		case "FROM":
 			f := strings.Fields(in.args)
-			base, cur = f[0], ""
+			base, cur, args = f[0], "", nil
 			if len(f) == 3 && strings.EqualFold(f[1], "AS") {
 				cur = f[2]
 			}
+		case "ARG":
+			name, def, _ := strings.Cut(in.args, "=")
+			if v, ok := imgBuildArgs[name]; ok {
+				def = v
+			}
+			args = append(args, name+"="+def)
 		case "RUN":
 			if strings.Contains(in.args, "go build") {
-				run, stage = in.args, cur
+				run, stage, runEnv = in.args, cur, slices.Clone(args)
 			}
 		case "COPY":
 			f := strings.Fields(in.args)
@@ -150,6 +158,7 @@ func imgBuild(dir string) error {
 	}
 	gobuild := exec.CommandContext(ctx, "sh", "-c", strings.ReplaceAll(run, " "+copied, " "+filepath.Join(stageDir, copied)))
 	gobuild.Dir = ".."
+	gobuild.Env = append(os.Environ(), runEnv...) // as RUN sees the stage's ARGs
 	if out, err := gobuild.CombinedOutput(); err != nil {
 		return fmt.Errorf("the build stage's %s: %v\n%s", run, err, out)
 	}
@@ -166,12 +175,23 @@ func imgBuild(dir string) error {
 	if _, err := imgPodman(ctx, "import", baseTar, imgBaseTag); err != nil {
 		return err
 	}
-	_, err = imgPodman(ctx, "build", "--pull=never", "--network=none",
-		"--build-context", stage+"="+stageDir,
-		"--build-context", base+"=container-image://"+imgBaseTag,
-		"-f", filepath.Join("deploy", "container", "Dockerfile"), "-t", imgTag, "..")
+	build := []string{"build", "--pull=never", "--network=none",
+		"--build-context", stage + "=" + stageDir,
+		"--build-context", base + "=container-image://" + imgBaseTag}
+	for name, v := range imgBuildArgs {
+		build = append(build, "--build-arg", name+"="+v)
+	}
+	_, err = imgPodman(ctx, append(build, "-f", filepath.Join("deploy", "container", "Dockerfile"), "-t", imgTag, "..")...)
 	return err
 }
+
+// imgVersion is the release the test builds the image as (its VERSION build
+// arg), which the image must report.
+const imgVersion = "v0.0.0-e2e"
+
+// imgBuildArgs are the --build-arg values of the image build; the host's run
+// of the build stage gets them in place of the ARGs' defaults.
+var imgBuildArgs = map[string]string{"VERSION": imgVersion}
 
 // imgBaseTar writes the stand-in for distroless/static-debian12:nonroot.
 func imgBaseTar(file string) error {
@@ -448,6 +468,17 @@ func TestImageRun(t *testing.T) {
 		}
 	})
 
+	t.Run("version", func(t *testing.T) {
+		args := append(append([]string{"run", "--rm", "--network=none", "--read-only"}, imgRunArgs(t)...), image, "version")
+		out, err := imgPodman(ctx, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first, _, _ := strings.Cut(out, "\n"); first != "azegress "+imgVersion {
+			t.Errorf("the image's azegress version says %q, want %q (the VERSION build arg):\n%s", first, "azegress "+imgVersion, out)
+		}
+	})
+
 	t.Run("probes and metrics", func(t *testing.T) {
 		if code, body := probe("/healthz"); code != http.StatusOK {
 			t.Errorf("/healthz: %d %q", code, body)
@@ -464,6 +495,9 @@ func TestImageRun(t *testing.T) {
 			if !strings.Contains(body, want+"\n") {
 				t.Errorf("/metrics has no line %s", want)
 			}
+		}
+		if !regexp.MustCompile(`(?m)^azegress_build_info\{.*\bversion="` + regexp.QuoteMeta(imgVersion) + `"\} 1$`).MatchString(body) {
+			t.Errorf("/metrics has no azegress_build_info with version=%q (the VERSION build arg)", imgVersion)
 		}
 	})
 

@@ -47,6 +47,29 @@ const (
 	ReasonIdentitySource = "identity_source"
 )
 
+// authReasonValid is azegress_auth_results_total's reason for result ok.
+const authReasonValid = "valid"
+
+// authResultsAtZero exports every result and reason of
+// azegress_auth_results_total at 0 (see atZero), once a policy has an entra
+// block: ok with valid, missing with missing, and refused with each reason a
+// credential can be refused for. The series stay after a reload drops the
+// block, as counters do.
+func (m *metrics) authResultsAtZero() {
+	by := func(a authState) *prometheus.CounterVec {
+		return m.authResults.MustCurryWith(prometheus.Labels{"result": a.String()})
+	}
+	atZero(by(authOK), authReasonValid)
+	atZero(by(authMissing), string(identity.ReasonMissing))
+	refused := []string{ReasonIdentitySource}
+	for _, r := range identity.Reasons() {
+		if r != identity.ReasonMissing { // an empty credential is no credential: result missing
+			refused = append(refused, string(r))
+		}
+	}
+	atZero(by(authRefused), refused...)
+}
+
 // authState is how a flow's credentials were judged.
 type authState uint8
 
@@ -221,7 +244,7 @@ func (s *Server) decideExplicit(ctx context.Context, fl *flow, hdr []string) *de
 	if fl.auth != authNone {
 		reason := fl.authReason
 		if fl.auth == authOK {
-			reason = "valid"
+			reason = authReasonValid
 		}
 		s.m.authResults.WithLabelValues(fl.auth.String(), reason).Inc()
 	}

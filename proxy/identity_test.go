@@ -491,8 +491,8 @@ func TestIdentityKeysUnavailable(t *testing.T) {
 	}
 }
 
-// TestIdentityMetrics: auth results by bounded labels, and the caches'
-// counters from package identity.
+// TestIdentityMetrics: auth results by bounded labels (each at 0 until
+// counted), and the caches' counters from package identity.
 func TestIdentityMetrics(t *testing.T) {
 	t.Parallel()
 	idp := identitytest.New(t)
@@ -507,10 +507,22 @@ func TestIdentityMetrics(t *testing.T) {
 	want := `
 # HELP azegress_auth_results_total Proxy credentials judged under the policy's entra block, by result (ok, refused, missing) and reason (valid, missing, or why refused: malformed, expired, wrong_audience, identity_unknown, ...).
 # TYPE azegress_auth_results_total counter
+azegress_auth_results_total{reason="bad_signature",result="refused"} 0
+azegress_auth_results_total{reason="delegated_token",result="refused"} 0
+azegress_auth_results_total{reason="expired",result="refused"} 0
+azegress_auth_results_total{reason="header_too_large",result="refused"} 0
+azegress_auth_results_total{reason="identity_source",result="refused"} 0
 azegress_auth_results_total{reason="identity_unknown",result="refused"} 1
+azegress_auth_results_total{reason="keys_unavailable",result="refused"} 0
 azegress_auth_results_total{reason="malformed",result="refused"} 1
 azegress_auth_results_total{reason="missing",result="missing"} 1
+azegress_auth_results_total{reason="no_oid",result="refused"} 0
+azegress_auth_results_total{reason="not_yet_valid",result="refused"} 0
+azegress_auth_results_total{reason="unknown_key",result="refused"} 0
 azegress_auth_results_total{reason="valid",result="ok"} 2
+azegress_auth_results_total{reason="wrong_audience",result="refused"} 0
+azegress_auth_results_total{reason="wrong_issuer",result="refused"} 0
+azegress_auth_results_total{reason="wrong_tenant",result="refused"} 0
 # HELP azegress_identity_key_refreshes_total Refreshes of the Entra tenant's signing keys (OpenID configuration documents and key sets) by result (success, failure). A failure keeps the last good keys.
 # TYPE azegress_identity_key_refreshes_total counter
 azegress_identity_key_refreshes_total{result="failure"} 0

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -305,6 +307,41 @@ azegress_tunnels_active 0
 	}
 	for _, p := range problems {
 		t.Errorf("metric lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// A reload asked of WatchFile (serve's SIGHUP) loads the file, changed or
+// not, also with the watch for changes off; a file missing when asked is
+// reloaded too, so that its rejection says why, where a change the watch
+// sees waits for the file to come back.
+func TestWatchFileAsked(t *testing.T) {
+	t.Parallel()
+	tp := startProxy(t, basePolicy(443, ""), nil)
+	path := filepath.Join(t.TempDir(), "policy.hcl")
+	asked := make(chan struct{})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tp.WatchFile(ctx, path, 10*time.Millisecond, false, asked, func() (*policy.Policy, hcl.Diagnostics) { return policy.LoadFile(path) })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	const rejected = "policy reload rejected; the previous policy keeps serving"
+	asked <- struct{}{}
+	waitFor(t, func() bool { return len(tp.logs.records(rejected)) == 1 }, "the missing file's rejection")
+	if rec := tp.logs.records(rejected)[0]; !strings.Contains(fmt.Sprint(rec["error"]), path) {
+		t.Errorf("the rejection does not name the missing file: %v", rec)
+	}
+	if err := os.WriteFile(path, []byte(basePolicy(443, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= 2; n++ { // the new file, then the same file again
+		asked <- struct{}{}
+		waitFor(t, func() bool { return len(tp.logs.records("policy reloaded")) == n }, "a reload of the file")
+		if got := tp.Policy().Filename(); got != path {
+			t.Fatalf("serving %s, want %s", got, path)
+		}
 	}
 }
 

@@ -110,9 +110,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// atZero exports v's series for each of values (v has one label) at 0 from
-// the start: PromQL sees no increase in a counter series that first appears
-// at 1, so the first event would otherwise be invisible to rate and increase.
+// atZero exports v's series for each of values (v has one label, or one
+// left uncurried) at 0 from the start: PromQL sees no increase in a counter
+// series that first appears at 1, so the first event would otherwise be
+// invisible to rate and increase.
 func atZero(v *prometheus.CounterVec, values ...string) {
 	for _, x := range values {
 		v.WithLabelValues(x)

@@ -1,11 +1,15 @@
 package proxy
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/azegress/azegress/identity/identitytest"
 )
 
 // Both reload results are exported from the start: a counter series that
@@ -47,5 +51,63 @@ func TestLabelSetsStartAtZero(t *testing.T) {
 		if err != nil || n != len(tc.series) {
 			t.Errorf("%s: %d series (%v), want %d: %s", tc.name, n, err, len(tc.series), strings.Join(tc.series, ", "))
 		}
+	}
+}
+
+// With an entra block, azegress_auth_results_total has every result and
+// reason at 0, at start and after a reload that adds the block, so that
+// increase() sees the first refused credential; without one it has none.
+func TestAuthResultsStartAtZero(t *testing.T) {
+	t.Parallel()
+	idp := identitytest.New(t)
+	want := []string{"missing/missing", "ok/valid"}
+	for _, r := range []string{"bad_signature", "delegated_token", "expired", "header_too_large", "identity_source", "identity_unknown",
+		"keys_unavailable", "malformed", "no_oid", "not_yet_valid", "unknown_key", "wrong_audience", "wrong_issuer", "wrong_tenant"} {
+		want = append(want, "refused/"+r)
+	}
+	slices.Sort(want)
+	// series returns the counter's result/reason pairs, each at 0, or
+	// names one that is not.
+	series := func(reg *prometheus.Registry) []string {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, mf := range mfs {
+			if mf.GetName() != "azegress_auth_results_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				l := map[string]string{}
+				for _, lp := range m.GetLabel() {
+					l[lp.GetName()] = lp.GetValue()
+				}
+				s := l["result"] + "/" + l["reason"]
+				if v := m.GetCounter().GetValue(); v != 0 {
+					s += fmt.Sprintf("=%v", v)
+				}
+				got = append(got, s)
+			}
+		}
+		slices.Sort(got)
+		return got
+	}
+
+	tp := startProxy(t, basePolicy(443, ""), nil)
+	if got := series(tp.reg); len(got) != 0 {
+		t.Errorf("without an entra block: %v, want no series", got)
+	}
+	if err := tp.SetPolicy(loadPolicy(t, identityPolicy(idp, 443, ""))); err != nil {
+		t.Fatal(err)
+	}
+	if got := series(tp.reg); !slices.Equal(got, want) {
+		t.Errorf("after a reload that adds an entra block:\n got %v\nwant %v", got, want)
+	}
+
+	tp = startIdentityProxy(t, identityPolicy(idp, 443, ""))
+	if got := series(tp.reg); !slices.Equal(got, want) {
+		t.Errorf("with an entra block from the start:\n got %v\nwant %v", got, want)
 	}
 }

@@ -62,38 +62,64 @@ func (s *Server) Reload(load Loader) bool {
 	return true
 }
 
-// WatchFile reloads through load whenever the file at path changes (size,
+// WatchFile reloads through load when the file at path changes (size,
 // modification time or identity, so a Kubernetes ConfigMap's symlink swap
-// counts), checking every interval until ctx is done. A change is acted on
-// once the file has stayed the same for one interval, so a file caught
-// half-written is not loaded.
-func (s *Server) WatchFile(ctx context.Context, path string, interval time.Duration, load Loader) {
-	loaded, _ := os.Stat(path)
-	var pending os.FileInfo // changed since loaded, waiting to settle
+// counts), and when a value arrives on asked (serve sends one for SIGHUP),
+// changed or not. Either way the file is loaded only once it has stayed the
+// same for one interval, so a file caught half-written is not loaded, and a
+// SIGHUP cannot load what the watch would not. With poll false the file is
+// checked only after asked, not for changes. It returns when ctx is done.
+func (s *Server) WatchFile(ctx context.Context, path string, interval time.Duration, poll bool, asked <-chan struct{}, load Loader) {
+	loaded := statOrNil(path)
+	var (
+		waiting bool        // a reload waits for the file to settle
+		pending os.FileInfo // the file as last seen while waiting; nil: missing
+		forced  bool        // asked for: load once settled, even if unchanged or missing
+	)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-asked:
+			waiting, forced, pending = true, true, statOrNil(path)
+			t.Reset(interval) // the file must hold still for a whole interval from now
+			continue
 		case <-t.C:
 		}
-		fi, err := os.Stat(path)
-		if err != nil {
-			pending = nil // a file being replaced may be missing for a moment
+		if !waiting && !poll {
 			continue
 		}
-		if sameFile(fi, loaded) {
-			pending = nil
+		fi := statOrNil(path)
+		if !forced && (fi == nil || sameFile(fi, loaded)) {
+			waiting = false // back as loaded, or missing for a moment while being replaced
 			continue
 		}
-		if !sameFile(fi, pending) {
-			pending = fi
+		if !waiting || !settled(fi, pending) {
+			waiting, pending = true, fi
 			continue
 		}
-		loaded, pending = fi, nil
-		s.Reload(load)
+		loaded, waiting, forced, pending = fi, false, false, nil
+		s.Reload(load) // a file missing twice is rejected, and the log says so
 	}
+}
+
+func statOrNil(path string) os.FileInfo {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	return fi
+}
+
+// settled reports whether the file looks the same at two checks: the same
+// file, or missing both times.
+func settled(a, b os.FileInfo) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return sameFile(a, b)
 }
 
 func sameFile(a, b os.FileInfo) bool {

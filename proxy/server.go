@@ -241,6 +241,9 @@ func (s *Server) setPolicy(p *policy.Policy) error {
 	}
 	old := s.gen.Swap(&generation{pol: p, entra: ent})
 	s.ids.commit(ent)
+	if ent != nil {
+		s.m.authResultsAtZero()
+	}
 	if old != nil {
 		old.closeIdle()
 	}

@@ -282,6 +282,65 @@ func TestServeReloadAndSignals(t *testing.T) {
 	}
 }
 
+// SIGHUP while the policy file is half written (cut after a complete block,
+// so the half parses) loads the whole file once the writer is done, not the
+// half: SIGHUP waits for the file to hold still for -watch-interval, as the
+// watch does.
+func TestServeSIGHUPWaitsForWholeFile(t *testing.T) {
+	t.Parallel()
+	const (
+		first  = "client \"local\" {\n  sources = [\"127.0.0.0/8\"]\n  allow \"arm\" {\n    hosts = [\"management.azure.com\"]\n  }\n}\n"
+		second = "client \"batch\" {\n  sources = [\"10.1.0.0/16\"]\n  allow \"storage\" {\n    hosts = [\"*.blob.core.windows.net\"]\n  }\n}\n"
+	)
+	path := filepath.Join(t.TempDir(), "policy.hcl")
+	if err := os.WriteFile(path, []byte(first), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	half, diags := policy.LoadFile(path)
+	if diags.HasErrors() {
+		t.Fatal(policy.FormatDiagnostics(diags))
+	}
+	if err := os.WriteFile(path, []byte("client \"local\" {\n  sources = [\"127.0.0.0/8\"]\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The window is long beside the pause below, so that neither the watch
+	// nor SIGHUP can see the half file hold still.
+	d := serveBinary(t, "-policy", path, "-watch-interval", "500ms")
+
+	// A writer that writes in two parts, in place; SIGHUP between them.
+	w, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.WriteString(first); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the old SIGHUP loaded the half file in this pause
+	if _, err := w.WriteString(second); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	whole, diags := policy.LoadFile(path)
+	if diags.HasErrors() {
+		t.Fatal(policy.FormatDiagnostics(diags))
+	}
+	rec := d.waitLog("policy reloaded")
+	if rec["policy_sha256"] != whole.SHA256() || rec["client_blocks"] != float64(2) {
+		halfNote := ""
+		if rec["policy_sha256"] == half.SHA256() {
+			halfNote = " (the half-written file)"
+		}
+		t.Errorf("the first reload after SIGHUP loaded sha256 %v%s with %v client blocks; want the whole file's %s with 2",
+			rec["policy_sha256"], halfNote, rec["client_blocks"], whole.SHA256())
+	}
+}
+
 // serve -observations records what it decides; after SIGTERM the file holds
 // every destination and `report` turns it into a policy.
 func TestServeObservations(t *testing.T) {

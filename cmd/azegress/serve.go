@@ -100,16 +100,38 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if rec != nil {
 		go flushObservations(ctx, rec, log)
 	}
-	if f.policy != "" && f.watch > 0 {
-		go srv.WatchFile(ctx, f.policy, f.watch, load)
+	reload := func() { srv.Reload(load) } // the embedded policy: nothing to wait for
+	if f.policy != "" {
+		// SIGHUP asks the watch, which loads the file once it holds still,
+		// as it does a change it sees itself.
+		asked := make(chan struct{}, 1)
+		go srv.WatchFile(ctx, f.policy, settleTime(f.watch), f.watch > 0, asked, load)
+		reload = func() {
+			select {
+			case asked <- struct{}{}:
+			default: // one already waits; it reads the file after this SIGHUP anyway
+			}
+		}
 	}
 
-	if err := waitForStop(ctx, hup, serveErr, srv, load, reopener(lf, lw, log)); err != nil {
+	if err := waitForStop(ctx, hup, serveErr, reload, reopener(lf, lw, log)); err != nil {
 		log.Error("proxy listener failed", "error", err.Error())
 		return 1
 	}
 	shutdown(srv, admin, rec, f.drain, log)
 	return 0
+}
+
+// defaultWatch is -watch-interval's default.
+const defaultWatch = 2 * time.Second
+
+// settleTime is how long the policy file must stay the same before a reload
+// loads it: -watch-interval, or its default when the watch is off.
+func settleTime(watch time.Duration) time.Duration {
+	if watch > 0 {
+		return watch
+	}
+	return defaultWatch
 }
 
 // connCap is -max-conns, or when that is 0 a cap derived from the file
@@ -155,7 +177,7 @@ func parseServeFlags(args []string, stderr io.Writer) (f serveFlags, ok bool) {
 	fs.IntVar(&f.maxConns, "max-conns", 0, "cap on concurrent client connections (0: derived from the file descriptor limit)")
 	fs.DurationVar(&f.drain, "drain", 30*time.Second, "on SIGTERM, how long open tunnels may finish before they are closed")
 	fs.BoolVar(&f.quietAllowed, "quiet-allowed", false, "do not log allowed tunnels and requests (denials are always logged)")
-	fs.DurationVar(&f.watch, "watch-interval", 2*time.Second, "how often to check the policy file for changes (0: only on SIGHUP)")
+	fs.DurationVar(&f.watch, "watch-interval", defaultWatch, "how often to check the policy file for changes, and how long a change, or the file at a SIGHUP, must stay the same before it is loaded (0: no checks for changes; SIGHUP waits "+defaultWatch.String()+")")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", logFormatJSON, "json, or asim: each decision in Microsoft Sentinel's ASIM Web Session schema (0.2.6) for the ASimWebSessionLogs table, other records as json")
 	fs.StringVar(&f.logFile, "log-file", "", "append the log to this `file` instead of stderr, and open it again on SIGHUP (after logrotate moved it)")
@@ -380,15 +402,15 @@ func serveAdmin(ln net.Listener, mux http.Handler, log *slog.Logger) *http.Serve
 }
 
 // waitForStop is serve's signal loop: SIGHUP reopens the log file and
-// reloads the policy and the TLS listener's certificate, SIGTERM or SIGINT
-// (ctx done) returns nil, and a proxy listener that stops returns its
-// error.
-func waitForStop(ctx context.Context, hup <-chan os.Signal, serveErr <-chan error, srv *proxy.Server, load proxy.Loader, reopenLog func()) error {
+// reloads the policy and the TLS listener's certificate (reload), SIGTERM
+// or SIGINT (ctx done) returns nil, and a proxy listener that stops returns
+// its error.
+func waitForStop(ctx context.Context, hup <-chan os.Signal, serveErr <-chan error, reload, reopenLog func()) error {
 	for {
 		select {
 		case <-hup:
 			reopenLog()
-			srv.Reload(load)
+			reload()
 		case err := <-serveErr:
 			return err
 		case <-ctx.Done():
