@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/azegress/azegress/identity/identitytest"
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/proxy/internal/dnscache/dnstest"
 	"github.com/azegress/azegress/proxy/internal/nettest"
 )
 
@@ -41,19 +43,24 @@ func benchProxy(b *testing.B, port uint16) string {
 	return addr
 }
 
-// benchServe serves the policy src as benchProxy does.
-func benchServe(b *testing.B, src string) (string, *Server) {
+// benchServe serves the policy src as benchProxy does, its Config changed
+// by opts.
+func benchServe(b *testing.B, src string, opts ...proxyOpt) (string, *Server) {
 	b.Helper()
 	p, diags := policy.Load("bench.hcl", []byte(src))
 	if diags.HasErrors() {
 		b.Fatal(policy.FormatDiagnostics(diags))
 	}
-	s, err := New(Config{
+	cfg := Config{
 		Policy:     p,
 		Logger:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		Registerer: prometheus.NewRegistry(),
 		Resolver:   loopbackNames("allowed.example.com"),
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -87,6 +94,31 @@ func BenchmarkConnectSetup(b *testing.B) {
 	addr := benchProxy(b, portOf2(b, origin.Addr()))
 	req := []byte(fmt.Sprintf("CONNECT allowed.example.com:%[1]d HTTP/1.1\r\nHost: allowed.example.com:%[1]d\r\n\r\n", portOf2(b, origin.Addr())))
 	benchTunnels(b, addr, req)
+}
+
+// BenchmarkConnectSetupDNS is BenchmarkConnectSetup with the name resolved
+// by Go's resolver from a DNS server on loopback (A and AAAA over UDP, TTL
+// 300), with the proxy's DNS cache (the default) and without it
+// (-dns-cache-size 0): the difference is what a lookup costs a tunnel,
+// less the server's round trip in Azure.
+func BenchmarkConnectSetupDNS(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		size int
+	}{{"cache", 0}, {"nocache", -1}} {
+		b.Run(bc.name, func(b *testing.B) {
+			origin := nettest.Listen(b)
+			go echoServer(origin)
+			port := portOf2(b, origin.Addr())
+			dns := dnstest.New(b)
+			dns.Set("allowed.example.com", dnstest.Answer{Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, TTL: 300})
+			addr, _ := benchServe(b, basePolicy(port, benchRules(998)), func(c *Config) {
+				c.Resolver, c.DNSCacheSize, c.DNSDial = nil, bc.size, dns.Dial
+			})
+			req := []byte(fmt.Sprintf("CONNECT allowed.example.com:%[1]d HTTP/1.1\r\nHost: allowed.example.com:%[1]d\r\n\r\n", port))
+			benchTunnels(b, addr, req)
+		})
+	}
 }
 
 // BenchmarkConnectSetupIdentity is BenchmarkConnectSetup's tunnel for a

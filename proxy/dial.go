@@ -14,6 +14,7 @@ import (
 
 	"github.com/azegress/azegress/policy/catalog"
 	"github.com/azegress/azegress/policy/host"
+	"github.com/azegress/azegress/proxy/internal/dnscache"
 )
 
 // dialFlow resolves the destination itself, checks every address against
@@ -57,6 +58,24 @@ func (s *Server) dialFlow(ctx context.Context, fl *flow) (net.Conn, *denial) {
 		lastErr = err
 	}
 	return nil, dialFailed(fl, checked[len(checked)-1], lastErr)
+}
+
+// newDNSResolver is the resolver of a Config without one: Go's, behind a
+// cache of its answers (dnscache) whose counters cfg.Registerer gets, or
+// alone if cfg.DNSCacheSize is negative. The cache
+// keeps only what the resolver answered, and dialFlow checks every address
+// it returns, so a kept answer is guarded as a fresh one is.
+func newDNSResolver(cfg Config) Resolver {
+	if cfg.DNSCacheSize < 0 {
+		if cfg.DNSDial != nil {
+			return &net.Resolver{PreferGo: true, Dial: cfg.DNSDial}
+		}
+		return net.DefaultResolver
+	}
+	c := dnscache.New(dnscache.Config{Size: cfg.DNSCacheSize, MaxTTL: cfg.DNSCacheMaxTTL,
+		NegativeTTL: cfg.DNSCacheNegativeTTL, Dial: cfg.DNSDial})
+	cfg.Registerer.MustRegister(dnsCollector{c})
+	return c
 }
 
 // resolve returns the addresses of h: its own for an IP literal, else what

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/azegress/azegress/proxy/internal/dnscache"
 	"github.com/azegress/azegress/proxy/internal/relay"
 )
 
@@ -148,4 +149,33 @@ func newTLSMetrics(reg prometheus.Registerer) *tlsMetrics {
 	atZero(m.certReloads, "success", "failure")
 	atZero(m.handshakeFailures, tlsClosed, tlsTimeout, tlsNotTLS, tlsClientAlert, tlsProtocol)
 	return m
+}
+
+// dnsCollector exports the DNS cache's counters (package dnscache keeps
+// them; it knows nothing of Prometheus). Every result is exported from the
+// start, at 0 until it happens.
+type dnsCollector struct{ c *dnscache.Cache }
+
+var (
+	descDNSLookups = prometheus.NewDesc(namespace+"_dns_lookups_total",
+		"Destination name lookups by result: hit and negative_hit (\"no such host\") answered from the DNS cache, miss asked the DNS server, error failed (timeout, SERVFAIL, refused; never cached).",
+		[]string{"result"}, nil)
+	descDNSEntries = prometheus.NewDesc(namespace+"_dns_cache_entries",
+		"Names whose answers the DNS cache holds (at most -dns-cache-size; expired ones count until replaced).", nil, nil)
+)
+
+func (d dnsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descDNSLookups
+	ch <- descDNSEntries
+}
+
+func (d dnsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := d.c.Stats()
+	for _, r := range []struct {
+		result string
+		n      uint64
+	}{{"hit", st.Hits}, {"negative_hit", st.NegativeHits}, {"miss", st.Misses}, {"error", st.Errors}} {
+		ch <- prometheus.MustNewConstMetric(descDNSLookups, prometheus.CounterValue, float64(r.n), r.result)
+	}
+	ch <- prometheus.MustNewConstMetric(descDNSEntries, prometheus.GaugeValue, float64(st.Entries))
 }

@@ -41,8 +41,24 @@ type Config struct {
 	// Registerer receives the proxy's metrics. If nil, metrics are kept but
 	// not registered anywhere.
 	Registerer prometheus.Registerer
-	// Resolver resolves destination names. If nil, net.DefaultResolver.
+	// Resolver resolves destination names. If nil, Go's resolver behind a
+	// cache that keeps each answer for its DNS TTL, bounded by the DNSCache
+	// fields (proxy/internal/dnscache).
 	Resolver Resolver
+	// DNSCacheSize is the most names the cache keeps. If zero, 10,000; if
+	// negative, there is no cache and net.DefaultResolver resolves every
+	// destination.
+	DNSCacheSize int
+	// DNSCacheMaxTTL caps how long the cache keeps an answer, whatever its
+	// TTL. If zero, 1h.
+	DNSCacheMaxTTL time.Duration
+	// DNSCacheNegativeTTL caps how long the cache keeps "no such host". If
+	// zero, 1m; if negative, it is not kept.
+	DNSCacheNegativeTTL time.Duration
+	// DNSDial, when Resolver is nil, connects Go's resolver to the DNS
+	// server it chose from resolv.conf (tests point it at their own). If
+	// nil, a net.Dialer.
+	DNSDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Dial connects to a checked IP:port. If nil, a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// DialTimeout bounds name resolution plus connecting, and separately
@@ -155,9 +171,6 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	if cfg.Resolver == nil {
-		cfg.Resolver = net.DefaultResolver
-	}
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 10 * time.Second
 	}
@@ -170,11 +183,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ClientIdleTimeout == 0 {
 		cfg.ClientIdleTimeout = 2 * time.Minute
 	}
-	if cfg.DialTimeout < 0 || cfg.ReadHeaderTimeout < 0 || cfg.TunnelIdleTimeout < 0 || cfg.MaxConnections < 0 {
-		return nil, errors.New("proxy: timeouts and MaxConnections must not be negative")
+	if cfg.DialTimeout < 0 || cfg.ReadHeaderTimeout < 0 || cfg.TunnelIdleTimeout < 0 || cfg.MaxConnections < 0 || cfg.DNSCacheMaxTTL < 0 {
+		return nil, errors.New("proxy: timeouts, DNSCacheMaxTTL and MaxConnections must not be negative")
 	}
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, errors.New("proxy: Config.TLSCertFile and Config.TLSKeyFile go together")
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = newDNSResolver(cfg)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer)}
 	if cfg.TLSCertFile != "" {

@@ -154,6 +154,8 @@ type serveFlags struct {
 	idleTimeout, clientIdle         time.Duration
 	drain, watch                    time.Duration
 	maxConns                        int
+	dnsCacheSize                    int
+	dnsMaxTTL, dnsNegativeTTL       time.Duration
 	quietAllowed, pprof             bool
 	logLevel                        slog.Level
 	logFormat, logFile              string
@@ -175,6 +177,9 @@ func parseServeFlags(args []string, stderr io.Writer) (f serveFlags, ok bool) {
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", time.Hour, "close a tunnel after this long with no traffic either way (0: never)")
 	fs.DurationVar(&f.clientIdle, "client-idle-timeout", 2*time.Minute, "close a kept-alive client connection idle this long")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "cap on concurrent client connections (0: derived from the file descriptor limit)")
+	fs.IntVar(&f.dnsCacheSize, "dns-cache-size", 10000, "keep the DNS answers of this many destination names for their TTL (0: no cache, every tunnel asks the DNS server)")
+	fs.DurationVar(&f.dnsMaxTTL, "dns-max-ttl", time.Hour, "keep a DNS answer at most this long, whatever its TTL")
+	fs.DurationVar(&f.dnsNegativeTTL, "dns-negative-ttl", time.Minute, "keep a DNS \"no such host\" at most this long, within its SOA's negative TTL (0: not kept)")
 	fs.DurationVar(&f.drain, "drain", 30*time.Second, "on SIGTERM, how long open tunnels may finish before they are closed")
 	fs.BoolVar(&f.quietAllowed, "quiet-allowed", false, "do not log allowed tunnels and requests (denials are always logged)")
 	fs.DurationVar(&f.watch, "watch-interval", defaultWatch, "how often to check the policy file for changes, and how long a change, or the file at a SIGHUP, must stay the same before it is loaded (0: no checks for changes; SIGHUP waits "+defaultWatch.String()+")")
@@ -204,7 +209,24 @@ func parseServeFlags(args []string, stderr io.Writer) (f serveFlags, ok bool) {
 		fmt.Fprintf(stderr, "azegress serve: %v\n", err)
 		return f, false
 	}
+	if err := f.checkDNS(); err != nil {
+		fmt.Fprintf(stderr, "azegress serve: %v\n", err)
+		return f, false
+	}
 	return f, true
+}
+
+// checkDNS checks the DNS cache's bounds.
+func (f serveFlags) checkDNS() error {
+	switch {
+	case f.dnsCacheSize < 0:
+		return fmt.Errorf("-dns-cache-size %d: want a number of names, or 0 for no cache", f.dnsCacheSize)
+	case f.dnsMaxTTL <= 0:
+		return fmt.Errorf("-dns-max-ttl %v: want a positive duration (to keep no answer, -dns-cache-size 0)", f.dnsMaxTTL)
+	case f.dnsNegativeTTL < 0:
+		return fmt.Errorf("-dns-negative-ttl %v: want a duration, or 0 to keep no \"no such host\"", f.dnsNegativeTTL)
+	}
+	return nil
 }
 
 // checkTLS checks that -listen-tls, -tls-cert and -tls-key come together.
@@ -225,20 +247,31 @@ func (f serveFlags) proxyConfig(pol *policy.Policy, log *slog.Logger, reg promet
 	if rec != nil { // not a typed nil in the interface
 		observer = rec
 	}
+	// The flags' 0 is "off"; the Config's is "the default".
+	dnsSize, dnsNeg := f.dnsCacheSize, f.dnsNegativeTTL
+	if dnsSize == 0 {
+		dnsSize = -1
+	}
+	if dnsNeg == 0 {
+		dnsNeg = -1
+	}
 	return proxy.Config{
-		Observer:          observer,
-		Policy:            pol,
-		Logger:            log,
-		Registerer:        reg,
-		DialTimeout:       f.dialTimeout,
-		ReadHeaderTimeout: f.headerTimeout,
-		ClientIdleTimeout: f.clientIdle,
-		TunnelIdleTimeout: f.idleTimeout,
-		MaxConnections:    f.maxConns,
-		QuietAllowed:      f.quietAllowed,
-		TLSCertFile:       f.tlsCert,
-		TLSKeyFile:        f.tlsKey,
-		OwnAddrs:          own,
+		Observer:            observer,
+		Policy:              pol,
+		Logger:              log,
+		Registerer:          reg,
+		DialTimeout:         f.dialTimeout,
+		ReadHeaderTimeout:   f.headerTimeout,
+		ClientIdleTimeout:   f.clientIdle,
+		TunnelIdleTimeout:   f.idleTimeout,
+		MaxConnections:      f.maxConns,
+		DNSCacheSize:        dnsSize,
+		DNSCacheMaxTTL:      f.dnsMaxTTL,
+		DNSCacheNegativeTTL: dnsNeg,
+		QuietAllowed:        f.quietAllowed,
+		TLSCertFile:         f.tlsCert,
+		TLSKeyFile:          f.tlsKey,
+		OwnAddrs:            own,
 	}
 }
 
