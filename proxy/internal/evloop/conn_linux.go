@@ -313,7 +313,7 @@ func (l *loop) pump(c *Conn, i int) {
 		if !l.flush(c, i) || d.srcEnded || !src.canRead {
 			return
 		}
-		if d.bulk && !d.sink && l.spliceIn(c, i) {
+		if d.bulk && !d.sink && !l.e.cfg.noSplice && l.spliceIn(c, i) {
 			continue
 		}
 		n, err := read(src.fd, l.buf[:])

@@ -52,6 +52,8 @@ type Config struct {
 	// IdleTimeout ends a relaying tunnel in which no bytes moved for that
 	// long; 0 means none.
 	IdleTimeout time.Duration
+
+	noSplice bool // tests: every move through the buffer
 }
 
 // Event says why the handler is called besides new bytes.

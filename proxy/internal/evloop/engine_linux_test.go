@@ -601,30 +601,36 @@ func TestOpening(t *testing.T) {
 	}
 }
 
+// TestRelayBulk moves 8 MiB each way, spliced and through the buffer,
+// which then meets a destination that takes only part of a write.
 func TestRelayBulk(t *testing.T) {
-	echo := origin(t, nettest.Echo)
-	h := newTestHandler()
-	addr, _ := serve(t, h, Config{})
-	c := dialProxy(t, addr, echo, "")
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	expect200(t, c)
-	const size = 8 << 20
-	data := make([]byte, size)
-	rand.Read(data)
-	go func() {
-		c.Write(data)
-		c.CloseWrite()
-	}()
-	hash := sha256.New()
-	n, err := io.Copy(hash, c)
-	if err != nil || n != size {
-		t.Fatalf("read back %d bytes, %v", n, err)
-	}
-	if want := sha256.Sum256(data); !bytes.Equal(hash.Sum(nil), want[:]) {
-		t.Error("the bytes read back differ from those sent")
-	}
-	if end := h.end(t); end.Reason != ReasonEOF || end.Up != size || end.Down != size {
-		t.Errorf("end %+v, want eof with %d bytes each way", end, size)
+	for _, noSplice := range []bool{false, true} {
+		t.Run(map[bool]string{false: "splice", true: "buffer"}[noSplice], func(t *testing.T) {
+			echo := origin(t, nettest.Echo)
+			h := newTestHandler()
+			addr, _ := serve(t, h, Config{noSplice: noSplice})
+			c := dialProxy(t, addr, echo, "")
+			c.SetDeadline(time.Now().Add(60 * time.Second))
+			expect200(t, c)
+			const size = 8 << 20
+			data := make([]byte, size)
+			rand.Read(data)
+			go func() {
+				c.Write(data)
+				c.CloseWrite()
+			}()
+			hash := sha256.New()
+			n, err := io.Copy(hash, c)
+			if err != nil || n != size {
+				t.Fatalf("read back %d bytes, %v", n, err)
+			}
+			if want := sha256.Sum256(data); !bytes.Equal(hash.Sum(nil), want[:]) {
+				t.Error("the bytes read back differ from those sent")
+			}
+			if end := h.end(t); end.Reason != ReasonEOF || end.Up != size || end.Down != size {
+				t.Errorf("end %+v, want eof with %d bytes each way", end, size)
+			}
+		})
 	}
 }
 
