@@ -1,0 +1,133 @@
+package evloop
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/azegress/azegress/proxy/internal/nettest"
+	"github.com/azegress/azegress/proxy/internal/relay"
+)
+
+// benchHandler dials every CONNECT and relays at once.
+type benchHandler struct{}
+
+func (benchHandler) Head(c *Conn, head []byte, ev Event) Action  { return connectHead(head) }
+func (benchHandler) HandOff(c *Conn, nc net.Conn, prefix []byte) { nc.Close() }
+func (benchHandler) DialFailed(c *Conn, err error) []byte        { return badGate502 }
+func (benchHandler) Opening(c *Conn, o Opening) Action           { return Relay() }
+func (benchHandler) Closed(c *Conn, end End)                     {}
+
+// BenchmarkTunnelSetup is one tunnel's life through the engine: CONNECT,
+// 200, a byte echoed, close. Allocations include the client's.
+func BenchmarkTunnelSetup(b *testing.B) {
+	echo := benchOrigin(b)
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	e, err := New(Config{Handler: benchHandler{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go e.Serve(ln)
+	defer e.Shutdown(context.Background())
+	benchTunnels(b, ln.Addr().String(), echo)
+}
+
+// BenchmarkTunnelSetupRelay is the same through a goroutine per connection
+// and relay.Start, the proxy's path today without its policy.
+func BenchmarkTunnelSetupRelay(b *testing.B) {
+	echo := benchOrigin(b)
+	ln := nettest.Listen(b)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				br := bufio.NewReaderSize(c, 4<<10)
+				var target string
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						c.Close()
+						return
+					}
+					if target == "" {
+						target = line[len("CONNECT ") : len(line)-len(" HTTP/1.1\r\n")]
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					c.Close()
+					return
+				}
+				c.Write(ok200)
+				relay.Start(context.Background(), c, up, 0, nil, func(string, error) {})
+			}()
+		}
+	}()
+	benchTunnels(b, ln.Addr().String(), echo)
+}
+
+func cpuTime(b *testing.B) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func benchOrigin(b *testing.B) string {
+	ln := nettest.Listen(b)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { nettest.Echo(c); c.Close() }()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String()).String()
+}
+
+func benchTunnels(b *testing.B, addr, target string) {
+	req := []byte("CONNECT " + target + " HTTP/1.1\r\nHost: x\r\n\r\n")
+	buf := make([]byte, len(ok200))
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := cpuTime(b)
+	defer func() {
+		// The whole process's CPU: client, origin and tunnels alike.
+		b.ReportMetric(float64((cpuTime(b)-start).Microseconds())/float64(b.N), "cpu-µs/op")
+	}()
+	for range b.N {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write(req)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+		c.Write(buf[:1])
+		if _, err := io.ReadFull(c, buf[:1]); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
+}

@@ -1,0 +1,24 @@
+// Package evloop serves TCP connections from a few event loops instead of
+// goroutines: the engine of the explicit listener's CONNECT path (issue 15),
+// where a goroutine, a netpoller wake-up and a scheduler hop per connection
+// and per message cost more CPU than the proxying itself.
+//
+// Each of Config.Loops loops is a goroutine locked to its thread, blocking in
+// epoll_wait on an edge-triggered set of raw non-blocking sockets, with the
+// listeners shared by all loops (EPOLLEXCLUSIVE). A connection belongs to
+// one loop for its life, and moves through phases a Handler drives: the
+// request head (read into a bounded buffer and shown to the handler after
+// every read), the dial (non-blocking connects to a list of addresses), the
+// opening (the client's first bytes withheld from the origin until the
+// handler has inspected them, the origin's forwarded), and the relay (the
+// semantics of proxy/internal/relay.Start: backpressure, half-close, the
+// idle timeout, bulk by splice(2), one end reason). Deadlines are a heap per
+// loop; slow work (a DNS miss) leaves the loop with Pending and comes back
+// with Conn.Resume. An idle tunnel costs its two sockets and its Conn, no
+// goroutine and no buffer.
+//
+// Callbacks run on the loop and must not block. Metrics and logs are the
+// handler's business. Off Linux, New reports ErrUnsupported.
+//
+// It imports nothing of the module: TestDeps enforces that.
+package evloop

@@ -1,0 +1,187 @@
+package evloop
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Reasons a connection ended, as End.Reason gives them. The first four are
+// relay.Start's, so the proxy logs and counts tunnels alike on both paths.
+const (
+	ReasonEOF         = "eof"          // both sides ended, or one closed after the other had
+	ReasonIdleTimeout = "idle_timeout" // no bytes moved for the idle duration, or a head, dial or opening deadline passed
+	ReasonCanceled    = "canceled"     // Shutdown's context was done, or Shutdown closed a connection in its head phase
+	ReasonError       = "error"        // reading a side failed, or writing to a side that had not ended
+	ReasonRefused     = "refused"      // the handler refused, or every dial failed
+)
+
+// Sizes of the engine's buffers.
+const (
+	// HeadBufSize bounds the head phase: a head that does not fit is shown
+	// to the handler with EventFull (the proxy hands it to net/http).
+	HeadBufSize = 4 << 10
+	// OpeningBufSize bounds the client bytes withheld in the opening phase:
+	// room for the largest ClientHello the proxy reads (tlshello.MaxBytes,
+	// 20 KiB).
+	OpeningBufSize = 24 << 10
+	// relayBufSize is the most one read moves in the relay. A read that
+	// fills it starts a bulk transfer, which splices.
+	relayBufSize = 16 << 10
+)
+
+// ErrUnsupported is New's error where there is no epoll.
+var ErrUnsupported = errors.New("evloop: event-loop engine not supported on this OS; serve connections with goroutines instead")
+
+// ErrClosed is what Serve returns once Shutdown has begun.
+var ErrClosed = errors.New("evloop: engine shut down")
+
+// Config configures an Engine. It is plain data, read by New.
+type Config struct {
+	// Handler drives every connection; required.
+	Handler Handler
+	// Loops is the number of event loops, each a goroutine locked to its
+	// thread; 0 means GOMAXPROCS.
+	Loops int
+	// HeadTimeout bounds the head phase (from accept) and, again, the
+	// opening phase (from the dial's success); 0 means 10s.
+	HeadTimeout time.Duration
+	// DialTimeout bounds all of a Dial's attempts together; 0 means 10s.
+	DialTimeout time.Duration
+	// IdleTimeout ends a relaying tunnel in which no bytes moved for that
+	// long; 0 means none.
+	IdleTimeout time.Duration
+
+	noSplice bool // tests: every move through the buffer
+}
+
+// Event says why the handler is called besides new bytes.
+type Event uint8
+
+const (
+	EventNone      Event = iota // new bytes arrived
+	EventEOF                    // the client ended its sending
+	EventOriginEOF              // the origin ended its sending (opening phase)
+	EventTimeout                // the phase's deadline passed
+	EventFull                   // the phase's buffer is full
+	EventError                  // reading the client failed (Conn.Err has why)
+)
+
+// Terminal reports whether no more bytes can come from the client: the
+// handler must decide now, and NeedMore closes the connection.
+func (e Event) Terminal() bool { return e != EventNone && e != EventOriginEOF }
+
+// Phase is where a connection is in its life.
+type Phase uint8
+
+const (
+	PhaseHead    Phase = iota // reading the request head
+	PhasePending              // the handler will Resume
+	PhaseDial                 // connecting to the origin
+	PhaseOpening              // the reply was sent; client bytes withheld
+	PhaseRelay                // moving bytes both ways
+	PhaseClosing              // a refusal is being written
+)
+
+var phaseNames = [...]string{"head", "pending", "dial", "opening", "relay", "closing"}
+
+func (p Phase) String() string {
+	if int(p) < len(phaseNames) {
+		return phaseNames[p]
+	}
+	return "unknown"
+}
+
+// End is how a connection ended, given to Handler.Closed.
+type End struct {
+	Phase  Phase  // where it ended
+	Reason string // one of the Reason constants
+	Err    error  // nil for eof, idle_timeout and refused by the handler; the dial's error for a failed dial
+	Up     int64  // client bytes written to the origin
+	Down   int64  // origin bytes written to the client (the reply not counted)
+}
+
+// Opening is what the handler sees in the opening phase.
+type Opening struct {
+	// Client are the client bytes read and not yet forwarded, starting
+	// with the bytes it sent behind its head. Valid only during the call.
+	Client []byte
+	// Origin are bytes the origin just sent, already forwarded (or queued)
+	// to the client; nil when the call is for client bytes or an event.
+	// Valid only during the call.
+	Origin []byte
+	Event  Event
+}
+
+// Handler drives connections. Every method runs on the connection's loop and
+// must not block: a slow decision returns Pending and calls Conn.Resume from
+// another goroutine. Byte slices it is given are valid only during the call.
+type Handler interface {
+	// Head is called after each read of the head phase with all bytes read
+	// so far, and at an event (EOF, timeout, full buffer, error).
+	Head(c *Conn, head []byte, ev Event) Action
+	// HandOff gets the connection as a net.Conn after Head returned
+	// HandOff, with the bytes read so far; the engine has forgotten it, and
+	// Closed is not called for it.
+	HandOff(c *Conn, nc net.Conn, prefix []byte)
+	// DialFailed is called when every address of a Dial failed, or the
+	// dial timeout passed; it returns what to write to the client before
+	// the connection is closed (a 502), or nil.
+	DialFailed(c *Conn, err error) []byte
+	// Opening is called in the opening phase when bytes arrive from either
+	// side, at the start if the client sent bytes behind its head, and at
+	// an event. It returns NeedMore, Forward, Relay or Refuse.
+	Opening(c *Conn, o Opening) Action
+	// Closed is called once for every connection not handed off, when it
+	// is closed.
+	Closed(c *Conn, end End)
+}
+
+type actionKind uint8
+
+const (
+	actNeedMore actionKind = iota
+	actRefuse
+	actHandOff
+	actDial
+	actPending
+	actForward
+	actRelay
+)
+
+// Action is a handler's answer. Slices in it belong to the engine until the
+// connection is closed: the handler must not change them (static replies).
+type Action struct {
+	kind  actionKind
+	n     int
+	reply []byte
+	addrs []netip.AddrPort
+}
+
+// NeedMore waits for more bytes (or, after a terminal event, closes).
+func NeedMore() Action { return Action{} }
+
+// Refuse writes reply to the client and closes the connection (both
+// sides in the opening phase).
+func Refuse(reply []byte) Action { return Action{kind: actRefuse, reply: reply} }
+
+// HandOff gives the connection to Handler.HandOff as a net.Conn (head phase).
+func HandOff() Action { return Action{kind: actHandOff} }
+
+// Dial connects to addrs in turn within the dial timeout (head phase). On
+// success reply is written to the client and the opening phase begins with
+// the client bytes behind the first headLen bytes of the head.
+func Dial(addrs []netip.AddrPort, reply []byte, headLen int) Action {
+	return Action{kind: actDial, addrs: addrs, reply: reply, n: headLen}
+}
+
+// Pending says the handler will call Conn.Resume with the answer (head phase).
+func Pending() Action { return Action{kind: actPending} }
+
+// Forward writes the first n withheld client bytes to the origin and keeps
+// the opening phase (the proxy's check follows a HelloRetryRequest).
+func Forward(n int) Action { return Action{kind: actForward, n: n} }
+
+// Relay forwards the withheld client bytes and relays from then on.
+func Relay() Action { return Action{kind: actRelay} }

@@ -1,0 +1,508 @@
+package evloop
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Event data: Pad names what an event is for. Connection events carry the
+// connection's generation in Pad (never padListener or padWake) and
+// slot<<2 | attempt parity<<1 | side in Fd, so an event for a socket closed
+// meanwhile (its slot reused, or a dial attempt replaced) is dropped.
+const (
+	padListener = 0 // Fd is a listener's fd
+	padWake     = 1 // the loop's eventfd
+	firstGen    = 2
+)
+
+const (
+	connEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+	readEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
+)
+
+// lingerTime is how long a refused client may keep sending after the
+// refusal before it is closed: closing with its bytes unread would reset
+// it, and a reset can discard the refusal before the client reads it
+// (net/http's rstAvoidanceDelay).
+const lingerTime = 500 * time.Millisecond
+
+// acceptPause is how long a loop stops accepting when out of fds.
+const acceptPause = 100 * time.Millisecond
+
+var (
+	headBufs  = sync.Pool{New: func() any { return new([HeadBufSize]byte) }}
+	openBufs  = sync.Pool{New: func() any { return new([OpeningBufSize]byte) }}
+	relayBufs = sync.Pool{New: func() any { return new([relayBufSize]byte) }}
+)
+
+type ctlKind uint8
+
+const (
+	ctlResume ctlKind = iota
+	ctlStop           // stop accepting; close head-phase connections
+	ctlCancel         // close every connection (Shutdown's ctx is done)
+	ctlExit           // close what is left and return
+)
+
+type ctlMsg struct {
+	kind ctlKind
+	c    *Conn
+	a    Action
+	err  error
+}
+
+type pipePair struct{ r, w int }
+
+// loop is one event loop. Everything but the fields under mu is owned by
+// its goroutine.
+type loop struct {
+	e      *Engine
+	h      Handler
+	ep     int
+	wake   int // eventfd
+	events []unix.EpollEvent
+	buf    *[relayBufSize]byte
+	slots  []*Conn
+	free   []int32
+	gen    uint32
+	timers []*Conn // min-heap on deadline
+	base   time.Time
+	now    int64
+	pipes  []pipePair
+	paused []int // listener fds removed while out of fds
+	resume int64 // when to add paused back
+
+	mu       sync.Mutex
+	queue    []ctlMsg
+	spare    []ctlMsg
+	signaled bool
+	exited   bool
+
+	stopping bool
+	exit     bool
+}
+
+func newLoop(e *Engine) (*loop, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(ep)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	l := &loop{e: e, h: e.cfg.Handler, ep: ep, wake: wake, events: make([]unix.EpollEvent, 128),
+		buf: new([relayBufSize]byte), gen: firstGen, base: time.Now()}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Pad: padWake}); err != nil {
+		l.closeFDs()
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	return l, nil
+}
+
+func (l *loop) closeFDs() {
+	unix.Close(l.wake)
+	unix.Close(l.ep)
+}
+
+func (l *loop) addListener(fd int) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(fd), Pad: padListener}
+	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+// post queues m for the loop and wakes it. It drops m once the loop has
+// exited.
+func (l *loop) post(m ctlMsg) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.exited {
+		return
+	}
+	l.queue = append(l.queue, m)
+	if !l.signaled {
+		l.signaled = true
+		var one = [8]byte{1}
+		unix.Write(l.wake, one[:])
+	}
+}
+
+func (l *loop) clock() int64 { return int64(time.Since(l.base)) }
+
+func (l *loop) run() {
+	runtime.LockOSThread()
+	defer l.e.wg.Done()
+	for !l.exit {
+		n, err := unix.EpollWait(l.ep, l.events, l.waitMillis())
+		if err != nil && err != unix.EINTR {
+			// Cannot happen with a valid set; end what the loop has.
+			l.closeAll(ReasonError, os.NewSyscallError("epoll_wait", err))
+			break
+		}
+		l.now = l.clock()
+		for _, ev := range l.events[:max(n, 0)] {
+			switch ev.Pad {
+			case padListener:
+				l.accept(int(ev.Fd))
+			case padWake:
+				l.drainQueue()
+			default:
+				slot := int(ev.Fd >> 2)
+				if slot >= len(l.slots) {
+					continue
+				}
+				c := l.slots[slot]
+				if c == nil || c.gen != uint32(ev.Pad) {
+					continue
+				}
+				s := int(ev.Fd & 1)
+				if s == 1 && uint8(ev.Fd>>1&1) != c.attempt&1 {
+					continue // a dial attempt closed in this batch
+				}
+				l.onEvent(c, s, ev.Events)
+			}
+		}
+		l.runTimers()
+	}
+	l.mu.Lock()
+	l.exited = true
+	l.mu.Unlock()
+	for _, p := range l.pipes {
+		unix.Close(p.r)
+		unix.Close(p.w)
+	}
+	l.closeFDs()
+	runtime.UnlockOSThread()
+}
+
+// waitMillis is epoll_wait's timeout: until the next deadline.
+func (l *loop) waitMillis() int {
+	next := int64(-1)
+	if len(l.timers) > 0 {
+		next = l.timers[0].deadline
+	}
+	if len(l.paused) > 0 && (next < 0 || l.resume < next) {
+		next = l.resume
+	}
+	if next < 0 {
+		return -1
+	}
+	d := next - l.clock()
+	if d <= 0 {
+		return 0
+	}
+	return int((d + int64(time.Millisecond) - 1) / int64(time.Millisecond))
+}
+
+func (l *loop) drainQueue() {
+	var b [8]byte
+	unix.Read(l.wake, b[:])
+	l.mu.Lock()
+	q := l.queue
+	l.queue, l.spare = l.spare[:0], nil
+	l.signaled = false
+	l.mu.Unlock()
+	for i := range q {
+		m := q[i]
+		q[i] = ctlMsg{}
+		switch m.kind {
+		case ctlResume:
+			if !m.c.closed && m.c.phase == PhasePending {
+				m.c.phase = PhaseHead
+				l.setDeadline(m.c, m.c.headStart+int64(l.e.cfg.HeadTimeout))
+				l.applyHead(m.c, m.a, EventNone)
+				if !m.c.closed && m.c.phase == PhaseHead {
+					l.readHead(m.c)
+				}
+			}
+		case ctlStop:
+			l.stop()
+		case ctlCancel:
+			l.closeAll(ReasonCanceled, m.err)
+		case ctlExit:
+			l.closeAll(ReasonCanceled, ErrClosed)
+			l.exit = true
+		}
+	}
+	l.spare = q[:0]
+}
+
+// stop removes the listeners from the loop and closes the connections still
+// in their head phase.
+func (l *loop) stop() {
+	l.stopping = true
+	l.e.mu.Lock()
+	for _, lst := range l.e.lns {
+		unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, lst.fd, nil) // ENOENT when paused
+		if lst.refs--; lst.refs == 0 {
+			unix.Close(lst.fd)
+		}
+	}
+	l.e.mu.Unlock()
+	l.paused = nil
+	for _, c := range l.slots {
+		if c != nil && (c.phase == PhaseHead || c.phase == PhasePending) {
+			l.end(c, ReasonCanceled, ErrClosed)
+		}
+	}
+}
+
+func (l *loop) closeAll(reason string, err error) {
+	for _, c := range l.slots {
+		if c != nil {
+			l.end(c, reason, err)
+		}
+	}
+}
+
+// accept takes every connection waiting on the listener fd.
+func (l *loop) accept(fd int) {
+	for !l.stopping {
+		nfd, sa, err := unix.Accept4(fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		switch err {
+		case nil:
+		case unix.EINTR, unix.ECONNABORTED:
+			continue
+		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+			// The listener is level-triggered: left in the set it would
+			// spin the loop. Take it out for a while.
+			if unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, fd, nil) == nil {
+				l.paused = append(l.paused, fd)
+				l.resume = l.now + int64(acceptPause)
+			}
+			return
+		default:
+			return // EAGAIN, or an error the next readiness retries
+		}
+		unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		c := &Conn{l: l, phase: PhaseHead, tidx: -1, remote: addrPort(sa)}
+		c.sides[0].fd, c.sides[1].fd = nfd, -1
+		l.addConn(c)
+		if err := l.watch(c, 0); err != nil {
+			unix.Close(nfd)
+			l.freeSlot(c)
+			continue
+		}
+		l.e.live.Add(1)
+		c.hb = headBufs.Get().(*[HeadBufSize]byte)
+		c.headStart = l.now
+		l.setDeadline(c, l.now+int64(l.e.cfg.HeadTimeout))
+		// The head is often there already; the registration reports it.
+	}
+}
+
+func (l *loop) resumeAccept() {
+	if l.stopping {
+		l.paused = nil
+		return
+	}
+	for _, fd := range l.paused {
+		l.addListener(fd)
+	}
+	l.paused = l.paused[:0]
+}
+
+func addrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
+	}
+	return netip.AddrPort{}
+}
+
+func (l *loop) addConn(c *Conn) {
+	if n := len(l.free); n > 0 {
+		c.slot = l.free[n-1]
+		l.free = l.free[:n-1]
+		l.slots[c.slot] = c
+	} else {
+		c.slot = int32(len(l.slots))
+		l.slots = append(l.slots, c)
+	}
+	l.gen++
+	if l.gen < firstGen {
+		l.gen = firstGen
+	}
+	c.gen = l.gen
+}
+
+func (l *loop) freeSlot(c *Conn) {
+	l.slots[c.slot] = nil
+	l.free = append(l.free, c.slot)
+}
+
+// watch adds side s of c to the epoll set, edge-triggered.
+func (l *loop) watch(c *Conn, s int) error {
+	data := c.slot<<2 | int32(s)
+	if s == 1 {
+		data |= int32(c.attempt&1) << 1
+	}
+	ev := unix.EpollEvent{Events: connEvents, Fd: data, Pad: int32(c.gen)}
+	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, c.sides[s].fd, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+func (l *loop) onEvent(c *Conn, s int, evs uint32) {
+	if evs&readEvents != 0 {
+		c.sides[s].canRead = true
+	}
+	switch c.phase {
+	case PhaseHead:
+		l.readHead(c)
+	case PhaseDial:
+		if s == 1 && evs&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			l.dialDone(c)
+		}
+	case PhaseOpening, PhaseRelay:
+		l.drive(c)
+	case PhaseClosing:
+		l.closingStep(c)
+	}
+}
+
+// Timers: a min-heap of connections on their deadline.
+
+func (l *loop) setDeadline(c *Conn, t int64) {
+	c.deadline = t
+	if c.tidx < 0 {
+		c.tidx = int32(len(l.timers))
+		l.timers = append(l.timers, c)
+		l.up(int(c.tidx))
+		return
+	}
+	if !l.down(int(c.tidx)) {
+		l.up(int(c.tidx))
+	}
+}
+
+func (l *loop) clearDeadline(c *Conn) {
+	c.deadline = 0
+	i := int(c.tidx)
+	if i < 0 {
+		return
+	}
+	last := len(l.timers) - 1
+	if i != last {
+		l.swap(i, last)
+	}
+	l.timers[last] = nil
+	l.timers = l.timers[:last]
+	c.tidx = -1
+	if i != last && !l.down(i) {
+		l.up(i)
+	}
+}
+
+func (l *loop) swap(i, j int) {
+	l.timers[i], l.timers[j] = l.timers[j], l.timers[i]
+	l.timers[i].tidx, l.timers[j].tidx = int32(i), int32(j)
+}
+
+func (l *loop) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2
+		if l.timers[i].deadline <= l.timers[j].deadline {
+			break
+		}
+		l.swap(i, j)
+		j = i
+	}
+}
+
+func (l *loop) down(i0 int) bool {
+	i, n := i0, len(l.timers)
+	for {
+		j := 2*i + 1
+		if j >= n {
+			break
+		}
+		if j2 := j + 1; j2 < n && l.timers[j2].deadline < l.timers[j].deadline {
+			j = j2
+		}
+		if l.timers[i].deadline <= l.timers[j].deadline {
+			break
+		}
+		l.swap(i, j)
+		i = j
+	}
+	return i > i0
+}
+
+func (l *loop) runTimers() {
+	if len(l.paused) > 0 && l.now >= l.resume {
+		l.resumeAccept()
+	}
+	for len(l.timers) > 0 && l.timers[0].deadline <= l.now {
+		c := l.timers[0]
+		l.clearDeadline(c)
+		l.expire(c)
+	}
+}
+
+// expire handles c's deadline.
+func (l *loop) expire(c *Conn) {
+	switch c.phase {
+	case PhaseHead:
+		l.applyHead(c, l.h.Head(c, c.buf()[:c.n], EventTimeout), EventTimeout)
+	case PhaseDial:
+		l.closeOrigin(c)
+		l.failDial(c, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(c.addrs[c.next-1]), Err: os.ErrDeadlineExceeded})
+	case PhaseOpening:
+		l.applyOpening(c, l.h.Opening(c, Opening{Client: c.buf()[:c.n], Event: EventTimeout}), EventTimeout)
+	case PhaseRelay:
+		idle := int64(l.e.cfg.IdleTimeout)
+		if l.now-c.last >= idle {
+			l.end(c, ReasonIdleTimeout, nil)
+			return
+		}
+		l.setDeadline(c, c.last+idle)
+	case PhaseClosing:
+		l.end(c, c.endReason, c.endErr)
+	}
+}
+
+// Socket helpers.
+
+func read(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+// write sends b on the socket fd without raising SIGPIPE.
+func write(fd int, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	for {
+		n, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+			unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(n), nil
+	}
+}
+
+var errHandler = errors.New("evloop: the handler returned an action its phase does not take")
