@@ -88,7 +88,8 @@ deb-test:
 # BENCH_QUICK=1 for a short run, BENCH_ROUNDS=N for N rounds (default 5).
 bench: build bench-deps
 	$(GO) build -o bin/azegress-bench ./cmd/azegress-bench
-	BENCH_QUICK=$(BENCH_QUICK) BENCH_ROUNDS=$(BENCH_ROUNDS) bin/azegress-bench run -azegress bin/azegress $(if $(BEFORE),-azegress-before $(BEFORE)) -out BENCHMARKS.md
+	$(GO) build -o bin/azegress-engine-relay ./proxy/internal/evloop/benchrelay
+	BENCH_QUICK=$(BENCH_QUICK) BENCH_ROUNDS=$(BENCH_ROUNDS) bin/azegress-bench run -azegress bin/azegress -engine bin/azegress-engine-relay $(if $(BEFORE),-azegress-before $(BEFORE)) -out BENCHMARKS.md
 
 # Issue 15's rows only, in a few minutes, for A/B runs while optimising:
 # BEFORE=/path/to/an/older/azegress measures it as azegress-before,
@@ -96,7 +97,8 @@ bench: build bench-deps
 # bench-out/BENCHMARKS-quick.md and the CPU profiles beside it.
 bench-quick: build bench-deps
 	$(GO) build -o bin/azegress-bench ./cmd/azegress-bench
-	BENCH_ROUNDS=$(BENCH_ROUNDS) bin/azegress-bench run -issue15 -azegress bin/azegress $(if $(BEFORE),-azegress-before $(BEFORE)) -out bench-out/BENCHMARKS-quick.md
+	$(GO) build -o bin/azegress-engine-relay ./proxy/internal/evloop/benchrelay
+	BENCH_ROUNDS=$(BENCH_ROUNDS) bin/azegress-bench run -issue15 -azegress bin/azegress -engine bin/azegress-engine-relay $(if $(BEFORE),-azegress-before $(BEFORE)) -out bench-out/BENCHMARKS-quick.md
 
 # The peers the benchmark measures azegress against, ip(8) and strace(1).
 bench-deps:

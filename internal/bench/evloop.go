@@ -78,6 +78,25 @@ func startEvloop(dir, self string) (*target, error) {
 	return &target{name: "evloop", addr: addr, proc: p}, nil
 }
 
+// enginePort is the engine target's: proxy/internal/evloop/benchrelay, a
+// bare relay on azegress's event-loop engine, run from its own binary (the
+// engine is internal to the proxy).
+const enginePort = 3135
+
+// startEngine runs benchrelay's binary bin.
+func startEngine(dir, bin string) (*target, error) {
+	addr := fmt.Sprintf("127.0.0.1:%d", enginePort)
+	p, err := startProc("engine", filepath.Join(dir, "engine.log"), bin, "-listen", addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.waitListening(addr, 20*time.Second); err != nil {
+		p.stop(5 * time.Second)
+		return nil, err
+	}
+	return &target{name: "engine", addr: addr, proc: p, connectOnly: true}, nil
+}
+
 // nameCache resolves each destination once and keeps it: what a DNS
 // cache hit costs (a lock and a map lookup).
 type nameCache struct {

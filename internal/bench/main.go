@@ -39,6 +39,7 @@ Usage:
                      [-quick | -issue15] [-targets LIST] [-profiles DIR] [-learn N]
   azegress-bench origin     (the origins; run by "run")
   azegress-bench relay      (a bare Go CONNECT relay, the control; run by "run")
+  azegress-bench evloop     (the same with an epoll loop per core, no goroutine per connection; run by "run")
   azegress-bench load [-proxy ADDR] [-what setup|bulk|rtt|http] [-dur D]
                             (one measurement against a running proxy, to profile it)
 
@@ -80,6 +81,9 @@ type config struct {
 	// azegress-before, measured alternately with Azegress in the same
 	// sitting (for an A/B of a change); "" for none.
 	AzegressBefore string
+	// Engine is proxy/internal/evloop/benchrelay's binary, the target
+	// engine (a bare relay on azegress's event-loop engine); "" for none.
+	Engine string
 	// Issue15 is a short run of issue 15's rows only (bench-quick).
 	Issue15    bool
 	ProfileDir string // where the CPU profiles go; "" for none
@@ -101,11 +105,11 @@ type config struct {
 	Keep       bool // keep the proxies' logs and configurations
 }
 
-var allTargets = []string{"direct", "relay", "evloop", "azegress", "azegress-before", "azegress-identity", "squid", "tinyproxy"}
+var allTargets = []string{"direct", "relay", "evloop", "engine", "azegress", "azegress-before", "azegress-identity", "squid", "tinyproxy"}
 
 // issue15Targets are the targets of an -issue15 run (azegress-before only
 // with -azegress-before).
-var issue15Targets = []string{"direct", "relay", "evloop", "azegress", "azegress-before", "squid"}
+var issue15Targets = []string{"direct", "relay", "evloop", "engine", "azegress", "azegress-before", "squid"}
 
 // goBenchPkgs are the packages whose Go benchmarks a run includes.
 var goBenchPkgs = []string{"./policy/...", "./proxy", "./identity"}
@@ -118,6 +122,7 @@ func (c *config) flags(fs *flag.FlagSet) {
 	quick := os.Getenv("BENCH_QUICK") != "" && os.Getenv("BENCH_QUICK") != "0"
 	fs.StringVar(&c.Azegress, "azegress", "bin/azegress", "azegress `binary` to measure")
 	fs.StringVar(&c.AzegressBefore, "azegress-before", "", "a second azegress `binary`, measured as target azegress-before alternately with -azegress in the same sitting (an A/B of a change)")
+	fs.StringVar(&c.Engine, "engine", "", "the event-loop engine's bare relay `binary` (go build ./proxy/internal/evloop/benchrelay), measured as target engine")
 	fs.BoolVar(&c.Issue15, "issue15", false, "only issue 15's rows, short (make bench-quick): direct, relay, azegress(-before), squid; no Go benchmarks, no reload, 2,000 idle tunnels")
 	fs.StringVar(&c.ProfileDir, "profiles", "bench-out", "`directory` for azegress's CPU profiles under load (empty: no profiles)")
 	fs.IntVar(&c.Learn, "learn", 10000, "distinct destinations of the learning-mode row (0: skip it)")
@@ -157,6 +162,9 @@ func (c *config) finish(roundsSet bool) {
 	}
 	if c.AzegressBefore == "" {
 		c.Targets = slices.DeleteFunc(slices.Clone(c.Targets), func(s string) bool { return s == "azegress-before" })
+	}
+	if c.Engine == "" {
+		c.Targets = slices.DeleteFunc(slices.Clone(c.Targets), func(s string) bool { return s == "engine" })
 	}
 	c.Workers, c.Rules = 32, 1000
 	c.Warm, c.SetupDur, c.BulkDur, c.HTTPDur, c.ReloadDur = 300*time.Millisecond, 3*time.Second, 2*time.Second, 3*time.Second, 3*time.Second
@@ -224,6 +232,15 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	if _, err := os.Stat(azBin); err != nil {
 		fmt.Fprintf(stderr, "azegress-bench: %v (build it first: make build)\n", err)
 		return 1
+	}
+	if cfg.Engine != "" {
+		if cfg.Engine, err = filepath.Abs(cfg.Engine); err == nil {
+			_, err = os.Stat(cfg.Engine)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "azegress-bench: -engine: %v (go build -o bin/azegress-engine-relay ./proxy/internal/evloop/benchrelay)\n", err)
+			return 1
+		}
 	}
 	if cfg.AzegressBefore != "" {
 		if cfg.AzegressBefore, err = filepath.Abs(cfg.AzegressBefore); err == nil {
@@ -520,6 +537,8 @@ func measureAll(cfg config, stdout io.Writer) (*results, error) {
 			return startRelay(dir, self)
 		case "evloop":
 			return startEvloop(dir, self)
+		case "engine":
+			return startEngine(dir, cfg.Engine)
 		case "azegress-identity":
 			return startAzegressIdentity(dir, cfg.Azegress, rules, idp)
 		case "squid":
@@ -570,7 +589,7 @@ func measureAll(cfg config, stdout io.Writer) (*results, error) {
 	// Idle tunnels: each proxy fresh, alone. An idle tunnel with identity
 	// is the same tunnel.
 	for _, name := range cfg.Targets {
-		if name == "direct" || name == "azegress-identity" || name == "relay" || name == "evloop" {
+		if name == "direct" || name == "azegress-identity" || name == "relay" || name == "evloop" || name == "engine" {
 			continue
 		}
 		fmt.Fprintf(stdout, "== %s: idle tunnels %s\n", name, joinInts(cfg.IdleLevels, ", "))

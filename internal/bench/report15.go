@@ -246,7 +246,7 @@ func idleWorst(ir *idleResult) float64 {
 	return w
 }
 
-var issue15Cols = []string{"azegress", "azegress-before", "relay", "evloop", "squid"}
+var issue15Cols = []string{"azegress", "azegress-before", "relay", "evloop", "engine", "squid"}
 
 // rows15 builds issue 15's table from the run.
 func (rep *report) rows15() []row15 {
@@ -291,7 +291,8 @@ func (rep *report) renderIssue15(b *strings.Builder) {
 		"the direct run (for the round trip: direct's round trip). relay is a bare Go CONNECT relay (read the head,\n" +
 		"dial, 200, two goroutines with io.Copy; no policy, no log): the floor of a Go relay. evloop is the same\n" +
 		"relay with no goroutine per connection (an edge-triggered epoll loop per core over raw non-blocking\n" +
-		"sockets, names resolved once and kept): the floor of a Go event loop. Judge by the ratios:\n" +
+		"sockets, names resolved once and kept): the floor of a Go event loop. engine is the same bare relay on\n" +
+		"azegress's event-loop engine (proxy/internal/evloop). Judge by the ratios:\n" +
 		"absolute figures move by up to 30% between sittings on a shared machine.\n\n")
 	cols := []string{}
 	for _, t := range issue15Cols {
