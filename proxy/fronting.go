@@ -78,8 +78,7 @@ func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.C
 	if st.kind == stepMore {
 		w := s.watchServer(client, upstream, &op.st.Down, &m)
 		buf, st = readShown(client, buf, w.clientRead)
-		w.stop()
-		m = w.m
+		m = w.stop()
 		op.toUpstream = buf
 	}
 	return op, s.followCheck(r, fl, client, upstream, op, &m, st)
@@ -261,8 +260,8 @@ type serverWatch struct {
 
 // watchServer starts watching upstream while the caller reads the first
 // bytes of client, for up to the header timeout, and shows what it reads
-// to the check m (clientRead); the caller then calls stop, and takes the
-// check back from w.m.
+// to the check m (clientRead); the caller then calls stop, which hands
+// the check back.
 func (s *Server) watchServer(client, upstream net.Conn, down *atomic.Int64, m *openingCheck) *serverWatch {
 	w := &serverWatch{ctx: s.tunnelCtx, client: client, upstream: upstream, idle: s.cfg.TunnelIdleTimeout, down: down, done: make(chan struct{}), m: *m}
 	_ = client.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
@@ -441,9 +440,9 @@ func (w *serverWatch) splice(client, upstream *net.TCPConn) {
 	}
 }
 
-// stop ends the watch, once the client's first bytes are read, and waits
-// for a relay in progress to finish its write.
-func (w *serverWatch) stop() {
+// stop ends the watch, once the client's first bytes are read, waits for
+// a relay in progress to finish its write, and returns the check.
+func (w *serverWatch) stop() openingCheck {
 	w.stopCtx()
 	w.halt.Store(true)
 	_ = w.upstream.SetReadDeadline(time.Unix(1, 0))
@@ -451,4 +450,9 @@ func (w *serverWatch) stop() {
 	_ = w.upstream.SetReadDeadline(time.Time{})
 	_ = w.client.SetReadDeadline(time.Time{})
 	_ = w.client.SetWriteDeadline(time.Time{})
+	// The cancellation's function may still run, but the check has
+	// decided: it changes nothing.
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.m
 }
