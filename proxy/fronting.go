@@ -3,12 +3,12 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,9 +33,13 @@ import (
 // to check.
 //
 // A ClientHello that offers TLS 1.3 may be answered with a
-// HelloRetryRequest, after which the server reads a second ClientHello.
-// checkRetry, which the transparent TLS listener shares, requires it to
-// name the same server as the first.
+// HelloRetryRequest, after which the server reads a second ClientHello,
+// which must name the same server as the first. The transparent TLS
+// listener shares that part (followCheck).
+//
+// The decisions are openingCheck's (opening.go); this file does the check's
+// I/O on goroutines: it reads, writes and watches the origin, shows the
+// check what happened, and carries out its steps.
 
 // opening is what a tunnel's checks read, and moved, before the tunnel
 // starts relaying.
@@ -61,263 +65,161 @@ func (op *opening) release() {
 // the caller closes both conns and releases the opening.
 func (s *Server) checkFronting(r *http.Request, fl *flow, client, upstream net.Conn, early []byte) (*opening, *denial) {
 	op := &opening{toUpstream: early}
-	// The policy's author turned the check off for the block. (An admitted
-	// flow always has a block; nil only guards the dereference.)
-	if fl.block == nil || fl.block.AllowSNIMismatch {
+	var m openingCheck
+	st := m.start(fl, s.cfg.ReadHeaderTimeout, s.cfg.TunnelIdleTimeout)
+	if st.kind != stepMore {
 		return op, nil
 	}
 	buf := newHelloBuf(early)
 	op.toUpstream = buf
-	var hello tlshello.ClientHello
-	var perr error = tlshello.ErrIncomplete
 	if len(buf) > 0 { // sent with the CONNECT: no need to wait
-		hello, perr = tlshello.Parse(buf)
+		st = m.client(buf)
 	}
-	if perr == tlshello.ErrIncomplete {
-		w := s.watchServer(client, upstream, &op.st.Down)
-		var rerr error
-		buf, hello, perr, rerr = readRecords(client, buf, tlshello.Parse)
-		w.stop()
+	if st.kind == stepMore {
+		w := s.watchServer(client, upstream, &op.st.Down, &m)
+		buf, st = readShown(client, buf, w.clientRead)
+		m = w.stop()
 		op.toUpstream = buf
-		switch {
-		case s.tunnelCtx.Err() != nil:
-			op.end, op.err = relay.ReasonCanceled, context.Cause(s.tunnelCtx)
-			return op, nil
-		case w.werr != nil:
-			op.end, op.err = relay.ReasonError, w.werr
-			return op, nil
-		case perr == tlshello.ErrIncomplete:
-			return op, s.unfinishedStart(fl, op, w, rerr)
+	}
+	return op, s.followCheck(r, fl, client, upstream, op, &m, st)
+}
+
+// followCheck carries out m's steps from st until m decides. After a
+// forwarded first ClientHello it reads the origin's answer, and after a
+// HelloRetryRequest, which it relays, the client's second ClientHello, each
+// within the header timeout and tlshello.MaxBytes. It returns m's refusal,
+// if any; an end of the tunnel is left in op, and so is what was read and
+// not forwarded.
+func (s *Server) followCheck(r *http.Request, fl *flow, client, upstream net.Conn, op *opening, m *openingCheck, st step) *denial {
+	var stop func() bool
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	for {
+		if st.warn != nil {
+			s.wouldDeny(r, fl, st.warn, st.warnHost)
+		}
+		switch st.kind {
+		case stepRelay:
+			return nil
+		case stepRefuse:
+			return st.d
+		case stepEnd:
+			op.end, op.err = st.reason, st.err
+			return nil
+		case stepForward:
+			if stop == nil {
+				stop = context.AfterFunc(s.tunnelCtx, func() {
+					_ = client.SetReadDeadline(time.Unix(1, 0))
+					_ = upstream.SetReadDeadline(time.Unix(1, 0))
+				})
+			}
+			if err := writeCounted(upstream, op.toUpstream[:st.n], &op.st.Up); err != nil {
+				st = s.failed(m, evOriginError, err)
+				continue
+			}
+			op.toUpstream = op.toUpstream[:copy(op.toUpstream, op.toUpstream[st.n:])]
+			_ = upstream.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+			op.toClient, st = readShown(upstream, newHelloBuf(op.toClient), func(buf []byte, n int, err error) (step, bool) {
+				st := s.shown(m, buf, n, err, true)
+				return st, st.kind != stepMore || m.phase != phaseAnswer
+			})
+			_ = upstream.SetReadDeadline(time.Time{})
+		default: // a HelloRetryRequest, read in op.toClient
+			if err := writeCounted(client, op.toClient, &op.st.Down); err != nil {
+				st = s.failed(m, evClientWriteError, err)
+				continue
+			}
+			putHelloBuf(op.toClient)
+			op.toClient = nil
+			if st = m.client(op.toUpstream); st.kind != stepMore {
+				continue
+			}
+			_ = client.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+			op.toUpstream, st = readShown(client, op.toUpstream, func(buf []byte, n int, err error) (step, bool) {
+				st := s.shown(m, buf, n, err, false)
+				return st, st.kind != stepMore
+			})
+			_ = client.SetReadDeadline(time.Time{})
 		}
 	}
+}
+
+// failed tells m that I/O on the tunnel failed with err (e), or, if the
+// tunnel was canceled, that.
+func (s *Server) failed(m *openingCheck, e openingEvent, err error) step {
+	if s.tunnelCtx.Err() != nil {
+		return m.event(evCanceled, context.Cause(s.tunnelCtx))
+	}
+	return m.event(e, err)
+}
+
+// shown tells m what a read of the origin (fromOrigin) or the client
+// returned, or that the tunnel was canceled.
+func (s *Server) shown(m *openingCheck, buf []byte, n int, err error, fromOrigin bool) step {
+	if s.tunnelCtx.Err() != nil {
+		return m.event(evCanceled, context.Cause(s.tunnelCtx))
+	}
+	return showRead(m, buf, n, err, fromOrigin)
+}
+
+// showRead tells m what a read of the origin (fromOrigin) or the client
+// returned: n new bytes at the end of buf, every byte held, and err.
+func showRead(m *openingCheck, buf []byte, n int, err error, fromOrigin bool) step {
+	phase := m.phase
+	st := step{kind: stepMore}
+	if n > 0 {
+		if fromOrigin {
+			st = m.server(buf[len(buf)-n:])
+		} else {
+			st = m.client(buf)
+		}
+	}
+	if err == nil || st.kind != stepMore || m.phase != phase {
+		return st // the bytes read decided, as a parser's final answer does
+	}
 	switch {
-	case perr == tlshello.ErrNotTLS:
-		// SSH, SMTP, an SSLv2-format hello: none carries a server name a
-		// front could route on, and the tunnel's host was decided.
-		return op, nil
-	case perr != nil:
-		return op, s.connectBadHello(fl, helloRefusal(buf, perr, ""))
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return m.event(evOpeningTimeout, nil)
+	case fromOrigin && errors.Is(err, io.EOF):
+		return m.event(evOriginEOF, nil)
+	case fromOrigin:
+		return m.event(evOriginError, err)
+	case errors.Is(err, io.EOF):
+		return m.event(evClientEOF, nil)
 	}
-	// With an Encrypted Client Hello the outer name is checked, the only one
-	// in sight, as the transparent listener decides on it.
-	first, d := s.checkSNI(r, fl, hello.ServerName)
-	if d != nil {
-		return op, d
-	}
-	if hello.TLS13 {
-		return op, s.checkRetry(r, fl, client, upstream, op, &hello, first)
-	}
-	return op, nil
+	return m.event(evClientError, err)
 }
 
-// unfinishedStart decides a tunnel whose client sent no complete first
-// message: the check's reading stopped with op.toUpstream, for the reason
-// w and rerr tell.
-func (s *Server) unfinishedStart(fl *flow, op *opening, w *serverWatch, rerr error) *denial {
-	stopped := readStopped(rerr, s.cfg.ReadHeaderTimeout)
-	switch {
-	case w.idled:
-		stopped = "was idle for " + s.cfg.TunnelIdleTimeout.String()
-	case w.closed:
-		stopped = "waited and the origin closed the connection"
+// readShown reads from c, after the bytes already in buf, and shows each
+// read to show until it reports done. It returns every byte read and
+// show's last step. buf grows up to tlshello.MaxBytes, which is all the
+// check may ask for.
+func readShown(c net.Conn, buf []byte, show func(buf []byte, n int, err error) (step, bool)) ([]byte, step) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(tlshello.MaxBytes, max(2*cap(buf), helloBufSize))-len(buf))
+		}
+		n, err := c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if st, done := show(buf, n, err); done {
+			return buf, st
+		}
 	}
-	switch {
-	case len(op.toUpstream) > 0:
-		return s.connectBadHello(fl, helloRefusal(op.toUpstream, tlshello.ErrIncomplete, stopped))
-	case w.idled:
-		op.end = relay.ReasonIdleTimeout
-		return nil
-	case w.closed:
-		// The origin closed before the client spoke. A half-closed origin
-		// still reads, and nothing would check what the client sends
-		// next: the tunnel ends.
-		op.end = relay.ReasonEOF
-		return nil
-	case !errors.Is(rerr, os.ErrDeadlineExceeded):
-		// The client closed or failed: it sends nothing more to check.
-		return nil
-	}
-	d := badRequest("neither the client nor the origin sent anything within %s of the 200 to the CONNECT to %s, so the tunnel could not be checked for domain fronting",
-		s.cfg.ReadHeaderTimeout, fl.target())
-	d.status = 0
-	d.fix = fmt.Sprintf("A TLS client sends its ClientHello at once. For a protocol in which neither side speaks that soon, raise -header-timeout, or set allow_sni_mismatch = true for client %q in %s.",
-		fl.block.Name, fl.gen.pol.Filename())
-	return d
 }
 
-// connectBadHello is d, a refusal of a tunnel's first bytes, for a CONNECT
-// tunnel: no HTTP status (the 200 is sent), and the tunnel named.
-func (s *Server) connectBadHello(fl *flow, d *denial) *denial {
-	d.status = 0
-	d.detail = "tunnel to " + fl.target() + ": " + d.detail
-	d.fix = fmt.Sprintf("A TLS client must send its ClientHello first and whole, in TLS records of versions 3.0 to 3.4, within -header-timeout. A client that speaks another protocol starting with such a byte needs allow_sni_mismatch = true for client %q in %s.",
-		fl.block.Name, fl.gen.pol.Filename())
-	return d
-}
-
-// helloRefusal is the verdict on the first bytes a client sent in a tunnel,
-// on which the CONNECT check and the transparent TLS listener agree: nil
-// for a well-formed ClientHello, a bad_request otherwise. The CONNECT check
-// lets bytes that are not TLS (tlshello.ErrNotTLS) pass before it asks. stopped says
-// why reading ended before a ClientHello was complete.
-func helloRefusal(buf []byte, perr error, stopped string) *denial {
-	switch perr {
-	case nil:
-		return nil
-	case tlshello.ErrNotTLS:
-		return badRequest("not TLS: the connection starts with %q", truncate(string(buf[:min(len(buf), 8)]), 8))
-	case tlshello.ErrIncomplete:
-		return badRequest("incomplete TLS ClientHello (%d bytes) when the client %s", len(buf), stopped)
-	}
-	return badRequest("malformed TLS ClientHello: %v", perr)
-}
-
-// checkSNI refuses the server name raw of a ClientHello in fl's CONNECT
-// tunnel unless it names fl's host, or a host fl's client block allows on
-// fl's port. It returns the name, or a zero Host if there is none.
-func (s *Server) checkSNI(r *http.Request, fl *flow, raw []byte) (host.Host, *denial) {
-	if raw == nil {
-		// No name to front with; and a client of an IP-literal target
-		// sends none (RFC 6066).
-		return host.Host{}, nil
-	}
-	sni, err := wireHost(string(raw))
-	if err == nil && (sni == fl.host || fl.block.Decide(sni, fl.port).Allowed) {
-		return sni, nil
-	}
-	d := &denial{
-		reason: ReasonSNIMismatch,
-		detail: fmt.Sprintf("the TLS server name (SNI) %s in the tunnel to %s names another host, which no allow rule in client block %q allows on port %d (domain fronting)",
-			tlshello.PrintableSNI(raw), fl.target(), fl.block.Name, fl.port),
-	}
-	if err != nil {
-		d.detail = fmt.Sprintf("the TLS server name (SNI) %q in the tunnel to %s is not a valid host name", tlshello.PrintableSNI(raw), fl.target())
-	} else {
-		d.fix = fmt.Sprintf("If the client must send this server name, allow it in client %q in %s:\n\n%s\nor turn the check off for the block with allow_sni_mismatch = true.",
-			fl.block.Name, fl.gen.pol.Filename(), suggestRule(sni, fl.port))
-	}
-	return sni, s.mismatch(r, fl, d, sni, err == nil)
-}
-
-// mismatch returns d, an sni_mismatch; in learn mode it logs d as a
-// would_deny instead and returns nil, if sni is the valid server name the
-// client sent (which learning records) and no deny rule refuses it.
-// Learning fills gaps in the allow rules: like a CONNECT target, a server
-// name it cannot read or that a deny rule names is refused in learn mode too.
-func (s *Server) mismatch(r *http.Request, fl *flow, d *denial, sni host.Host, valid bool) *denial {
-	if fl.block.Mode != policy.ModeLearn || !valid || fl.block.Decide(sni, fl.port).Deny != nil {
-		return d
-	}
+// wouldDeny logs and counts d, an sni_mismatch for the server name sni
+// that learn mode lets through (a step's warning), as a would_deny.
+func (s *Server) wouldDeny(r *http.Request, fl *flow, d *denial, sni host.Host) {
 	s.m.decisions.WithLabelValues(fl.kind, "would_deny", ReasonSNIMismatch, fl.mode(), fl.blockName()).Inc()
-	if valid {
-		sfl := *fl
-		sfl.host, sfl.rule = sni, nil
-		s.observe(&sfl, policy.VerdictWouldDeny, ReasonNoRule)
-	}
+	sfl := *fl
+	sfl.host, sfl.rule = sni, nil
+	s.observe(&sfl, policy.VerdictWouldDeny, ReasonNoRule)
 	s.log.LogAttrs(r.Context(), slog.LevelWarn, "would deny", append(fl.attrs(),
 		slog.String(keyDecision, "would_deny"), slog.String(keyReason, ReasonSNIMismatch),
 		slog.String(keyDetail, d.detail))...)
-	return nil
-}
-
-// checkRetry follows a TLS 1.3 handshake through a HelloRetryRequest. It
-// forwards ch1, the ClientHello at the start of op.toUpstream, to the
-// origin, and reads the origin's first handshake message. If that is a
-// HelloRetryRequest, it forwards it and requires the client's next records
-// to be a second ClientHello, after at most one change_cipher_spec, whose
-// server name is first, ch1's (zero if ch1 has none). Anything else from
-// the origin ends the check. Reads are bounded by the header timeout and
-// tlshello.MaxBytes; what was read and not forwarded is left in op.
-func (s *Server) checkRetry(r *http.Request, fl *flow, client, upstream net.Conn, op *opening, ch1 *tlshello.ClientHello, first host.Host) *denial {
-	stop := context.AfterFunc(s.tunnelCtx, func() {
-		_ = client.SetReadDeadline(time.Unix(1, 0))
-		_ = upstream.SetReadDeadline(time.Unix(1, 0))
-	})
-	defer stop()
-	ended := func(err error) *denial {
-		op.end, op.err = relay.ReasonError, err
-		if s.tunnelCtx.Err() != nil {
-			op.end, op.err = relay.ReasonCanceled, context.Cause(s.tunnelCtx)
-		}
-		return nil
-	}
-	if err := writeCounted(upstream, op.toUpstream[:ch1.End], &op.st.Up); err != nil {
-		return ended(err)
-	}
-	op.toUpstream = op.toUpstream[:copy(op.toUpstream, op.toUpstream[ch1.End:])]
-
-	timeout := s.cfg.ReadHeaderTimeout
-	_ = upstream.SetReadDeadline(time.Now().Add(timeout))
-	sbuf, sh, perr, rerr := readRecords(upstream, newHelloBuf(op.toClient), tlshello.ParseServerHello)
-	_ = upstream.SetReadDeadline(time.Time{})
-	op.toClient = sbuf
-	fix := "The origin must answer a TLS ClientHello within -header-timeout, with a first handshake message of at most 16 KiB."
-	switch {
-	case s.tunnelCtx.Err() != nil:
-		return ended(nil)
-	case perr == tlshello.ErrIncomplete && !errors.Is(rerr, os.ErrDeadlineExceeded):
-		// The origin closed without answering, so no HelloRetryRequest
-		// comes; but a half-closed origin still reads, and nothing would
-		// check a second ClientHello: the tunnel ends.
-		if errors.Is(rerr, io.EOF) {
-			op.end = relay.ReasonEOF
-			return nil
-		}
-		return ended(rerr)
-	case perr == tlshello.ErrIncomplete:
-		return &denial{reason: ReasonDialFailed, fix: fix,
-			detail: fmt.Sprintf("the origin of the tunnel to %s did not answer the TLS ClientHello within %s, so a HelloRetryRequest could not be ruled out", fl.target(), timeout)}
-	case perr != nil:
-		return &denial{reason: ReasonDialFailed, fix: fix,
-			detail: fmt.Sprintf("the origin of the tunnel to %s answered the TLS ClientHello with a handshake message larger than 16 KiB", fl.target())}
-	case !sh.Retry:
-		return nil
-	}
-
-	if err := writeCounted(client, sbuf, &op.st.Down); err != nil {
-		return ended(err)
-	}
-	putHelloBuf(sbuf)
-	op.toClient = nil
-	_ = client.SetReadDeadline(time.Now().Add(timeout))
-	cbuf, ch2, perr, rerr := readRecords(client, op.toUpstream, tlshello.ParseSecond)
-	_ = client.SetReadDeadline(time.Time{})
-	op.toUpstream = cbuf
-	if s.tunnelCtx.Err() != nil {
-		return ended(nil)
-	}
-	if perr != nil {
-		d := helloRefusal(cbuf, perr, readStopped(rerr, timeout))
-		d.status = 0
-		d.detail = fmt.Sprintf("tunnel to %s: after the origin's HelloRetryRequest, %s", fl.target(), d.detail)
-		d.fix = "After a HelloRetryRequest, the client must send its second ClientHello, for the same server name, within -header-timeout."
-		return d
-	}
-	var second host.Host
-	var err error
-	if ch2.ServerName != nil {
-		second, err = wireHost(string(ch2.ServerName))
-	}
-	if err == nil && second == first {
-		return nil
-	}
-	name := func(h host.Host) string {
-		if h == (host.Host{}) {
-			return "no server name"
-		}
-		return h.String()
-	}
-	said := name(second)
-	if err != nil {
-		said = fmt.Sprintf("%q, not a valid host name,", tlshello.PrintableSNI(ch2.ServerName))
-	}
-	d := &denial{
-		reason: ReasonSNIMismatch,
-		detail: fmt.Sprintf("after the origin's HelloRetryRequest in the tunnel to %s, the second TLS ClientHello names %s, the first %s (domain fronting)",
-			fl.target(), said, name(first)),
-		fix: "A client must send the same server name (SNI) in both ClientHellos of a TLS 1.3 handshake (RFC 8446 §4.1.2); allow_sni_mismatch = true in the client block turns the check off.",
-	}
-	return s.mismatch(r, fl, d, second, err == nil && second != (host.Host{}))
 }
 
 // writeCounted writes b to c within 10s, as replay does, and counts the
@@ -333,11 +235,13 @@ func writeCounted(c net.Conn, b []byte, n *atomic.Int64) error {
 }
 
 // serverWatch watches the origin of a CONNECT tunnel while the check waits
-// for the client's first bytes (watchServer). An origin that speaks first
-// is relayed to the client; the client's read deadline is then lifted (it
-// may wait for the origin) and the tunnel's idle timeout, counted on the
-// origin's bytes, bounds the wait instead.
+// for the client's first bytes (watchServer), and shows the check what it
+// sees. An origin that speaks first is relayed to the client; the check
+// then lifts the client's read deadline (it may wait for the origin), and
+// the tunnel's idle timeout, counted on the origin's bytes, bounds the wait
+// instead.
 type serverWatch struct {
+	ctx              context.Context
 	client, upstream net.Conn
 	idle             time.Duration
 	down             *atomic.Int64
@@ -345,27 +249,78 @@ type serverWatch struct {
 	done             chan struct{}
 	stopCtx          func() bool
 
-	mu          sync.Mutex // orders changes of the client's read deadline
-	interrupted bool       // the client's read was cut short: its deadline stays past
-
-	// Set before done is closed.
-	closed bool  // the origin closed the connection, or reading it failed
-	idled  bool  // the origin spoke, then was quiet for idle
-	werr   error // writing to the client failed
+	// mu orders what the check is shown, from the watch, the client's
+	// reader and the tunnel's cancellation, and changes of the client's
+	// read deadline.
+	mu      sync.Mutex
+	m       openingCheck // the caller's, until stop
+	st      step         // the step that ended the wait for the first bytes
+	decided bool         // st is set; the client's read deadline stays as it is
 }
 
 // watchServer starts watching upstream while the caller reads the first
-// bytes of client, for up to the header timeout; the caller then calls
-// stop.
-func (s *Server) watchServer(client, upstream net.Conn, down *atomic.Int64) *serverWatch {
-	w := &serverWatch{client: client, upstream: upstream, idle: s.cfg.TunnelIdleTimeout, down: down, done: make(chan struct{})}
+// bytes of client, for up to the header timeout, and shows what it reads
+// to the check m (clientRead); the caller then calls stop, which hands
+// the check back.
+func (s *Server) watchServer(client, upstream net.Conn, down *atomic.Int64, m *openingCheck) *serverWatch {
+	w := &serverWatch{ctx: s.tunnelCtx, client: client, upstream: upstream, idle: s.cfg.TunnelIdleTimeout, down: down, done: make(chan struct{}), m: *m}
 	_ = client.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
 	w.stopCtx = context.AfterFunc(s.tunnelCtx, func() {
-		w.interrupt()
+		w.event(evCanceled, context.Cause(s.tunnelCtx))
 		_ = client.SetWriteDeadline(time.Unix(1, 0)) // a relay blocked on the client
 	})
 	go w.run()
 	return w
+}
+
+// clientRead is readShown's show for the client's first bytes: it shows
+// the check a read unless the wait is over, and reports whether it is.
+func (w *serverWatch) clientRead(buf []byte, n int, err error) (step, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.decided {
+		if w.ctx.Err() != nil {
+			w.st = w.m.event(evCanceled, context.Cause(w.ctx))
+		} else {
+			w.st = showRead(&w.m, buf, n, err, false)
+		}
+		w.decided = w.st.kind != stepMore
+	}
+	return w.st, w.decided
+}
+
+// event shows the check e, unless the wait for the client's first bytes
+// is over; if the check decides, the client's read is cut short.
+func (w *serverWatch) event(e openingEvent, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.decided {
+		w.decide(w.m.event(e, err))
+	}
+}
+
+// spoke shows the check that the origin sent data (which may be nil: the
+// bytes are relayed unread), unless the wait is over.
+func (w *serverWatch) spoke(data []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.decided {
+		return
+	}
+	st := w.m.server(data)
+	if st.timer == timerIdle {
+		_ = w.client.SetReadDeadline(time.Time{})
+	}
+	w.decide(st)
+}
+
+// decide ends the wait with st unless st waits on. w.mu is held.
+func (w *serverWatch) decide(st step) {
+	if st.kind == stepMore {
+		return
+	}
+	w.st, w.decided = st, true
+	_ = w.client.SetReadDeadline(time.Unix(1, 0))
 }
 
 func (w *serverWatch) run() {
@@ -377,21 +332,15 @@ func (w *serverWatch) run() {
 		return
 	}
 	if !spoke {
-		w.closed = true
-		w.interrupt()
+		w.event(evOriginEOF, nil)
 		return
 	}
-	w.mu.Lock()
-	if !w.interrupted {
-		_ = w.client.SetReadDeadline(time.Time{})
-	}
-	w.mu.Unlock()
+	w.spoke(data)
 	if len(data) > 0 {
 		n, werr := w.client.Write(data)
 		w.down.Add(int64(n))
 		if werr != nil {
-			w.werr = werr
-			w.interrupt()
+			w.event(evClientWriteError, werr)
 			return
 		}
 		data = nil
@@ -414,11 +363,10 @@ func (w *serverWatch) run() {
 			w.down.Add(int64(n))
 			if werr != nil {
 				if errors.Is(werr, os.ErrDeadlineExceeded) && !w.halt.Load() {
-					w.idled = true // the client neither spoke nor read
+					w.event(evIdleTimeout, nil) // the client neither spoke nor read
 				} else {
-					w.werr = werr
+					w.event(evClientWriteError, werr)
 				}
-				w.interrupt()
 				return
 			}
 		}
@@ -438,11 +386,11 @@ func (w *serverWatch) run() {
 	switch {
 	case w.halt.Load():
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		w.idled = true
-		w.interrupt()
+		w.event(evIdleTimeout, nil)
+	case errors.Is(err, io.EOF):
+		w.event(evOriginEOF, nil)
 	default:
-		w.closed = true
-		w.interrupt()
+		w.event(evOriginError, err)
 	}
 }
 
@@ -476,34 +424,25 @@ func (w *serverWatch) splice(client, upstream *net.TCPConn) {
 		case w.halt.Load():
 			return
 		case err == nil && lr.N > 0: // the origin's EOF
-			w.closed = true
+			w.event(evOriginEOF, nil)
 		case err == nil:
 			continue
 		case errors.Is(err, os.ErrDeadlineExceeded) && n > 0:
 			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			w.idled = true
+			w.event(evIdleTimeout, nil)
 		case errors.Is(err, syscall.EPIPE):
-			w.werr = err
+			w.event(evClientWriteError, err)
 		default:
-			w.closed = true
+			w.event(evOriginError, err)
 		}
-		w.interrupt()
 		return
 	}
 }
 
-// interrupt ends the caller's read of the client's first bytes.
-func (w *serverWatch) interrupt() {
-	w.mu.Lock()
-	w.interrupted = true
-	_ = w.client.SetReadDeadline(time.Unix(1, 0))
-	w.mu.Unlock()
-}
-
-// stop ends the watch, once the client's first bytes are read, and waits
-// for a relay in progress to finish its write.
-func (w *serverWatch) stop() {
+// stop ends the watch, once the client's first bytes are read, waits for
+// a relay in progress to finish its write, and returns the check.
+func (w *serverWatch) stop() openingCheck {
 	w.stopCtx()
 	w.halt.Store(true)
 	_ = w.upstream.SetReadDeadline(time.Unix(1, 0))
@@ -511,4 +450,9 @@ func (w *serverWatch) stop() {
 	_ = w.upstream.SetReadDeadline(time.Time{})
 	_ = w.client.SetReadDeadline(time.Time{})
 	_ = w.client.SetWriteDeadline(time.Time{})
+	// The cancellation's function may still run, but the check has
+	// decided: it changes nothing.
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.m
 }

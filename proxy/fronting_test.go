@@ -503,3 +503,80 @@ func TestFrontingRetryOriginSilent(t *testing.T) {
 	waitFor(t, func() bool { return len(tp.logs.records("deny")) > 0 }, "a deny record")
 	checkRecord(t, tp.lastDeny(), map[string]any{"reason": "dial_failed", "host": "allowed.example"})
 }
+
+// The refusals of a tunnel whose client stops before its ClientHello is
+// whole, through real sockets: the same texts before and after the check's
+// decisions moved into openingCheck.
+func TestFrontingDenialTexts(t *testing.T) {
+	t.Parallel()
+	partial := tlshellotest.Hello(tlshellotest.SNI("allowed.example"))[:10]
+	const badFix = `A TLS client must send its ClientHello first and whole, in TLS records of versions 3.0 to 3.4, within -header-timeout. A client that speaks another protocol starting with such a byte needs allow_sni_mismatch = true for client "local" in test.hcl.`
+	for _, tt := range []struct {
+		name   string
+		origin func(t *testing.T) string
+		run    func(t *testing.T, c net.Conn)
+		detail string
+		fix    string
+	}{
+		{name: "the client closes mid-hello",
+			origin: func(t *testing.T) string { a, _ := bannerOrigin(t, ""); return a },
+			run: func(t *testing.T, c net.Conn) {
+				c.Write(partial)
+				c.(*tunnelConn).CloseWrite()
+			},
+			detail: "tunnel to allowed.example:8443: incomplete TLS ClientHello (10 bytes) when the client closed the connection", fix: badFix},
+		{name: "the client stops mid-hello",
+			origin: func(t *testing.T) string { a, _ := bannerOrigin(t, ""); return a },
+			run:    func(t *testing.T, c net.Conn) { c.Write(partial) },
+			detail: "tunnel to allowed.example:8443: incomplete TLS ClientHello (10 bytes) when the client sent nothing more within 200ms", fix: badFix},
+		{name: "the client stops mid-hello after a banner",
+			origin: func(t *testing.T) string { a, _ := bannerOrigin(t, "220 hi\r\n"); return a },
+			run: func(t *testing.T, c net.Conn) {
+				if b, err := c.(*tunnelConn).r.ReadString('\n'); err != nil {
+					t.Fatalf("banner %q: %v", b, err)
+				}
+				c.Write(partial)
+			},
+			detail: "tunnel to allowed.example:8443: incomplete TLS ClientHello (10 bytes) when the client was idle for 400ms", fix: badFix},
+		{name: "the origin does not answer",
+			origin: func(t *testing.T) string { a, _ := bannerOrigin(t, ""); return a },
+			run: func(t *testing.T, c net.Conn) {
+				c.Write(tlshellotest.GoClientHello(t, &tls.Config{ServerName: "allowed.example"}))
+			},
+			detail: "the origin of the tunnel to allowed.example:8443 did not answer the TLS ClientHello within 200ms, so a HelloRetryRequest could not be ruled out",
+			fix:    "The origin must answer a TLS ClientHello within -header-timeout, with a first handshake message of at most 16 KiB."},
+		{name: "the client closes after a HelloRetryRequest",
+			origin: func(t *testing.T) string { a, _ := retryOrigin(t); return a },
+			run: func(t *testing.T, c net.Conn) {
+				c.Write(tlshellotest.GoClientHello(t, &tls.Config{ServerName: "allowed.example"}))
+				if _, sh, perr, err := readRecords(c, newHelloBuf(nil), tlshello.ParseServerHello); perr != nil || !sh.Retry {
+					t.Fatalf("the origin's answer: %v %v, retry %v; want a HelloRetryRequest", perr, err, sh.Retry)
+				}
+				c.Write(tlshellotest.Record(20, []byte{1}))
+				c.(*tunnelConn).CloseWrite()
+			},
+			detail: "tunnel to allowed.example:8443: after the origin's HelloRetryRequest, incomplete TLS ClientHello (6 bytes) when the client closed the connection",
+			fix:    "After a HelloRetryRequest, the client must send its second ClientHello, for the same server name, within -header-timeout."},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			port := uint16(8443)
+			tp := frontingProxy(t, port, "", tt.origin(t),
+				func(c *Config) { c.ReadHeaderTimeout, c.TunnelIdleTimeout = 200*time.Millisecond, 400*time.Millisecond })
+			c := connectTunnel(tp, port)
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			tt.run(t, c)
+			if err := closed(c); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, func() bool { return len(tp.logs.records("deny")) > 0 }, "a deny record")
+			rec := tp.lastDeny()
+			if d, _ := rec["detail"].(string); d != tt.detail {
+				t.Errorf("detail:\n\t%s\nwant:\n\t%s", d, tt.detail)
+			}
+			if f, _ := rec["fix"].(string); f != tt.fix {
+				t.Errorf("fix:\n\t%s\nwant:\n\t%s", f, tt.fix)
+			}
+		})
+	}
+}

@@ -288,13 +288,13 @@ func (s *Server) serveTransparentTLS(c net.Conn, cl *cleanup) {
 		return
 	}
 	op := &opening{toUpstream: buf}
-	if hello.TLS13 && !fl.block.AllowSNIMismatch {
-		if d := s.checkRetry(r, fl, c, upstream, op, &hello, fl.host); d != nil {
-			op.release()
-			upstream.Close()
-			refuse(d, tunnelAlert(d))
-			return
-		}
+	var m openingCheck
+	st := m.startAfter(fl, s.cfg.ReadHeaderTimeout, s.cfg.TunnelIdleTimeout, len(buf), &hello, fl.host)
+	if d := s.followCheck(r, fl, c, upstream, op, &m, st); d != nil {
+		op.release()
+		upstream.Close()
+		refuse(d, tunnelAlert(d))
+		return
 	}
 	s.allowed(r, fl)
 	if hello.ECH {
