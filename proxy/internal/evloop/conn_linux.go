@@ -188,6 +188,12 @@ func (l *loop) failDial(c *Conn, err error) {
 
 // connected answers the client and starts the opening phase.
 func (l *loop) connected(c *Conn) {
+	if d, ok := l.h.(Dialer); ok {
+		d.Dialed(c)
+		if c.closed {
+			return
+		}
+	}
 	c.phase = PhaseOpening
 	c.addrs = nil
 	c.last = l.now
@@ -298,6 +304,9 @@ func (l *loop) applyOpening(c *Conn, a Action, ev Event) {
 			write(c.sides[0].fd, a.reply) // best effort: the tunnel is being cut
 		}
 		l.end(c, ReasonRefused, nil)
+	case actEnd:
+		c.fault = nil // the handler's reason stands
+		l.end(c, a.reason, a.err)
 	default:
 		l.end(c, ReasonError, errHandler)
 	}

@@ -138,6 +138,21 @@ type Handler interface {
 	Closed(c *Conn, end End)
 }
 
+// Acceptor is an optional Handler method: Accepted is called for each new
+// connection before anything is read from it. A nil reply keeps it; a
+// reply is written and the connection closed (load shed over a cap), with
+// Closed called as for any other refusal.
+type Acceptor interface {
+	Accepted(c *Conn) (reply []byte)
+}
+
+// Dialer is an optional Handler method: Dialed is called once the dial
+// succeeded, before the Dial's reply is written and the opening begins (the
+// proxy counts an allowed tunnel only once its destination answered).
+type Dialer interface {
+	Dialed(c *Conn)
+}
+
 type actionKind uint8
 
 const (
@@ -148,15 +163,18 @@ const (
 	actPending
 	actForward
 	actRelay
+	actEnd
 )
 
 // Action is a handler's answer. Slices in it belong to the engine until the
 // connection is closed: the handler must not change them (static replies).
 type Action struct {
-	kind  actionKind
-	n     int
-	reply []byte
-	addrs []netip.AddrPort
+	kind   actionKind
+	n      int
+	reply  []byte
+	addrs  []netip.AddrPort
+	reason string // actEnd
+	err    error  // actEnd
 }
 
 // NeedMore waits for more bytes (or, after a terminal event, closes).
@@ -185,3 +203,10 @@ func Forward(n int) Action { return Action{kind: actForward, n: n} }
 
 // Relay forwards the withheld client bytes and relays from then on.
 func Relay() Action { return Action{kind: actRelay} }
+
+// EndTunnel closes both sides in the opening phase, and Closed gets reason (one of
+// the Reason constants) and err: a tunnel that ended before it was checked
+// (the origin closed first) ends as a tunnel, not as a refusal.
+func EndTunnel(reason string, err error) Action {
+	return Action{kind: actEnd, reason: reason, err: err}
+}

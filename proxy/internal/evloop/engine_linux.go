@@ -216,6 +216,21 @@ func (c *Conn) SetData(v any) { c.data = v }
 // Data returns what SetData attached.
 func (c *Conn) Data() any { return c.data }
 
+// SetTimeout replaces the deadline of c's head or opening phase: d from now,
+// or none for d <= 0. Call it from a callback. (The opening's deadline is
+// the head timeout from the dial's success until then; the proxy's check
+// switches to the idle timeout once the origin has spoken first.)
+func (c *Conn) SetTimeout(d time.Duration) {
+	if c.closed || c.phase != PhaseHead && c.phase != PhaseOpening {
+		return
+	}
+	if d <= 0 {
+		c.l.clearDeadline(c)
+		return
+	}
+	c.l.setDeadline(c, c.l.now+int64(d))
+}
+
 // Err is why reading the client failed, at EventError.
 func (c *Conn) Err() error { return c.err }
 

@@ -113,6 +113,12 @@ var warmOnce sync.Once
 // they were before.
 func serve(t *testing.T, h *testHandler, cfg Config) (addr string, e *Engine) {
 	t.Helper()
+	return serveWith(t, h, cfg)
+}
+
+// serveWith is serve for any handler.
+func serveWith(t *testing.T, h Handler, cfg Config) (addr string, e *Engine) {
+	t.Helper()
 	warmOnce.Do(func() { // Go's own poller keeps its fds once made
 		if ln, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
 			ln.Close()

@@ -298,6 +298,11 @@ func (l *loop) accept(fd int) {
 		c.hb = headBufs.Get().(*[HeadBufSize]byte)
 		c.headStart = l.now
 		l.setDeadline(c, l.now+int64(l.e.cfg.HeadTimeout))
+		if a, ok := l.h.(Acceptor); ok {
+			if reply := a.Accepted(c); reply != nil {
+				l.refuse(c, reply, ReasonRefused, nil)
+			}
+		}
 		// The head is often there already; the registration reports it.
 	}
 }

@@ -1,0 +1,91 @@
+package evloop
+
+import (
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/azegress/azegress/proxy/internal/nettest"
+)
+
+// hookHandler is testHandler with the optional Acceptor and Dialer.
+type hookHandler struct {
+	*testHandler
+	shed   []byte // Accepted's reply
+	dialed atomic.Int32
+	// replied is whether the client had the 200 when Dialed ran.
+	replied atomic.Bool
+}
+
+func (h *hookHandler) Accepted(*Conn) []byte { return h.shed }
+
+func (h *hookHandler) Dialed(c *Conn) {
+	h.dialed.Add(1)
+	h.replied.Store(c.dirs[1].n > 0 || len(c.dirs[1].out) > 0)
+}
+
+// serveHooks is serve for a hookHandler.
+func serveHooks(t *testing.T, h *hookHandler, cfg Config) string {
+	t.Helper()
+	addr, _ := serveWith(t, h, cfg)
+	return addr
+}
+
+// Accepted's reply sheds a connection before its head is read; Closed
+// reports it refused.
+func TestAccepted(t *testing.T) {
+	h := &hookHandler{testHandler: newTestHandler(), shed: []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")}
+	addr := serveHooks(t, h, Config{})
+	c := dialRaw(t, addr)
+	b, err := io.ReadAll(c)
+	if err != nil || string(b) != string(h.shed) {
+		t.Fatalf("read %q, %v; want the shed reply, then EOF", b, err)
+	}
+	if e := h.end(t); e.Reason != ReasonRefused || e.Phase != PhaseClosing {
+		t.Errorf("end %+v; want refused, the reply written", e)
+	}
+}
+
+// Dialed runs once per tunnel, after the connect and before the reply.
+func TestDialed(t *testing.T) {
+	h := &hookHandler{testHandler: newTestHandler()}
+	addr := serveHooks(t, h, Config{})
+	echo := origin(t, nettest.Echo)
+	c := dialProxy(t, addr, echo, "")
+	expect200(t, c)
+	if n := h.dialed.Load(); n != 1 || h.replied.Load() {
+		t.Errorf("Dialed ran %d times, after the reply: %v; want once, before", n, h.replied.Load())
+	}
+	c.Close()
+	h.end(t)
+	c = dialProxy(t, addr, closedPort(t), "")
+	io.ReadAll(c)
+	if n := h.dialed.Load(); n != 1 {
+		t.Errorf("Dialed ran %d times after a failed dial; want still 1", n)
+	}
+}
+
+// EndTunnel ends an opening with the handler's reason, and SetTimeout
+// moves the opening's deadline.
+func TestEndTunnelAndSetTimeout(t *testing.T) {
+	h := newTestHandler()
+	h.opening = func(c *Conn, o Opening) Action {
+		switch o.Event {
+		case EventNone:
+			c.SetTimeout(50 * time.Millisecond) // the head timeout below is an hour
+			return NeedMore()
+		case EventTimeout:
+			return EndTunnel(ReasonIdleTimeout, nil)
+		}
+		return NeedMore()
+	}
+	addr, _ := serve(t, h, Config{HeadTimeout: time.Hour})
+	echo := origin(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	c := dialProxy(t, addr, echo, "hello")
+	expect200(t, c)
+	if e := h.end(t); e.Reason != ReasonIdleTimeout || e.Phase != PhaseOpening || e.Up != 0 {
+		t.Errorf("end %+v; want idle_timeout in the opening, nothing forwarded", e)
+	}
+}
