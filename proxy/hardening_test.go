@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -51,6 +52,7 @@ func plainDials(c *Config) {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+n.Add(1)%250))}}
 		return d.DialContext(ctx, network, addr)
 	}
+	c.engineDial = func(ap netip.AddrPort) netip.AddrPort { return ap }
 }
 
 // resources are what must return to their baseline once work is done.

@@ -187,6 +187,12 @@ func startProxy(t *testing.T, src string, res *fakeResolver, opts ...proxyOpt) *
 			return d.DialContext(ctx, network, addr)
 		},
 	}
+	if testEngine {
+		// The explicit listener on the event-loop engine, which dials
+		// itself: the addresses it is told to dial are recorded instead.
+		cfg.Engine = true
+		cfg.engineDial = func(ap netip.AddrPort) netip.AddrPort { tp.dials <- ap.String(); return ap }
+	}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -228,10 +234,27 @@ func startProxy(t *testing.T, src string, res *fakeResolver, opts ...proxyOpt) *
 	return tp
 }
 
+// closedLoopbackPort is a loopback port nothing listens on: where the
+// engine's redirected dials go that must fail.
+var closedLoopbackPort = sync.OnceValue(func() netip.AddrPort {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return netip.MustParseAddrPort(ln.Addr().String())
+})
+
+// testEngine runs the tests' proxies with Config.Engine
+// (AZEGRESS_TEST_ENGINE=1; make test runs the proxy package both ways).
+var testEngine = os.Getenv("AZEGRESS_TEST_ENGINE") != ""
+
 // redirectDials makes the proxy's dialer connect every address to target,
 // while still reporting the address it was asked for.
 func redirectDials(tp **testProxy, target string) proxyOpt {
 	return func(c *Config) {
+		to := netip.MustParseAddrPort(target)
+		c.engineDial = func(ap netip.AddrPort) netip.AddrPort { (*tp).dials <- ap.String(); return to }
 		c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			(*tp).dials <- addr
 			var d net.Dialer

@@ -189,21 +189,38 @@ func (s *Server) unserved(c *clientConn) {
 	// A head net/http gave up on before it was complete: it answered 431
 	// to one too large, and 400 to one not sent within the header timeout.
 	if method, n := c.PartialHead(); n > 0 {
-		status, why := http.StatusBadRequest, "was not complete within the header timeout, or the client went away"
+		status := http.StatusBadRequest
 		if n >= s.hs.MaxHeaderBytes {
-			status, why = http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("exceeds the limit of %d KiB", s.hs.MaxHeaderBytes>>10)
+			status = http.StatusRequestHeaderFieldsTooLarge
 		}
-		s.logUnserved(c, method, fmt.Sprintf("malformed request: the request head (%d bytes read) %s", n, why), status)
+		s.logUnserved(c, method, partialHead(n, status != http.StatusBadRequest, s.hs.MaxHeaderBytes), status)
 	}
 }
 
+// partialHead is the detail of a refused head that was not complete after
+// n bytes: too large for a limit of max bytes, or not sent in time.
+func partialHead(n int, tooLarge bool, max int) string {
+	why := "was not complete within the header timeout, or the client went away"
+	if tooLarge {
+		why = fmt.Sprintf("exceeds the limit of %d KiB", max>>10)
+	}
+	return fmt.Sprintf("malformed request: the request head (%d bytes read) %s", n, why)
+}
+
 func (s *Server) logUnserved(c *clientConn, method, detail string, status int) {
+	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	s.logUnservedFrom(ap, method, detail, status)
+}
+
+// logUnservedFrom logs a head from client that was refused before a
+// handler saw it.
+func (s *Server) logUnservedFrom(client netip.AddrPort, method, detail string, status int) {
 	fl := &flow{kind: kindHTTP, gen: s.gen.Load()}
 	if method == http.MethodConnect {
 		fl.kind = kindConnect
 	}
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		fl.client = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if client.IsValid() {
+		fl.client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
 	}
 	s.m.decisions.WithLabelValues(fl.kind, "deny", ReasonBadRequest, "", "").Inc()
 	s.log.LogAttrs(context.Background(), slog.LevelWarn, "deny", append(fl.attrs(),

@@ -18,6 +18,8 @@ import (
 
 	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/policy/learn"
+	"github.com/azegress/azegress/proxy/internal/dnscache"
+	"github.com/azegress/azegress/proxy/internal/evloop"
 )
 
 // Resolver looks up the addresses of a name. *net.Resolver implements it.
@@ -41,6 +43,18 @@ type Config struct {
 	// Registerer receives the proxy's metrics. If nil, metrics are kept but
 	// not registered anywhere.
 	Registerer prometheus.Registerer
+	// Engine serves the explicit listener (Serve) on the event-loop engine
+	// (proxy/internal/evloop, engine.go): a plain CONNECT is decided,
+	// dialed, checked and relayed with no goroutine per connection;
+	// anything else goes to net/http as on the goroutine path. It needs
+	// Linux and the default Dial; elsewhere, or with Config.Dial set, it is
+	// ignored.
+	Engine bool
+	// engineDial, if set, sees every address the engine is told to dial
+	// and returns the one it dials instead (tests, which see and redirect
+	// the goroutine path's dials through Dial). With it, the engine runs
+	// even though Dial is set.
+	engineDial func(netip.AddrPort) netip.AddrPort
 	// Resolver resolves destination names. If nil, Go's resolver behind a
 	// cache that keeps each answer for its DNS TTL, bounded by the DNSCache
 	// fields (proxy/internal/dnscache).
@@ -143,6 +157,10 @@ type Server struct {
 	front         map[*clientConn]struct{}
 	frontConnects atomic.Int64 // CONNECTs the front door answered, for tests
 
+	// The event-loop engine (engine.go), with Config.Engine: nil otherwise.
+	engine        *evloop.Engine
+	engineHandoff *handoff // what the engine hands to net/http; guarded by mu until set
+
 	ids identities // the entra block's key cache and validator (identity.go)
 }
 
@@ -174,6 +192,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 10 * time.Second
 	}
+	ownDial := cfg.Dial != nil // the engine dials itself: not with a Dial of the caller's
 	if cfg.Dial == nil {
 		cfg.Dial = upstreamDialer.DialContext
 	}
@@ -208,6 +227,16 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ids = identities{client: s.cfg.EntraClient, log: cfg.Logger}
 	cfg.Registerer.MustRegister(identityCollector{&s.ids})
+	if cfg.Engine && (!ownDial || cfg.engineDial != nil) {
+		cache, _ := cfg.Resolver.(*dnscache.Cache)
+		e, err := evloop.New(evloop.Config{Handler: &engineHandler{s: s, cache: cache},
+			HeadTimeout: cfg.ReadHeaderTimeout, DialTimeout: cfg.DialTimeout, IdleTimeout: cfg.TunnelIdleTimeout})
+		if err == nil {
+			s.engine = e
+		} else if !errors.Is(err, evloop.ErrUnsupported) {
+			return nil, err
+		}
+	}
 	s.cfg.Resolver = origDstResolver{Resolver: cfg.Resolver, s: s}
 	s.own = append(s.own, cfg.OwnAddrs...)
 	s.tunnelCtx, s.cancelTunnel = context.WithCancel(context.Background())
@@ -301,6 +330,9 @@ func (s *Server) serve(ln net.Listener, t *tlsListener) error {
 	s.mu.Unlock()
 	defer s.acceptWG.Done()
 
+	if tl, ok := ln.(*net.TCPListener); ok && t == nil && s.engine != nil {
+		return s.serveEngine(tl)
+	}
 	h := newHandoff(ln)
 	h.tls = t
 	herr := make(chan error, 1)
@@ -314,6 +346,36 @@ func (s *Server) serve(ln net.Listener, t *tlsListener) error {
 		return nil
 	} else if err == nil && !errors.Is(e, net.ErrClosed) {
 		err = e
+	}
+	return err
+}
+
+// serveEngine is serve on the event-loop engine: the engine accepts on ln,
+// and net/http serves what it hands off. The first listener's handoff
+// serves the hand-offs of every listener.
+func (s *Server) serveEngine(ln *net.TCPListener) error {
+	s.mu.Lock()
+	h := s.engineHandoff
+	first := h == nil
+	if first {
+		h = newHandoff(ln)
+		s.engineHandoff = h
+	}
+	s.mu.Unlock()
+	herr := make(chan error, 1)
+	if first {
+		go func() { herr <- s.hs.Serve(h) }()
+	}
+	err := s.engine.Serve(ln) // returns at Shutdown, with ErrClosed
+	if errors.Is(err, evloop.ErrClosed) {
+		err = nil
+	}
+	_ = ln.Close()
+	if first {
+		_ = h.Close()
+		if e := <-herr; err == nil && e != nil && !errors.Is(e, http.ErrServerClosed) && !errors.Is(e, net.ErrClosed) {
+			err = e
+		}
 	}
 	return err
 }
@@ -338,8 +400,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeFront()
 	terr := make(chan error, 1)
 	go func() { terr <- s.shutdownTransparent(ctx) }()
+	eerr := make(chan error, 1)
+	go func() {
+		if s.engine == nil {
+			eerr <- nil
+			return
+		}
+		eerr <- s.engine.Shutdown(ctx) // cuts its tunnels when ctx is done
+	}()
 	err := s.hs.Shutdown(ctx)
 	if e := <-terr; err == nil {
+		err = e
+	}
+	if e := <-eerr; err == nil {
 		err = e
 	}
 	done := make(chan struct{})

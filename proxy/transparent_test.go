@@ -115,6 +115,13 @@ func startTransparent(t *testing.T, policyFor func(tlsPort, httpPort uint16) str
 // address routes gives its IP; an IP without a route is unreachable.
 func routeDials(tp **testProxy, routes map[string]string) proxyOpt {
 	return func(c *Config) {
+		c.engineDial = func(ap netip.AddrPort) netip.AddrPort {
+			(*tp).dials <- ap.String()
+			if target, ok := routes[ap.Addr().String()]; ok {
+				return netip.MustParseAddrPort(target)
+			}
+			return closedLoopbackPort() // no route: the dial fails, as Dial's does
+		}
 		c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			(*tp).dials <- addr
 			ap, err := netip.ParseAddrPort(addr)

@@ -147,6 +147,32 @@ func (c *Cache) LookupCNAME(ctx context.Context, host string) (string, error) {
 	return e.cname, err
 }
 
+// Cached answers host from the cache alone, as LookupNetIP would while the
+// answer lasts; ok is false when it has none, and nothing is looked up. An
+// event loop, which must not wait, asks it first.
+func (c *Cache) Cached(network, host string) (addrs []netip.Addr, err error, ok bool) {
+	e, ok := c.cached(key{network, host})
+	return e.addrs, e.err, ok
+}
+
+// CachedCNAME is Cached for LookupCNAME.
+func (c *Cache) CachedCNAME(host string) (cname string, err error, ok bool) {
+	e, ok := c.cached(key{"CNAME", host})
+	return e.cname, e.err, ok
+}
+
+func (c *Cache) cached(k key) (entry, bool) {
+	now := c.cfg.Now()
+	c.mu.RLock()
+	e, ok := c.entries[k]
+	c.mu.RUnlock()
+	if !ok || !now.Before(e.expires) {
+		return entry{}, false
+	}
+	c.hit(e)
+	return e, true
+}
+
 // get answers k from the cache, or from one lookup shared by every caller
 // that misses k while it runs. A hit takes a read lock and allocates
 // nothing.

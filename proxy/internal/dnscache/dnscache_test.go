@@ -345,3 +345,25 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// Cached answers from the cache alone: nothing on a miss (and no query),
+// the answer while it lasts, nothing once it expired.
+func TestCached(t *testing.T) {
+	srv, clk := dnstest.New(t), newClock()
+	srv.Set("c.test", dnstest.Answer{Addrs: []netip.Addr{addr1}, TTL: 60})
+	c := newCache(srv, clk, Config{})
+	if _, _, ok := c.Cached("ip", "c.test."); ok {
+		t.Fatal("Cached answered before any lookup")
+	}
+	if n := srv.Queries("c.test"); n != 0 {
+		t.Fatalf("Cached sent %d queries; want none", n)
+	}
+	c.LookupNetIP(t.Context(), "ip", "c.test.")
+	if addrs, err, ok := c.Cached("ip", "c.test."); !ok || err != nil || len(addrs) != 1 || addrs[0] != addr1 {
+		t.Fatalf("Cached after the lookup: %v, %v, %v", addrs, err, ok)
+	}
+	clk.advance(61 * time.Second)
+	if _, _, ok := c.Cached("ip", "c.test."); ok {
+		t.Fatal("Cached answered after the TTL")
+	}
+}

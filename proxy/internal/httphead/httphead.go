@@ -119,10 +119,14 @@ func (c *Conn) Read(b []byte) (int, error) {
 func (c *Conn) PeekHead() (Head, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.p.qhead == len(c.p.queue) {
+	return c.p.peek()
+}
+
+func (p *parser) peek() (Head, bool) {
+	if p.qhead == len(p.queue) {
 		return Head{}, false
 	}
-	return c.p.queue[c.p.qhead], true
+	return p.queue[p.qhead], true
 }
 
 // NextHead removes and returns the oldest head not yet taken. net/http
@@ -144,14 +148,32 @@ func (c *Conn) Unwrap() net.Conn { return c.Conn }
 func (c *Conn) PartialHead() (method string, n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.p.state != stHead || len(c.p.buf) == 0 {
+	return c.p.partial()
+}
+
+func (p *parser) partial() (method string, n int) {
+	if p.state != stHead || len(p.buf) == 0 {
 		return "", 0
 	}
-	if m, _, ok := bytes.Cut(c.p.buf, []byte{' '}); ok && isToken(m) {
+	if m, _, ok := bytes.Cut(p.buf, []byte{' '}); ok && isToken(m) {
 		method = string(m)
 	}
-	return method, len(c.p.buf)
+	return method, len(p.buf)
 }
+
+// Parser parses the request heads of a byte stream given to it in order,
+// as Conn does with the bytes read through it: for a reader that is not a
+// net.Conn (the proxy's event loop).
+type Parser struct{ p parser }
+
+// Feed parses b, the stream's next bytes.
+func (p *Parser) Feed(b []byte) { p.p.feed(b) }
+
+// Head returns the stream's first head, once it is complete.
+func (p *Parser) Head() (Head, bool) { return p.p.peek() }
+
+// Partial is Conn.PartialHead for the stream.
+func (p *Parser) Partial() (method string, n int) { return p.p.partial() }
 
 // parseState is where parser is in the byte stream.
 type parseState uint8

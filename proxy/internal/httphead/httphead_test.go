@@ -611,3 +611,28 @@ func BenchmarkHeadConnRead(b *testing.B) {
 		})
 	}
 }
+
+// A Parser fed a stream in pieces finds the heads a Conn reading the same
+// bytes finds, and reports a partial head as Conn does.
+func TestParser(t *testing.T) {
+	stream := "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\nProxy-Authorization: Basic eA==\r\n\r\ntunnel bytes"
+	for split := range len(stream) + 1 {
+		var p Parser
+		p.Feed([]byte(stream[:split]))
+		h, ok := p.Head()
+		if full := strings.Index(stream, "\r\n\r\n") + 4; ok != (split >= full) {
+			t.Fatalf("split %d: head %v, want it once %d bytes are in", split, ok, full)
+		}
+		if !ok {
+			if m, n := p.Partial(); split > 8 && (m != "CONNECT" || n != split) {
+				t.Errorf("split %d: Partial %q %d", split, m, n)
+			}
+			p.Feed([]byte(stream[split:]))
+			h, ok = p.Head()
+		}
+		if !ok || h.Method != "CONNECT" || h.Target != "a.example:443" || h.End != int64(strings.Index(stream, "tunnel")) ||
+			len(h.ProxyAuthorization) != 1 || h.Err != nil {
+			t.Fatalf("split %d: %+v, %v", split, h, ok)
+		}
+	}
+}
