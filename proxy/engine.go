@@ -96,7 +96,6 @@ func (h *engineHandler) Head(c *evloop.Conn, head []byte, ev evloop.Event) evloo
 	if hd.Proto == "HTTP/1.0" {
 		r.ProtoMinor = 0
 	}
-	r = r.WithContext(s.tunnelCtx)
 	ec.r, ec.fl = r, s.newFlow(r, kindConnect)
 	fl := ec.fl
 	if d := checkTarget(fl, r.Method, r.RequestURI, nil, hd.Host); d != nil {
@@ -104,9 +103,18 @@ func (h *engineHandler) Head(c *evloop.Conn, head []byte, ev evloop.Event) evloo
 	}
 	end := int(hd.End)
 	if fl.gen.entra != nil && len(hd.ProxyAuthorization) > 0 {
-		// Verifying a token may wait for the tenant's keys.
+		// Verifying a token may wait for the tenant's keys. The flow is
+		// the goroutine's until it hands the verdict back to the loop.
 		auth := hd.ProxyAuthorization
-		go func() { c.Resume(h.admitSlow(ec, auth, end)) }()
+		go func() {
+			d := s.decideExplicit(s.tunnelCtx, fl, auth)
+			c.ResumeFunc(func() evloop.Action {
+				if d != nil {
+					return h.refuse(ec, d)
+				}
+				return h.plan(c, ec, end)
+			})
+		}()
 		return evloop.Pending()
 	}
 	if d := s.decideExplicit(s.tunnelCtx, fl, hd.ProxyAuthorization); d != nil {
@@ -115,21 +123,9 @@ func (h *engineHandler) Head(c *evloop.Conn, head []byte, ev evloop.Event) evloo
 	return h.plan(c, ec, end)
 }
 
-// admitSlow is Head's decision off the loop, for credentials to verify.
-func (h *engineHandler) admitSlow(ec *engineConn, auth []string, end int) evloop.Action {
-	if d := h.s.decideExplicit(h.s.tunnelCtx, ec.fl, auth); d != nil {
-		return h.refuse(ec, d)
-	}
-	if d := acquireTunnel(ec.fl); d != nil {
-		return h.refuse(ec, d)
-	}
-	ec.taken = true
-	return h.dialSlow(ec, end)
-}
-
 // plan takes a tunnel of the client block and resolves and guards the
 // destination from the DNS cache, or on a goroutine when the cache cannot
-// answer.
+// answer. It runs on the loop.
 func (h *engineHandler) plan(c *evloop.Conn, ec *engineConn, end int) evloop.Action {
 	if d := acquireTunnel(ec.fl); d != nil {
 		return h.refuse(ec, d)
@@ -140,43 +136,46 @@ func (h *engineHandler) plan(c *evloop.Conn, ec *engineConn, end int) evloop.Act
 	if fl.host.IsIP() {
 		addrs = []netip.Addr{fl.host.IP}
 	} else if h.cache != nil {
-		a, err, ok := h.cache.Cached("ip", fqdn(fl.host.Name))
-		switch {
-		case !ok:
-			addrs = nil
-		case err != nil:
-			return h.refuse(ec, resolveFailed(fl, err))
-		default:
+		if a, err, ok := h.cache.Cached("ip", fqdn(fl.host.Name)); ok {
+			if err != nil {
+				return h.refuse(ec, resolveFailed(fl, err))
+			}
 			addrs = a
 		}
 	}
-	if addrs == nil {
-		go func() { c.Resume(h.dialSlow(ec, end)) }()
-		return evloop.Pending()
-	}
-	nb := &cachedOnly{cache: h.cache}
-	checked, _, refused := guardAddrs(h.s.tunnelCtx, fl, addrs, nb, h.s.isSelf)
-	if nb.missed {
+	if addrs != nil {
+		nb := &cachedOnly{cache: h.cache}
+		checked, _, refused := guardAddrs(h.s.tunnelCtx, fl, addrs, nb, h.s.isSelf)
+		if !nb.missed {
+			return h.dialAction(ec, checked, refused, end)
+		}
 		// The private-link check needs a canonical name the cache does
 		// not have: decide again where waiting is allowed.
-		go func() { c.Resume(h.dialSlow(ec, end)) }()
-		return evloop.Pending()
 	}
-	return h.dialAction(ec, checked, refused, end)
+	go h.resolveSlow(c, ec, end)
+	return evloop.Pending()
 }
 
-// dialSlow resolves and guards the destination as dialFlow does, waiting
-// for the resolver.
-func (h *engineHandler) dialSlow(ec *engineConn, end int) evloop.Action {
+// resolveSlow resolves and guards the destination as dialFlow does, off
+// the loop, and hands the addresses to dial (or the refusal) back to it.
+func (h *engineHandler) resolveSlow(c *evloop.Conn, ec *engineConn, end int) {
 	s, fl := h.s, ec.fl
 	ctx, cancel := context.WithTimeout(s.tunnelCtx, s.cfg.DialTimeout)
 	defer cancel()
 	addrs, err := resolve(ctx, s.cfg.Resolver, fl.host)
-	if err != nil {
-		return h.refuse(ec, resolveFailed(fl, err))
+	var (
+		checked []netip.Addr
+		refused *denial
+	)
+	if err == nil {
+		checked, _, refused = guardAddrs(ctx, fl, addrs, s.cfg.Resolver, s.isSelf)
 	}
-	checked, _, refused := guardAddrs(ctx, fl, addrs, s.cfg.Resolver, s.isSelf)
-	return h.dialAction(ec, checked, refused, end)
+	c.ResumeFunc(func() evloop.Action {
+		if err != nil {
+			return h.refuse(ec, resolveFailed(fl, err))
+		}
+		return h.dialAction(ec, checked, refused, end)
+	})
 }
 
 // dialAction dials the checked addresses, or refuses as dialFlow does.
@@ -261,9 +260,7 @@ func (h *engineHandler) Opening(c *evloop.Conn, o evloop.Opening) evloop.Action 
 			c.SetTimeout(h.s.cfg.TunnelIdleTimeout) // counted on the origin's bytes
 		}
 		if st.kind == stepMore && len(o.Client) > 0 {
-			if a, done := h.apply(c, ec, st); done {
-				return a
-			}
+			h.apply(c, ec, st)      // its timer and warning
 			st = m.client(o.Client) // a second ClientHello may be held already
 		}
 	case o.Event == evloop.EventNone || o.Event == evloop.EventFull:
@@ -274,8 +271,7 @@ func (h *engineHandler) Opening(c *evloop.Conn, o evloop.Opening) evloop.Action 
 	default:
 		st = m.event(h.openingEvent(ec, o.Event), c.Err())
 	}
-	a, _ := h.apply(c, ec, st)
-	return a
+	return h.apply(c, ec, st)
 }
 
 // openingEvent is the check's name for an engine event.
@@ -296,8 +292,9 @@ func (h *engineHandler) openingEvent(ec *engineConn, ev evloop.Event) openingEve
 	return evClientError
 }
 
-// apply carries out st; done reports a final answer (anything but wait).
-func (h *engineHandler) apply(c *evloop.Conn, ec *engineConn, st step) (a evloop.Action, done bool) {
+// apply carries out st: its warning and timer, and the action it asks of
+// the engine.
+func (h *engineHandler) apply(c *evloop.Conn, ec *engineConn, st step) evloop.Action {
 	if st.warn != nil {
 		h.s.wouldDeny(ec.r, ec.fl, st.warn, st.warnHost)
 	}
@@ -311,27 +308,27 @@ func (h *engineHandler) apply(c *evloop.Conn, ec *engineConn, st step) (a evloop
 	}
 	switch st.kind {
 	case stepForward:
-		return evloop.Forward(st.n), false
+		return evloop.Forward(st.n)
 	case stepRelay:
 		ec.tunnel = true
 		h.s.m.tunnelsActive.Inc()
-		return evloop.Relay(), true
+		return evloop.Relay()
 	case stepEnd:
 		ec.tunnel = true
 		h.s.m.tunnelsActive.Inc()
-		return evloop.EndTunnel(st.reason, st.err), true
+		return evloop.EndTunnel(st.reason, st.err)
 	case stepRefuse:
 		h.s.refused(ec.r, ec.fl, st.d)
-		return evloop.Refuse(nil), true
+		return evloop.Refuse(nil)
 	}
-	return evloop.NeedMore(), false
+	return evloop.NeedMore()
 }
 
 // HandOff gives the connection to net/http with the bytes already read in
 // front, as the goroutine front door does.
 func (h *engineHandler) HandOff(c *evloop.Conn, nc net.Conn, prefix []byte) {
 	cc := &clientConn{Conn: httphead.NewConn(&replayConn{Conn: nc, prefix: prefix}), s: h.s}
-	if !h.s.engineHandoff.give(cc) {
+	if !h.s.engineHandoff.Load().give(cc) {
 		_ = cc.Close()
 	}
 }

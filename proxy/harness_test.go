@@ -187,14 +187,25 @@ func startProxy(t *testing.T, src string, res *fakeResolver, opts ...proxyOpt) *
 			return d.DialContext(ctx, network, addr)
 		},
 	}
-	if testEngine {
-		// The explicit listener on the event-loop engine, which dials
-		// itself: the addresses it is told to dial are recorded instead.
-		cfg.Engine = true
-		cfg.engineDial = func(ap netip.AddrPort) netip.AddrPort { tp.dials <- ap.String(); return ap }
-	}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if testEngine {
+		// The explicit listener on the event-loop engine, which dials
+		// itself: the addresses it is told to dial are recorded (while
+		// tp.dials has room) and redirected as the options' Dial would.
+		cfg.Engine = true
+		redirect := cfg.engineDial
+		cfg.engineDial = func(ap netip.AddrPort) netip.AddrPort {
+			select {
+			case tp.dials <- ap.String():
+			default:
+			}
+			if redirect != nil {
+				return redirect(ap)
+			}
+			return ap
+		}
 	}
 	s, err := New(cfg)
 	if err != nil {
@@ -254,7 +265,7 @@ var testEngine = os.Getenv("AZEGRESS_TEST_ENGINE") != ""
 func redirectDials(tp **testProxy, target string) proxyOpt {
 	return func(c *Config) {
 		to := netip.MustParseAddrPort(target)
-		c.engineDial = func(ap netip.AddrPort) netip.AddrPort { (*tp).dials <- ap.String(); return to }
+		c.engineDial = func(netip.AddrPort) netip.AddrPort { return to }
 		c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			(*tp).dials <- addr
 			var d net.Dialer

@@ -159,7 +159,7 @@ type Server struct {
 
 	// The event-loop engine (engine.go), with Config.Engine: nil otherwise.
 	engine        *evloop.Engine
-	engineHandoff *handoff // what the engine hands to net/http; guarded by mu until set
+	engineHandoff atomic.Pointer[handoff] // what the engine hands to net/http, once Serve set it
 
 	ids identities // the entra block's key cache and validator (identity.go)
 }
@@ -354,14 +354,11 @@ func (s *Server) serve(ln net.Listener, t *tlsListener) error {
 // and net/http serves what it hands off. The first listener's handoff
 // serves the hand-offs of every listener.
 func (s *Server) serveEngine(ln *net.TCPListener) error {
-	s.mu.Lock()
-	h := s.engineHandoff
-	first := h == nil
-	if first {
-		h = newHandoff(ln)
-		s.engineHandoff = h
+	h := newHandoff(ln)
+	first := s.engineHandoff.CompareAndSwap(nil, h)
+	if !first {
+		h = s.engineHandoff.Load()
 	}
-	s.mu.Unlock()
 	herr := make(chan error, 1)
 	if first {
 		go func() { herr <- s.hs.Serve(h) }()

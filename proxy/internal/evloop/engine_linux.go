@@ -206,6 +206,12 @@ type dir struct {
 // connection is closed meanwhile or is not pending.
 func (c *Conn) Resume(a Action) { c.l.post(ctlMsg{kind: ctlResume, c: c, a: a}) }
 
+// ResumeFunc is Resume with an answer that f computes on the owning loop,
+// where the handler's state of c may be touched again: work done off the
+// loop hands its result back through f. f is not called if the connection
+// is closed meanwhile or is not pending.
+func (c *Conn) ResumeFunc(f func() Action) { c.l.post(ctlMsg{kind: ctlResume, c: c, f: f}) }
+
 // RemoteAddr is the client's address.
 func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"time"
 )
 
 // Engine is the event-loop engine, Linux only.
@@ -25,6 +26,12 @@ type Conn struct{ data any }
 
 // Resume does nothing off Linux.
 func (c *Conn) Resume(Action) {}
+
+// ResumeFunc does nothing off Linux.
+func (c *Conn) ResumeFunc(func() Action) {}
+
+// SetTimeout does nothing off Linux.
+func (c *Conn) SetTimeout(time.Duration) {}
 
 // RemoteAddr is the client's address.
 func (c *Conn) RemoteAddr() netip.AddrPort { return netip.AddrPort{} }

@@ -1,6 +1,8 @@
 package evloop
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"net"
 	"sync/atomic"
@@ -87,5 +89,48 @@ func TestEndTunnelAndSetTimeout(t *testing.T) {
 	expect200(t, c)
 	if e := h.end(t); e.Reason != ReasonIdleTimeout || e.Phase != PhaseOpening || e.Up != 0 {
 		t.Errorf("end %+v; want idle_timeout in the opening, nothing forwarded", e)
+	}
+}
+
+// ResumeFunc's f computes the answer on the loop; it is not called for a
+// connection closed meanwhile.
+func TestResumeFunc(t *testing.T) {
+	echo := origin(t, nettest.Echo)
+	var calls atomic.Int32
+	pending := make(chan *Conn, 1)
+	h := newTestHandler()
+	h.head = func(c *Conn, head []byte, ev Event) Action {
+		if bytes.HasPrefix(head, []byte("CONNECT hold")) {
+			pending <- c
+			return Pending()
+		}
+		a := connectHead(head)
+		if a.kind != actDial {
+			return a
+		}
+		go c.ResumeFunc(func() Action { calls.Add(1); return a })
+		return Pending()
+	}
+	addr, e := serve(t, h, Config{})
+	c := dialProxy(t, addr, echo, "x")
+	expect200(t, c)
+	if got := readN(t, c, 1); got != "x" || calls.Load() != 1 {
+		t.Fatalf("echo %q, f called %d times; want x and once", got, calls.Load())
+	}
+	held := dialRaw(t, addr)
+	io.WriteString(held, "CONNECT hold:1 HTTP/1.1\r\n\r\n")
+	hc := <-pending
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.Close()
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	hc.ResumeFunc(func() Action { close(done); return Refuse(bad400) })
+	select {
+	case <-done:
+		t.Error("f ran for a connection Shutdown had closed")
+	case <-time.After(100 * time.Millisecond):
 	}
 }
