@@ -3,9 +3,11 @@
 // where a goroutine, a netpoller wake-up and a scheduler hop per connection
 // and per message cost more CPU than the proxying itself.
 //
-// Each of Config.Loops loops is a goroutine locked to its thread, blocking in
-// epoll_wait on an edge-triggered set of raw non-blocking sockets, with the
-// listeners shared by all loops (EPOLLEXCLUSIVE). A connection belongs to
+// Each of Config.Loops loops is a goroutine with an edge-triggered epoll set
+// of raw non-blocking sockets, with the listeners shared by all loops
+// (EPOLLEXCLUSIVE). A loop takes its events without blocking and, when
+// there are none, parks in Go's own poller on the set's fd, so that no
+// thread sits in a system call the runtime would have to retake. A connection belongs to
 // one loop for its life, and moves through phases a Handler drives: the
 // request head (read into a bounded buffer and shown to the handler after
 // every read), the dial (non-blocking connects to a list of addresses), the
@@ -14,7 +16,7 @@
 // semantics of proxy/internal/relay.Start: backpressure, half-close, the
 // idle timeout, bulk by splice(2), one end reason). Deadlines are a heap per
 // loop; slow work (a DNS miss) leaves the loop with Pending and comes back
-// with Conn.Resume. An idle tunnel costs its two sockets and its Conn, no
+// with Conn.Resume or Conn.ResumeFunc. An idle tunnel costs its two sockets and its Conn, no
 // goroutine and no buffer.
 //
 // Callbacks run on the loop and must not block. Metrics and logs are the

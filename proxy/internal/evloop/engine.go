@@ -41,8 +41,8 @@ var ErrClosed = errors.New("evloop: engine shut down")
 type Config struct {
 	// Handler drives every connection; required.
 	Handler Handler
-	// Loops is the number of event loops, each a goroutine locked to its
-	// thread; 0 means GOMAXPROCS.
+	// Loops is the number of event loops, each a goroutine; 0 means
+	// GOMAXPROCS.
 	Loops int
 	// HeadTimeout bounds the head phase (from accept) and, again, the
 	// opening phase (from the dial's success); 0 means 10s.

@@ -209,35 +209,33 @@ func (l *loop) run() {
 // and hands back at every wake-up (measured: five nanosleeps and two
 // futex calls per tunnel).
 func (l *loop) wait() (int, error) {
-	for {
-		n, err := epollWaitNow(l.ep, l.events)
-		if n != 0 || err != nil && err != unix.EINTR {
-			return n, err
-		}
-		ms := l.waitMillis()
-		if ms == 0 {
-			return 0, nil
-		}
-		dl := time.Time{}
-		if ms > 0 {
-			dl = time.Now().Add(time.Duration(ms) * time.Millisecond)
-		}
-		_ = l.epf.SetReadDeadline(dl)
-		ready := false
-		err = l.epc.Read(func(uintptr) bool {
-			if ready {
-				return true
-			}
-			ready = true
-			return false // wait for readability once
-		})
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return 0, nil // a deadline is due
-		}
-		if err != nil {
-			return 0, err
-		}
+	ms := l.waitMillis()
+	if ms == 0 {
+		return epollWaitNow(l.ep, l.events)
 	}
+	dl := time.Time{}
+	if ms > 0 {
+		dl = time.Now().Add(time.Duration(ms) * time.Millisecond)
+	}
+	_ = l.epf.SetReadDeadline(dl)
+	var (
+		n    int
+		werr error
+	)
+	// The check is inside Read: Read first forgets readiness it saw
+	// before (the poller's descriptor is reset), so a set that became
+	// ready between an earlier check and Read would never wake it.
+	err := l.epc.Read(func(uintptr) bool {
+		n, werr = epollWaitNow(l.ep, l.events)
+		return n != 0 || werr != nil && werr != unix.EINTR
+	})
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return 0, nil // a deadline is due
+	case err != nil:
+		return 0, err
+	}
+	return n, werr
 }
 
 // epollWaitNow is epoll_wait with a zero timeout: it never blocks, so it
