@@ -35,8 +35,11 @@ vet:
 	$(GO) build $(PKGS)
 	$(GO) vet $(PKGS)
 
+# The proxy package twice: its tests also run with every proxy on the
+# event-loop engine (serve -event-loop), so both front doors pass them.
 unit:
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+	AZEGRESS_TEST_ENGINE=1 $(GO) test -race -count=1 -timeout 10m ./proxy
 
 # A few seconds of each fuzz target on top of the seed corpora `unit` runs.
 # The budget is a count, not a duration: Go 1.26's fuzz coordinator can fail
