@@ -230,7 +230,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Engine && (!ownDial || cfg.engineDial != nil) {
 		cache, _ := cfg.Resolver.(*dnscache.Cache)
 		e, err := evloop.New(evloop.Config{Handler: &engineHandler{s: s, cache: cache},
-			HeadTimeout: cfg.ReadHeaderTimeout, DialTimeout: cfg.DialTimeout, IdleTimeout: cfg.TunnelIdleTimeout})
+			HeadTimeout: cfg.ReadHeaderTimeout, DialTimeout: cfg.DialTimeout, IdleTimeout: cfg.TunnelIdleTimeout,
+			KeepAliveIdle: upstreamKeepAliveIdle})
 		if err == nil {
 			s.engine = e
 		} else if !errors.Is(err, evloop.ErrUnsupported) {

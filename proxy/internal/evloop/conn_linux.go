@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -109,7 +110,7 @@ func (l *loop) dialNext(c *Conn) {
 		ap := c.addrs[c.next]
 		c.next++
 		c.attempt++
-		fd, err := connect(ap)
+		fd, err := connect(ap, l.e.cfg.KeepAliveIdle)
 		if err == nil || err == unix.EINPROGRESS {
 			c.sides[1] = side{fd: fd}
 			if werr := l.watch(c, 1); werr != nil {
@@ -130,7 +131,7 @@ func (l *loop) dialNext(c *Conn) {
 	l.failDial(c, c.dialErr)
 }
 
-func connect(ap netip.AddrPort) (int, error) {
+func connect(ap netip.AddrPort, keepIdle time.Duration) (int, error) {
 	a := ap.Addr().Unmap()
 	var sa unix.Sockaddr
 	family := unix.AF_INET
@@ -145,6 +146,10 @@ func connect(ap netip.AddrPort) (int, error) {
 		return -1, err
 	}
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if keepIdle > 0 {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(max(keepIdle/time.Second, 1)))
+	}
 	for {
 		err = unix.Connect(fd, sa)
 		if err != unix.EINTR {

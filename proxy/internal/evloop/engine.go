@@ -49,6 +49,10 @@ type Config struct {
 	HeadTimeout time.Duration
 	// DialTimeout bounds all of a Dial's attempts together; 0 means 10s.
 	DialTimeout time.Duration
+	// KeepAliveIdle turns TCP keep-alive on for origin sockets, probing
+	// after this much silence (the kernel's interval and count); 0 means
+	// off. Accepted sockets inherit the listener's.
+	KeepAliveIdle time.Duration
 	// IdleTimeout ends a relaying tunnel in which no bytes moved for that
 	// long; 0 means none.
 	IdleTimeout time.Duration

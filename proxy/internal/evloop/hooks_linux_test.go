@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/azegress/azegress/proxy/internal/nettest"
 )
 
@@ -132,5 +134,39 @@ func TestResumeFunc(t *testing.T) {
 	case <-done:
 		t.Error("f ran for a connection Shutdown had closed")
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// keepHandler reads the origin socket's keep-alive settings in Dialed.
+type keepHandler struct {
+	*testHandler
+	on, idle chan int
+}
+
+func (h *keepHandler) Dialed(c *Conn) {
+	on, _ := unix.GetsockoptInt(c.sides[1].fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+	idle, _ := unix.GetsockoptInt(c.sides[1].fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+	h.on <- on
+	h.idle <- idle
+}
+
+// Config.KeepAliveIdle turns keep-alive on for origin sockets, with that
+// idle time; 0 leaves it off.
+func TestKeepAlive(t *testing.T) {
+	echo := origin(t, nettest.Echo)
+	for _, tt := range []struct {
+		idle     time.Duration
+		on, secs int
+	}{{30 * time.Second, 1, 30}, {0, 0, -1}} {
+		h := &keepHandler{testHandler: newTestHandler(), on: make(chan int, 1), idle: make(chan int, 1)}
+		addr, _ := serveWith(t, h, Config{KeepAliveIdle: tt.idle})
+		c := dialProxy(t, addr, echo, "")
+		expect200(t, c)
+		on, idle := <-h.on, <-h.idle
+		if on != tt.on || tt.secs > 0 && idle != tt.secs {
+			t.Errorf("KeepAliveIdle %v: SO_KEEPALIVE %d, TCP_KEEPIDLE %d; want %d, %d", tt.idle, on, idle, tt.on, tt.secs)
+		}
+		c.Close()
+		h.end(t)
 	}
 }
