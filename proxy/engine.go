@@ -44,6 +44,7 @@ type engineConn struct {
 	idle   bool // the origin spoke first: the idle timeout bounds the opening
 	m      openingCheck
 	last   netip.Addr // the address of the last dial attempt, for its refusal
+	start  time.Time  // when the destination's lookup began, for the dial's metric
 }
 
 // engineHandler is the engine's Handler for s.
@@ -130,7 +131,7 @@ func (h *engineHandler) plan(c *evloop.Conn, ec *engineConn, end int) evloop.Act
 	if d := acquireTunnel(ec.fl); d != nil {
 		return h.refuse(ec, d)
 	}
-	ec.taken = true
+	ec.taken, ec.start = true, time.Now()
 	fl := ec.fl
 	var addrs []netip.Addr
 	if fl.host.IsIP() {
@@ -236,7 +237,7 @@ func (h *engineHandler) DialFailed(c *evloop.Conn, err error) []byte {
 func (h *engineHandler) Dialed(c *evloop.Conn) {
 	ec := c.Data().(*engineConn)
 	ec.dialed = true
-	h.s.m.dialSeconds.Observe(time.Since(ec.fl.start).Seconds())
+	h.s.m.dialSeconds.Observe(time.Since(ec.start).Seconds()) // as dialFlow: lookup and connect
 	h.s.allowed(ec.r, ec.fl)
 	st := ec.m.start(ec.fl, h.s.cfg.ReadHeaderTimeout, h.s.cfg.TunnelIdleTimeout)
 	if st.kind != stepMore {
