@@ -89,3 +89,22 @@ func TestCacheBound(t *testing.T) {
 		t.Fatalf("stats %+v, want 3 entries of 3", s)
 	}
 }
+
+// TestCached: Cached tells a token Validate would answer from its cache
+// (and a refusal it needs no key for) from one it must verify, and counts
+// nothing.
+func TestCached(t *testing.T) {
+	f := newFixture(t, true)
+	v := f.validator(t)
+	token := f.mint(t, identitytest.Token{})
+	if v.Cached(token) {
+		t.Fatal("Cached before any Validate")
+	}
+	wantReason(t, v, token, "")
+	if !v.Cached(token) || !v.Cached("") {
+		t.Fatal("not Cached after Validate, or an empty token not at hand")
+	}
+	if s := v.Stats(); s.Hits != 0 || s.Misses != 1 {
+		t.Fatalf("stats %+v: Cached counted", s)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/azegress/azegress/identity"
 	"github.com/azegress/azegress/proxy/internal/dnscache"
 	"github.com/azegress/azegress/proxy/internal/evloop"
 	"github.com/azegress/azegress/proxy/internal/httphead"
@@ -103,7 +104,7 @@ func (h *engineHandler) Head(c *evloop.Conn, head []byte, ev evloop.Event) evloo
 		return h.refuse(ec, d)
 	}
 	end := int(hd.End)
-	if fl.gen.entra != nil && len(hd.ProxyAuthorization) > 0 {
+	if !credentialsAtHand(fl, hd.ProxyAuthorization) {
 		// Verifying a token may wait for the tenant's keys. The flow is
 		// the goroutine's until it hands the verdict back to the loop.
 		auth := hd.ProxyAuthorization
@@ -122,6 +123,18 @@ func (h *engineHandler) Head(c *evloop.Conn, head []byte, ev evloop.Event) evloo
 		return h.refuse(ec, d)
 	}
 	return h.plan(c, ec, end)
+}
+
+// credentialsAtHand reports whether fl's credentials (hdr) can be judged
+// without waiting: no entra block, no or unreadable credentials, or a token
+// the validator has verified and keeps.
+func credentialsAtHand(fl *flow, hdr []string) bool {
+	e := fl.gen.entra
+	if e == nil || len(hdr) != 1 {
+		return true
+	}
+	token, err := identity.ParseProxyAuthorization(hdr[0])
+	return err != nil || e.v.Cached(token)
 }
 
 // plan takes a tunnel of the client block and resolves and guards the
