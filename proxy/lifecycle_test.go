@@ -345,6 +345,40 @@ func TestWatchFileAsked(t *testing.T) {
 	}
 }
 
+// A SIGHUP for a file last modified an interval ago or more loads it at
+// once; one modified since waits until it has stayed the same for an
+// interval.
+func TestWatchFileAskedOldFile(t *testing.T) {
+	t.Parallel()
+	tp := startProxy(t, basePolicy(443, ""), nil)
+	path := filepath.Join(t.TempDir(), "policy.hcl")
+	if err := os.WriteFile(path, []byte(basePolicy(443, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
+	asked := make(chan struct{})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tp.WatchFile(ctx, path, time.Hour, false, asked, func() (*policy.Policy, hcl.Diagnostics) { return policy.LoadFile(path) })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	asked <- struct{}{}
+	waitFor(t, func() bool { return len(tp.logs.records("policy reloaded")) == 1 }, "the old file loaded at once, not after the hour's interval")
+	if err := os.WriteFile(path, []byte(basePolicy(443, "")), 0o644); err != nil { // modified now
+		t.Fatal(err)
+	}
+	asked <- struct{}{}
+	time.Sleep(50 * time.Millisecond)
+	if n := len(tp.logs.records("policy reloaded")); n != 1 {
+		t.Errorf("%d reloads; a file modified just now must wait its interval", n)
+	}
+}
+
 // Reloads run one at a time, load included: a reload that read the policy
 // first cannot swap it in after a reload that read it later (SIGHUP during
 // a WatchFile reload).

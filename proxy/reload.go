@@ -67,7 +67,9 @@ func (s *Server) Reload(load Loader) bool {
 // counts), and when a value arrives on asked (serve sends one for SIGHUP),
 // changed or not. Either way the file is loaded only once it has stayed the
 // same for one interval, so a file caught half-written is not loaded, and a
-// SIGHUP cannot load what the watch would not. With poll false the file is
+// SIGHUP cannot load what the watch would not: a file last modified an
+// interval ago or more is loaded at once, a newer one once it has stayed the
+// same for an interval. With poll false the file is
 // checked only after asked, not for changes. It returns when ctx is done.
 func (s *Server) WatchFile(ctx context.Context, path string, interval time.Duration, poll bool, asked <-chan struct{}, load Loader) {
 	loaded := statOrNil(path)
@@ -83,7 +85,15 @@ func (s *Server) WatchFile(ctx context.Context, path string, interval time.Durat
 		case <-ctx.Done():
 			return
 		case <-asked:
-			waiting, forced, pending = true, true, statOrNil(path)
+			fi := statOrNil(path)
+			if fi != nil && time.Since(fi.ModTime()) >= interval {
+				// Unchanged for an interval already: as settled as the
+				// watch would wait for it to be, so load at once.
+				loaded, waiting, forced, pending = fi, false, false, nil
+				s.Reload(load)
+				continue
+			}
+			waiting, forced, pending = true, true, fi
 			t.Reset(interval) // the file must hold still for a whole interval from now
 			continue
 		case <-t.C:

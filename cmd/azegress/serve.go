@@ -184,7 +184,7 @@ func parseServeFlags(args []string, stderr io.Writer) (f serveFlags, ok bool) {
 	fs.DurationVar(&f.dnsNegativeTTL, "dns-negative-ttl", time.Minute, "keep a DNS \"no such host\" at most this long, within its SOA's negative TTL (0: not kept)")
 	fs.DurationVar(&f.drain, "drain", 30*time.Second, "on SIGTERM, how long open tunnels may finish before they are closed")
 	fs.BoolVar(&f.quietAllowed, "quiet-allowed", false, "do not log allowed tunnels and requests (denials are always logged)")
-	fs.DurationVar(&f.watch, "watch-interval", defaultWatch, "how often to check the policy file for changes, and how long a change, or the file at a SIGHUP, must stay the same before it is loaded (0: no checks for changes; SIGHUP waits "+defaultWatch.String()+")")
+	fs.DurationVar(&f.watch, "watch-interval", defaultWatch, "how often to check the policy file for changes, and how long a change, or a file modified that recently at a SIGHUP, must stay the same before it is loaded (0: no checks for changes; SIGHUP then uses "+defaultWatch.String()+")")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", logFormatJSON, "json, or asim: each decision in Microsoft Sentinel's ASIM Web Session schema (0.2.6) for the ASimWebSessionLogs table, other records as json")
 	fs.StringVar(&f.logFile, "log-file", "", "append the log to this `file` instead of stderr, and open it again on SIGHUP (after logrotate moved it)")
