@@ -48,7 +48,7 @@ func evloopMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	proxy.RaiseFileLimit()
-	names := newNameCache()
+	names := NewNameCache()
 	for range runtime.GOMAXPROCS(0) {
 		l, err := newLoop(ap, names)
 		if err != nil {
@@ -97,16 +97,20 @@ func startEngine(dir, bin string) (*target, error) {
 	return &target{name: "engine", addr: addr, proc: p, connectOnly: true}, nil
 }
 
-// nameCache resolves each destination once and keeps it: what a DNS
-// cache hit costs (a lock and a map lookup).
-type nameCache struct {
+// NameCache resolves each destination once and keeps it: what a DNS
+// cache hit costs (a lock and a map lookup). The controls share it (the
+// engine's bare relay, proxy/internal/evloop/benchrelay, too).
+type NameCache struct {
 	mu sync.Mutex
 	m  map[string]netip.AddrPort
 }
 
-func newNameCache() *nameCache { return &nameCache{m: map[string]netip.AddrPort{}} }
+// NewNameCache returns an empty NameCache.
+func NewNameCache() *NameCache { return &NameCache{m: map[string]netip.AddrPort{}} }
 
-func (c *nameCache) lookup(hostport string) (netip.AddrPort, bool) {
+// Lookup returns hostport's first IPv4 address and port, resolving it the
+// first time.
+func (c *NameCache) Lookup(hostport string) (netip.AddrPort, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ap, ok := c.m[hostport]; ok {
@@ -156,13 +160,13 @@ type econn struct {
 
 type loop struct {
 	ep, ln int
-	names  *nameCache
+	names  *NameCache
 	conns  map[int]*econn
 	buf    []byte
 	events []unix.EpollEvent
 }
 
-func newLoop(ap netip.AddrPort, names *nameCache) (*loop, error) {
+func newLoop(ap netip.AddrPort, names *NameCache) (*loop, error) {
 	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
@@ -317,7 +321,7 @@ func (l *loop) readHead(c *econn) {
 // dial connects a new origin socket for c to hostport and pairs the two;
 // on failure it closes c and returns nil.
 func (l *loop) dial(c *econn, hostport string) *econn {
-	ap, ok := l.names.lookup(hostport)
+	ap, ok := l.names.Lookup(hostport)
 	if !ok {
 		l.closeBoth(c)
 		return nil

@@ -266,16 +266,7 @@ func TestRelay(t *testing.T) {
 // The event-loop relay does what the bare relay does, also for a transfer
 // larger than its buffer and a socket's, both ways at once.
 func TestEvloop(t *testing.T) {
-	l, err := newLoop(netip.MustParseAddrPort("127.0.0.1:0"), newNameCache())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(l.ln)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go l.run() // runs until the test binary exits: the control has no stop
-	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+	addr := startTestEvloop(t)
 	checkRelay(t, addr)
 
 	echo := echoListener(t)
@@ -308,15 +299,7 @@ func TestEvloop(t *testing.T) {
 // The event-loop relay forwards kept-alive plain-HTTP GETs in absolute
 // form to the origin, one after another on one connection.
 func TestEvloopHTTP(t *testing.T) {
-	l, err := newLoop(netip.MustParseAddrPort("127.0.0.1:0"), newNameCache())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(l.ln)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go l.run()
+	addr := startTestEvloop(t)
 	var conns atomic.Int64
 	origin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "path %s", r.URL.Path)
@@ -329,7 +312,7 @@ func TestEvloopHTTP(t *testing.T) {
 	origin.Start()
 	defer origin.Close()
 	u, _ := url.Parse(origin.URL)
-	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)})}
+	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: addr})}
 	defer tr.CloseIdleConnections()
 	for i := range 3 {
 		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(fmt.Sprintf("http://%s/p%d", u.Host, i))
@@ -345,6 +328,23 @@ func TestEvloopHTTP(t *testing.T) {
 	if n := conns.Load(); n != 1 {
 		t.Errorf("the origin saw %d connections for 3 requests; want 1, kept alive", n)
 	}
+}
+
+// startTestEvloop runs one event loop of the evloop control on a loopback
+// port until the test binary exits (the control has no stop) and returns
+// its address.
+func startTestEvloop(t *testing.T) string {
+	t.Helper()
+	l, err := newLoop(netip.MustParseAddrPort("127.0.0.1:0"), NewNameCache())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(l.ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.run()
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
 }
 
 // echoListener serves echoConn on loopback and points echoPort at it; it

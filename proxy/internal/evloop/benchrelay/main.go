@@ -14,10 +14,9 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"strconv"
-	"sync"
 	"syscall"
 
+	"github.com/azegress/azegress/internal/bench"
 	"github.com/azegress/azegress/proxy/internal/evloop"
 )
 
@@ -29,7 +28,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "benchrelay: %v\n", err)
 		os.Exit(1)
 	}
-	e, err := evloop.New(evloop.Config{Handler: &handler{names: map[string]netip.AddrPort{}}})
+	e, err := evloop.New(evloop.Config{Handler: &handler{names: bench.NewNameCache()}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "benchrelay: %v\n", err)
 		os.Exit(1)
@@ -54,10 +53,7 @@ var (
 	crlf2       = []byte("\r\n\r\n")
 )
 
-type handler struct {
-	mu    sync.Mutex
-	names map[string]netip.AddrPort
-}
+type handler struct{ names *bench.NameCache }
 
 func (h *handler) Head(c *evloop.Conn, head []byte, ev evloop.Event) evloop.Action {
 	i := bytes.Index(head, crlf2)
@@ -72,35 +68,11 @@ func (h *handler) Head(c *evloop.Conn, head []byte, ev evloop.Event) evloop.Acti
 	if len(f) != 3 || string(f[0]) != "CONNECT" {
 		return evloop.Refuse(badRequest)
 	}
-	ap, ok := h.lookup(string(f[1]))
+	ap, ok := h.names.Lookup(string(f[1]))
 	if !ok {
 		return evloop.Refuse(badGateway)
 	}
 	return evloop.Dial([]netip.AddrPort{ap}, established, i+4)
-}
-
-// lookup resolves hostport once and keeps it.
-func (h *handler) lookup(hostport string) (netip.AddrPort, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if ap, ok := h.names[hostport]; ok {
-		return ap, true
-	}
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return netip.AddrPort{}, false
-	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil {
-		return netip.AddrPort{}, false
-	}
-	addrs, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip4", host)
-	if err != nil || len(addrs) == 0 {
-		return netip.AddrPort{}, false
-	}
-	ap := netip.AddrPortFrom(addrs[0], uint16(p))
-	h.names[hostport] = ap
-	return ap, true
 }
 
 func (h *handler) HandOff(_ *evloop.Conn, nc net.Conn, _ []byte) { nc.Close() }
