@@ -151,18 +151,19 @@ func (c *Cache) LookupCNAME(ctx context.Context, host string) (string, error) {
 // answer lasts; ok is false when it has none, and nothing is looked up. An
 // event loop, which must not wait, asks it first.
 func (c *Cache) Cached(network, host string) (addrs []netip.Addr, err error, ok bool) {
-	e, ok := c.cached(key{network, host})
+	e, ok := c.cached(key{network, host}, c.cfg.Now())
 	return e.addrs, e.err, ok
 }
 
 // CachedCNAME is Cached for LookupCNAME.
 func (c *Cache) CachedCNAME(host string) (cname string, err error, ok bool) {
-	e, ok := c.cached(key{"CNAME", host})
+	e, ok := c.cached(key{"CNAME", host}, c.cfg.Now())
 	return e.cname, e.err, ok
 }
 
-func (c *Cache) cached(k key) (entry, bool) {
-	now := c.cfg.Now()
+// cached is the cache's answer for k at now, counted as a hit, if it has
+// one that has not expired.
+func (c *Cache) cached(k key, now time.Time) (entry, bool) {
 	c.mu.RLock()
 	e, ok := c.entries[k]
 	c.mu.RUnlock()
@@ -178,11 +179,8 @@ func (c *Cache) cached(k key) (entry, bool) {
 // nothing.
 func (c *Cache) get(ctx context.Context, k key) (entry, error) {
 	now := c.cfg.Now()
-	c.mu.RLock()
-	e, ok := c.entries[k]
-	c.mu.RUnlock()
-	if ok && now.Before(e.expires) {
-		return c.hit(e)
+	if e, ok := c.cached(k, now); ok {
+		return e, e.err
 	}
 	c.mu.Lock()
 	if e, ok := c.entries[k]; ok && now.Before(e.expires) {
