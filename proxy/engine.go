@@ -44,8 +44,9 @@ type engineConn struct {
 	tunnel bool // the check passed or ended it: a tunnel record at the end
 	idle   bool // the origin spoke first: the idle timeout bounds the opening
 	m      openingCheck
-	last   netip.Addr // the address of the last dial attempt, for its refusal
-	start  time.Time  // when the destination's lookup began, for the dial's metric
+	last   netip.Addr    // the address of the last dial attempt, for its refusal
+	start  time.Time     // when the destination's lookup began, for the dial's metric
+	x      *httpExchange // a plain-HTTP request served on the loop (engine_http.go)
 }
 
 // engineHandler is the engine's Handler for s.
@@ -88,21 +89,29 @@ func (h *engineHandler) Head(c *evloop.Conn, head []byte, ev evloop.Event) evloo
 		// net/http, close without an answer, and log what it had sent.
 		h.logPartial(c, ec)
 		return evloop.NeedMore()
+	case hd.Method != http.MethodConnect:
+		served, d := h.startHTTP(c, ec, &hd, head)
+		if !served {
+			return evloop.HandOff()
+		}
+		if d != nil {
+			return h.refuse(ec, d)
+		}
 	case !plainConnect(&hd):
 		return evloop.HandOff()
+	default:
+		h.s.frontConnects.Add(1)
+		r := &http.Request{Method: hd.Method, RequestURI: hd.Target, Proto: hd.Proto, ProtoMajor: 1, ProtoMinor: 1,
+			RemoteAddr: c.RemoteAddr().String()}
+		if hd.Proto == "HTTP/1.0" {
+			r.ProtoMinor = 0
+		}
+		ec.r, ec.fl = r, h.s.newFlow(r, kindConnect)
+		if d := checkTarget(ec.fl, r.Method, r.RequestURI, nil, hd.Host); d != nil {
+			return h.refuse(ec, d)
+		}
 	}
-	s := h.s
-	s.frontConnects.Add(1)
-	r := &http.Request{Method: hd.Method, RequestURI: hd.Target, Proto: hd.Proto, ProtoMajor: 1, ProtoMinor: 1,
-		RemoteAddr: c.RemoteAddr().String()}
-	if hd.Proto == "HTTP/1.0" {
-		r.ProtoMinor = 0
-	}
-	ec.r, ec.fl = r, s.newFlow(r, kindConnect)
-	fl := ec.fl
-	if d := checkTarget(fl, r.Method, r.RequestURI, nil, hd.Host); d != nil {
-		return h.refuse(ec, d)
-	}
+	s, fl := h.s, ec.fl
 	end := int(hd.End)
 	if !credentialsAtHand(fl, hd.ProxyAuthorization) {
 		// Verifying a token may wait for the tenant's keys. The flow is
@@ -137,14 +146,17 @@ func credentialsAtHand(fl *flow, hdr []string) bool {
 	return err != nil || e.v.Cached(token)
 }
 
-// plan takes a tunnel of the client block and resolves and guards the
-// destination from the DNS cache, or on a goroutine when the cache cannot
-// answer. It runs on the loop.
+// plan takes a tunnel of the client block (for a CONNECT) and resolves and
+// guards the destination from the DNS cache, or on a goroutine when the
+// cache cannot answer. It runs on the loop.
 func (h *engineHandler) plan(c *evloop.Conn, ec *engineConn, end int) evloop.Action {
-	if d := acquireTunnel(ec.fl); d != nil {
-		return h.refuse(ec, d)
+	if ec.x == nil {
+		if d := acquireTunnel(ec.fl); d != nil {
+			return h.refuse(ec, d)
+		}
+		ec.taken = true
 	}
-	ec.taken, ec.start = true, time.Now()
+	ec.start = time.Now()
 	fl := ec.fl
 	var addrs []netip.Addr
 	if fl.host.IsIP() {
@@ -207,6 +219,9 @@ func (h *engineHandler) dialAction(ec *engineConn, checked []netip.Addr, refused
 			aps[i] = hook(aps[i])
 		}
 	}
+	if ec.x != nil {
+		return h.exchangeAction(ec, aps, end)
+	}
 	ec.last = checked[len(checked)-1]
 	minor := 1
 	if ec.r.ProtoMinor == 0 {
@@ -225,6 +240,9 @@ func (h *engineHandler) refusal(ec *engineConn, d *denial) []byte {
 	if ec.taken {
 		ec.fl.state.releaseTunnel()
 		ec.taken = false
+	}
+	if ec.x != nil {
+		d.closeConn = true // the loop closes a refused client
 	}
 	h.s.refused(ec.r, ec.fl, d)
 	var b bytes.Buffer

@@ -231,6 +231,7 @@ func New(cfg Config) (*Server, error) {
 		cache, _ := cfg.Resolver.(*dnscache.Cache)
 		e, err := evloop.New(evloop.Config{Handler: &engineHandler{s: s, cache: cache},
 			HeadTimeout: cfg.ReadHeaderTimeout, DialTimeout: cfg.DialTimeout, IdleTimeout: cfg.TunnelIdleTimeout,
+			ClientIdleTimeout: cfg.ClientIdleTimeout, OriginIdleTimeout: originIdleTimeout,
 			KeepAliveIdle: upstreamKeepAliveIdle})
 		if err == nil {
 			s.engine = e
