@@ -90,21 +90,40 @@ func TestCacheBound(t *testing.T) {
 	}
 }
 
-// TestCached: Cached tells a token Validate would answer from its cache
-// (and a refusal it needs no key for) from one it must verify, and counts
-// nothing.
-func TestCached(t *testing.T) {
+// TestLookup: Lookup answers a token Validate verified, and counts a
+// hit; it counts a miss for one it must leave to Verify, which counts
+// nothing more and keeps it.
+func TestLookup(t *testing.T) {
 	f := newFixture(t, true)
 	v := f.validator(t)
-	token := f.mint(t, identitytest.Token{})
-	if v.Cached(token) {
-		t.Fatal("Cached before any Validate")
+	tok := NewToken(f.mint(t, identitytest.Token{}))
+	if _, ok := v.Lookup(&tok); ok {
+		t.Fatal("Lookup found a token never verified")
 	}
-	wantReason(t, v, token, "")
-	if !v.Cached(token) || !v.Cached("") {
-		t.Fatal("not Cached after Validate, or an empty token not at hand")
+	id, err := v.Verify(t.Context(), &tok)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if s := v.Stats(); s.Hits != 0 || s.Misses != 1 {
-		t.Fatalf("stats %+v: Cached counted", s)
+		t.Fatalf("stats %+v after a miss and Verify, want 1 miss", s)
+	}
+	if got, ok := v.Lookup(&tok); !ok || got != id {
+		t.Fatalf("Lookup after Verify: %+v, %v; want %+v", got, ok, id)
+	}
+	if id.Fingerprint != tok.Fingerprint() || id.Fingerprint != Fingerprint(tok.raw) {
+		t.Fatalf("fingerprints %q, %q, %q differ", id.Fingerprint, tok.Fingerprint(), Fingerprint(tok.raw))
+	}
+	empty := NewToken("")
+	if _, ok := v.Lookup(&empty); ok {
+		t.Fatal("Lookup found an empty token")
+	}
+	if _, err := v.Verify(t.Context(), &empty); ReasonOf(err) != ReasonMissing {
+		t.Fatalf("Verify of an empty token: %v", err)
+	}
+	if s := v.Stats(); s.Hits != 1 || s.Misses != 1 {
+		t.Fatalf("stats %+v, want 1 hit, 1 miss (an empty token is refused uncounted)", s)
+	}
+	if n := testing.AllocsPerRun(100, func() { v.Lookup(&tok) }); n != 0 {
+		t.Fatalf("a hit allocates %v times", n)
 	}
 }

@@ -18,6 +18,13 @@
 //	token, err := identity.ParseProxyAuthorization(req.Header.Get("Proxy-Authorization"))
 //	id, err := v.Validate(ctx, token)       // err is an *Error with a Reason
 //
+// Where waiting is not allowed (an event loop), hash the token once and
+// ask the cache first; only a miss needs Verify, which may wait for keys:
+//
+//	t := identity.NewToken(token)
+//	id, ok := v.Lookup(&t)                  // a hit: no signature work, no allocation
+//	if !ok { go func() { id, err := v.Verify(ctx, &t); ... }() }
+//
 // On a policy reload, keep keys while keys.Serves(tenant, authority) and
 // build a new Validator (its cache is tied to the audiences and skew).
 // A policy's clock_skew = "0s" is Config{ClockSkew: 0, ExactSkew: true}:

@@ -108,7 +108,7 @@ func (v *Validator) Keys() *Keys { return v.keys }
 
 // CacheStats are the verified-token cache's counters, for metrics.
 type CacheStats struct {
-	Hits, Misses uint64 // Validate calls answered from the cache, and not
+	Hits, Misses uint64 // tokens looked up in the cache (Lookup, Validate) and found, and not
 	Entries      int    // tokens cached now
 	Size         int    // the bound on Entries
 }
@@ -118,53 +118,92 @@ func (v *Validator) Stats() CacheStats {
 	return CacheStats{Hits: v.hits.Load(), Misses: v.misses.Load(), Entries: v.cache.len(), Size: v.cache.size}
 }
 
+// A Token is an access token and its SHA-256, which keys the
+// verified-token cache and names the token in logs. A request's token is
+// hashed once (NewToken) and handed to Lookup and, if it must, Verify.
+type Token struct {
+	raw string
+	sum [32]byte
+}
+
+// NewToken returns raw, a token as ParseProxyAuthorization reads it, with
+// its hash.
+func NewToken(raw string) Token {
+	// The hash only reads raw, so it may see it as bytes without a copy.
+	return Token{raw: raw, sum: sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))}
+}
+
+// Fingerprint names t in logs without revealing it: the first 8 hex
+// digits of its SHA-256, as Identity.Fingerprint has them.
+func (t *Token) Fingerprint() string { return fingerprint(&t.sum) }
+
 // Validate returns the identity in token, or an *Error saying why the token
-// is refused. A token verified within CacheTTL (and before its exp and its
-// key's expiry) is answered from the cache without signature work or
-// allocation. On an unknown kid it refreshes the keys, at most once per
-// UnknownKeyRefreshInterval; ctx bounds only that wait.
+// is refused: Lookup, then Verify if the cache cannot answer. A token
+// verified within CacheTTL (and before its exp and its key's expiry) is
+// answered from the cache without signature work or allocation.
 func (v *Validator) Validate(ctx context.Context, token string) (Identity, error) {
-	if token == "" {
-		return Identity{}, refuse(ReasonMissing, "no token")
+	if err := checkSize(token); err != nil {
+		return Identity{}, err
 	}
-	if len(token) > MaxHeaderBytes {
-		return Identity{}, refuse(ReasonMalformed, "token is %d bytes, over %d", len(token), MaxHeaderBytes)
-	}
-	now := v.keys.now()
-	// The hash only reads token, so it may see it as bytes without a copy.
-	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
-	if id, ok := v.cache.get(&sum, now.UnixNano()); ok {
-		v.hits.Add(1)
+	t := NewToken(token)
+	if id, ok := v.Lookup(&t); ok {
 		return id, nil
 	}
+	return v.Verify(ctx, &t)
+}
+
+// Lookup returns the identity of t if v verified t and keeps it: no
+// signature work, no wait and no allocation, so an event loop may ask it.
+// It counts a hit or a miss; after a miss, Verify decides.
+func (v *Validator) Lookup(t *Token) (Identity, bool) {
+	if checkSize(t.raw) != nil {
+		return Identity{}, false // Verify refuses it at once
+	}
+	if id, ok := v.cache.get(&t.sum, v.keys.now().UnixNano()); ok {
+		v.hits.Add(1)
+		return id, true
+	}
 	v.misses.Add(1)
-	id, until, err := v.verify(ctx, token, now)
+	return Identity{}, false
+}
+
+// Verify checks t in full, as Lookup could not answer it, and keeps it if
+// valid. A token another request verified since is answered from the
+// cache. On an unknown kid it refreshes the keys, at most once per
+// UnknownKeyRefreshInterval; ctx bounds only that wait.
+func (v *Validator) Verify(ctx context.Context, t *Token) (Identity, error) {
+	if err := checkSize(t.raw); err != nil {
+		return Identity{}, err
+	}
+	now := v.keys.now()
+	if id, ok := v.cache.get(&t.sum, now.UnixNano()); ok {
+		return id, nil
+	}
+	id, until, err := v.verify(ctx, t.raw, now)
 	if err != nil {
 		return Identity{}, err
 	}
-	id.Fingerprint = fingerprint(&sum)
-	v.cache.put(&sum, id, until.UnixNano(), now.UnixNano())
+	id.Fingerprint = t.Fingerprint()
+	v.cache.put(&t.sum, id, until.UnixNano(), now.UnixNano())
 	return id, nil
 }
 
-// Cached reports whether Validate would answer token from its cache of
-// verified tokens, without a signature check or a key fetch: an event loop,
-// which must not wait, asks it before it calls Validate on the loop.
-func (v *Validator) Cached(token string) bool {
-	if token == "" || len(token) > MaxHeaderBytes {
-		return true // refused at once
+// checkSize refuses a token that is empty or too long to be one, before
+// it is hashed or parsed.
+func checkSize(token string) error {
+	if token == "" {
+		return refuse(ReasonMissing, "no token")
 	}
-	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
-	_, ok := v.cache.get(&sum, v.keys.now().UnixNano())
-	return ok
+	if len(token) > MaxHeaderBytes {
+		return refuse(ReasonMalformed, "token is %d bytes, over %d", len(token), MaxHeaderBytes)
+	}
+	return nil
 }
 
-// Fingerprint names token in logs without revealing it: the first 8 hex
-// digits of its SHA-256, as Identity.Fingerprint has them. It is for a
-// token that was refused; a valid one's is in its Identity.
+// Fingerprint is Token.Fingerprint for a token not read into a Token.
 func Fingerprint(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return fingerprint(&sum)
+	t := NewToken(token)
+	return t.Fingerprint()
 }
 
 func fingerprint(sum *[32]byte) string { return hex.EncodeToString(sum[:4]) }

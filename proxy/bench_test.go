@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/azegress/azegress/identity"
 	"github.com/azegress/azegress/identity/identitytest"
 	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/proxy/internal/dnscache/dnstest"
@@ -131,7 +132,57 @@ func BenchmarkConnectSetupIdentity(b *testing.B) {
 	go echoServer(origin)
 	port := portOf2(b, origin.Addr())
 	idp := identitytest.New(b)
-	src := fmt.Sprintf(`
+	addr, s := benchServe(b, benchIdentityPolicy(idp, port))
+	req, v := benchIdentityRequest(b, s, idp, port)
+	benchTunnels(b, addr, req)
+	if st := v.Stats(); st.Misses != 1 {
+		b.Fatalf("token verified %d times; the benchmark measures cache hits", st.Misses)
+	}
+}
+
+// BenchmarkEngineConnectSetup is BenchmarkConnectSetup ("cidr") beside
+// BenchmarkConnectSetupIdentity ("token") on the event-loop engine
+// (Config.Engine), the name answered from the DNS cache, so that both are
+// decided on the loop. Their difference is what a cached token costs a
+// tunnel there; the client's work is in both.
+func BenchmarkEngineConnectSetup(b *testing.B) {
+	for _, name := range []string{"cidr", "token"} {
+		b.Run(name, func(b *testing.B) {
+			origin := nettest.Listen(b)
+			go echoServer(origin)
+			port := portOf2(b, origin.Addr())
+			dns := dnstest.New(b)
+			dns.Set("allowed.example.com", dnstest.Answer{Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, TTL: 300})
+			engine := func(c *Config) { c.Engine, c.Resolver, c.DNSDial = true, nil, dns.Dial }
+			req := []byte(fmt.Sprintf("CONNECT allowed.example.com:%[1]d HTTP/1.1\r\nHost: allowed.example.com:%[1]d\r\n\r\n", port))
+			src := basePolicy(port, benchRules(998))
+			var idp *identitytest.IdP
+			if name == "token" {
+				idp = identitytest.New(b)
+				src = benchIdentityPolicy(idp, port)
+			}
+			addr, s := benchServe(b, src, engine)
+			if s.engine == nil {
+				b.Skip("no event-loop engine on this platform")
+			}
+			var v *identity.Validator
+			if idp != nil {
+				req, v = benchIdentityRequest(b, s, idp, port)
+			}
+			benchTunnels(b, addr, req)
+			if v != nil {
+				if st := v.Stats(); st.Misses != 1 {
+					b.Fatalf("token verified %d times; the benchmark measures cache hits", st.Misses)
+				}
+			}
+		})
+	}
+}
+
+// benchIdentityPolicy is benchProxy's policy for a managed identity of
+// idp: the same rules in a client block its token selects.
+func benchIdentityPolicy(idp *identitytest.IdP, port uint16) string {
+	return fmt.Sprintf(`
 entra {
   tenant_id = %[1]q
   audiences = [%[2]q]
@@ -149,7 +200,13 @@ client "mi" {
 %[6]s
 }
 `, idp.TenantID, identitytest.ClientID, idp.Authority(), identitytest.ObjectID, port, benchRules(998))
-	addr, s := benchServe(b, src)
+}
+
+// benchIdentityRequest loads s's keys from idp and returns a CONNECT to
+// allowed.example.com:port with a token of idp's that s has verified
+// already, and the validator that keeps it.
+func benchIdentityRequest(b *testing.B, s *Server, idp *identitytest.IdP, port uint16) ([]byte, *identity.Validator) {
+	b.Helper()
 	if err := s.gen.Load().entra.keys.Refresh(b.Context()); err != nil {
 		b.Fatal(err)
 	}
@@ -158,12 +215,8 @@ client "mi" {
 	if _, err := v.Validate(b.Context(), token); err != nil { // verified once, before the clock runs
 		b.Fatal(err)
 	}
-	req := []byte(fmt.Sprintf("CONNECT allowed.example.com:%[1]d HTTP/1.1\r\nHost: allowed.example.com:%[1]d\r\nProxy-Authorization: %[2]s\r\n\r\n",
-		port, identitytest.BasicAuth("azegress", token)))
-	benchTunnels(b, addr, req)
-	if st := v.Stats(); st.Misses != 1 {
-		b.Fatalf("token verified %d times; the benchmark measures cache hits", st.Misses)
-	}
+	return []byte(fmt.Sprintf("CONNECT allowed.example.com:%[1]d HTTP/1.1\r\nHost: allowed.example.com:%[1]d\r\nProxy-Authorization: %[2]s\r\n\r\n",
+		port, identitytest.BasicAuth("azegress", token))), v
 }
 
 // benchTunnels runs one tunnel per iteration, in parallel: connect to the

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/azegress/azegress/identity"
 	"github.com/azegress/azegress/proxy/internal/dnscache"
 	"github.com/azegress/azegress/proxy/internal/evloop"
 	"github.com/azegress/azegress/proxy/internal/httphead"
@@ -23,7 +22,7 @@ import (
 // client's first bytes for the domain-fronting check and relay. This file
 // is its handler, which does for a CONNECT what front.go, connect.go and
 // fronting.go do on the goroutine path, through the same code: the head
-// parser and plainConnect, newFlow, checkTarget, decideExplicit, the
+// parser and plainConnect, newFlow, checkTarget, authenticate, decide, the
 // tunnel limit, the destination guard, the openingCheck state machine, the
 // log records and metrics. Nothing on the loop may wait, so a decision that
 // could (credentials to verify, a name not in the DNS cache, an address
@@ -113,12 +112,12 @@ func (h *engineHandler) Head(c *evloop.Conn, head []byte, ev evloop.Event) evloo
 	}
 	s, fl := h.s, ec.fl
 	end := int(hd.End)
-	if !credentialsAtHand(fl, hd.ProxyAuthorization) {
+	d, tok, done := authenticateAtHand(fl, hd.ProxyAuthorization)
+	if !done {
 		// Verifying a token may wait for the tenant's keys. The flow is
 		// the goroutine's until it hands the verdict back to the loop.
-		auth := hd.ProxyAuthorization
 		go func() {
-			d := s.decideExplicit(s.tunnelCtx, fl, auth)
+			d := s.decideAuthenticated(fl, verifyToken(s.tunnelCtx, fl, tok))
 			c.ResumeFunc(func() evloop.Action {
 				if d != nil {
 					return h.refuse(ec, d)
@@ -128,22 +127,10 @@ func (h *engineHandler) Head(c *evloop.Conn, head []byte, ev evloop.Event) evloo
 		}()
 		return evloop.Pending()
 	}
-	if d := s.decideExplicit(s.tunnelCtx, fl, hd.ProxyAuthorization); d != nil {
+	if d := s.decideAuthenticated(fl, d); d != nil {
 		return h.refuse(ec, d)
 	}
 	return h.plan(c, ec, end)
-}
-
-// credentialsAtHand reports whether fl's credentials (hdr) can be judged
-// without waiting: no entra block, no or unreadable credentials, or a token
-// the validator has verified and keeps.
-func credentialsAtHand(fl *flow, hdr []string) bool {
-	e := fl.gen.entra
-	if e == nil || len(hdr) != 1 {
-		return true
-	}
-	token, err := identity.ParseProxyAuthorization(hdr[0])
-	return err != nil || e.v.Cached(token)
 }
 
 // plan takes a tunnel of the client block (for a CONNECT) and resolves and

@@ -237,7 +237,12 @@ func (s *Server) Readiness() (ready bool, why string) {
 // credentials (hdr: its Proxy-Authorization values) are judged first, so
 // that a valid token selects its identity's client block.
 func (s *Server) decideExplicit(ctx context.Context, fl *flow, hdr []string) *denial {
-	d := authenticate(ctx, fl, hdr)
+	return s.decideAuthenticated(fl, authenticate(ctx, fl, hdr))
+}
+
+// decideAuthenticated is decideExplicit once fl's credentials are judged:
+// d is authenticate's verdict.
+func (s *Server) decideAuthenticated(fl *flow, d *denial) *denial {
 	if d == nil {
 		d = s.decide(fl)
 	}
@@ -257,30 +262,53 @@ func (s *Server) decideExplicit(ctx context.Context, fl *flow, hdr []string) *de
 // classify selects by address. A valid token's identity goes into fl.id
 // for classify; anything else is refused here, before any decision.
 func authenticate(ctx context.Context, fl *flow, hdr []string) *denial {
+	d, tok, done := authenticateAtHand(fl, hdr)
+	if !done {
+		d = verifyToken(ctx, fl, tok)
+	}
+	return d
+}
+
+// authenticateAtHand is authenticate as far as it goes without waiting:
+// it reads and hashes the token once, and is done unless the validator
+// must verify it; then tok is for verifyToken, which may wait for the
+// tenant's keys.
+func authenticateAtHand(fl *flow, hdr []string) (d *denial, tok identity.Token, done bool) {
 	e := fl.gen.entra
 	if e == nil {
-		return nil
+		return nil, tok, true
 	}
 	fl.auth, fl.authReason = authMissing, string(identity.ReasonMissing)
 	if len(hdr) == 0 {
-		return nil
+		return nil, tok, true
 	}
 	if len(hdr) > 1 {
 		fl.auth = authRefused
 		return credentialDenial(fl, &identity.Error{Reason: identity.ReasonMalformed,
-			Detail: fmt.Sprintf("the request has %d Proxy-Authorization headers; send exactly one", len(hdr))})
+			Detail: fmt.Sprintf("the request has %d Proxy-Authorization headers; send exactly one", len(hdr))}), tok, true
 	}
 	token, err := identity.ParseProxyAuthorization(hdr[0])
 	if identity.ReasonOf(err) == identity.ReasonMissing {
-		return nil // an empty header is no credentials
+		return nil, tok, true // an empty header is no credentials
 	}
 	fl.auth, fl.authReason = authRefused, ""
 	if err != nil {
-		return credentialDenial(fl, err)
+		return credentialDenial(fl, err), tok, true
 	}
-	id, err := e.v.Validate(ctx, token)
+	tok = identity.NewToken(token)
+	id, ok := e.v.Lookup(&tok)
+	if ok {
+		fl.auth, fl.id = authOK, id
+	}
+	return nil, tok, ok
+}
+
+// verifyToken is authenticate's end for a token the validator does not
+// keep (authenticateAtHand's tok): a full check.
+func verifyToken(ctx context.Context, fl *flow, tok identity.Token) *denial {
+	id, err := fl.gen.entra.v.Verify(ctx, &tok)
 	if err != nil {
-		fl.tokenFP = identity.Fingerprint(token)
+		fl.tokenFP = tok.Fingerprint()
 		return credentialDenial(fl, err)
 	}
 	fl.auth, fl.id = authOK, id

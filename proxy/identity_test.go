@@ -683,6 +683,42 @@ func TestIdentityDecisionAllocs(t *testing.T) {
 	}
 }
 
+// TestIdentityTokenLookedUpOnce: a request's token is hashed and looked
+// up in the verified-token cache once, and a token is verified
+// (signature-checked) once in all: its first request counts one miss, each
+// later one one hit. On the engine the loop asks the cache and a goroutine
+// verifies a miss; neither may ask again.
+func TestIdentityTokenLookedUpOnce(t *testing.T) {
+	t.Parallel()
+	for _, engine := range []bool{false, true} {
+		t.Run(fmt.Sprintf("engine=%v", engine), func(t *testing.T) {
+			t.Parallel()
+			idp := identitytest.New(t)
+			_, port := tlsOrigin(t, "origin")
+			tp := startIdentityProxy(t, identityPolicy(idp, port, ""), func(c *Config) {
+				if engine {
+					c.Engine, c.engineDial = true, func(ap netip.AddrPort) netip.AddrPort { return ap }
+				}
+			})
+			if engine && tp.engine == nil {
+				t.Skip("no event-loop engine on this platform")
+			}
+			v := tp.gen.Load().entra.v
+			token := idp.Mint(t, identitytest.Token{})
+			target := fmt.Sprintf("mi.example.com:%d", port)
+			for i, hdr := range []string{basic(token), basic(token), bearer(token), basic(token)} {
+				if resp, body := tp.connectAuth(target, hdr); resp.StatusCode != 200 {
+					t.Fatalf("request %d: %d %s", i, resp.StatusCode, body)
+				}
+				if st := v.Stats(); st.Misses != 1 || st.Hits != uint64(i) {
+					t.Fatalf("after request %d: %d hits, %d misses; want %d and 1 (one lookup per request, one verification in all)",
+						i, st.Hits, st.Misses, i)
+				}
+			}
+		})
+	}
+}
+
 // TestExplainAsMatchesProxy: explain decides credentials as the proxy
 // does: the same status and reason for every token and destination.
 func TestExplainAsMatchesProxy(t *testing.T) {
