@@ -179,19 +179,11 @@ func (p *Parser) Partial() (method string, n int) { return p.p.partial() }
 type parseState uint8
 
 const (
-	stStart       parseState = iota // before a request: skip CR and LF
-	stHead                          // in a head: accumulate lines in buf
-	stBody                          // in a Content-Length body: skip remain bytes
-	stChunkSize                     // at the start of a chunk-size line
-	stChunkDigits                   // in the hex digits of a chunk size
-	stChunkOWS                      // in whitespace after the chunk size
-	stChunkExt                      // in a chunk extension
-	stChunkLF                       // after the CR that ends a chunk-size line
-	stChunkData                     // in chunk data: skip remain bytes
-	stChunkDataCR                   // expecting the CR after chunk data
-	stChunkDataLF                   // expecting the LF after chunk data
-	stTrailer                       // in the trailer section
-	stStopped                       // not parsing any more
+	stStart   parseState = iota // before a request: skip CR and LF
+	stHead                      // in a head: accumulate lines in buf
+	stBody                      // in a Content-Length body: skip remain bytes
+	stChunked                   // in a chunked body: ch follows it
+	stStopped                   // not parsing any more
 )
 
 // parser is an incremental parser of a client's request stream. Its zero
@@ -202,11 +194,8 @@ type parser struct {
 	buf       []byte // stHead: the head so far
 	lineStart int    // stHead: offset of the current line in buf
 
-	remain  uint64 // stBody, stChunkData: bytes left; stChunkDigits: the size so far
-	digits  int    // stChunkDigits: hex digits seen
-	lineLen int    // chunk-size or trailer line: bytes seen, line ending excluded
-	lastCR  bool   // stTrailer: the last byte of the line was CR
-	total   int    // stTrailer: bytes of the trailer section so far
+	remain uint64       // stBody: bytes left
+	ch     chunkMachine // stChunked: the body's framing
 
 	queue []Head // queue[qhead:] are the heads not yet taken
 	qhead int
@@ -288,7 +277,7 @@ func (p *parser) feed(b []byte) {
 				p.queue[len(p.queue)-1].End = p.fed - int64(len(b))
 			}
 
-		case stBody, stChunkData:
+		case stBody:
 			n := uint64(len(b))
 			if n > p.remain {
 				n = p.remain
@@ -296,38 +285,18 @@ func (p *parser) feed(b []byte) {
 			b = b[n:]
 			p.remain -= n
 			if p.remain == 0 {
-				if p.state == stBody {
-					p.state = stStart
-				} else {
-					p.state = stChunkDataCR
-				}
+				p.state = stStart
 			}
 
-		case stChunkDataCR, stChunkDataLF:
-			want := byte('\r')
-			if p.state == stChunkDataLF {
-				want = '\n'
-			}
-			if b[0] != want {
-				p.fail(errChunkData)
+		case stChunked:
+			n, done, err := p.ch.scan(b)
+			if err != nil {
+				p.fail(reqChunkErr(err))
 				return
 			}
-			b = b[1:]
-			if p.state == stChunkDataCR {
-				p.state = stChunkDataLF
-			} else {
-				p.startChunkLine()
-			}
-
-		case stTrailer:
-			b = p.feedTrailer(b)
-
-		default: // the chunk-size line
-			c := b[0]
-			b = b[1:]
-			if !p.chunkLineByte(c) {
-				p.fail(errChunkLine)
-				return
+			b = b[n:]
+			if done {
+				p.state = stStart
 			}
 		}
 	}
@@ -372,8 +341,9 @@ func (p *parser) finishHead() {
 	switch next {
 	case stStopped:
 		p.stop()
-	case stChunkSize:
-		p.startChunkLine()
+	case stChunked:
+		p.ch = chunkMachine{}
+		p.state = stChunked
 	default:
 		p.state, p.remain = next, length
 	}
@@ -449,7 +419,7 @@ func parseHead(buf []byte) (h Head, next parseState, length uint64) {
 			h.Err = errTransferEncoding
 			return h, next, 0
 		}
-		next = stChunkSize
+		next = stChunked
 	case len(h.ContentLength) > 0:
 		// Repeated identical values are one length (RFC 9110 §8.6), as
 		// net/http reads them: no ambiguity to refuse.
@@ -492,103 +462,6 @@ func finalChunked(values []string) bool {
 		}
 	}
 	return final
-}
-
-// startChunkLine readies the parser for a chunk-size line.
-func (p *parser) startChunkLine() {
-	p.state = stChunkSize
-	p.remain, p.digits, p.lineLen = 0, 0, 0
-}
-
-// chunkLineByte advances over one byte of a chunk-size line:
-//
-//	1*16HEXDIG *OWS [ ";" chunk-ext ] ( CRLF / LF )
-//
-// Chunk extensions are skipped unparsed, as net/http does. It reports false
-// if c is not allowed.
-func (p *parser) chunkLineByte(c byte) bool {
-	if p.state == stChunkLF {
-		if c != '\n' {
-			return false
-		}
-		p.endChunkLine()
-		return true
-	}
-	if c == '\r' || c == '\n' {
-		if p.state == stChunkSize {
-			return false // no digits
-		}
-		if c == '\r' {
-			p.state = stChunkLF
-		} else {
-			p.endChunkLine()
-		}
-		return true
-	}
-	p.lineLen++
-	if p.lineLen >= maxChunkLineBytes {
-		return false
-	}
-	switch p.state {
-	case stChunkSize, stChunkDigits:
-		if v, ok := unhex(c); ok {
-			if p.digits == 16 {
-				return false
-			}
-			p.remain = p.remain<<4 | uint64(v)
-			p.digits++
-			p.state = stChunkDigits
-			return true
-		}
-		if p.state == stChunkSize {
-			return false
-		}
-		fallthrough
-	case stChunkOWS:
-		switch c {
-		case ' ', '\t':
-			p.state = stChunkOWS
-		case ';':
-			p.state = stChunkExt
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// endChunkLine moves to the chunk data, or to the trailer section after the
-// last chunk.
-func (p *parser) endChunkLine() {
-	if p.remain == 0 {
-		p.state = stTrailer
-		p.lineLen, p.lastCR, p.total = 0, false, 0
-		return
-	}
-	p.state = stChunkData
-}
-
-// feedTrailer skips trailer lines up to the empty line and returns the rest
-// of b.
-func (p *parser) feedTrailer(b []byte) []byte {
-	for i, c := range b {
-		p.total++
-		if p.total > maxTrailerBytes {
-			p.fail(errTrailerTooLarge)
-			return nil
-		}
-		if c != '\n' {
-			p.lineLen++
-			p.lastCR = c == '\r'
-			continue
-		}
-		if p.lineLen == 0 || p.lineLen == 1 && p.lastCR {
-			p.state = stStart
-			return b[i+1:]
-		}
-		p.lineLen, p.lastCR = 0, false
-	}
-	return nil
 }
 
 // cutLine returns the first line of b without its LF or CRLF, and the rest.
