@@ -119,10 +119,13 @@ func (m *chunkMachine) startLine() {
 
 // lineByte advances over one byte of a chunk-size line:
 //
-//	1*16HEXDIG *OWS [ ";" chunk-ext ] ( CRLF / LF )
+//	1*16HEXDIG *OWS [ ";" chunk-ext ] CRLF
 //
-// Chunk extensions are skipped unparsed, as net/http does. It reports false
-// if c is not allowed.
+// Chunk extensions are skipped unparsed, as net/http does. A bare LF does
+// not end the line: RFC 9112 §2.2 lets a recipient take one for CRLF in a
+// head, not in chunked framing (errata 7633), and a body passed through
+// must end where a strict client ends it. It reports false if c is not
+// allowed.
 func (m *chunkMachine) lineByte(c byte) bool {
 	if m.state == chLF {
 		if c != '\n' {
@@ -131,15 +134,14 @@ func (m *chunkMachine) lineByte(c byte) bool {
 		m.endLine()
 		return true
 	}
-	if c == '\r' || c == '\n' {
+	switch c {
+	case '\n':
+		return false // a bare LF (RFC 9112 errata 7633; net/http refuses it too)
+	case '\r':
 		if m.state == chSize {
 			return false // no digits
 		}
-		if c == '\r' {
-			m.state = chLF
-		} else {
-			m.endLine()
-		}
+		m.state = chLF
 		return true
 	}
 	m.lineLen++
