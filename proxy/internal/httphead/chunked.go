@@ -10,6 +10,21 @@ var (
 	errChunkedTrailer = errors.New("chunked: trailer section exceeds 1 MiB")
 )
 
+// Chunked follows a chunked body passed through unchanged, to find where it
+// ends (trailer section included). Its zero value is ready. The request
+// parser follows request bodies with the same machine: the same grammar and
+// limits.
+type Chunked struct{ m chunkMachine }
+
+// Scan reads b, the body's next bytes, and returns how many belong to the
+// body and whether it ended there; err if the framing is malformed (the
+// caller closes both sides). n is len(b) unless the body ended or failed
+// inside b: then it counts the bytes up to the end, or those before the
+// byte that broke the framing. Any split of a body into calls gives the
+// same total n, done and err. After the end Scan reports (0, true, nil),
+// after an error (0, false, err) again.
+func (c *Chunked) Scan(b []byte) (n int, done bool, err error) { return c.m.scan(b) }
+
 // chunkState is where chunkMachine is in a chunked body.
 type chunkState uint8
 
@@ -39,12 +54,7 @@ type chunkMachine struct {
 	err     error  // chFailed: why
 }
 
-// scan reads b, the body's next bytes, and returns how many belong to the
-// body and whether it ended there, or the error that broke its framing: n
-// is len(b) unless the body ended or failed inside b, then the bytes up to
-// its end or before the bad byte. Any split of a body gives the same total
-// n, done and err. After the end it reports (0, true, nil), after an error
-// (0, false, err) again.
+// scan is Chunked.Scan.
 func (m *chunkMachine) scan(b []byte) (n int, done bool, err error) {
 	for n < len(b) {
 		switch m.state {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"runtime"
@@ -261,20 +260,9 @@ func TestHeadConn(t *testing.T) {
 	for _, tt := range headCases {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			in := []byte(tt.in)
-			if d := diffHeads(parseChunks(t, in), tt.want); d != "" {
-				t.Fatalf("one chunk: %s", d)
-			}
-			var bytewise [][]byte
-			for i := range in {
-				bytewise = append(bytewise, in[i:i+1])
-			}
-			if d := diffHeads(parseChunks(t, bytewise...), tt.want); d != "" {
-				t.Fatalf("one byte at a time: %s", d)
-			}
-			for i := 1; i < len(in); i++ {
-				if d := diffHeads(parseChunks(t, in[:i], in[i:]), tt.want); d != "" {
-					t.Fatalf("split at %d: %s", i, d)
+			for _, sp := range splitsOf([]byte(tt.in)) {
+				if d := diffHeads(parseChunks(t, sp.chunks...), tt.want); d != "" {
+					t.Fatalf("%s: %s", sp.name, d)
 				}
 			}
 		})
@@ -509,12 +497,7 @@ func FuzzHeadParser(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, seed uint64) {
 		whole := parseChunks(t, data)
 
-		rng := rand.New(rand.NewPCG(seed, seed>>32))
-		var chunks [][]byte
-		for rest := data; len(rest) > 0; {
-			n := 1 + rng.IntN(min(len(rest), 17))
-			chunks, rest = append(chunks, rest[:n]), rest[n:]
-		}
+		chunks := randomChunks(data, seed)
 		split := parseChunks(t, chunks...)
 		if d := diffHeads(split, whole); d != "" {
 			t.Fatalf("split into %d chunks vs one: %s", len(chunks), d)
