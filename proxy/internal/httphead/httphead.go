@@ -374,16 +374,15 @@ func parseHead(buf []byte) (h Head, next parseState, length uint64) {
 		if len(line) == 0 {
 			break
 		}
-		if line[0] == ' ' || line[0] == '\t' {
+		name, value, k := fieldLine(line)
+		switch k {
+		case lineFold:
 			h.Err = errObsFold
 			return h, next, 0
-		}
-		name, value, ok := bytes.Cut(line, []byte{':'})
-		if !ok || !isToken(name) {
+		case lineBad:
 			h.Err = errHeaderLine
 			return h, next, 0
 		}
-		value = trimOWS(value)
 		if !h.Unusual && hasCTL(value) {
 			h.Unusual = true
 		}
@@ -448,20 +447,11 @@ func parseHead(buf []byte) (h Head, next parseState, length uint64) {
 // finalChunked reports whether the last transfer coding in values is
 // chunked and no other one is.
 func finalChunked(values []string) bool {
-	final := false
+	var c codings
 	for _, v := range values {
-		for c := range bytes.SplitSeq([]byte(v), []byte{','}) {
-			c = trimOWS(c)
-			if len(c) == 0 { // RFC 9110 §5.6.1: empty list elements
-				continue
-			}
-			if final {
-				return false // chunked was not the final coding
-			}
-			final = asciiEqualFold(c, "chunked")
-		}
+		c.add([]byte(v))
 	}
-	return final
+	return c.finalOnly()
 }
 
 // cutLine returns the first line of b without its LF or CRLF, and the rest.
@@ -484,19 +474,31 @@ func isToken(b []byte) bool {
 		return false
 	}
 	for _, c := range b {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
+		if !tokenByte[c] {
 			return false
 		}
 	}
 	return true
 }
 
+// tokenByte tells the bytes of an RFC 9110 token (tchar).
+var tokenByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0
+	}
+	return t
+}()
+
 // trimOWS trims spaces and horizontal tabs at both ends of b.
 func trimOWS(b []byte) []byte {
-	return bytes.Trim(b, " \t")
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 // asciiEqualFold reports whether b equals the lower-case ASCII string lower,
