@@ -231,12 +231,36 @@ func BenchmarkForwardRequest(b *testing.B) {
 	head := []byte("GET http://api.example.com/v1/items?page=2 HTTP/1.1\r\nHost: api.example.com\r\nUser-Agent: curl/8.5.0\r\n" +
 		"Accept: application/json\r\nProxy-Authorization: Basic dXNlcjpwYXNzd29yZA==\r\nProxy-Connection: Keep-Alive\r\n" +
 		"X-Request-Id: 7f2c1c9e-43a1-4c5b-9d3e-5a1f0e2b7c44\r\n\r\n")
-	dst := make([]byte, 0, 4096)
-	b.SetBytes(int64(len(head)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, ok := ForwardRequest(dst, head); !ok {
-			b.Fatal("not ok")
+	b.Run("forward", func(b *testing.B) {
+		dst := make([]byte, 0, 4096)
+		b.SetBytes(int64(len(head)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, ok := ForwardRequest(dst, head); !ok {
+				b.Fatal("not ok")
+			}
 		}
-	}
+	})
+	b.Run("net/http", func(b *testing.B) { // for scale: read, drop, write as the goroutine path does
+		r := bytes.NewReader(head)
+		br := bufio.NewReader(r)
+		var out bytes.Buffer
+		b.SetBytes(int64(len(head)))
+		b.ReportAllocs()
+		for b.Loop() {
+			r.Reset(head)
+			br.Reset(r)
+			out.Reset()
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, name := range forwardDropped {
+				req.Header.Del(name)
+			}
+			if err := req.Write(&out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
