@@ -15,6 +15,16 @@
 // the handler refuses instead of trusting a head that may belong to another
 // request. FuzzHeadParser checks the alignment against net/http's reader.
 //
+// For plain HTTP forwarded on the proxy's event loops, which cannot use
+// net/http, it also holds that protocol's pieces, pure and allocation-light:
+// ForwardRequest rewrites a plain client head for the origin, ParseResponse
+// and AppendResponseHead read the origin's response head and write the
+// client's, and Chunked follows a chunked body passed through, with the
+// machine the request parser follows request bodies with. They are strict
+// where net/http is lenient: what they refuse goes to net/http (a request)
+// or is answered 502 (a response). FuzzForwardRequest, FuzzParseResponse and
+// FuzzChunked check them against net/http's readers.
+//
 // It imports nothing of the module, the proxy and the policy included:
 // it knows HTTP/1.x framing, not what is allowed. TestDeps enforces that.
 package httphead

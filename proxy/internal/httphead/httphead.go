@@ -180,19 +180,11 @@ func (p *Parser) Partial() (method string, n int) { return p.p.partial() }
 type parseState uint8
 
 const (
-	stStart       parseState = iota // before a request: skip CR and LF
-	stHead                          // in a head: accumulate lines in buf
-	stBody                          // in a Content-Length body: skip remain bytes
-	stChunkSize                     // at the start of a chunk-size line
-	stChunkDigits                   // in the hex digits of a chunk size
-	stChunkOWS                      // in whitespace after the chunk size
-	stChunkExt                      // in a chunk extension
-	stChunkLF                       // after the CR that ends a chunk-size line
-	stChunkData                     // in chunk data: skip remain bytes
-	stChunkDataCR                   // expecting the CR after chunk data
-	stChunkDataLF                   // expecting the LF after chunk data
-	stTrailer                       // in the trailer section
-	stStopped                       // not parsing any more
+	stStart   parseState = iota // before a request: skip CR and LF
+	stHead                      // in a head: accumulate lines in buf
+	stBody                      // in a Content-Length body: skip remain bytes
+	stChunked                   // in a chunked body: ch follows it
+	stStopped                   // not parsing any more
 )
 
 // parser is an incremental parser of a client's request stream. Its zero
@@ -203,11 +195,8 @@ type parser struct {
 	buf       []byte // stHead: the head so far
 	lineStart int    // stHead: offset of the current line in buf
 
-	remain  uint64 // stBody, stChunkData: bytes left; stChunkDigits: the size so far
-	digits  int    // stChunkDigits: hex digits seen
-	lineLen int    // chunk-size or trailer line: bytes seen, line ending excluded
-	lastCR  bool   // stTrailer: the last byte of the line was CR
-	total   int    // stTrailer: bytes of the trailer section so far
+	remain uint64       // stBody: bytes left
+	ch     chunkMachine // stChunked: the body's framing
 
 	queue []Head // queue[qhead:] are the heads not yet taken
 	qhead int
@@ -289,7 +278,7 @@ func (p *parser) feed(b []byte) {
 				p.queue[len(p.queue)-1].End = p.fed - int64(len(b))
 			}
 
-		case stBody, stChunkData:
+		case stBody:
 			n := uint64(len(b))
 			if n > p.remain {
 				n = p.remain
@@ -297,38 +286,18 @@ func (p *parser) feed(b []byte) {
 			b = b[n:]
 			p.remain -= n
 			if p.remain == 0 {
-				if p.state == stBody {
-					p.state = stStart
-				} else {
-					p.state = stChunkDataCR
-				}
+				p.state = stStart
 			}
 
-		case stChunkDataCR, stChunkDataLF:
-			want := byte('\r')
-			if p.state == stChunkDataLF {
-				want = '\n'
-			}
-			if b[0] != want {
-				p.fail(errChunkData)
+		case stChunked:
+			n, done, err := p.ch.scan(b)
+			if err != nil {
+				p.fail(reqChunkErr(err))
 				return
 			}
-			b = b[1:]
-			if p.state == stChunkDataCR {
-				p.state = stChunkDataLF
-			} else {
-				p.startChunkLine()
-			}
-
-		case stTrailer:
-			b = p.feedTrailer(b)
-
-		default: // the chunk-size line
-			c := b[0]
-			b = b[1:]
-			if !p.chunkLineByte(c) {
-				p.fail(errChunkLine)
-				return
+			b = b[n:]
+			if done {
+				p.state = stStart
 			}
 		}
 	}
@@ -373,8 +342,9 @@ func (p *parser) finishHead() {
 	switch next {
 	case stStopped:
 		p.stop()
-	case stChunkSize:
-		p.startChunkLine()
+	case stChunked:
+		p.ch = chunkMachine{}
+		p.state = stChunked
 	default:
 		p.state, p.remain = next, length
 	}
@@ -405,16 +375,15 @@ func parseHead(buf []byte) (h Head, next parseState, length uint64) {
 		if len(line) == 0 {
 			break
 		}
-		if line[0] == ' ' || line[0] == '\t' {
+		name, value, k := fieldLine(line)
+		switch k {
+		case lineFold:
 			h.Err = errObsFold
 			return h, next, 0
-		}
-		name, value, ok := bytes.Cut(line, []byte{':'})
-		if !ok || !isToken(name) {
+		case lineBad:
 			h.Err = errHeaderLine
 			return h, next, 0
 		}
-		value = trimOWS(value)
 		if !h.Unusual && hasCTL(value) {
 			h.Unusual = true
 		}
@@ -450,7 +419,7 @@ func parseHead(buf []byte) (h Head, next parseState, length uint64) {
 			h.Err = errTransferEncoding
 			return h, next, 0
 		}
-		next = stChunkSize
+		next = stChunked
 	case len(h.ContentLength) > 0:
 		// Repeated identical values are one length (RFC 9110 §8.6), as
 		// net/http reads them: no ambiguity to refuse.
@@ -479,117 +448,11 @@ func parseHead(buf []byte) (h Head, next parseState, length uint64) {
 // finalChunked reports whether the last transfer coding in values is
 // chunked and no other one is.
 func finalChunked(values []string) bool {
-	final := false
+	var c codings
 	for _, v := range values {
-		for c := range bytes.SplitSeq([]byte(v), []byte{','}) {
-			c = trimOWS(c)
-			if len(c) == 0 { // RFC 9110 §5.6.1: empty list elements
-				continue
-			}
-			if final {
-				return false // chunked was not the final coding
-			}
-			final = asciiEqualFold(c, "chunked")
-		}
+		c.add([]byte(v))
 	}
-	return final
-}
-
-// startChunkLine readies the parser for a chunk-size line.
-func (p *parser) startChunkLine() {
-	p.state = stChunkSize
-	p.remain, p.digits, p.lineLen = 0, 0, 0
-}
-
-// chunkLineByte advances over one byte of a chunk-size line:
-//
-//	1*16HEXDIG *OWS [ ";" chunk-ext ] ( CRLF / LF )
-//
-// Chunk extensions are skipped unparsed, as net/http does. It reports false
-// if c is not allowed.
-func (p *parser) chunkLineByte(c byte) bool {
-	if p.state == stChunkLF {
-		if c != '\n' {
-			return false
-		}
-		p.endChunkLine()
-		return true
-	}
-	if c == '\r' || c == '\n' {
-		if p.state == stChunkSize {
-			return false // no digits
-		}
-		if c == '\r' {
-			p.state = stChunkLF
-		} else {
-			p.endChunkLine()
-		}
-		return true
-	}
-	p.lineLen++
-	if p.lineLen >= maxChunkLineBytes {
-		return false
-	}
-	switch p.state {
-	case stChunkSize, stChunkDigits:
-		if v, ok := unhex(c); ok {
-			if p.digits == 16 {
-				return false
-			}
-			p.remain = p.remain<<4 | uint64(v)
-			p.digits++
-			p.state = stChunkDigits
-			return true
-		}
-		if p.state == stChunkSize {
-			return false
-		}
-		fallthrough
-	case stChunkOWS:
-		switch c {
-		case ' ', '\t':
-			p.state = stChunkOWS
-		case ';':
-			p.state = stChunkExt
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// endChunkLine moves to the chunk data, or to the trailer section after the
-// last chunk.
-func (p *parser) endChunkLine() {
-	if p.remain == 0 {
-		p.state = stTrailer
-		p.lineLen, p.lastCR, p.total = 0, false, 0
-		return
-	}
-	p.state = stChunkData
-}
-
-// feedTrailer skips trailer lines up to the empty line and returns the rest
-// of b.
-func (p *parser) feedTrailer(b []byte) []byte {
-	for i, c := range b {
-		p.total++
-		if p.total > maxTrailerBytes {
-			p.fail(errTrailerTooLarge)
-			return nil
-		}
-		if c != '\n' {
-			p.lineLen++
-			p.lastCR = c == '\r'
-			continue
-		}
-		if p.lineLen == 0 || p.lineLen == 1 && p.lastCR {
-			p.state = stStart
-			return b[i+1:]
-		}
-		p.lineLen, p.lastCR = 0, false
-	}
-	return nil
+	return c.finalOnly()
 }
 
 // cutLine returns the first line of b without its LF or CRLF, and the rest.
@@ -612,19 +475,31 @@ func isToken(b []byte) bool {
 		return false
 	}
 	for _, c := range b {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
+		if !tokenByte[c] {
 			return false
 		}
 	}
 	return true
 }
 
+// tokenByte tells the bytes of an RFC 9110 token (tchar).
+var tokenByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0
+	}
+	return t
+}()
+
 // trimOWS trims spaces and horizontal tabs at both ends of b.
 func trimOWS(b []byte) []byte {
-	return bytes.Trim(b, " \t")
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 // asciiEqualFold reports whether b equals the lower-case ASCII string lower,

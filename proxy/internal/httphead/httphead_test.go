@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"runtime"
@@ -160,8 +159,12 @@ var headCases = []struct {
 		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", Host: []string{"a"}, ContentLength: []string{fmt.Sprint(len(reqEvil))}}, headGetB}},
 	{"chunk data looks like a request", fmt.Sprintf("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(reqEvil), reqEvil) + reqGetB,
 		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, headGetB}},
-	{"bare LF", "GET / HTTP/1.1\nHost: a\n\nPOST / HTTP/1.1\nTransfer-Encoding: chunked\n\n2\nhi\r\n0\n\n" + reqGetB,
+	{"bare LF", "GET / HTTP/1.1\nHost: a\n\nPOST / HTTP/1.1\nTransfer-Encoding: chunked\n\n2\r\nhi\r\n0\r\nX: 1\n\n" + reqGetB,
 		[]Head{get("/", "a"), {Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, headGetB}},
+	{"chunk line bare LF", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\nhi\r\n0\r\n\r\n" + reqGetB,
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
+	{"last chunk line bare LF", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0;e\n\r\n" + reqGetB,
+		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", TransferEncoding: []string{"chunked"}}, {Err: errChunkLine}}},
 	{"leading empty lines", "\r\n\n\r\n" + reqGetA + "\r\n" + reqGetB, []Head{headGetA, headGetB}},
 	{"content-length zero", "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n" + reqGetB,
 		[]Head{{Method: "POST", Target: "/", Proto: "HTTP/1.1", ContentLength: []string{"0"}}, headGetB}},
@@ -258,20 +261,9 @@ func TestHeadConn(t *testing.T) {
 	for _, tt := range headCases {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			in := []byte(tt.in)
-			if d := diffHeads(parseChunks(t, in), tt.want); d != "" {
-				t.Fatalf("one chunk: %s", d)
-			}
-			var bytewise [][]byte
-			for i := range in {
-				bytewise = append(bytewise, in[i:i+1])
-			}
-			if d := diffHeads(parseChunks(t, bytewise...), tt.want); d != "" {
-				t.Fatalf("one byte at a time: %s", d)
-			}
-			for i := 1; i < len(in); i++ {
-				if d := diffHeads(parseChunks(t, in[:i], in[i:]), tt.want); d != "" {
-					t.Fatalf("split at %d: %s", i, d)
+			for _, sp := range splitsOf([]byte(tt.in)) {
+				if d := diffHeads(parseChunks(t, sp.chunks...), tt.want); d != "" {
+					t.Fatalf("%s: %s", sp.name, d)
 				}
 			}
 		})
@@ -506,12 +498,7 @@ func FuzzHeadParser(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, seed uint64) {
 		whole := parseChunks(t, data)
 
-		rng := rand.New(rand.NewPCG(seed, seed>>32))
-		var chunks [][]byte
-		for rest := data; len(rest) > 0; {
-			n := 1 + rng.IntN(min(len(rest), 17))
-			chunks, rest = append(chunks, rest[:n]), rest[n:]
-		}
+		chunks := randomChunks(data, seed)
 		split := parseChunks(t, chunks...)
 		if d := diffHeads(split, whole); d != "" {
 			t.Fatalf("split into %d chunks vs one: %s", len(chunks), d)
