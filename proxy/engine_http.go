@@ -150,8 +150,12 @@ func (h *engineHandler) Response(c *evloop.Conn, resp []byte, ev evloop.Event) e
 // upgradeRefused is the refusal of an origin that switched protocols on a
 // plain-HTTP request.
 func upgradeRefused(fl *flow, upgrade string) *denial {
+	what := "101"
+	if upgrade != "" {
+		what = fmt.Sprintf("101, Upgrade: %q", truncate(upgrade, 40))
+	}
 	return &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, closeConn: true, proxyError: psUpgradeFailed,
-		detail: fmt.Sprintf("%s switched protocols (101, Upgrade: %q); the proxy forwards plain HTTP/1.1 requests only", fl.target(), truncate(upgrade, 40)),
+		detail: fmt.Sprintf("%s switched protocols (%s); the proxy forwards plain HTTP/1.1 requests only", fl.target(), what),
 		fix:    "Send WebSocket and other upgraded protocols through a CONNECT tunnel (wss://, or a client that tunnels ws:// through the proxy)."}
 }
 
