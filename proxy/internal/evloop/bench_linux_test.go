@@ -28,18 +28,38 @@ func (benchHandler) Closed(c *Conn, end End)                     {}
 // 200, a byte echoed, close. Allocations include the client's.
 func BenchmarkTunnelSetup(b *testing.B) {
 	echo := benchOrigin(b)
+	benchTunnels(b, benchEngine(b, Config{Handler: benchHandler{}}), echo)
+}
+
+// benchEngine serves an engine with cfg on a loopback listener until the
+// benchmark ends.
+func benchEngine(b *testing.B, cfg Config) string {
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer ln.Close()
-	e, err := New(Config{Handler: benchHandler{}})
+	e, err := New(cfg)
 	if err != nil {
+		ln.Close()
 		b.Fatal(err)
 	}
 	go e.Serve(ln)
-	defer e.Shutdown(context.Background())
-	benchTunnels(b, ln.Addr().String(), echo)
+	b.Cleanup(func() {
+		e.Shutdown(context.Background())
+		ln.Close()
+	})
+	return ln.Addr().String()
+}
+
+// measureCPU starts a benchmark's loop; the function it returns, deferred,
+// reports the whole process's CPU per op: client, origin and engine alike.
+func measureCPU(b *testing.B) func() {
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := cpuTime(b)
+	return func() {
+		b.ReportMetric(float64((cpuTime(b)-start).Microseconds())/float64(b.N), "cpu-µs/op")
+	}
 }
 
 // BenchmarkTunnelSetupRelay is the same through a goroutine per connection
@@ -91,6 +111,12 @@ func cpuTime(b *testing.B) time.Duration {
 }
 
 func benchOrigin(b *testing.B) string {
+	return netip.MustParseAddrPort(benchServer(b, nettest.Echo)).String()
+}
+
+// benchServer serves each connection to a loopback listener with fn on a
+// goroutine of its own, and closes it after.
+func benchServer(b *testing.B, fn func(net.Conn)) string {
 	ln := nettest.Listen(b)
 	go func() {
 		for {
@@ -98,22 +124,16 @@ func benchOrigin(b *testing.B) string {
 			if err != nil {
 				return
 			}
-			go func() { nettest.Echo(c); c.Close() }()
+			go func() { fn(c); c.Close() }()
 		}
 	}()
-	return netip.MustParseAddrPort(ln.Addr().String()).String()
+	return ln.Addr().String()
 }
 
 func benchTunnels(b *testing.B, addr, target string) {
 	req := []byte("CONNECT " + target + " HTTP/1.1\r\nHost: x\r\n\r\n")
 	buf := make([]byte, len(ok200))
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := cpuTime(b)
-	defer func() {
-		// The whole process's CPU: client, origin and tunnels alike.
-		b.ReportMetric(float64((cpuTime(b)-start).Microseconds())/float64(b.N), "cpu-µs/op")
-	}()
+	defer measureCPU(b)()
 	for range b.N {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
