@@ -24,6 +24,7 @@ func (l *loop) readHead(c *Conn) {
 			l.applyHead(c, l.h.Head(c, c.hb[:c.n], EventFull), EventFull)
 			return
 		}
+		room := HeadBufSize - c.n
 		n, err := read(cl.fd, c.hb[c.n:])
 		switch {
 		case err == unix.EAGAIN:
@@ -38,7 +39,19 @@ func (l *loop) readHead(c *Conn) {
 			return
 		}
 		c.n += n
+		cl.readShort(n, room)
 		l.applyHead(c, l.h.Head(c, c.hb[:c.n], EventNone), EventNone)
+	}
+}
+
+// readShort notes a read of n bytes into room bytes of buffer: one that
+// did not fill it found the socket empty, and the next bytes come with an
+// event of their own (edge-triggered), so no read is needed to learn that
+// it would block; unless the peer ended its sending, whose EOF is still to
+// be read.
+func (s *side) readShort(n, room int) {
+	if n < room && !s.hup {
+		s.canRead = false
 	}
 }
 

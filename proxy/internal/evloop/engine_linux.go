@@ -182,6 +182,7 @@ type side struct {
 	fd      int
 	canRead bool // the last read did not find the socket empty
 	readErr bool // reading failed: reset it at close
+	hup     bool // the peer ended its sending or failed (EPOLLRDHUP, HUP, ERR)
 }
 
 // dir is one direction of a tunnel: bytes read from sides[i] are written to

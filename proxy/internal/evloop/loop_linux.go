@@ -431,6 +431,9 @@ func (l *loop) onEvent(c *Conn, s int, evs uint32) {
 	if evs&readEvents != 0 {
 		c.sides[s].canRead = true
 	}
+	if evs&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		c.sides[s].hup = true
+	}
 	switch c.phase {
 	case PhaseHead:
 		l.readHead(c)
