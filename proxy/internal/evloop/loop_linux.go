@@ -2,7 +2,6 @@ package evloop
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -16,7 +15,8 @@ import (
 // Event data: Pad names what an event is for. Connection events carry the
 // connection's generation in Pad (never padListener or padWake) and
 // slot<<2 | attempt parity<<1 | side in Fd, so an event for a socket closed
-// meanwhile (its slot reused, or a dial attempt replaced) is dropped.
+// meanwhile (its slot reused, or its origin replaced: a dial attempt, a kept
+// origin found stale, a retry) is dropped.
 const (
 	padListener = 0 // Fd is a listener's fd
 	padWake     = 1 // the loop's eventfd
@@ -80,8 +80,9 @@ type loop struct {
 	base   time.Time
 	now    int64
 	pipes  []pipePair
-	paused []int // listener fds removed while out of fds
-	resume int64 // when to add paused back
+	paused []int     // listener fds removed while out of fds
+	resume int64     // when to add paused back
+	xh     Exchanger // h's, if it is one
 
 	mu       sync.Mutex
 	queue    []ctlMsg
@@ -105,6 +106,7 @@ func newLoop(e *Engine) (*loop, error) {
 	}
 	l := &loop{e: e, h: e.cfg.Handler, ep: ep, wake: wake, events: make([]unix.EpollEvent, 128),
 		buf: new([relayBufSize]byte), gen: firstGen, base: time.Now()}
+	l.xh, _ = l.h.(Exchanger)
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Pad: padWake}); err != nil {
 		l.closeFDs()
 		return nil, os.NewSyscallError("epoll_ctl", err)
@@ -184,7 +186,7 @@ func (l *loop) run() {
 				}
 				s := int(ev.Fd & 1)
 				if s == 1 && uint8(ev.Fd>>1&1) != c.attempt&1 {
-					continue // a dial attempt closed in this batch
+					continue // an origin socket replaced in this batch
 				}
 				l.onEvent(c, s, ev.Events)
 			}
@@ -304,7 +306,8 @@ func (l *loop) drainQueue() {
 }
 
 // stop removes the listeners from the loop and closes the connections still
-// in their head phase.
+// in their head phase (kept clients waiting for their next head among them);
+// from now on no origin is kept.
 func (l *loop) stop() {
 	l.stopping = true
 	l.e.mu.Lock()
@@ -428,15 +431,25 @@ func (l *loop) watch(c *Conn, s int) error {
 }
 
 func (l *loop) onEvent(c *Conn, s int, evs uint32) {
+	sd := &c.sides[s]
+	if sd.fd < 0 {
+		return // an origin closed in this batch and not replaced
+	}
 	if evs&readEvents != 0 {
-		c.sides[s].canRead = true
+		sd.canRead = true
 	}
 	if evs&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		c.sides[s].hup = true
+		sd.hup = true
 	}
 	switch c.phase {
-	case PhaseHead:
-		l.readHead(c)
+	case PhaseHead, PhasePending:
+		if s == 1 {
+			l.checkAttached(c)
+		} else if c.phase == PhaseHead {
+			l.readHead(c)
+		}
+	case PhaseExchange:
+		l.xEvent(c, s, evs)
 	case PhaseDial:
 		if s == 1 && evs&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 			l.dialDone(c)
@@ -533,8 +546,7 @@ func (l *loop) expire(c *Conn) {
 	case PhaseHead:
 		l.applyHead(c, l.h.Head(c, c.buf()[:c.n], EventTimeout), EventTimeout)
 	case PhaseDial:
-		l.closeOrigin(c)
-		l.failDial(c, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(c.addrs[c.next-1]), Err: os.ErrDeadlineExceeded})
+		l.dialTimedOut(c)
 	case PhaseOpening:
 		l.applyOpening(c, l.h.Opening(c, Opening{Client: c.buf()[:c.n], Event: EventTimeout}), EventTimeout)
 	case PhaseRelay:
@@ -544,6 +556,8 @@ func (l *loop) expire(c *Conn) {
 			return
 		}
 		l.setDeadline(c, c.last+idle)
+	case PhaseExchange:
+		l.xExpire(c)
 	case PhaseClosing:
 		l.end(c, c.endReason, c.endErr)
 	}

@@ -1,0 +1,513 @@
+package evloop
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+var timeout504 = []byte("HTTP/1.1 504 Gateway Timeout\r\nContent-Length: 0\r\n\r\n")
+
+// xHandler answers GET heads with Exchange, the head sent as is, frames
+// responses by Content-Length alone (or the origin's close), and records
+// each exchange's end and the events Response saw. Other heads are handed
+// off.
+type xHandler struct {
+	*testHandler
+	addrs  []netip.AddrPort
+	retry  bool
+	xends  chan ExchangeEnd
+	events chan Event
+}
+
+// xState is the handler's state of one exchange.
+type xState struct {
+	close bool // the request asked for Connection: close
+	left  int  // body bytes still due; -1: until the origin's EOF
+}
+
+func newXHandler(addrs ...netip.AddrPort) *xHandler {
+	return &xHandler{testHandler: newTestHandler(), addrs: addrs,
+		xends: make(chan ExchangeEnd, 64), events: make(chan Event, 64)}
+}
+
+func (h *xHandler) Head(c *Conn, head []byte, ev Event) Action {
+	i := bytes.Index(head, []byte("\r\n\r\n"))
+	if i < 0 {
+		return NeedMore()
+	}
+	if !bytes.HasPrefix(head, []byte("GET ")) {
+		return HandOff()
+	}
+	c.SetData(&xState{close: bytes.Contains(head[:i], []byte("\r\nConnection: close"))})
+	return Exchange("origin", h.addrs, head[:i+4], i+4, h.retry)
+}
+
+func (h *xHandler) Response(c *Conn, resp []byte, ev Event) Action {
+	if ev != EventNone {
+		h.events <- ev
+	}
+	i := bytes.Index(resp, []byte("\r\n\r\n"))
+	switch {
+	case i < 0 && ev == EventNone:
+		return NeedMore()
+	case i < 0 && ev == EventTimeout:
+		return Refuse(timeout504)
+	case i < 0:
+		return Refuse(badGate502)
+	case bytes.HasPrefix(resp, []byte("HTTP/1.1 1")):
+		return Skip(i + 4)
+	}
+	st := c.Data().(*xState)
+	st.left = -1
+	for _, line := range strings.Split(string(resp[:i]), "\r\n") {
+		if v, ok := strings.CutPrefix(line, "Content-Length: "); ok {
+			st.left, _ = strconv.Atoi(v)
+		}
+	}
+	return Respond(resp[:i+4], i+4, !st.close && st.left >= 0, st.left >= 0)
+}
+
+func (h *xHandler) Body(c *Conn, b []byte, eof bool) (int, bool) {
+	st := c.Data().(*xState)
+	if eof {
+		return 0, st.left < 0
+	}
+	if st.left < 0 {
+		return len(b), false
+	}
+	n := min(len(b), st.left)
+	st.left -= n
+	return n, st.left == 0
+}
+
+func (h *xHandler) Exchanged(c *Conn, x ExchangeEnd) { h.xends <- x }
+
+// xend waits for the next exchange's end.
+func (h *xHandler) xend(t *testing.T) ExchangeEnd {
+	t.Helper()
+	return recv(t, h.xends, "no exchange ended")
+}
+
+// event returns the event Response saw, or EventNone.
+func (h *xHandler) event() Event {
+	select {
+	case ev := <-h.events:
+		return ev
+	default:
+		return EventNone
+	}
+}
+
+// xOrigin is an HTTP/1.1 origin on loopback.
+type xOrigin struct {
+	ap      netip.AddrPort
+	accepts atomic.Int32
+	conns   chan net.Conn // each connection it accepted, for the test to close
+	closed  chan struct{} // a value each time a connection's serving ended
+}
+
+// newXOrigin serves the requests of each connection with answer (i counts
+// the connection's requests from 0): its response, written as is, and
+// whether to close the connection then (before writing anything for an
+// empty response).
+func newXOrigin(t *testing.T, answer func(i int, path string) (resp string, close bool)) *xOrigin {
+	o := &xOrigin{conns: make(chan net.Conn, 64), closed: make(chan struct{}, 64)}
+	addr := origin(t, func(c net.Conn) {
+		o.accepts.Add(1)
+		o.conns <- c
+		defer func() { c.Close(); o.closed <- struct{}{} }()
+		br := bufio.NewReader(c)
+		for i := 0; ; i++ {
+			r, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			resp, close := answer(i, r.URL.Path)
+			if _, err := io.WriteString(c, resp); err != nil || close {
+				return
+			}
+		}
+	})
+	o.ap = netip.MustParseAddrPort(addr)
+	return o
+}
+
+// waitClosed waits until the serving of one of o's connections ended: the
+// engine closed it.
+func (o *xOrigin) waitClosed(t *testing.T) {
+	t.Helper()
+	recv(t, o.closed, "the engine did not close the origin connection")
+}
+
+// okResp is a 200 response with body.
+func okResp(body string) string {
+	return "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+}
+
+// serveX serves an engine with an xHandler in front of a keep-alive origin.
+func serveX(t *testing.T, cfg Config) (o *xOrigin, h *xHandler, addr string, e *Engine) {
+	t.Helper()
+	o = newXOrigin(t, keepAlive)
+	h = newXHandler(o.ap)
+	addr, e = serveWith(t, h, cfg)
+	return o, h, addr, e
+}
+
+// keepAlive answers every request with the path in the body.
+func keepAlive(i int, path string) (string, bool) { return okResp("at " + path), false }
+
+func get(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: o\r\n\r\n" }
+
+func getClose(path string) string {
+	return "GET " + path + " HTTP/1.1\r\nHost: o\r\nConnection: close\r\n\r\n"
+}
+
+// readResp reads one response, returning it as the client saw it.
+func readResp(t *testing.T, br *bufio.Reader) string {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading a response: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading a response body: %v", err)
+	}
+	return resp.Status + " " + string(body)
+}
+
+// Several requests on one client connection, one after the other or in
+// one write, go to one origin connection, kept between them; the
+// exchanges' bytes are theirs, not the connection's.
+func TestExchangeKeepAlive(t *testing.T) {
+	for _, pipelined := range []bool{false, true} {
+		t.Run(map[bool]string{false: "one by one", true: "pipelined"}[pipelined], func(t *testing.T) {
+			o, h, addr, _ := serveX(t, Config{})
+			c := dialRaw(t, addr)
+			br := bufio.NewReader(c)
+			paths := []string{"/1", "/2", "/3"}
+			if pipelined {
+				io.WriteString(c, get(paths[0])+get(paths[1])+get(paths[2]))
+			}
+			for i, p := range paths {
+				if !pipelined {
+					io.WriteString(c, get(p))
+				}
+				if got, want := readResp(t, br), "200 OK at "+p; got != want {
+					t.Fatalf("response %d: %q, want %q", i, got, want)
+				}
+				x := h.xend(t)
+				want := ExchangeEnd{Reason: ReasonEOF, Up: int64(len(get(p))), Down: int64(len(okResp("at " + p))), Reused: i > 0, Kept: true}
+				if x != want {
+					t.Errorf("exchange %d: %+v, want %+v", i, x, want)
+				}
+			}
+			if n := o.accepts.Load(); n != 1 {
+				t.Errorf("the origin accepted %d connections, want 1", n)
+			}
+			c.Close()
+			if e := h.end(t); e.Reason != ReasonEOF || e.Phase != PhaseHead || e.Up != 0 || e.Down != 0 {
+				t.Errorf("end %+v, want eof in the head phase with no tunnel bytes", e)
+			}
+		})
+	}
+}
+
+// A kept origin connection the origin closed is not used: closed while
+// idle it is replaced at once; closed on the request (before any response
+// byte) it is replaced if the request may be retried, and Response gets
+// the EOF if not.
+func TestExchangeStaleOrigin(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		onReq bool // the origin closes on its second request, not after its first response
+		retry bool
+		want  string // the second response
+		ev    Event
+	}{
+		{"closed while idle", false, false, "200 OK at /2", EventNone},
+		{"closed on the request, retry", true, true, "200 OK at /2", EventNone},
+		{"closed on the request, no retry", true, false, "502 Bad Gateway ", EventOriginEOF},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := newXOrigin(t, func(i int, path string) (string, bool) {
+				if tt.onReq && i == 1 {
+					return "", true
+				}
+				return okResp("at " + path), false
+			})
+			h := newXHandler(o.ap)
+			h.retry = tt.retry
+			addr, _ := serveWith(t, h, Config{})
+			c := dialRaw(t, addr)
+			br := bufio.NewReader(c)
+			io.WriteString(c, get("/1"))
+			if got := readResp(t, br); got != "200 OK at /1" {
+				t.Fatalf("first response %q", got)
+			}
+			if x := h.xend(t); !x.Kept {
+				t.Fatalf("first exchange %+v, want its origin kept", x)
+			}
+			if !tt.onReq { // the origin closes it, idle
+				(<-o.conns).Close()
+				o.waitClosed(t)
+			}
+			io.WriteString(c, get("/2"))
+			if got := readResp(t, br); got != tt.want {
+				t.Errorf("second response %q, want %q", got, tt.want)
+			}
+			if ev := h.event(); ev != tt.ev {
+				t.Errorf("Response saw event %d, want %d", ev, tt.ev)
+			}
+			x := h.xend(t)
+			if tt.ev == EventNone && (x.Reason != ReasonEOF || x.Reused || o.accepts.Load() != 2) {
+				t.Errorf("second exchange %+v after %d origin connections, want eof on a second one", x, o.accepts.Load())
+			}
+			if tt.ev != EventNone && (x.Reason != ReasonRefused || !x.Reused) {
+				t.Errorf("second exchange %+v, want refused on the kept origin", x)
+			}
+		})
+	}
+}
+
+// An idle kept origin connection on which the origin sends bytes no
+// request asked for is closed at once.
+func TestExchangeIdleOriginSpeaks(t *testing.T) {
+	o, h, addr, _ := serveX(t, Config{})
+	c := dialRaw(t, addr)
+	io.WriteString(c, get("/1"))
+	readResp(t, bufio.NewReader(c))
+	if x := h.xend(t); !x.Kept {
+		t.Fatalf("exchange %+v, want its origin kept", x)
+	}
+	io.WriteString(<-o.conns, "HTTP/1.1 408 Request Timeout\r\n\r\n")
+	o.waitClosed(t)
+}
+
+// What Response and Body see of an origin that misbehaves or answers in
+// less common ways, and what the client gets.
+func TestExchangeResponses(t *testing.T) {
+	big := "HTTP/1.1 200 OK\r\nX: " + strings.Repeat("x", ResponseBufSize)
+	for _, tt := range []struct {
+		name   string
+		resp   string // the origin's bytes, then it closes; "hold": it waits
+		dead   bool   // dial a closed port instead
+		want   string // what the client reads until EOF
+		ev     Event
+		reason string // the exchange's
+	}{
+		{name: "origin EOF before the head", resp: "HTTP/1.1 200 OK\r\nContent-", want: string(badGate502), ev: EventOriginEOF, reason: ReasonRefused},
+		{name: "origin slow", resp: "hold", want: string(timeout504), ev: EventTimeout, reason: ReasonRefused},
+		{name: "head over ResponseBufSize", resp: big, want: string(badGate502), ev: EventFull, reason: ReasonRefused},
+		{name: "every dial failed", dead: true, want: string(badGate502), ev: EventError, reason: ReasonRefused},
+		{
+			name:   "interim responses skipped",
+			resp:   "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n" + okResp("ok"),
+			want:   okResp("ok"),
+			reason: ReasonEOF,
+		},
+		{name: "close-delimited body", resp: "HTTP/1.1 200 OK\r\n\r\nuntil the end", want: "HTTP/1.1 200 OK\r\n\r\nuntil the end", reason: ReasonEOF},
+		{
+			name:   "body cut short",
+			resp:   "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
+			want:   "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
+			reason: ReasonError,
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var ap netip.AddrPort
+			if tt.dead {
+				ap = netip.MustParseAddrPort(closedPort(t))
+			} else {
+				ap = newXOrigin(t, func(int, string) (string, bool) {
+					if tt.resp == "hold" {
+						return "", false // and waits for the next request, or the engine's close
+					}
+					return tt.resp, true
+				}).ap
+			}
+			h := newXHandler(ap)
+			addr, _ := serveWith(t, h, Config{IdleTimeout: 100 * time.Millisecond, HeadTimeout: time.Hour})
+			c := dialRaw(t, addr)
+			io.WriteString(c, getClose("/"))
+			got, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("client read %q, want %q", got, tt.want)
+			}
+			if ev := h.event(); ev != tt.ev {
+				t.Errorf("Response saw event %d, want %d", ev, tt.ev)
+			}
+			x := h.xend(t)
+			if x.Reason != tt.reason || x.Kept {
+				t.Errorf("exchange %+v, want %s, the origin not kept", x, tt.reason)
+			}
+			if tt.reason == ReasonEOF && x.Down != int64(len(tt.want)) {
+				t.Errorf("exchange's Down %d, want %d", x.Down, len(tt.want))
+			}
+		})
+	}
+}
+
+// A large body to a client that reads slowly arrives whole, and the engine
+// reads the origin no faster than the client takes the bytes: no origin read
+// while bytes wait for the client (what is in the sockets is the kernel's).
+func TestExchangeSlowClient(t *testing.T) {
+	const size = 32 << 20
+	head := "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n"
+	body := func(w io.Writer) { // a pattern the client checks
+		chunk := make([]byte, 64<<10)
+		for i := range chunk {
+			chunk[i] = byte(i * 7)
+		}
+		for n := 0; n < size; n += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}
+	want := sha256.New()
+	body(want)
+	ap := netip.MustParseAddrPort(origin(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, head)
+		body(c)
+		io.Copy(io.Discard, c) // kept until the engine closes it
+	}))
+	h := &queueHandler{xHandler: newXHandler(ap)}
+	addr, _ := serveWith(t, h, Config{})
+	c := dialRaw(t, addr)
+	c.SetReadBuffer(64 << 10)
+	c.SetDeadline(time.Now().Add(time.Minute))
+	io.WriteString(c, get("/big"))
+	resp, err := http.ReadResponse(bufio.NewReaderSize(c, 16), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := sha256.New()
+	n, err := io.CopyBuffer(got, resp.Body, make([]byte, 512)) // slow: many small reads
+	if err != nil || n != size || !bytes.Equal(got.Sum(nil), want.Sum(nil)) {
+		t.Fatalf("client read %d bytes, %v, the bytes sent: %v; want %d", n, err, bytes.Equal(got.Sum(nil), want.Sum(nil)), size)
+	}
+	if x := h.xend(t); x.Reason != ReasonEOF || x.Down != int64(len(head))+size || !x.Kept {
+		t.Errorf("exchange %+v, want eof with the head and body down, the origin kept", x)
+	}
+	if h.runs < 2 || h.queued != 0 {
+		t.Errorf("Body saw %d runs, one with %d bytes still queued for the client; want many, none", h.runs, h.queued)
+	}
+}
+
+// queueHandler notes, at each Body call (on the loop, just after an origin
+// read), the most bytes the engine held for the client.
+type queueHandler struct {
+	*xHandler
+	runs, queued int // read by the test after Exchanged
+}
+
+func (h *queueHandler) Body(c *Conn, b []byte, eof bool) (int, bool) {
+	h.runs++
+	h.queued = max(h.queued, len(c.dirs[1].out))
+	return h.xHandler.Body(c, b, eof)
+}
+
+// A client that resets while its response is being written ends the
+// exchange with an error, and the origin is not kept.
+func TestExchangeClientGone(t *testing.T) {
+	ap := netip.MustParseAddrPort(origin(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n")
+		io.Copy(c, zeros{}) // until the engine closes
+	}))
+	h := newXHandler(ap)
+	addr, _ := serveWith(t, h, Config{})
+	c := dialRaw(t, addr)
+	io.WriteString(c, get("/big"))
+	readN(t, c, 1<<20)
+	c.SetLinger(0)
+	c.Close()
+	if x := h.xend(t); x.Reason != ReasonError || x.Err == nil || x.Kept {
+		t.Errorf("exchange %+v, want an error, the origin not kept", x)
+	}
+	if e := h.end(t); e.Reason != ReasonError || e.Phase != PhaseExchange {
+		t.Errorf("end %+v, want an error in the exchange phase", e)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(b []byte) (int, error) { clear(b); return len(b), nil }
+
+// A kept client that sends nothing more is closed after
+// ClientIdleTimeout, and its origin with it.
+func TestExchangeIdleTimeouts(t *testing.T) {
+	o, h, addr, _ := serveX(t, Config{HeadTimeout: time.Hour, ClientIdleTimeout: 50 * time.Millisecond})
+	c := dialRaw(t, addr)
+	io.WriteString(c, get("/1"))
+	readResp(t, bufio.NewReader(c))
+	h.xend(t)
+	if e := h.end(t); e.Reason != ReasonIdleTimeout || e.Phase != PhaseHead {
+		t.Errorf("end %+v, want idle_timeout in the head phase", e)
+	}
+	if b, err := io.ReadAll(c); len(b) != 0 || err != nil {
+		t.Errorf("client read %q, %v; want EOF", b, err)
+	}
+	o.waitClosed(t)
+}
+
+// A later head on a kept client may still be handed off, with its bytes;
+// the origin the connection kept is closed.
+func TestExchangeHandOffLater(t *testing.T) {
+	o := newXOrigin(t, keepAlive)
+	h := newXHandler(o.ap)
+	prefixes := make(chan string, 1)
+	h.handOff = func(c *Conn, nc net.Conn, prefix []byte) {
+		prefixes <- string(prefix)
+		nc.Close()
+	}
+	addr, _ := serveWith(t, h, Config{})
+	c := dialRaw(t, addr)
+	post := "POST /form HTTP/1.1\r\nHost: o\r\n\r\n"
+	io.WriteString(c, get("/1")+post)
+	readResp(t, bufio.NewReader(c))
+	if p := <-prefixes; p != post {
+		t.Errorf("handed off with %q, want %q", p, post)
+	}
+	h.xend(t)
+	o.waitClosed(t)
+}
+
+// Shutdown closes a kept client waiting for its next head with the origin
+// it kept.
+func TestExchangeShutdown(t *testing.T) {
+	o, h, addr, e := serveX(t, Config{})
+	c := dialRaw(t, addr)
+	io.WriteString(c, get("/1"))
+	readResp(t, bufio.NewReader(c))
+	h.xend(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if end := h.end(t); end.Reason != ReasonCanceled || end.Phase != PhaseHead {
+		t.Errorf("end %+v, want canceled in the head phase", end)
+	}
+	o.waitClosed(t)
+}
