@@ -80,7 +80,7 @@ func (l *loop) applyHead(c *Conn, a Action, ev Event) {
 		return
 	}
 	if c.attached && a.kind != actNeedMore && a.kind != actPending && a.kind != actExchange {
-		l.detach(c) // c needs its origin side, or is done
+		l.detach(c) // to the pool: c needs its origin side, or is done
 	}
 	switch a.kind {
 	case actNeedMore:
@@ -138,7 +138,7 @@ func (l *loop) dialNext(c *Conn) {
 		fd, err := connect(ap, l.e.cfg.KeepAliveIdle)
 		if err == nil || err == unix.EINPROGRESS {
 			c.sides[1] = side{fd: fd}
-			if werr := l.watch(c, 1); werr != nil {
+			if werr := l.watch(c, 1, unix.EPOLL_CTL_ADD); werr != nil {
 				l.closeOrigin(c)
 				c.dialErr = werr
 				continue

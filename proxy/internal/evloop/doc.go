@@ -18,8 +18,8 @@
 // with no body takes the exchange phase instead of the dial (Exchange): the
 // handler's rewritten head goes to an origin, the handler frames the
 // response (Exchanger), and the client goes back to its head phase for the
-// next request; an origin connection whose response ended cleanly is kept
-// on the connection for its next request.
+// next request; an origin connection whose response ended cleanly is kept,
+// on the connection for its next request or in the loop's pool for any.
 // The engine stays protocol-agnostic: it moves bytes, dials, keeps origin
 // connections and owns the deadlines. Deadlines are a heap per loop; slow
 // work (a DNS miss) leaves the loop with Pending and comes back with

@@ -65,6 +65,9 @@ type Config struct {
 	// exchange may wait before the first byte of its next head; from that
 	// byte on HeadTimeout bounds the rest. 0 means HeadTimeout.
 	ClientIdleTimeout time.Duration
+	// OriginIdleTimeout is how long an origin connection kept for another
+	// exchange may wait in a loop's pool before it is closed; 0 means 90s.
+	OriginIdleTimeout time.Duration
 
 	noSplice bool // tests: every move through the buffer
 }

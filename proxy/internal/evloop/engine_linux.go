@@ -52,6 +52,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.ClientIdleTimeout <= 0 {
 		cfg.ClientIdleTimeout = cfg.HeadTimeout
 	}
+	if cfg.OriginIdleTimeout <= 0 {
+		cfg.OriginIdleTimeout = 90 * time.Second
+	}
 	e := &Engine{cfg: cfg, xIdle: int64(cfg.IdleTimeout), done: make(chan struct{})}
 	if e.xIdle <= 0 {
 		e.xIdle = int64(cfg.HeadTimeout)
@@ -113,8 +116,8 @@ func (e *Engine) Serve(ln *net.TCPListener) error {
 }
 
 // Shutdown stops accepting, closes connections still in their head phase
-// (a client kept alive after an exchange among them), and waits for the
-// others to end, or for ctx: then it closes them, with
+// (a client kept alive after an exchange among them) and the origins the
+// loops keep, and waits for the others to end, or for ctx: then it closes them, with
 // ReasonCanceled, and returns ctx's error. It returns once every loop and
 // its fds are gone.
 func (e *Engine) Shutdown(ctx context.Context) error {

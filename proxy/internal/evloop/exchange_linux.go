@@ -14,15 +14,15 @@ import (
 // The client is not read meanwhile. An origin whose response ended where
 // its bytes did may be kept: attached to the connection (sides[1], idle, in
 // the epoll set as the connection's) for its next exchange with an equal
-// key.
+// key, or in the loop's pool (pool_linux.go).
 
 var (
 	errCutShort  = errors.New("evloop: the origin ended its response before the body did")
 	errClientHup = errors.New("evloop: the client hung up during the exchange")
 )
 
-// startExchange begins the exchange a asks for (head phase): on the origin
-// c kept under a.key, or on a new one dialed.
+// startExchange begins the exchange a asks for (head phase): on an origin
+// kept under a.key, or on a new one dialed.
 func (l *loop) startExchange(c *Conn, a Action) {
 	if l.xh == nil || a.n < 0 || a.n > c.n || len(a.reply) == 0 || len(a.addrs) == 0 {
 		l.end(c, ReasonError, errHandler)
@@ -47,6 +47,11 @@ func (l *loop) startExchange(c *Conn, a Action) {
 	c.x = exchange{key: a.key, req: a.reply, addrs: a.addrs, retry: a.retry, headLen: a.n,
 		rb: openBufs.Get().(*[ResponseBufSize]byte)}
 	if !reuse {
+		if fd := l.poolTake(a.key); fd >= 0 {
+			reuse = l.adopt(c, fd)
+		}
+	}
+	if !reuse {
 		l.xDial(c)
 		return
 	}
@@ -54,13 +59,33 @@ func (l *loop) startExchange(c *Conn, a Action) {
 	l.xConnected(c)
 }
 
-// detach closes c's attached origin, if any: c needs its origin side for
-// another key or a tunnel, or is done.
-func (l *loop) detach(c *Conn) {
-	if c.attached {
+// adopt makes fd, a socket taken from the pool, c's origin; it reports
+// false (fd closed) if the epoll set refused it.
+func (l *loop) adopt(c *Conn, fd int) bool {
+	c.attempt++ // events of an origin c closed in this batch are not fd's
+	c.sides[1] = side{fd: fd}
+	if l.watch(c, 1, unix.EPOLL_CTL_MOD) != nil {
 		l.closeOrigin(c)
-		c.x.key = nil
+		return false
 	}
+	return true
+}
+
+// detach moves c's attached origin, if any, to the pool.
+func (l *loop) detach(c *Conn) {
+	if !c.attached {
+		return
+	}
+	o := c.sides[1]
+	c.sides[1] = side{fd: -1}
+	c.attached = false
+	if o.hup {
+		unix.Close(o.fd)
+	} else {
+		// The pool's watch reports bytes that came meanwhile.
+		l.poolPut(o.fd, c.x.key)
+	}
+	c.x.key = nil
 }
 
 // idleOK reports whether s, an idle origin, may take a request: it has not
@@ -360,15 +385,20 @@ func (l *loop) xBody(c *Conn) {
 }
 
 // xFinish ends an exchange whose response the client has in full: the
-// origin is kept (attached) or closed, and the client goes back to its head
-// phase or is closed.
+// origin is kept (attached, or pooled if the client goes) or closed, and
+// the client goes back to its head phase or is closed.
 func (l *loop) xFinish(c *Conn) {
 	x, o := &c.x, &c.sides[1]
+	kept := x.keepOrigin && x.exact && !x.originEnd && !o.hup && x.sent == len(x.req)
 	keepClient := x.keepClient && !l.stopping
-	kept := keepClient && x.keepOrigin && x.exact && !x.originEnd && !o.hup && x.sent == len(x.req)
-	if kept {
+	switch {
+	case kept && keepClient:
 		c.attached = true
-	} else {
+	case kept:
+		fd := o.fd
+		c.sides[1] = side{fd: -1}
+		kept = l.poolPut(fd, x.key)
+	default:
 		l.closeOrigin(c)
 	}
 	l.exchangeOver(c, ReasonEOF, nil, kept)

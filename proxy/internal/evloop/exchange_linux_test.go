@@ -224,21 +224,69 @@ func TestExchangeKeepAlive(t *testing.T) {
 	}
 }
 
+// A second client connection takes the origin connection the first left
+// in the loop's pool: when the first closed in its head phase, or was
+// closed after its response (Connection: close).
+func TestExchangePool(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		first string
+	}{
+		{"client closes", get("/a")},
+		{"Connection: close", getClose("/a")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o, h, addr, _ := serveX(t, Config{Loops: 1}) // the pool is a loop's
+			a := dialRaw(t, addr)
+			io.WriteString(a, tt.first)
+			br := bufio.NewReader(a)
+			if got := readResp(t, br); got != "200 OK at /a" {
+				t.Fatalf("first client read %q", got)
+			}
+			if x := h.xend(t); !x.Kept {
+				t.Errorf("first exchange %+v, want its origin kept", x)
+			}
+			if tt.first == getClose("/a") {
+				if rest, err := io.ReadAll(br); len(rest) != 0 || err != nil {
+					t.Errorf("after the response the client read %q, %v; want EOF", rest, err)
+				}
+			}
+			a.Close()
+			h.end(t)
+			b := dialRaw(t, addr)
+			io.WriteString(b, get("/b"))
+			if got := readResp(t, bufio.NewReader(b)); got != "200 OK at /b" {
+				t.Fatalf("second client read %q", got)
+			}
+			if x := h.xend(t); !x.Reused || !x.Kept {
+				t.Errorf("second exchange %+v, want a pooled origin, kept again", x)
+			}
+			if n := o.accepts.Load(); n != 1 {
+				t.Errorf("the origin accepted %d connections, want 1", n)
+			}
+		})
+	}
+}
+
 // A kept origin connection the origin closed is not used: closed while
 // idle it is replaced at once; closed on the request (before any response
 // byte) it is replaced if the request may be retried, and Response gets
 // the EOF if not.
 func TestExchangeStaleOrigin(t *testing.T) {
 	for _, tt := range []struct {
-		name  string
-		onReq bool // the origin closes on its second request, not after its first response
-		retry bool
-		want  string // the second response
-		ev    Event
+		name   string
+		pooled bool // the second request from another client connection
+		onReq  bool // the origin closes on its second request, not after its first response
+		retry  bool
+		want   string // the second response
+		ev     Event
 	}{
-		{"closed while idle", false, false, "200 OK at /2", EventNone},
-		{"closed on the request, retry", true, true, "200 OK at /2", EventNone},
-		{"closed on the request, no retry", true, false, "502 Bad Gateway ", EventOriginEOF},
+		{"attached, closed while idle", false, false, false, "200 OK at /2", EventNone},
+		{"pooled, closed while idle", true, false, false, "200 OK at /2", EventNone},
+		{"attached, closed on the request, retry", false, true, true, "200 OK at /2", EventNone},
+		{"pooled, closed on the request, retry", true, true, true, "200 OK at /2", EventNone},
+		{"attached, closed on the request, no retry", false, true, false, "502 Bad Gateway ", EventOriginEOF},
+		{"pooled, closed on the request, no retry", true, true, false, "502 Bad Gateway ", EventOriginEOF},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o := newXOrigin(t, func(i int, path string) (string, bool) {
@@ -249,7 +297,7 @@ func TestExchangeStaleOrigin(t *testing.T) {
 			})
 			h := newXHandler(o.ap)
 			h.retry = tt.retry
-			addr, _ := serveWith(t, h, Config{})
+			addr, _ := serveWith(t, h, Config{Loops: 1})
 			c := dialRaw(t, addr)
 			br := bufio.NewReader(c)
 			io.WriteString(c, get("/1"))
@@ -259,9 +307,17 @@ func TestExchangeStaleOrigin(t *testing.T) {
 			if x := h.xend(t); !x.Kept {
 				t.Fatalf("first exchange %+v, want its origin kept", x)
 			}
+			if tt.pooled { // the first client leaves its origin to the pool
+				c.Close()
+				h.end(t)
+			}
 			if !tt.onReq { // the origin closes it, idle
 				(<-o.conns).Close()
 				o.waitClosed(t)
+			}
+			if tt.pooled {
+				c = dialRaw(t, addr)
+				br = bufio.NewReader(c)
 			}
 			io.WriteString(c, get("/2"))
 			if got := readResp(t, br); got != tt.want {
@@ -282,17 +338,25 @@ func TestExchangeStaleOrigin(t *testing.T) {
 }
 
 // An idle kept origin connection on which the origin sends bytes no
-// request asked for is closed at once.
+// request asked for is closed at once, attached or pooled.
 func TestExchangeIdleOriginSpeaks(t *testing.T) {
-	o, h, addr, _ := serveX(t, Config{})
-	c := dialRaw(t, addr)
-	io.WriteString(c, get("/1"))
-	readResp(t, bufio.NewReader(c))
-	if x := h.xend(t); !x.Kept {
-		t.Fatalf("exchange %+v, want its origin kept", x)
+	for _, pooled := range []bool{false, true} {
+		t.Run(map[bool]string{false: "attached", true: "pooled"}[pooled], func(t *testing.T) {
+			o, h, addr, _ := serveX(t, Config{})
+			c := dialRaw(t, addr)
+			io.WriteString(c, get("/1"))
+			readResp(t, bufio.NewReader(c))
+			if x := h.xend(t); !x.Kept {
+				t.Fatalf("exchange %+v, want its origin kept", x)
+			}
+			if pooled {
+				c.Close()
+				h.end(t)
+			}
+			io.WriteString(<-o.conns, "HTTP/1.1 408 Request Timeout\r\n\r\n")
+			o.waitClosed(t)
+		})
 	}
-	io.WriteString(<-o.conns, "HTTP/1.1 408 Request Timeout\r\n\r\n")
-	o.waitClosed(t)
 }
 
 // What Response and Body see of an origin that misbehaves or answers in
@@ -301,7 +365,8 @@ func TestExchangeResponses(t *testing.T) {
 	big := "HTTP/1.1 200 OK\r\nX: " + strings.Repeat("x", ResponseBufSize)
 	for _, tt := range []struct {
 		name   string
-		resp   string // the origin's bytes, then it closes; "hold": it waits
+		resp   string // the origin's bytes, then it closes unless keep; "hold": it waits
+		keep   bool   // the origin keeps the connection: the exchange may too
 		dead   bool   // dial a closed port instead
 		want   string // what the client reads until EOF
 		ev     Event
@@ -314,6 +379,7 @@ func TestExchangeResponses(t *testing.T) {
 		{
 			name:   "interim responses skipped",
 			resp:   "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n" + okResp("ok"),
+			keep:   true,
 			want:   okResp("ok"),
 			reason: ReasonEOF,
 		},
@@ -334,7 +400,7 @@ func TestExchangeResponses(t *testing.T) {
 					if tt.resp == "hold" {
 						return "", false // and waits for the next request, or the engine's close
 					}
-					return tt.resp, true
+					return tt.resp, !tt.keep
 				}).ap
 			}
 			h := newXHandler(ap)
@@ -352,8 +418,8 @@ func TestExchangeResponses(t *testing.T) {
 				t.Errorf("Response saw event %d, want %d", ev, tt.ev)
 			}
 			x := h.xend(t)
-			if x.Reason != tt.reason || x.Kept {
-				t.Errorf("exchange %+v, want %s, the origin not kept", x, tt.reason)
+			if x.Reason != tt.reason || x.Kept != tt.keep {
+				t.Errorf("exchange %+v, want %s, the origin kept: %v", x, tt.reason, tt.keep)
 			}
 			if tt.reason == ReasonEOF && x.Down != int64(len(tt.want)) {
 				t.Errorf("exchange's Down %d, want %d", x.Down, len(tt.want))
@@ -455,9 +521,10 @@ type zeros struct{}
 func (zeros) Read(b []byte) (int, error) { clear(b); return len(b), nil }
 
 // A kept client that sends nothing more is closed after
-// ClientIdleTimeout, and its origin with it.
+// ClientIdleTimeout; its origin goes to the pool, which closes it after
+// OriginIdleTimeout.
 func TestExchangeIdleTimeouts(t *testing.T) {
-	o, h, addr, _ := serveX(t, Config{HeadTimeout: time.Hour, ClientIdleTimeout: 50 * time.Millisecond})
+	o, h, addr, _ := serveX(t, Config{HeadTimeout: time.Hour, ClientIdleTimeout: 50 * time.Millisecond, OriginIdleTimeout: 50 * time.Millisecond})
 	c := dialRaw(t, addr)
 	io.WriteString(c, get("/1"))
 	readResp(t, bufio.NewReader(c))
@@ -472,7 +539,7 @@ func TestExchangeIdleTimeouts(t *testing.T) {
 }
 
 // A later head on a kept client may still be handed off, with its bytes;
-// the origin the connection kept is closed.
+// the origin the connection kept goes to the pool.
 func TestExchangeHandOffLater(t *testing.T) {
 	o := newXOrigin(t, keepAlive)
 	h := newXHandler(o.ap)
@@ -481,7 +548,7 @@ func TestExchangeHandOffLater(t *testing.T) {
 		prefixes <- string(prefix)
 		nc.Close()
 	}
-	addr, _ := serveWith(t, h, Config{})
+	addr, _ := serveWith(t, h, Config{Loops: 1})
 	c := dialRaw(t, addr)
 	post := "POST /form HTTP/1.1\r\nHost: o\r\n\r\n"
 	io.WriteString(c, get("/1")+post)
@@ -490,17 +557,28 @@ func TestExchangeHandOffLater(t *testing.T) {
 		t.Errorf("handed off with %q, want %q", p, post)
 	}
 	h.xend(t)
-	o.waitClosed(t)
+	b := dialRaw(t, addr)
+	io.WriteString(b, get("/2"))
+	readResp(t, bufio.NewReader(b))
+	if x := h.xend(t); !x.Reused || o.accepts.Load() != 1 {
+		t.Errorf("exchange %+v after %d origin connections, want the pooled one", x, o.accepts.Load())
+	}
 }
 
 // Shutdown closes a kept client waiting for its next head with the origin
-// it kept.
+// it kept, and the pooled origins.
 func TestExchangeShutdown(t *testing.T) {
 	o, h, addr, e := serveX(t, Config{})
-	c := dialRaw(t, addr)
-	io.WriteString(c, get("/1"))
-	readResp(t, bufio.NewReader(c))
-	h.xend(t)
+	kept, gone := dialRaw(t, addr), dialRaw(t, addr)
+	for _, c := range []net.Conn{kept, gone} { // two origin connections
+		io.WriteString(c, get("/1"))
+	}
+	for _, c := range []net.Conn{kept, gone} {
+		readResp(t, bufio.NewReader(c))
+		h.xend(t)
+	}
+	gone.Close() // its origin to the pool
+	h.end(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := e.Shutdown(ctx); err != nil {
@@ -509,5 +587,45 @@ func TestExchangeShutdown(t *testing.T) {
 	if end := h.end(t); end.Reason != ReasonCanceled || end.Phase != PhaseHead {
 		t.Errorf("end %+v, want canceled in the head phase", end)
 	}
+	if n := o.accepts.Load(); n != 2 {
+		t.Fatalf("the origin accepted %d connections, want 2", n)
+	}
 	o.waitClosed(t)
+	o.waitClosed(t)
+}
+
+// An exchange's request never reaches an origin the handler's Exchange
+// does not name: the key keeps origins apart.
+func TestExchangeKeys(t *testing.T) {
+	o1, o2 := newXOrigin(t, keepAlive), newXOrigin(t, keepAlive)
+	h := newXHandler()
+	h.addrs = nil
+	addr, _ := serveWith(t, &keyedHandler{xHandler: h, by: map[string]netip.AddrPort{"/one": o1.ap, "/two": o2.ap}}, Config{Loops: 1})
+	c := dialRaw(t, addr)
+	br := bufio.NewReader(c)
+	for _, p := range []string{"/one", "/two", "/one", "/two"} {
+		io.WriteString(c, get(p))
+		if got := readResp(t, br); got != "200 OK at "+p {
+			t.Fatalf("response %q for %s", got, p)
+		}
+		h.xend(t)
+	}
+	if o1.accepts.Load() != 1 || o2.accepts.Load() != 1 {
+		t.Errorf("origins accepted %d and %d connections, want one each", o1.accepts.Load(), o2.accepts.Load())
+	}
+}
+
+// keyedHandler sends each path to its own origin, under its own key.
+type keyedHandler struct {
+	*xHandler
+	by map[string]netip.AddrPort
+}
+
+func (h *keyedHandler) Head(c *Conn, head []byte, ev Event) Action {
+	a := h.xHandler.Head(c, head, ev)
+	if a.kind == actExchange {
+		path := strings.Fields(string(head))[1]
+		a.key, a.addrs = path, []netip.AddrPort{h.by[path]}
+	}
+	return a
 }
