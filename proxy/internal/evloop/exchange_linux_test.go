@@ -615,7 +615,8 @@ func TestExchangeKeys(t *testing.T) {
 	}
 }
 
-// keyedHandler sends each path to its own origin, under its own key.
+// keyedHandler sends each path under a key of its own, to its own origin
+// if by has one.
 type keyedHandler struct {
 	*xHandler
 	by map[string]netip.AddrPort
@@ -625,7 +626,75 @@ func (h *keyedHandler) Head(c *Conn, head []byte, ev Event) Action {
 	a := h.xHandler.Head(c, head, ev)
 	if a.kind == actExchange {
 		path := strings.Fields(string(head))[1]
-		a.key, a.addrs = path, []netip.AddrPort{h.by[path]}
+		a.key = path
+		if ap, ok := h.by[path]; ok {
+			a.addrs = []netip.AddrPort{ap}
+		}
 	}
 	return a
+}
+
+// The pool keeps 32 origin connections per key and 256 per loop, closing
+// the oldest beyond, and gives out the newest first.
+func TestExchangePoolLimits(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		n     int  // clients, each leaving an origin connection to the pool
+		keyed bool // each under a key of its own
+	}{
+		{"per key", poolPerKey + 1, false},
+		{"per loop", poolMax + 1, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var next atomic.Int32
+			closed := make(chan int32, tt.n)
+			ap := netip.MustParseAddrPort(origin(t, func(c net.Conn) { // names its connections
+				id := next.Add(1) - 1
+				defer func() { closed <- id }()
+				br := bufio.NewReader(c)
+				for {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					io.WriteString(c, okResp(strconv.Itoa(int(id))))
+				}
+			}))
+			h := newXHandler(ap)
+			var hd Handler = h
+			if tt.keyed {
+				hd = &keyedHandler{xHandler: h}
+			}
+			addr, _ := serveWith(t, hd, Config{Loops: 1})
+			path := func(i int) string {
+				if tt.keyed {
+					return "/" + strconv.Itoa(i)
+				}
+				return "/"
+			}
+			clients := make([]net.Conn, tt.n)
+			for i := range clients { // each on an origin connection of its own, i
+				clients[i] = dialRaw(t, addr)
+				io.WriteString(clients[i], get(path(i)))
+				if got, want := readResp(t, bufio.NewReader(clients[i])), "200 OK "+strconv.Itoa(i); got != want {
+					t.Fatalf("client %d read %q, want %q", i, got, want)
+				}
+				h.xend(t)
+			}
+			for _, c := range clients { // to the pool, oldest first
+				c.Close()
+				h.end(t)
+			}
+			if id := recv(t, closed, "no pooled origin connection was closed"); id != 0 {
+				t.Errorf("the pool closed origin connection %d, want the oldest, 0", id)
+			}
+			if tt.keyed {
+				return
+			}
+			c := dialRaw(t, addr)
+			io.WriteString(c, get("/"))
+			if got, want := readResp(t, bufio.NewReader(c)), "200 OK "+strconv.Itoa(tt.n-1); got != want {
+				t.Errorf("a new client read %q, want %q: the newest pooled", got, want)
+			}
+		})
+	}
 }
