@@ -2,6 +2,7 @@ package evloop
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -100,6 +101,68 @@ func BenchmarkTunnelSetupRelay(b *testing.B) {
 		}
 	}()
 	benchTunnels(b, ln.Addr().String(), echo)
+}
+
+// benchExchanger sends every GET to its origin, which answers each with
+// benchResp, and keeps both ends alive.
+type benchExchanger struct {
+	benchHandler
+	origin []netip.AddrPort
+}
+
+var benchResp = []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+func (h benchExchanger) Head(c *Conn, head []byte, ev Event) Action {
+	if i := bytes.Index(head, []byte("\r\n\r\n")); i >= 0 {
+		return Exchange("origin", h.origin, head[:i+4], i+4, true)
+	}
+	return NeedMore()
+}
+
+func (h benchExchanger) Response(c *Conn, resp []byte, ev Event) Action {
+	n := len(benchResp) - 2
+	if len(resp) < n || ev != EventNone {
+		return Refuse(badGate502)
+	}
+	return Respond(resp[:n], n, true, true)
+}
+
+func (h benchExchanger) Body(c *Conn, b []byte, eof bool) (int, bool) { return len(b), len(b) == 2 }
+func (h benchExchanger) Exchanged(c *Conn, x ExchangeEnd)             {}
+
+// BenchmarkExchangeKeepAlive is one plain-HTTP request through the
+// engine's exchange phase on a kept client and a kept origin connection.
+func BenchmarkExchangeKeepAlive(b *testing.B) {
+	orig := benchServer(b, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			for {
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				if len(line) == 2 {
+					break
+				}
+			}
+			c.Write(benchResp)
+		}
+	})
+	h := benchExchanger{origin: []netip.AddrPort{netip.MustParseAddrPort(orig)}}
+	c, err := net.Dial("tcp", benchEngine(b, Config{Handler: h, Loops: 1}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	req := []byte("GET http://o/x HTTP/1.1\r\nHost: o\r\n\r\n")
+	buf := make([]byte, len(benchResp))
+	defer measureCPU(b)()
+	for range b.N {
+		c.Write(req)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 func cpuTime(b *testing.B) time.Duration {
