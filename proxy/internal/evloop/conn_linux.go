@@ -24,6 +24,7 @@ func (l *loop) readHead(c *Conn) {
 			l.applyHead(c, l.h.Head(c, c.hb[:c.n], EventFull), EventFull)
 			return
 		}
+		room := HeadBufSize - c.n
 		n, err := read(cl.fd, c.hb[c.n:])
 		switch {
 		case err == unix.EAGAIN:
@@ -38,7 +39,23 @@ func (l *loop) readHead(c *Conn) {
 			return
 		}
 		c.n += n
+		cl.readShort(n, room)
+		if c.idleHead { // a kept client's next head began: HeadTimeout from now
+			c.idleHead, c.headStart = false, l.now
+			l.setDeadline(c, l.now+int64(l.e.cfg.HeadTimeout))
+		}
 		l.applyHead(c, l.h.Head(c, c.hb[:c.n], EventNone), EventNone)
+	}
+}
+
+// readShort notes a read of n bytes into room bytes of buffer: one that
+// did not fill it found the socket empty, and the next bytes come with an
+// event of their own (edge-triggered), so no read is needed to learn that
+// it would block; unless the peer ended its sending, whose EOF is still to
+// be read.
+func (s *side) readShort(n, room int) {
+	if n < room && !s.hup {
+		s.canRead = false
 	}
 }
 
@@ -52,6 +69,8 @@ func (c *Conn) endFor(ev Event) (string, error) {
 		return ReasonIdleTimeout, nil
 	case EventError:
 		return ReasonError, c.err
+	case EventOriginEOF: // an exchange's origin, before its response head
+		return ReasonEOF, nil
 	}
 	return ReasonRefused, nil
 }
@@ -59,6 +78,9 @@ func (c *Conn) endFor(ev Event) (string, error) {
 func (l *loop) applyHead(c *Conn, a Action, ev Event) {
 	if c.closed {
 		return
+	}
+	if c.attached && a.kind != actNeedMore && a.kind != actPending && a.kind != actExchange {
+		l.detach(c) // to the pool: c needs its origin side, or is done
 	}
 	switch a.kind {
 	case actNeedMore:
@@ -82,6 +104,8 @@ func (l *loop) applyHead(c *Conn, a Action, ev Event) {
 		c.phase = PhaseDial
 		l.setDeadline(c, l.now+int64(l.e.cfg.DialTimeout))
 		l.dialNext(c)
+	case actExchange:
+		l.startExchange(c, a)
 	default:
 		l.end(c, ReasonError, errHandler)
 	}
@@ -89,6 +113,7 @@ func (l *loop) applyHead(c *Conn, a Action, ev Event) {
 
 // handOff gives c's socket to the handler as a net.Conn.
 func (l *loop) handOff(c *Conn) {
+	l.detach(c)
 	fd := c.sides[0].fd
 	unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, fd, nil) // a dup would keep it in the set
 	f := os.NewFile(uintptr(fd), "evloop")
@@ -113,7 +138,7 @@ func (l *loop) dialNext(c *Conn) {
 		fd, err := connect(ap, l.e.cfg.KeepAliveIdle)
 		if err == nil || err == unix.EINPROGRESS {
 			c.sides[1] = side{fd: fd}
-			if werr := l.watch(c, 1); werr != nil {
+			if werr := l.watch(c, 1, unix.EPOLL_CTL_ADD); werr != nil {
 				l.closeOrigin(c)
 				c.dialErr = werr
 				continue
@@ -182,17 +207,33 @@ func (l *loop) closeOrigin(c *Conn) {
 		unix.Close(fd)
 		c.sides[1] = side{fd: -1}
 	}
+	c.attached = false
+}
+
+// dialTimedOut fails a dial whose deadline passed.
+func (l *loop) dialTimedOut(c *Conn) {
+	l.closeOrigin(c)
+	l.failDial(c, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(c.addrs[c.next-1]), Err: os.ErrDeadlineExceeded})
 }
 
 func (l *loop) failDial(c *Conn, err error) {
+	if c.phase == PhaseExchange {
+		l.xDialFailed(c, err)
+		return
+	}
 	reply := l.h.DialFailed(c, err)
 	if !c.closed {
 		l.refuse(c, reply, ReasonRefused, err)
 	}
 }
 
-// connected answers the client and starts the opening phase.
+// connected answers the client and starts the opening phase, or sends an
+// exchange's request.
 func (l *loop) connected(c *Conn) {
+	if c.phase == PhaseExchange {
+		l.xConnected(c)
+		return
+	}
 	if d, ok := l.h.(Dialer); ok {
 		d.Dialed(c)
 		if c.closed {
@@ -582,7 +623,7 @@ func (l *loop) finish(c *Conn, i int) {
 // sending (EPIPE, ENOTCONN).
 func (l *loop) dstFailed(c *Conn, i int, err error) {
 	d := &c.dirs[i]
-	d.sink, d.finPending = true, false
+	d.sink, d.finPending, d.err = true, false, err
 	d.putOut()
 	if d.pipe != nil {
 		l.putPipe(d)
@@ -666,6 +707,10 @@ func (l *loop) end(c *Conn, reason string, err error) {
 	if c.fault != nil && reason != ReasonRefused {
 		reason, err = ReasonError, c.fault
 	}
+	if c.phase == PhaseExchange {
+		l.exchangeOver(c, reason, err, false)
+	}
+	l.detach(c)
 	for i := range c.sides {
 		s := &c.sides[i]
 		if s.fd < 0 {

@@ -14,10 +14,17 @@
 // opening (the client's first bytes withheld from the origin until the
 // handler has inspected them, the origin's forwarded), and the relay (the
 // semantics of proxy/internal/relay.Start: backpressure, half-close, the
-// idle timeout, bulk by splice(2), one end reason). Deadlines are a heap per
-// loop; slow work (a DNS miss) leaves the loop with Pending and comes back
-// with Conn.Resume or Conn.ResumeFunc. An idle tunnel costs its two sockets and its Conn, no
-// goroutine and no buffer.
+// idle timeout, bulk by splice(2), one end reason). A plain-HTTP request
+// with no body takes the exchange phase instead of the dial (Exchange): the
+// handler's rewritten head goes to an origin, the handler frames the
+// response (Exchanger), and the client goes back to its head phase for the
+// next request; an origin connection whose response ended cleanly is kept,
+// on the connection for its next request or in the loop's pool for any.
+// The engine stays protocol-agnostic: it moves bytes, dials, keeps origin
+// connections and owns the deadlines. Deadlines are a heap per loop; slow
+// work (a DNS miss) leaves the loop with Pending and comes back with
+// Conn.Resume or Conn.ResumeFunc. An idle tunnel costs its two sockets and
+// its Conn, no goroutine and no buffer.
 //
 // Callbacks run on the loop and must not block. Metrics and logs are the
 // handler's business. Off Linux, New reports ErrUnsupported.

@@ -26,6 +26,10 @@ const (
 	// room for the largest ClientHello the proxy reads (tlshello.MaxBytes,
 	// 20 KiB).
 	OpeningBufSize = 24 << 10
+	// ResponseBufSize bounds a response head in the exchange phase: a head
+	// that does not fit is shown to Exchanger.Response with EventFull. It
+	// is the opening buffer's size, so the two share a pool.
+	ResponseBufSize = 24 << 10
 	// relayBufSize is the most one read moves in the relay. A read that
 	// fills it starts a bulk transfer, which splices.
 	relayBufSize = 16 << 10
@@ -54,8 +58,16 @@ type Config struct {
 	// off. Accepted sockets inherit the listener's.
 	KeepAliveIdle time.Duration
 	// IdleTimeout ends a relaying tunnel in which no bytes moved for that
-	// long; 0 means none.
+	// long; 0 means none. It also bounds an exchange (Exchange): no byte
+	// moved for that long; there 0 means HeadTimeout.
 	IdleTimeout time.Duration
+	// ClientIdleTimeout bounds how long a client kept alive after an
+	// exchange may wait before the first byte of its next head; from that
+	// byte on HeadTimeout bounds the rest. 0 means HeadTimeout.
+	ClientIdleTimeout time.Duration
+	// OriginIdleTimeout is how long an origin connection kept for another
+	// exchange may wait in a loop's pool before it is closed; 0 means 90s.
+	OriginIdleTimeout time.Duration
 
 	noSplice bool // tests: every move through the buffer
 }
@@ -66,10 +78,10 @@ type Event uint8
 const (
 	EventNone      Event = iota // new bytes arrived
 	EventEOF                    // the client ended its sending
-	EventOriginEOF              // the origin ended its sending (opening phase)
+	EventOriginEOF              // the origin ended its sending (opening and exchange phases)
 	EventTimeout                // the phase's deadline passed
 	EventFull                   // the phase's buffer is full
-	EventError                  // reading the client failed (Conn.Err has why)
+	EventError                  // reading the client failed, or in the exchange phase the origin (Conn.Err has why)
 )
 
 // Terminal reports whether no more bytes can come from the client: the
@@ -80,15 +92,16 @@ func (e Event) Terminal() bool { return e != EventNone && e != EventOriginEOF }
 type Phase uint8
 
 const (
-	PhaseHead    Phase = iota // reading the request head
-	PhasePending              // the handler will Resume
-	PhaseDial                 // connecting to the origin
-	PhaseOpening              // the reply was sent; client bytes withheld
-	PhaseRelay                // moving bytes both ways
-	PhaseClosing              // a refusal is being written
+	PhaseHead     Phase = iota // reading the request head
+	PhasePending               // the handler will Resume
+	PhaseDial                  // connecting to the origin
+	PhaseOpening               // the reply was sent; client bytes withheld
+	PhaseRelay                 // moving bytes both ways
+	PhaseExchange              // a request sent to an origin, its response coming back (Exchange)
+	PhaseClosing               // a refusal is being written, or the client closed after a response
 )
 
-var phaseNames = [...]string{"head", "pending", "dial", "opening", "relay", "closing"}
+var phaseNames = [...]string{"head", "pending", "dial", "opening", "relay", "exchange", "closing"}
 
 func (p Phase) String() string {
 	if int(p) < len(phaseNames) {
@@ -102,7 +115,7 @@ type End struct {
 	Phase  Phase  // where it ended
 	Reason string // one of the Reason constants
 	Err    error  // nil for eof, idle_timeout and refused by the handler; the dial's error for a failed dial
-	Up     int64  // client bytes written to the origin
+	Up     int64  // client bytes written to the origin (a tunnel's; an exchange's are in ExchangeEnd)
 	Down   int64  // origin bytes written to the client (the reply not counted)
 }
 
@@ -168,6 +181,9 @@ const (
 	actForward
 	actRelay
 	actEnd
+	actExchange
+	actRespond
+	actSkip
 )
 
 // Action is a handler's answer. Slices in it belong to the engine until the
@@ -179,6 +195,9 @@ type Action struct {
 	addrs  []netip.AddrPort
 	reason string // actEnd
 	err    error  // actEnd
+	key    any    // actExchange
+	// actExchange: retry; actRespond: keepClient, keepOrigin.
+	retry, keepClient, keepOrigin bool
 }
 
 // NeedMore waits for more bytes (or, after a terminal event, closes).
@@ -213,4 +232,70 @@ func Relay() Action { return Action{kind: actRelay} }
 // (the origin closed first) ends as a tunnel, not as a refusal.
 func EndTunnel(reason string, err error) Action {
 	return Action{kind: actEnd, reason: reason, err: err}
+}
+
+// Exchange (head phase) sends req, a rewritten request head (the request has
+// no body), to an origin and lets the handler, an Exchanger, frame the
+// response. key (comparable: == on it must not panic, e.g. a struct of
+// strings and numbers) names the origins a kept connection may serve: the
+// engine takes one kept under key (the connection's own, see Respond, or the
+// loop's pool), or dials addrs in turn as Dial does (same dial timeout,
+// keep-alive, Dialer.Dialed NOT called). retry: a kept connection that ends
+// (EOF, reset, write error) before any response byte arrived is closed and
+// the request sent once more on a new connection dialed from addrs (the
+// handler says the request is idempotent). The client's bytes behind
+// headLen wait for its next head.
+func Exchange(key any, addrs []netip.AddrPort, req []byte, headLen int, retry bool) Action {
+	return Action{kind: actExchange, key: key, addrs: addrs, reply: req, n: headLen, retry: retry}
+}
+
+// Respond (exchange phase) writes head to the client, then the response body
+// as Exchanger.Body frames it, starting with the origin bytes behind the
+// first n bytes of the response shown to Response. keepClient: after the
+// response the client goes back to its head phase for its next request;
+// else it is closed after the response (with a FIN, then linger as a
+// refusal does). keepOrigin: the origin connection may be kept for another
+// request if the body ended exactly where the origin's bytes did.
+func Respond(head []byte, n int, keepClient, keepOrigin bool) Action {
+	return Action{kind: actRespond, reply: head, n: n, keepClient: keepClient, keepOrigin: keepOrigin}
+}
+
+// Skip (exchange phase) drops the first n response bytes (an interim 1xx
+// response) and goes on reading the response head; Response is called
+// again with the bytes behind them.
+func Skip(n int) Action { return Action{kind: actSkip, n: n} }
+
+// Exchanger is the optional Handler interface for Exchange.
+type Exchanger interface {
+	// Response is called in the exchange phase after each origin read with
+	// every response byte read so far (from after the last Skip), until it
+	// returns Respond, Skip or Refuse, and at an event: EventOriginEOF (the
+	// origin ended before the head was whole), EventTimeout (IdleTimeout
+	// passed with no byte moved), EventFull (the head exceeds
+	// ResponseBufSize), EventError (reading or writing the origin failed,
+	// or every dial failed; Conn.Err has why). Refuse writes its reply (the
+	// handler's 502/504) to the client and closes it, and the origin.
+	// NeedMore at an event closes the client.
+	Response(c *Conn, resp []byte, ev Event) Action
+	// Body is called with each run of origin bytes of the response body
+	// (b), and returns how many of them belong to the response (n <=
+	// len(b)) and whether it ended there. At the origin's EOF it is called
+	// with b == nil and eof: done says the response ended there (a
+	// close-delimited body); false that it was cut short (the client is
+	// then closed without more).
+	Body(c *Conn, b []byte, eof bool) (n int, done bool)
+	// Exchanged is called once per Exchange when it is over: the response
+	// written in full (x.Err nil) or not. The handler logs and counts the
+	// request here; for keepClient the next head follows.
+	Exchanged(c *Conn, x ExchangeEnd)
+}
+
+// ExchangeEnd is how one exchange went.
+type ExchangeEnd struct {
+	Reason string // ReasonEOF when the response was written in full, else as End.Reason
+	Err    error
+	Up     int64 // request bytes written to the origin
+	Down   int64 // response bytes written to the client (head included)
+	Reused bool  // the origin connection was a kept one
+	Kept   bool  // the origin connection was kept afterwards
 }

@@ -17,6 +17,7 @@ import (
 // Engine serves connections from its loops; see the package doc.
 type Engine struct {
 	cfg   Config
+	xIdle int64 // an exchange's idle timeout: IdleTimeout, else HeadTimeout
 	loops []*loop
 	wg    sync.WaitGroup // the loops' goroutines
 	live  atomic.Int64   // connections accepted and not yet closed or handed off
@@ -48,7 +49,16 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 10 * time.Second
 	}
-	e := &Engine{cfg: cfg, done: make(chan struct{})}
+	if cfg.ClientIdleTimeout <= 0 {
+		cfg.ClientIdleTimeout = cfg.HeadTimeout
+	}
+	if cfg.OriginIdleTimeout <= 0 {
+		cfg.OriginIdleTimeout = 90 * time.Second
+	}
+	e := &Engine{cfg: cfg, xIdle: int64(cfg.IdleTimeout), done: make(chan struct{})}
+	if e.xIdle <= 0 {
+		e.xIdle = int64(cfg.HeadTimeout)
+	}
 	for range cfg.Loops {
 		l, err := newLoop(e)
 		if err != nil {
@@ -105,8 +115,9 @@ func (e *Engine) Serve(ln *net.TCPListener) error {
 	return ErrClosed
 }
 
-// Shutdown stops accepting, closes connections still in their head phase,
-// and waits for the others to end, or for ctx: then it closes them, with
+// Shutdown stops accepting, closes connections still in their head phase
+// (a client kept alive after an exchange among them) and the origins the
+// loops keep, and waits for the others to end, or for ctx: then it closes them, with
 // ReasonCanceled, and returns ctx's error. It returns once every loop and
 // its fds are gone.
 func (e *Engine) Shutdown(ctx context.Context) error {
@@ -156,8 +167,14 @@ type Conn struct {
 	attempt uint8 // dial attempts, for telling stale origin events apart
 	remote  netip.AddrPort
 	data    any
-	err     error // why reading the client failed (EventError)
+	err     error // why reading the client, or in an exchange the origin, failed (EventError)
 	fault   error // the first failure of the tunnel: its end is then "error"
+
+	// attached: sides[1] is an idle origin kept after an exchange, for
+	// the next one with an equal x.key.
+	attached bool
+	idleHead bool // a kept client's head phase, before its first byte
+	x        exchange
 
 	sides [2]side // client, origin
 	dirs  [2]dir  // client→origin, origin→client
@@ -182,7 +199,38 @@ type side struct {
 	fd      int
 	canRead bool // the last read did not find the socket empty
 	readErr bool // reading failed: reset it at close
+	hup     bool // the peer ended its sending or failed (EPOLLRDHUP, HUP, ERR)
 }
+
+// exchange is the state of c's current exchange (PhaseExchange), and the
+// key of its attached origin.
+type exchange struct {
+	key     any
+	state   uint8 // xsDial, xsHead, xsBody
+	req     []byte
+	headLen int              // the head's bytes in c.hb, req's source if sent as is
+	addrs   []netip.AddrPort // to dial again for a retry
+	sent    int              // bytes of req written to this origin
+	up      int64            // request bytes written, every attempt
+	retry   bool
+	// reused: the origin is a kept one; got: a response byte came from it.
+	reused, got bool
+	rb          *[ResponseBufSize]byte // the response head
+	rn          int                    // bytes in rb
+	keepClient  bool
+	keepOrigin  bool
+	// originEnd: the origin ended its sending, or failed. done: Body said
+	// the response ended; exact: where the origin's bytes did; drained:
+	// the last origin read found the socket empty.
+	originEnd, done, exact, drained bool
+}
+
+// Exchange states.
+const (
+	xsDial = iota // connecting to the origin
+	xsHead        // sending the request, reading the response head
+	xsBody        // moving the response body to the client
+)
 
 // dir is one direction of a tunnel: bytes read from sides[i] are written to
 // sides[1-i].
@@ -199,6 +247,7 @@ type dir struct {
 	finPending bool                // dst gets a FIN once out and the pipe drain
 	finSent    bool                //
 	sink       bool                // dst failed: what src sends is dropped
+	err        error               // why writing to dst failed
 }
 
 // Resume gives the answer to a Head that returned Pending. It may be called
@@ -237,7 +286,8 @@ func (c *Conn) SetTimeout(d time.Duration) {
 	c.l.setDeadline(c, c.l.now+int64(d))
 }
 
-// Err is why reading the client failed, at EventError.
+// Err is why reading the client failed, at EventError; in the exchange
+// phase, why reading or writing the origin, or dialing it, failed.
 func (c *Conn) Err() error { return c.err }
 
 // Phase is where c is.

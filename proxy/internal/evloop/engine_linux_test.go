@@ -97,12 +97,20 @@ func (h *testHandler) Closed(c *Conn, end End) { h.ends <- end }
 // end waits for the next connection's end.
 func (h *testHandler) end(t *testing.T) End {
 	t.Helper()
+	return recv(t, h.ends, "no connection ended")
+}
+
+// recv waits for the next value on ch, failing the test with what after
+// 10s.
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
 	select {
-	case e := <-h.ends:
-		return e
+	case v := <-ch:
+		return v
 	case <-time.After(10 * time.Second):
-		t.Fatal("no connection ended")
-		return End{}
+		t.Fatal(what)
+		var zero T
+		return zero
 	}
 }
 
@@ -157,12 +165,27 @@ func serveWith(t *testing.T, h Handler, cfg Config) (addr string, e *Engine) {
 }
 
 // origin accepts connections on a loopback listener until the test ends
-// and serves each with fn.
+// and serves each with fn. At the end it closes the connections fn still
+// serves (one the engine leaked fails the fd check before).
 func origin(t *testing.T, fn func(net.Conn)) string {
 	t.Helper()
 	ln := nettest.Listen(t)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = make(map[net.Conn]bool)
+		done  bool
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		done = true
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -171,6 +194,12 @@ func origin(t *testing.T, fn func(net.Conn)) string {
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns[c] = true
+			if done {
+				c.Close()
+			}
+			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

@@ -2,7 +2,6 @@ package evloop
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -14,13 +13,15 @@ import (
 )
 
 // Event data: Pad names what an event is for. Connection events carry the
-// connection's generation in Pad (never padListener or padWake) and
-// slot<<2 | attempt parity<<1 | side in Fd, so an event for a socket closed
-// meanwhile (its slot reused, or a dial attempt replaced) is dropped.
+// connection's generation in Pad (never padListener, padWake or padPool)
+// and slot<<3 | attempt&3<<1 | side in Fd, so an event for a socket closed
+// meanwhile (its slot reused, or its origin replaced: a dial attempt, a kept
+// origin found stale, a retry) is dropped.
 const (
 	padListener = 0 // Fd is a listener's fd
 	padWake     = 1 // the loop's eventfd
-	firstGen    = 2
+	padPool     = 2 // Fd is a pooled origin's id (pool_linux.go)
+	firstGen    = 3
 )
 
 const (
@@ -80,8 +81,10 @@ type loop struct {
 	base   time.Time
 	now    int64
 	pipes  []pipePair
-	paused []int // listener fds removed while out of fds
-	resume int64 // when to add paused back
+	paused []int     // listener fds removed while out of fds
+	resume int64     // when to add paused back
+	xh     Exchanger // h's, if it is one
+	pool   originPool
 
 	mu       sync.Mutex
 	queue    []ctlMsg
@@ -105,6 +108,7 @@ func newLoop(e *Engine) (*loop, error) {
 	}
 	l := &loop{e: e, h: e.cfg.Handler, ep: ep, wake: wake, events: make([]unix.EpollEvent, 128),
 		buf: new([relayBufSize]byte), gen: firstGen, base: time.Now()}
+	l.xh, _ = l.h.(Exchanger)
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Pad: padWake}); err != nil {
 		l.closeFDs()
 		return nil, os.NewSyscallError("epoll_ctl", err)
@@ -173,8 +177,10 @@ func (l *loop) run() {
 				l.accept(int(ev.Fd))
 			case padWake:
 				l.drainQueue()
+			case padPool:
+				l.poolEvent(ev.Fd, ev.Events)
 			default:
-				slot := int(ev.Fd >> 2)
+				slot := int(ev.Fd >> 3)
 				if slot >= len(l.slots) {
 					continue
 				}
@@ -183,8 +189,8 @@ func (l *loop) run() {
 					continue
 				}
 				s := int(ev.Fd & 1)
-				if s == 1 && uint8(ev.Fd>>1&1) != c.attempt&1 {
-					continue // a dial attempt closed in this batch
+				if s == 1 && uint8(ev.Fd>>1&3) != c.attempt&3 {
+					continue // an origin socket replaced in this batch
 				}
 				l.onEvent(c, s, ev.Events)
 			}
@@ -257,6 +263,9 @@ func (l *loop) waitMillis() int {
 	if len(l.paused) > 0 && (next < 0 || l.resume < next) {
 		next = l.resume
 	}
+	if p := l.poolNext(); p >= 0 && (next < 0 || p < next) {
+		next = p
+	}
 	if next < 0 {
 		return -1
 	}
@@ -297,14 +306,16 @@ func (l *loop) drainQueue() {
 			l.closeAll(ReasonCanceled, m.err)
 		case ctlExit:
 			l.closeAll(ReasonCanceled, ErrClosed)
+			l.poolCloseAll()
 			l.exit = true
 		}
 	}
 	l.spare = q[:0]
 }
 
-// stop removes the listeners from the loop and closes the connections still
-// in their head phase.
+// stop removes the listeners from the loop, closes the connections still in
+// their head phase (kept clients waiting for their next head among them)
+// and the pooled origins; from now on no origin is kept.
 func (l *loop) stop() {
 	l.stopping = true
 	l.e.mu.Lock()
@@ -321,6 +332,7 @@ func (l *loop) stop() {
 			l.end(c, ReasonCanceled, ErrClosed)
 		}
 	}
+	l.poolCloseAll()
 }
 
 func (l *loop) closeAll(reason string, err error) {
@@ -354,7 +366,7 @@ func (l *loop) accept(fd int) {
 		c := &Conn{l: l, phase: PhaseHead, tidx: -1, remote: addrPort(sa)}
 		c.sides[0].fd, c.sides[1].fd = nfd, -1
 		l.addConn(c)
-		if err := l.watch(c, 0); err != nil {
+		if err := l.watch(c, 0, unix.EPOLL_CTL_ADD); err != nil {
 			unix.Close(nfd)
 			l.freeSlot(c)
 			continue
@@ -414,26 +426,41 @@ func (l *loop) freeSlot(c *Conn) {
 	l.free = append(l.free, c.slot)
 }
 
-// watch adds side s of c to the epoll set, edge-triggered.
-func (l *loop) watch(c *Conn, s int) error {
-	data := c.slot<<2 | int32(s)
+// watch adds side s of c to the epoll set, edge-triggered (op
+// EPOLL_CTL_ADD), or gives a socket there, a pooled origin, to c
+// (EPOLL_CTL_MOD).
+func (l *loop) watch(c *Conn, s, op int) error {
+	data := c.slot<<3 | int32(s)
 	if s == 1 {
-		data |= int32(c.attempt&1) << 1
+		data |= int32(c.attempt&3) << 1
 	}
 	ev := unix.EpollEvent{Events: connEvents, Fd: data, Pad: int32(c.gen)}
-	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, c.sides[s].fd, &ev); err != nil {
+	if err := unix.EpollCtl(l.ep, op, c.sides[s].fd, &ev); err != nil {
 		return os.NewSyscallError("epoll_ctl", err)
 	}
 	return nil
 }
 
 func (l *loop) onEvent(c *Conn, s int, evs uint32) {
+	sd := &c.sides[s]
+	if sd.fd < 0 {
+		return // an origin closed in this batch and not replaced
+	}
 	if evs&readEvents != 0 {
-		c.sides[s].canRead = true
+		sd.canRead = true
+	}
+	if evs&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		sd.hup = true
 	}
 	switch c.phase {
-	case PhaseHead:
-		l.readHead(c)
+	case PhaseHead, PhasePending:
+		if s == 1 {
+			l.checkAttached(c)
+		} else if c.phase == PhaseHead {
+			l.readHead(c)
+		}
+	case PhaseExchange:
+		l.xEvent(c, s, evs)
 	case PhaseDial:
 		if s == 1 && evs&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 			l.dialDone(c)
@@ -517,6 +544,7 @@ func (l *loop) runTimers() {
 	if len(l.paused) > 0 && l.now >= l.resume {
 		l.resumeAccept()
 	}
+	l.poolExpire()
 	for len(l.timers) > 0 && l.timers[0].deadline <= l.now {
 		c := l.timers[0]
 		l.clearDeadline(c)
@@ -530,8 +558,7 @@ func (l *loop) expire(c *Conn) {
 	case PhaseHead:
 		l.applyHead(c, l.h.Head(c, c.buf()[:c.n], EventTimeout), EventTimeout)
 	case PhaseDial:
-		l.closeOrigin(c)
-		l.failDial(c, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(c.addrs[c.next-1]), Err: os.ErrDeadlineExceeded})
+		l.dialTimedOut(c)
 	case PhaseOpening:
 		l.applyOpening(c, l.h.Opening(c, Opening{Client: c.buf()[:c.n], Event: EventTimeout}), EventTimeout)
 	case PhaseRelay:
@@ -541,6 +568,8 @@ func (l *loop) expire(c *Conn) {
 			return
 		}
 		l.setDeadline(c, c.last+idle)
+	case PhaseExchange:
+		l.xExpire(c)
 	case PhaseClosing:
 		l.end(c, c.endReason, c.endErr)
 	}
