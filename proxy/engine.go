@@ -217,8 +217,18 @@ func (h *engineHandler) dialAction(ec *engineConn, checked []netip.Addr, refused
 	return evloop.Dial(aps, established[minor], end)
 }
 
-// refuse logs and counts d and answers it, as refuseConnect does.
+// refuse logs and counts d and answers it, as refuseConnect does. A
+// plain-HTTP request's refusal keeps the connection for the next request,
+// as net/http does, unless d says it cannot be trusted further.
 func (h *engineHandler) refuse(ec *engineConn, d *denial) evloop.Action {
+	if x := ec.x; x != nil && !d.closeConn && !x.close {
+		reply := h.refusal(ec, d)
+		*ec = engineConn{}
+		return evloop.Reply(reply, x.headLen)
+	}
+	if ec.x != nil {
+		d.closeConn = true // its Connection: close
+	}
 	return evloop.Refuse(h.refusal(ec, d))
 }
 
@@ -227,9 +237,6 @@ func (h *engineHandler) refusal(ec *engineConn, d *denial) []byte {
 	if ec.taken {
 		ec.fl.state.releaseTunnel()
 		ec.taken = false
-	}
-	if ec.x != nil {
-		d.closeConn = true // the loop closes a refused client
 	}
 	h.s.refused(ec.r, ec.fl, d)
 	var b bytes.Buffer

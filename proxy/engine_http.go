@@ -32,6 +32,7 @@ import (
 // serving.
 type httpExchange struct {
 	req     []byte // the head sent to the origin
+	headLen int    // the client's head
 	method  string
 	close   bool // the client asked to close, or the response is close-delimited
 	framing httphead.Framing
@@ -74,7 +75,7 @@ func (h *engineHandler) startHTTP(c *evloop.Conn, ec *engineConn, hd *httphead.H
 	r := &http.Request{Method: hd.Method, RequestURI: hd.Target, Proto: hd.Proto, ProtoMajor: 1, ProtoMinor: 1,
 		Host: hd.Host[0], RemoteAddr: c.RemoteAddr().String()}
 	ec.r, ec.fl = r, h.s.newFlow(r, kindHTTP)
-	ec.x = &httpExchange{req: out, method: hd.Method, close: f.Close}
+	ec.x = &httpExchange{req: out, headLen: int(hd.End), method: hd.Method, close: f.Close}
 	u := &url.URL{Scheme: "http", Host: f.Authority} // all checkTarget reads
 	return true, checkTarget(ec.fl, r.Method, r.RequestURI, u, hd.Host)
 }

@@ -117,6 +117,11 @@ func TestEngineServesHTTP(t *testing.T) {
 		if got := strconv.Itoa(resp.StatusCode); got != tt.status || !strings.Contains(string(b), tt.body) {
 			t.Fatalf("request %d: %s %q; want %s with %q", i, got, b, tt.status, tt.body)
 		}
+		if i == 1 {
+			if n, m := engineDials.Load(), originConns.Load(); n != 2 || m != 1 {
+				t.Errorf("after two requests: the engine decided %d dials and the origin saw %d connections; want 2 and 1 (one kept)", n, m)
+			}
+		}
 		if i == 0 {
 			h := *seen.Load()
 			for _, f := range []string{"Proxy-Authorization", "X-Hop", "Connection"} {
@@ -133,9 +138,6 @@ func TestEngineServesHTTP(t *testing.T) {
 				}
 			}
 		}
-	}
-	if n := engineDials.Load(); n != 1 {
-		t.Errorf("the engine dialed %d times; want 1 (the first request's, kept for the second)", n)
 	}
 	if n := len(tp.logs.records(msgRequest)); n < 3 {
 		t.Errorf("%d request records; want 3", n)

@@ -184,6 +184,7 @@ const (
 	actExchange
 	actRespond
 	actSkip
+	actReply
 )
 
 // Action is a handler's answer. Slices in it belong to the engine until the
@@ -258,6 +259,15 @@ func Exchange(key any, addrs []netip.AddrPort, req []byte, headLen int, retry bo
 // request if the body ended exactly where the origin's bytes did.
 func Respond(head []byte, n int, keepClient, keepOrigin bool) Action {
 	return Action{kind: actRespond, reply: head, n: n, keepClient: keepClient, keepOrigin: keepOrigin}
+}
+
+// Reply (head phase) writes reply to the client and goes on to its next
+// head, behind the first headLen bytes: a refusal that keeps the
+// connection, as net/http keeps one after a 403. Its origin, if one is
+// kept for it, stays. A reply the client does not take at once is written
+// as a refusal's is, and the connection closed after it.
+func Reply(reply []byte, headLen int) Action {
+	return Action{kind: actReply, reply: reply, n: headLen}
 }
 
 // Skip (exchange phase) drops the first n response bytes (an interim 1xx
