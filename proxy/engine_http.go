@@ -171,7 +171,9 @@ func (h *engineHandler) respond(ec *engineConn, resp []byte, r httphead.Response
 			slog.Int(keyStatus, r.Status),
 			slog.Int64(keyDurationMS, time.Since(ec.fl.start).Milliseconds()))...)
 	}
-	return evloop.Respond(head, r.HeadLen, !close, !r.Close && r.Framing != httphead.FrameClose)
+	// An origin kept under a replaced policy would serve no request again.
+	keep := !r.Close && r.Framing != httphead.FrameClose && ec.fl.gen == h.s.gen.Load()
+	return evloop.Respond(head, r.HeadLen, !close, keep)
 }
 
 // Body frames the response body by its head.

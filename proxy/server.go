@@ -293,6 +293,9 @@ func (s *Server) setPolicy(p *policy.Policy) error {
 	}
 	if old != nil {
 		old.closeIdle()
+		if s.engine != nil {
+			s.engine.CloseIdle() // the loops' origins, kept under the old policy
+		}
 	}
 	s.m.policyInfo.WithLabelValues(p.SHA256()).Set(1)
 	if old != nil && old.pol.SHA256() != p.SHA256() {

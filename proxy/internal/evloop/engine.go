@@ -66,7 +66,7 @@ type Config struct {
 	// byte on HeadTimeout bounds the rest. 0 means HeadTimeout.
 	ClientIdleTimeout time.Duration
 	// OriginIdleTimeout is how long an origin connection kept for another
-	// exchange may wait in a loop's pool before it is closed; 0 means 90s.
+	// exchange may wait in the engine's pool before it is closed; 0 means 90s.
 	OriginIdleTimeout time.Duration
 
 	noSplice bool // tests: every move through the buffer
@@ -240,7 +240,7 @@ func EndTunnel(reason string, err error) Action {
 // response. key (comparable: == on it must not panic, e.g. a struct of
 // strings and numbers) names the origins a kept connection may serve: the
 // engine takes one kept under key (the connection's own, see Respond, or the
-// loop's pool), or dials addrs in turn as Dial does (same dial timeout,
+// engine's pool), or dials addrs in turn as Dial does (same dial timeout,
 // keep-alive, Dialer.Dialed NOT called). retry: a kept connection that ends
 // (EOF, reset, write error) before any response byte arrived is closed and
 // the request sent once more on a new connection dialed from addrs (the
