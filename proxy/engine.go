@@ -43,8 +43,9 @@ type engineConn struct {
 	tunnel bool // the check passed or ended it: a tunnel record at the end
 	idle   bool // the origin spoke first: the idle timeout bounds the opening
 	m      openingCheck
-	last   netip.Addr // the address of the last dial attempt, for its refusal
-	start  time.Time  // when the destination's lookup began, for the dial's metric
+	last   netip.Addr    // the address of the last dial attempt, for its refusal
+	start  time.Time     // when the destination's lookup began, for the dial's metric
+	x      *httpExchange // a plain-HTTP request served on the loop (engine_http.go)
 }
 
 // engineHandler is the engine's Handler for s.
@@ -87,21 +88,29 @@ func (h *engineHandler) Head(c *evloop.Conn, head []byte, ev evloop.Event) evloo
 		// net/http, close without an answer, and log what it had sent.
 		h.logPartial(c, ec)
 		return evloop.NeedMore()
+	case hd.Method != http.MethodConnect:
+		served, d := h.startHTTP(c, ec, &hd, head)
+		if !served {
+			return evloop.HandOff()
+		}
+		if d != nil {
+			return h.refuse(ec, d)
+		}
 	case !plainConnect(&hd):
 		return evloop.HandOff()
+	default:
+		h.s.frontConnects.Add(1)
+		r := &http.Request{Method: hd.Method, RequestURI: hd.Target, Proto: hd.Proto, ProtoMajor: 1, ProtoMinor: 1,
+			RemoteAddr: c.RemoteAddr().String()}
+		if hd.Proto == "HTTP/1.0" {
+			r.ProtoMinor = 0
+		}
+		ec.r, ec.fl = r, h.s.newFlow(r, kindConnect)
+		if d := checkTarget(ec.fl, r.Method, r.RequestURI, nil, hd.Host); d != nil {
+			return h.refuse(ec, d)
+		}
 	}
-	s := h.s
-	s.frontConnects.Add(1)
-	r := &http.Request{Method: hd.Method, RequestURI: hd.Target, Proto: hd.Proto, ProtoMajor: 1, ProtoMinor: 1,
-		RemoteAddr: c.RemoteAddr().String()}
-	if hd.Proto == "HTTP/1.0" {
-		r.ProtoMinor = 0
-	}
-	ec.r, ec.fl = r, s.newFlow(r, kindConnect)
-	fl := ec.fl
-	if d := checkTarget(fl, r.Method, r.RequestURI, nil, hd.Host); d != nil {
-		return h.refuse(ec, d)
-	}
+	s, fl := h.s, ec.fl
 	end := int(hd.End)
 	d, tok, done := authenticateAtHand(fl, hd.ProxyAuthorization)
 	if !done {
@@ -124,14 +133,17 @@ func (h *engineHandler) Head(c *evloop.Conn, head []byte, ev evloop.Event) evloo
 	return h.plan(c, ec, end)
 }
 
-// plan takes a tunnel of the client block and resolves and guards the
-// destination from the DNS cache, or on a goroutine when the cache cannot
-// answer. It runs on the loop.
+// plan takes a tunnel of the client block (for a CONNECT) and resolves and
+// guards the destination from the DNS cache, or on a goroutine when the
+// cache cannot answer. It runs on the loop.
 func (h *engineHandler) plan(c *evloop.Conn, ec *engineConn, end int) evloop.Action {
-	if d := acquireTunnel(ec.fl); d != nil {
-		return h.refuse(ec, d)
+	if ec.x == nil {
+		if d := acquireTunnel(ec.fl); d != nil {
+			return h.refuse(ec, d)
+		}
+		ec.taken = true
 	}
-	ec.taken, ec.start = true, time.Now()
+	ec.start = time.Now()
 	fl := ec.fl
 	var addrs []netip.Addr
 	if fl.host.IsIP() {
@@ -194,6 +206,9 @@ func (h *engineHandler) dialAction(ec *engineConn, checked []netip.Addr, refused
 			aps[i] = hook(aps[i])
 		}
 	}
+	if ec.x != nil {
+		return h.exchangeAction(ec, aps, end)
+	}
 	ec.last = checked[len(checked)-1]
 	minor := 1
 	if ec.r.ProtoMinor == 0 {
@@ -202,8 +217,18 @@ func (h *engineHandler) dialAction(ec *engineConn, checked []netip.Addr, refused
 	return evloop.Dial(aps, established[minor], end)
 }
 
-// refuse logs and counts d and answers it, as refuseConnect does.
+// refuse logs and counts d and answers it, as refuseConnect does. A
+// plain-HTTP request's refusal keeps the connection for the next request,
+// as net/http does, unless d says it cannot be trusted further.
 func (h *engineHandler) refuse(ec *engineConn, d *denial) evloop.Action {
+	if x := ec.x; x != nil && !d.closeConn && !x.close {
+		reply := h.refusal(ec, d)
+		*ec = engineConn{}
+		return evloop.Reply(reply, x.headLen)
+	}
+	if ec.x != nil {
+		d.closeConn = true // its Connection: close
+	}
 	return evloop.Refuse(h.refusal(ec, d))
 }
 

@@ -1,19 +1,24 @@
 package proxy
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // With Config.Engine the explicit listener's CONNECTs go through the
 // event-loop engine, whatever AZEGRESS_TEST_ENGINE says: the tunnel works,
 // is refused and logged as on the goroutine path, and the engine dialed it
-// (the goroutine path never asks engineDial). Plain HTTP on the same
-// listener is handed to net/http.
+// (the goroutine path never asks engineDial).
 func TestEngineServesConnect(t *testing.T) {
 	t.Parallel()
 	_, port := tlsOrigin(t, "origin")
@@ -48,7 +53,6 @@ func TestEngineServesConnect(t *testing.T) {
 	if rec := tp.lastRecord("deny"); rec["reason"] != ReasonNoRule {
 		t.Errorf("deny record %v; want reason %s", rec, ReasonNoRule)
 	}
-	// Plain HTTP is handed to net/http, which refuses this one by the rules.
 	hr, err := c.Get(fmt.Sprintf("http://denied.example.com:%d/", port))
 	if err != nil {
 		t.Fatal(err)
@@ -56,5 +60,86 @@ func TestEngineServesConnect(t *testing.T) {
 	hr.Body.Close()
 	if hr.StatusCode != 403 {
 		t.Errorf("plain GET: %d; want 403", hr.StatusCode)
+	}
+}
+
+// The engine serves a plain, bodiless HTTP/1.1 request itself: decided per
+// request, the proxy's credentials and hop-by-hop fields not sent on, the
+// origin's forged verdict dropped, one origin connection kept for the
+// client's next requests, a refusal answered on the same connection, and a
+// request the loop does not serve (a body) handed to net/http mid-connection.
+func TestEngineServesHTTP(t *testing.T) {
+	t.Parallel()
+	var originConns atomic.Int32
+	var seen atomic.Pointer[http.Header]
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Clone()
+		seen.Store(&h)
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Azegress-Reason", "forged-by-origin")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		fmt.Fprintf(w, "%s %s body=%s", r.Method, r.URL.RequestURI(), body)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			originConns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	port := portOf(t, srv.Listener.Addr())
+	var engineDials atomic.Int32
+	tp := startProxy(t, httpPolicy(port), loopbackNames("allowed.example.com", "other.example.com", "denied.example.com"), func(c *Config) {
+		c.Engine = true
+		c.engineDial = func(ap netip.AddrPort) netip.AddrPort { engineDials.Add(1); return ap }
+	})
+	c, err := net.Dial("tcp", tp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i, tt := range []struct {
+		req, status, body string
+	}{
+		{"GET http://allowed.example.com:%d/a?x=1 HTTP/1.1\r\nHost: allowed.example.com:%d\r\nProxy-Authorization: Basic c2VjcmV0\r\nConnection: X-Hop\r\nX-Hop: 1\r\nX-Kept: yes\r\n\r\n", "200", "GET /a?x=1 body="},
+		{"GET http://allowed.example.com:%d/b HTTP/1.1\r\nHost: allowed.example.com:%d\r\n\r\n", "200", "GET /b body="},
+		{"GET http://denied.example.com:%d/c HTTP/1.1\r\nHost: denied.example.com:%d\r\n\r\n", "403", "azegress denied GET denied.example.com"},
+		{"POST http://allowed.example.com:%d/d HTTP/1.1\r\nHost: allowed.example.com:%d\r\nContent-Length: 3\r\n\r\nabc", "200", "POST /d body=abc"},
+	} {
+		fmt.Fprintf(c, tt.req, port, port)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if got := strconv.Itoa(resp.StatusCode); got != tt.status || !strings.Contains(string(b), tt.body) {
+			t.Fatalf("request %d: %s %q; want %s with %q", i, got, b, tt.status, tt.body)
+		}
+		if i == 1 {
+			if n, m := engineDials.Load(), originConns.Load(); n != 2 || m != 1 {
+				t.Errorf("after two requests: the engine decided %d dials and the origin saw %d connections; want 2 and 1 (one kept)", n, m)
+			}
+		}
+		if i == 0 {
+			h := *seen.Load()
+			for _, f := range []string{"Proxy-Authorization", "X-Hop", "Connection"} {
+				if v, ok := h[f]; ok {
+					t.Errorf("the origin got %s: %q", f, v)
+				}
+			}
+			if h.Get("X-Kept") != "yes" {
+				t.Errorf("the origin did not get X-Kept: %v", h)
+			}
+			for _, f := range []string{"X-Azegress-Reason", "Keep-Alive"} {
+				if v := resp.Header.Get(f); v != "" {
+					t.Errorf("the client got the origin's %s: %q", f, v)
+				}
+			}
+		}
+	}
+	if n := len(tp.logs.records(msgRequest)); n < 3 {
+		t.Errorf("%d request records; want 3", n)
 	}
 }

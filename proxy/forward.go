@@ -99,9 +99,7 @@ func (s *Server) forward(r *http.Request, fl *flow) *http.Response {
 			// client connection hijacked and open, holding its -max-conns
 			// slot. The proxy relays no upgraded protocol on plain HTTP.
 			_ = resp.Body.Close()
-			d := &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, closeConn: true, proxyError: psUpgradeFailed,
-				detail: fmt.Sprintf("%s switched protocols (101, Upgrade: %q); the proxy forwards plain HTTP/1.1 requests only", fl.target(), truncate(resp.Header.Get("Upgrade"), 40)),
-				fix:    "Send WebSocket and other upgraded protocols through a CONNECT tunnel (wss://, or a client that tunnels ws:// through the proxy)."}
+			d := upgradeRefused(fl, resp.Header.Get("Upgrade"))
 			s.refused(r, fl, d)
 			return s.denyResponse(r, fl, d)
 		}

@@ -562,6 +562,7 @@ func TestIdentitySecretsStayOut(t *testing.T) {
 	idp := identitytest.New(t)
 	var upstream bytes.Buffer
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(&upstream, "%s %s %s\n", r.Method, r.Host, r.URL) // not empty when no header is left
 		_ = r.Header.Write(&upstream)
 		fmt.Fprint(w, "hello")
 	}))

@@ -231,6 +231,7 @@ func New(cfg Config) (*Server, error) {
 		cache, _ := cfg.Resolver.(*dnscache.Cache)
 		e, err := evloop.New(evloop.Config{Handler: &engineHandler{s: s, cache: cache},
 			HeadTimeout: cfg.ReadHeaderTimeout, DialTimeout: cfg.DialTimeout, IdleTimeout: cfg.TunnelIdleTimeout,
+			ClientIdleTimeout: cfg.ClientIdleTimeout, OriginIdleTimeout: originIdleTimeout,
 			KeepAliveIdle: upstreamKeepAliveIdle})
 		if err == nil {
 			s.engine = e
@@ -292,6 +293,9 @@ func (s *Server) setPolicy(p *policy.Policy) error {
 	}
 	if old != nil {
 		old.closeIdle()
+		if s.engine != nil {
+			s.engine.CloseIdle() // the loops' origins, kept under the old policy
+		}
 	}
 	s.m.policyInfo.WithLabelValues(p.SHA256()).Set(1)
 	if old != nil && old.pol.SHA256() != p.SHA256() {

@@ -79,7 +79,7 @@ func (l *loop) applyHead(c *Conn, a Action, ev Event) {
 	if c.closed {
 		return
 	}
-	if c.attached && a.kind != actNeedMore && a.kind != actPending && a.kind != actExchange {
+	if c.attached && a.kind != actNeedMore && a.kind != actPending && a.kind != actExchange && a.kind != actReply {
 		l.detach(c) // to the pool: c needs its origin side, or is done
 	}
 	switch a.kind {
@@ -106,9 +106,32 @@ func (l *loop) applyHead(c *Conn, a Action, ev Event) {
 		l.dialNext(c)
 	case actExchange:
 		l.startExchange(c, a)
+	case actReply:
+		l.reply(c, a)
 	default:
 		l.end(c, ReasonError, errHandler)
 	}
+}
+
+// reply writes a.reply and starts the client's next head.
+func (l *loop) reply(c *Conn, a Action) {
+	if a.n < 0 || a.n > c.n || len(a.reply) == 0 {
+		l.end(c, ReasonError, errHandler)
+		return
+	}
+	n, err := write(c.sides[0].fd, a.reply)
+	switch {
+	case err != nil && err != unix.EAGAIN:
+		c.err = os.NewSyscallError("write", err)
+		l.end(c, ReasonError, c.err)
+		return
+	case n < len(a.reply):
+		l.detach(c)
+		l.refuse(c, a.reply[max(n, 0):], ReasonRefused, nil)
+		return
+	}
+	c.n = copy(c.hb[:], c.hb[a.n:c.n])
+	l.nextHead(c)
 }
 
 // handOff gives c's socket to the handler as a net.Conn.

@@ -19,7 +19,7 @@
 // handler's rewritten head goes to an origin, the handler frames the
 // response (Exchanger), and the client goes back to its head phase for the
 // next request; an origin connection whose response ended cleanly is kept,
-// on the connection for its next request or in the loop's pool for any.
+// on the connection for its next request or in the engine's pool for any (shared by the loops).
 // The engine stays protocol-agnostic: it moves bytes, dials, keeps origin
 // connections and owns the deadlines. Deadlines are a heap per loop; slow
 // work (a DNS miss) leaves the loop with Pending and comes back with

@@ -66,7 +66,7 @@ type Config struct {
 	// byte on HeadTimeout bounds the rest. 0 means HeadTimeout.
 	ClientIdleTimeout time.Duration
 	// OriginIdleTimeout is how long an origin connection kept for another
-	// exchange may wait in a loop's pool before it is closed; 0 means 90s.
+	// exchange may wait in the engine's pool before it is closed; 0 means 90s.
 	OriginIdleTimeout time.Duration
 
 	noSplice bool // tests: every move through the buffer
@@ -184,6 +184,7 @@ const (
 	actExchange
 	actRespond
 	actSkip
+	actReply
 )
 
 // Action is a handler's answer. Slices in it belong to the engine until the
@@ -239,7 +240,7 @@ func EndTunnel(reason string, err error) Action {
 // response. key (comparable: == on it must not panic, e.g. a struct of
 // strings and numbers) names the origins a kept connection may serve: the
 // engine takes one kept under key (the connection's own, see Respond, or the
-// loop's pool), or dials addrs in turn as Dial does (same dial timeout,
+// engine's pool), or dials addrs in turn as Dial does (same dial timeout,
 // keep-alive, Dialer.Dialed NOT called). retry: a kept connection that ends
 // (EOF, reset, write error) before any response byte arrived is closed and
 // the request sent once more on a new connection dialed from addrs (the
@@ -258,6 +259,15 @@ func Exchange(key any, addrs []netip.AddrPort, req []byte, headLen int, retry bo
 // request if the body ended exactly where the origin's bytes did.
 func Respond(head []byte, n int, keepClient, keepOrigin bool) Action {
 	return Action{kind: actRespond, reply: head, n: n, keepClient: keepClient, keepOrigin: keepOrigin}
+}
+
+// Reply (head phase) writes reply to the client and goes on to its next
+// head, behind the first headLen bytes: a refusal that keeps the
+// connection, as net/http keeps one after a 403. Its origin, if one is
+// kept for it, stays. A reply the client does not take at once is written
+// as a refusal's is, and the connection closed after it.
+func Reply(reply []byte, headLen int) Action {
+	return Action{kind: actReply, reply: reply, n: headLen}
 }
 
 // Skip (exchange phase) drops the first n response bytes (an interim 1xx

@@ -21,6 +21,8 @@ type Engine struct {
 	loops []*loop
 	wg    sync.WaitGroup // the loops' goroutines
 	live  atomic.Int64   // connections accepted and not yet closed or handed off
+	base  time.Time      // the loops' clock starts here (one clock: the pool's times)
+	pool  originPool     // idle origins (pool_linux.go)
 
 	mu      sync.Mutex
 	closing bool
@@ -55,7 +57,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.OriginIdleTimeout <= 0 {
 		cfg.OriginIdleTimeout = 90 * time.Second
 	}
-	e := &Engine{cfg: cfg, xIdle: int64(cfg.IdleTimeout), done: make(chan struct{})}
+	e := &Engine{cfg: cfg, xIdle: int64(cfg.IdleTimeout), done: make(chan struct{}), base: time.Now()}
 	if e.xIdle <= 0 {
 		e.xIdle = int64(cfg.HeadTimeout)
 	}
@@ -154,6 +156,20 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	}
 	e.wg.Wait()
 	return err
+}
+
+// Conns is the number of client connections the engine serves: accepted
+// and not yet closed or handed off.
+func (e *Engine) Conns() int64 { return e.live.Load() }
+
+// CloseIdle closes the origin connections the loops keep idle, pooled or
+// held for a kept-alive client's next request: after a policy reload none
+// of them may serve a request again (their keys name the old policy).
+// It returns at once; the loops close them soon after.
+func (e *Engine) CloseIdle() {
+	for _, l := range e.loops {
+		l.post(ctlMsg{kind: ctlCloseIdle})
+	}
 }
 
 // Conn is one client connection and, once dialed, its origin. Its methods

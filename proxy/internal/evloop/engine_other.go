@@ -21,6 +21,12 @@ func (e *Engine) Serve(*net.TCPListener) error { return ErrUnsupported }
 // Shutdown has nothing to stop.
 func (e *Engine) Shutdown(context.Context) error { return nil }
 
+// Conns is 0: there are no loops.
+func (e *Engine) Conns() int64 { return 0 }
+
+// CloseIdle does nothing: there are no loops.
+func (e *Engine) CloseIdle() {}
+
 // Conn is one connection of the engine, Linux only.
 type Conn struct{ data any }
 

@@ -14,7 +14,7 @@ import (
 // The client is not read meanwhile. An origin whose response ended where
 // its bytes did may be kept: attached to the connection (sides[1], idle, in
 // the epoll set as the connection's) for its next exchange with an equal
-// key, or in the loop's pool (pool_linux.go).
+// key, or in the engine's pool (pool_linux.go).
 
 var (
 	errCutShort  = errors.New("evloop: the origin ended its response before the body did")
@@ -150,6 +150,13 @@ func (l *loop) xDialFailed(c *Conn, err error) {
 func (l *loop) xEvent(c *Conn, s int, evs uint32) {
 	if s == 0 && evs&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		l.end(c, ReasonError, sockErr(c.sides[0].fd))
+		return
+	}
+	if s == 0 && evs&unix.EPOLLRDHUP != 0 && c.x.state != xsBody {
+		// The client left before its answer began: as net/http cancels
+		// the request when it reads the client's EOF, nothing waits on the
+		// origin any more, and its connection, mid-request, is closed.
+		l.end(c, ReasonEOF, errClientHup)
 		return
 	}
 	if c.x.state == xsDial {

@@ -47,10 +47,11 @@ var (
 type ctlKind uint8
 
 const (
-	ctlResume ctlKind = iota
-	ctlStop           // stop accepting; close head-phase connections
-	ctlCancel         // close every connection (Shutdown's ctx is done)
-	ctlExit           // close what is left and return
+	ctlResume    ctlKind = iota
+	ctlStop              // stop accepting; close head-phase connections
+	ctlCancel            // close every connection (Shutdown's ctx is done)
+	ctlExit              // close what is left and return
+	ctlCloseIdle         // close the idle origin connections
 )
 
 type ctlMsg struct {
@@ -84,7 +85,6 @@ type loop struct {
 	paused []int     // listener fds removed while out of fds
 	resume int64     // when to add paused back
 	xh     Exchanger // h's, if it is one
-	pool   originPool
 
 	mu       sync.Mutex
 	queue    []ctlMsg
@@ -107,7 +107,7 @@ func newLoop(e *Engine) (*loop, error) {
 		return nil, os.NewSyscallError("eventfd", err)
 	}
 	l := &loop{e: e, h: e.cfg.Handler, ep: ep, wake: wake, events: make([]unix.EpollEvent, 128),
-		buf: new([relayBufSize]byte), gen: firstGen, base: time.Now()}
+		buf: new([relayBufSize]byte), gen: firstGen, base: e.base}
 	l.xh, _ = l.h.(Exchanger)
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Pad: padWake}); err != nil {
 		l.closeFDs()
@@ -302,6 +302,8 @@ func (l *loop) drainQueue() {
 			}
 		case ctlStop:
 			l.stop()
+		case ctlCloseIdle:
+			l.closeIdle()
 		case ctlCancel:
 			l.closeAll(ReasonCanceled, m.err)
 		case ctlExit:
@@ -333,6 +335,18 @@ func (l *loop) stop() {
 		}
 	}
 	l.poolCloseAll()
+}
+
+// closeIdle closes the pool and the origins kept for clients between
+// requests.
+func (l *loop) closeIdle() {
+	l.poolCloseAll()
+	for _, c := range l.slots {
+		if c != nil && c.attached {
+			l.closeOrigin(c)
+			c.attached, c.x.key = false, nil
+		}
+	}
 }
 
 func (l *loop) closeAll(reason string, err error) {

@@ -2,19 +2,25 @@ package evloop
 
 import (
 	"slices"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
-// The loop's pool: idle origin connections kept after an exchange
+// The engine's pool: idle origin connections kept after an exchange
 // (Respond's keepOrigin) that no connection holds any more, for the next
-// Exchange with an equal key on any of the loop's connections. A pooled
-// socket stays in the loop's epoll set with its event data retagged
+// Exchange with an equal key on any connection of any loop. A client's next
+// connection lands on whichever loop accepts it, so a pool per loop would
+// find its origin 1/Loops of the time. A pooled socket stays in the epoll
+// set of the loop that put it (its owner) with its event data retagged
 // (padPool and its id), so that one whose origin sends bytes or closes while
 // idle is closed at once, and an event of a socket taken or closed meanwhile
-// finds no id.
+// finds no id. Another loop that takes it moves it to its own set. One
+// mutex guards it: a loop takes it at most a few times per exchange, and
+// never on the path of a client that keeps its connection (its origin stays
+// attached to it).
 
-// Limits of a loop's pool; beyond them the oldest is closed.
+// Limits of the pool; beyond them the oldest is closed.
 const (
 	poolPerKey = 32
 	poolMax    = 256
@@ -27,15 +33,17 @@ const poolEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
 // idleOrigin is one pooled socket.
 type idleOrigin struct {
 	fd           int
+	owner        *loop // whose epoll set has it
 	id           int32 // its event data
 	key          any
 	at           int64 // when it was put, on the loop's clock
 	older, newer *idleOrigin
 }
 
-// originPool is a loop's pool: by key, newest last, and in one list by age
-// for the loop's limit and the idle expiry.
+// originPool is the engine's pool: by key, newest last, and in one list by
+// age for the limits and the idle expiry.
 type originPool struct {
+	mu             sync.Mutex
 	byKey          map[any][]*idleOrigin
 	byID           map[int32]*idleOrigin
 	oldest, newest *idleOrigin
@@ -46,13 +54,15 @@ type originPool struct {
 // key, closing the oldest beyond the limits; it reports whether fd was kept
 // (not while the loop stops).
 func (l *loop) poolPut(fd int, key any) bool {
-	p := &l.pool
+	p := &l.e.pool
 	if l.stopping {
 		unix.Close(fd)
 		return false
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.nextID++
-	o := &idleOrigin{fd: fd, id: p.nextID, key: key, at: l.now}
+	o := &idleOrigin{fd: fd, owner: l, id: p.nextID, key: key, at: l.now}
 	ev := unix.EpollEvent{Events: poolEvents, Fd: o.id, Pad: padPool}
 	if unix.EpollCtl(l.ep, unix.EPOLL_CTL_MOD, fd, &ev) != nil {
 		unix.Close(fd)
@@ -62,10 +72,10 @@ func (l *loop) poolPut(fd int, key any) bool {
 		p.byKey, p.byID = make(map[any][]*idleOrigin), make(map[int32]*idleOrigin)
 	}
 	if list := p.byKey[key]; len(list) >= poolPerKey {
-		l.poolClose(list[0])
+		p.close(list[0])
 	}
 	if len(p.byID) >= poolMax {
-		l.poolClose(p.oldest)
+		p.close(p.oldest)
 	}
 	p.byKey[key] = append(p.byKey[key], o)
 	p.byID[o.id] = o
@@ -80,64 +90,93 @@ func (l *loop) poolPut(fd int, key any) bool {
 }
 
 // poolTake returns the newest pooled socket under key that is still idle,
-// out of the pool (its event data the pool's until the caller's), or -1.
+// out of the pool, or -1. A socket from another loop's set is moved into
+// l's (foreign false); one of l's keeps its event data the pool's until the
+// caller's (EPOLL_CTL_MOD).
 func (l *loop) poolTake(key any) int {
-	p := &l.pool
+	p := &l.e.pool
 	for {
+		p.mu.Lock()
 		list := p.byKey[key]
 		if len(list) == 0 {
+			p.mu.Unlock()
 			return -1
 		}
 		o := list[len(list)-1]
-		l.poolRemove(o)
+		p.remove(o)
+		p.mu.Unlock()
 		// Its event may be in this batch, no longer found: ask the socket.
-		if l.stillIdle(o.fd) {
+		if !l.stillIdle(o.fd) {
+			unix.Close(o.fd)
+			continue
+		}
+		if o.owner == l {
 			return o.fd
 		}
-		unix.Close(o.fd)
+		// Out of its owner's set (an event already there finds no id) and
+		// into l's, tagged as the pool's until the caller's MOD.
+		unix.EpollCtl(o.owner.ep, unix.EPOLL_CTL_DEL, o.fd, nil)
+		ev := unix.EpollEvent{Events: poolEvents, Fd: 0, Pad: padPool}
+		if unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, o.fd, &ev) != nil {
+			unix.Close(o.fd)
+			continue
+		}
+		return o.fd
 	}
 }
 
 // poolEvent closes a pooled socket whose origin sent bytes or closed.
 func (l *loop) poolEvent(id int32, evs uint32) {
-	o := l.pool.byID[id]
+	p := &l.e.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	o := p.byID[id]
 	if o == nil {
 		return // taken or closed in this batch
 	}
 	if evs&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 || !l.stillIdle(o.fd) {
-		l.poolClose(o)
+		p.close(o)
 	}
 }
 
 // poolNext is when the oldest pooled socket expires, or -1.
 func (l *loop) poolNext() int64 {
-	if o := l.pool.oldest; o != nil {
-		return o.at + int64(l.e.cfg.OriginIdleTimeout)
+	p := &l.e.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if o := p.oldest; o != nil {
+		return o.at + int64(l.e.cfg.OriginIdleTimeout) // the loops share one clock
 	}
 	return -1
 }
 
 // poolExpire closes the sockets idle for OriginIdleTimeout.
 func (l *loop) poolExpire() {
-	for o := l.pool.oldest; o != nil && o.at+int64(l.e.cfg.OriginIdleTimeout) <= l.now; o = l.pool.oldest {
-		l.poolClose(o)
+	p := &l.e.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for o := p.oldest; o != nil && o.at+int64(l.e.cfg.OriginIdleTimeout) <= l.now; o = p.oldest {
+		p.close(o)
 	}
 }
 
-// poolCloseAll closes every pooled socket (Shutdown).
+// poolCloseAll closes every pooled socket (Shutdown, a reload).
 func (l *loop) poolCloseAll() {
-	for l.pool.oldest != nil {
-		l.poolClose(l.pool.oldest)
+	p := &l.e.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.oldest != nil {
+		p.close(p.oldest)
 	}
 }
 
-func (l *loop) poolClose(o *idleOrigin) {
-	l.poolRemove(o)
+// close closes o's socket, which leaves its owner's epoll set with it.
+func (p *originPool) close(o *idleOrigin) {
+	p.remove(o)
 	unix.Close(o.fd)
 }
 
-func (l *loop) poolRemove(o *idleOrigin) {
-	p := &l.pool
+func (p *originPool) remove(o *idleOrigin) {
 	if o.older != nil {
 		o.older.newer = o.newer
 	} else {
