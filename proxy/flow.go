@@ -286,6 +286,13 @@ func splitAuthority(a, defPort string) (string, uint16, error) {
 			return "", 0, fmt.Errorf("invalid destination %q", truncate(a, 80))
 		}
 	}
+	if strings.HasPrefix(a, "[") {
+		// Brackets hold an IPv6 literal and nothing else (RFC 3986
+		// §3.2.2): "[1]" is no name to decide on, and net/http refuses it.
+		if ip, err := netip.ParseAddr(host); err != nil || !ip.Is6() {
+			return "", 0, fmt.Errorf("destination %q: brackets must hold an IPv6 address", truncate(a, 80))
+		}
+	}
 	if portStr == "" {
 		portStr = defPort
 	}

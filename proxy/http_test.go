@@ -117,6 +117,7 @@ func TestRequestHygiene(t *testing.T) {
 		{"port too big", "CONNECT allowed.example.com:70000 HTTP/1.1\r\n\r\n"},
 		{"port not a number", "CONNECT allowed.example.com:https HTTP/1.1\r\n\r\n"},
 		{"CONNECT without port", "CONNECT allowed.example.com HTTP/1.1\r\n\r\n"},
+		{"brackets without an IPv6 address", "CONNECT [1]:443 HTTP/1.1\r\n\r\n"},
 		{"empty label", fmt.Sprintf("CONNECT allowed..example.com:%d HTTP/1.1\r\n\r\n", p)},
 		{"long label", fmt.Sprintf("CONNECT %s.example.com:%d HTTP/1.1\r\n\r\n", strings.Repeat("a", 64), p)},
 		{"long name", fmt.Sprintf("CONNECT %s.com:%d HTTP/1.1\r\n\r\n", strings.Repeat("abcdefghi.", 25), p)},
