@@ -3,6 +3,7 @@ package evloop
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -48,6 +49,19 @@ type originPool struct {
 	byID           map[int32]*idleOrigin
 	oldest, newest *idleOrigin
 	nextID         int32
+	// first is oldest's time + 1, or 0 for none: every loop asks for it at
+	// every wait, which must not take the mutex (or bounce its line)
+	// while nothing is due.
+	first atomic.Int64
+}
+
+// noteOldest updates p.first; p.mu is held.
+func (p *originPool) noteOldest() {
+	if p.oldest == nil {
+		p.first.Store(0)
+		return
+	}
+	p.first.Store(p.oldest.at + 1)
 }
 
 // poolPut keeps fd, an idle origin socket in the loop's epoll set, under
@@ -86,6 +100,7 @@ func (l *loop) poolPut(fd int, key any) bool {
 		p.oldest = o
 	}
 	p.newest = o
+	p.noteOldest()
 	return true
 }
 
@@ -141,17 +156,17 @@ func (l *loop) poolEvent(id int32, evs uint32) {
 
 // poolNext is when the oldest pooled socket expires, or -1.
 func (l *loop) poolNext() int64 {
-	p := &l.e.pool
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if o := p.oldest; o != nil {
-		return o.at + int64(l.e.cfg.OriginIdleTimeout) // the loops share one clock
+	if at := l.e.pool.first.Load(); at > 0 {
+		return at - 1 + int64(l.e.cfg.OriginIdleTimeout) // the loops share one clock
 	}
 	return -1
 }
 
 // poolExpire closes the sockets idle for OriginIdleTimeout.
 func (l *loop) poolExpire() {
+	if next := l.poolNext(); next < 0 || next > l.now {
+		return
+	}
 	p := &l.e.pool
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -188,6 +203,7 @@ func (p *originPool) remove(o *idleOrigin) {
 		p.newest = o.older
 	}
 	o.older, o.newer = nil, nil
+	p.noteOldest()
 	delete(p.byID, o.id)
 	list := p.byKey[o.key]
 	if i := slices.Index(list, o); i >= 0 {
