@@ -88,8 +88,10 @@ func (h *engineHandler) exchangeAction(ec *engineConn, aps []netip.AddrPort, end
 	return evloop.Exchange(key, aps, ec.x.req, end, replayableMethod(ec.x.method))
 }
 
-// replayableMethod is replayable for a bodiless request without its
-// headers: the loop serves no Idempotency-Key request differently.
+// replayableMethod reports whether a bodiless request with method m may be
+// sent again when a kept origin connection failed before any answer.
+// replayable (origin.go) adds the idempotency-key headers; the loop does
+// not read them, and sends such a request once.
 func replayableMethod(m string) bool {
 	switch m {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:

@@ -131,8 +131,7 @@ func (p *originPool) roundTrip(r *http.Request, fl *flow) (*http.Response, error
 // replayable reports whether a bodiless request may be sent again after a
 // reused connection failed without an answer: http.Transport's rule.
 func replayable(r *http.Request) bool {
-	switch r.Method {
-	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+	if r.Method == "" || replayableMethod(r.Method) {
 		return true
 	}
 	_, a := r.Header["Idempotency-Key"]
