@@ -310,7 +310,12 @@ func (l *loop) readOpening(c *Conn) {
 				continue
 			}
 			l.applyOpening(c, l.h.Opening(c, Opening{Client: b, Event: EventFull}), EventFull)
-			return
+			if c.n == len(b) {
+				return // nothing forwarded: read on only at the next event
+			}
+			// Forward made room: read on, as the bytes still in the
+			// socket bring no edge of their own.
+			continue
 		}
 		n, err := read(cl.fd, b[c.n:])
 		ev := EventNone

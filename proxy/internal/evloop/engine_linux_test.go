@@ -817,3 +817,83 @@ func TestClientGone(t *testing.T) {
 		})
 	}
 }
+
+// TestOpeningFull: client bytes that fill the opening buffer before the
+// handler decides bring EventFull, with the whole buffer, and its answer is
+// carried out.
+func TestOpeningFull(t *testing.T) {
+	const size = OpeningBufSize + 6<<10 // more than the buffer holds
+	tests := []struct {
+		name       string
+		full       Action
+		wantOrigin int    // bytes the origin reads
+		wantClient string // what the client reads after the 200
+		reason     string
+	}{
+		{"relay", Relay(), size, "", ReasonEOF},
+		{"forward part, relay the rest", Forward(100), size, "", ReasonEOF},
+		{"refuse", Refuse(forbid403), 0, string(forbid403), ReasonRefused},
+		{"end", EndTunnel(ReasonIdleTimeout, nil), 0, "", ReasonIdleTimeout},
+		{"need more", NeedMore(), 0, "", ReasonRefused},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := make(chan int, 1)
+			o := origin(t, func(c net.Conn) {
+				n, _ := io.Copy(io.Discard, c)
+				got <- int(n)
+			})
+			var fulls []int // the buffer shown at each EventFull
+			h := newTestHandler()
+			h.opening = func(c *Conn, op Opening) Action {
+				switch op.Event {
+				case EventFull:
+					fulls = append(fulls, len(op.Client))
+					if len(fulls) == 1 {
+						return tt.full
+					}
+					return Relay() // after Forward, the buffer fills again
+				case EventNone:
+					return NeedMore()
+				}
+				return Relay()
+			}
+			// The dial waits until all of the client's bytes and its FIN are
+			// in the socket: no later edge brings the rest.
+			type held struct {
+				c *Conn
+				a Action
+			}
+			pending := make(chan held, 1)
+			h.head = func(c *Conn, head []byte, ev Event) Action {
+				a := connectHead(head)
+				if a.kind != actDial {
+					return a
+				}
+				pending <- held{c, a}
+				return Pending()
+			}
+			// An hour: a stall is not ended by the opening's deadline.
+			addr, _ := serve(t, h, Config{HeadTimeout: time.Hour})
+			c := dialProxy(t, addr, o, string(make([]byte, size)))
+			c.CloseWrite()
+			p := recv(t, pending, "no head")
+			p.c.Resume(p.a)
+			expect200(t, c)
+			b, _ := io.ReadAll(c) // a reset after a refusal is fine
+			if n := recv(t, got, "the origin did not finish"); n != tt.wantOrigin {
+				t.Errorf("origin read %d bytes, want %d", n, tt.wantOrigin)
+			}
+			if string(b) != tt.wantClient {
+				t.Errorf("client read %q, want %q", b, tt.wantClient)
+			}
+			end := h.end(t)
+			if end.Reason != tt.reason || int(end.Up) != tt.wantOrigin {
+				t.Errorf("end %+v, want %s with %d bytes up", end, tt.reason, tt.wantOrigin)
+			}
+			if len(fulls) == 0 || fulls[0] != OpeningBufSize {
+				t.Errorf("EventFull with %v bytes, want first with all %d", fulls, OpeningBufSize)
+			}
+		})
+	}
+}

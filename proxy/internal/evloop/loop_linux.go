@@ -161,9 +161,16 @@ func (l *loop) post(m ctlMsg) {
 
 func (l *loop) clock() int64 { return int64(time.Since(l.base)) }
 
+// testHookWait, if set, is called before each of a loop's waits: a test
+// counts them to tell a loop that spins from one that sleeps.
+var testHookWait func()
+
 func (l *loop) run() {
 	defer l.e.wg.Done()
 	for !l.exit {
+		if testHookWait != nil {
+			testHookWait()
+		}
 		n, err := l.wait()
 		if err != nil && err != unix.EINTR {
 			// Cannot happen with a valid set; end what the loop has.
