@@ -67,24 +67,27 @@ type pipePair struct{ r, w int }
 // loop is one event loop. Everything but the fields under mu is owned by
 // its goroutine.
 type loop struct {
-	e      *Engine
-	h      Handler
-	ep     int
-	epf    *os.File        // ep in Go's poller, where the loop waits
-	epc    syscall.RawConn // epf's
-	wake   int             // eventfd
-	events []unix.EpollEvent
-	buf    *[relayBufSize]byte
-	slots  []*Conn
-	free   []int32
-	gen    uint32
-	timers []*Conn // min-heap on deadline
-	base   time.Time
-	now    int64
-	pipes  []pipePair
-	paused []int     // listener fds removed while out of fds
-	resume int64     // when to add paused back
-	xh     Exchanger // h's, if it is one
+	e       *Engine
+	h       Handler
+	ep      int
+	epf     *os.File           // ep in Go's poller, where the loop waits
+	epc     syscall.RawConn    // epf's
+	ready   func(uintptr) bool // l.checkReady, for epc.Read
+	waitN   int                // checkReady's answer
+	waitErr error              // checkReady's answer
+	wake    int                // eventfd
+	events  []unix.EpollEvent
+	buf     *[relayBufSize]byte
+	slots   []*Conn
+	free    []int32
+	gen     uint32
+	timers  []*Conn // min-heap on deadline
+	base    time.Time
+	now     int64
+	pipes   []pipePair
+	paused  []int     // listener fds removed while out of fds
+	resume  int64     // when to add paused back
+	xh      Exchanger // h's, if it is one
 
 	mu       sync.Mutex
 	queue    []ctlMsg
@@ -118,6 +121,7 @@ func newLoop(e *Engine) (*loop, error) {
 		l.closeFDs()
 		return nil, os.NewSyscallError("fcntl", err)
 	}
+	l.ready = l.checkReady
 	l.epf = os.NewFile(uintptr(ep), "evloop-epoll")
 	if l.epc, err = l.epf.SyscallConn(); err != nil {
 		l.closeFDs()
@@ -231,24 +235,25 @@ func (l *loop) wait() (int, error) {
 		dl = time.Now().Add(time.Duration(ms) * time.Millisecond)
 	}
 	_ = l.epf.SetReadDeadline(dl)
-	var (
-		n    int
-		werr error
-	)
 	// The check is inside Read: Read first forgets readiness it saw
 	// before (the poller's descriptor is reset), so a set that became
 	// ready between an earlier check and Read would never wake it.
-	err := l.epc.Read(func(uintptr) bool {
-		n, werr = epollWaitNow(l.ep, l.events)
-		return n != 0 || werr != nil && werr != unix.EINTR
-	})
+	err := l.epc.Read(l.ready)
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return 0, nil // a deadline is due
 	case err != nil:
 		return 0, err
 	}
-	return n, werr
+	return l.waitN, l.waitErr
+}
+
+// checkReady is wait's check inside RawConn.Read: the loop's set's events,
+// if any. It is a method value made once per loop (l.ready): a closure made
+// at each wait was one allocation per wake-up.
+func (l *loop) checkReady(uintptr) bool {
+	l.waitN, l.waitErr = epollWaitNow(l.ep, l.events)
+	return l.waitN != 0 || l.waitErr != nil && l.waitErr != unix.EINTR
 }
 
 // epollWaitNow is epoll_wait with a zero timeout: it never blocks, so it
