@@ -247,14 +247,19 @@ func (h *engineHandler) refusal(ec *engineConn, d *denial) []byte {
 // DialFailed refuses a destination none of whose addresses answered.
 func (h *engineHandler) DialFailed(c *evloop.Conn, err error) []byte {
 	ec := c.Data().(*engineConn)
-	ip := ec.last
+	return h.refusal(ec, engineDialFailed(ec.fl, ec.last, err))
+}
+
+// engineDialFailed is dialFailed for the engine's dial error err: the
+// address it names, else last.
+func engineDialFailed(fl *flow, last netip.Addr, err error) *denial {
 	var op *net.OpError
 	if errors.As(err, &op) {
 		if a, ok := op.Addr.(*net.TCPAddr); ok {
-			ip = a.AddrPort().Addr().Unmap()
+			last = a.AddrPort().Addr().Unmap()
 		}
 	}
-	return h.refusal(ec, dialFailed(ec.fl, ip, err))
+	return dialFailed(fl, last, err)
 }
 
 // Dialed counts an allowed tunnel once its origin answered, as openTunnel

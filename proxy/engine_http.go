@@ -109,14 +109,12 @@ func (h *engineHandler) Response(c *evloop.Conn, resp []byte, ev evloop.Event) e
 		r, ok := httphead.ParseResponse(resp, x.method)
 		switch {
 		case ok && r.Err != nil:
-			return h.refuse(ec, &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, closeConn: true, proxyError: psHTTPProtocol,
-				detail: fmt.Sprintf("%s sent a malformed response head: %v", ec.fl.target(), r.Err)})
+			return h.refuseExchange(ec, requestFailed(ec.fl, fmt.Sprintf("%s sent a malformed response head: %v", ec.fl.target(), r.Err)))
 		case ok && r.Status == http.StatusSwitchingProtocols:
-			return h.refuse(ec, upgradeRefused(ec.fl, ""))
+			return h.refuseExchange(ec, upgradeRefused(ec.fl, ""))
 		case ok && r.Status < 200:
 			if x.n1xx++; x.n1xx > max1xxResponses {
-				return h.refuse(ec, &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, closeConn: true, proxyError: psHTTPProtocol,
-					detail: fmt.Sprintf("%s sent more than %d interim (1xx) responses", ec.fl.target(), max1xxResponses)})
+				return h.refuseExchange(ec, requestFailed(ec.fl, fmt.Sprintf("%s sent more than %d interim (1xx) responses", ec.fl.target(), max1xxResponses)))
 			}
 			return evloop.Skip(r.HeadLen)
 		case ok:
@@ -128,26 +126,29 @@ func (h *engineHandler) Response(c *evloop.Conn, resp []byte, ev evloop.Event) e
 	// The origin gave no usable head: the refusal forward makes of the
 	// round trip's error.
 	fl := ec.fl
-	d := &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, closeConn: true, detail: fmt.Sprintf("request to %s failed", fl.target()), proxyError: psHTTPProtocol}
+	d := requestFailed(fl, fmt.Sprintf("request to %s failed", fl.target()))
 	err := c.Err()
 	var op *net.OpError
 	switch {
 	case errors.As(err, &op) && op.Op == "dial":
-		ip := netip.Addr{}
-		if a, ok := op.Addr.(*net.TCPAddr); ok {
-			ip = a.AddrPort().Addr().Unmap()
-		}
-		d = dialFailed(fl, ip, err)
-		d.closeConn = true
+		d = engineDialFailed(fl, netip.Addr{}, err)
 	case ev == evloop.EventTimeout:
 		d.status, d.proxyError = http.StatusGatewayTimeout, psResponseTimeout
-		d.detail = fmt.Sprintf("%s sent no response within %s", fl.target(), h.s.cfg.TunnelIdleTimeout)
+		d.detail = fmt.Sprintf("%s sent no byte of its response for %s", fl.target(), h.s.engine.ExchangeIdle())
 	case ev == evloop.EventFull:
 		d.detail = fmt.Sprintf("%s sent a response head larger than %d bytes", fl.target(), evloop.ResponseBufSize)
 	default: // the origin closed or reset the connection before it answered
 		d.proxyError = psConnTerminated
 	}
-	return h.refuse(ec, d)
+	return h.refuseExchange(ec, d)
+}
+
+// refuseExchange refuses a request already sent to its origin: the
+// client's connection closes after the refusal (Connection: close), since
+// the engine ends the exchange with it.
+func (h *engineHandler) refuseExchange(ec *engineConn, d *denial) evloop.Action {
+	d.closeConn = true
+	return evloop.Refuse(h.refusal(ec, d))
 }
 
 // upgradeRefused is the refusal of an origin that switched protocols on a

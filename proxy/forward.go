@@ -106,7 +106,7 @@ func (s *Server) forward(r *http.Request, fl *flow) *http.Response {
 	}
 	if err != nil {
 		var dd *dialDenial
-		d := &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, detail: fmt.Sprintf("request to %s failed", fl.target()), proxyError: psHTTPProtocol}
+		d := requestFailed(fl, fmt.Sprintf("request to %s failed", fl.target()))
 		switch {
 		case errors.As(err, &dd):
 			d = dd.d
@@ -128,6 +128,12 @@ func (s *Server) forward(r *http.Request, fl *flow) *http.Response {
 			slog.Int64(keyDurationMS, time.Since(fl.start).Milliseconds()))...)
 	}
 	return resp
+}
+
+// requestFailed is the refusal of a plain-HTTP request whose origin gave no
+// usable response; callers refine its status and Proxy-Status error.
+func requestFailed(fl *flow, detail string) *denial {
+	return &denial{status: http.StatusBadGateway, reason: ReasonDialFailed, detail: detail, proxyError: psHTTPProtocol}
 }
 
 // hopByHop are the header fields that describe one connection rather than

@@ -158,6 +158,10 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// ExchangeIdle is how long an exchange may go with no byte moved:
+// Config.IdleTimeout, else HeadTimeout.
+func (e *Engine) ExchangeIdle() time.Duration { return time.Duration(e.xIdle) }
+
 // Conns is the number of client connections the engine serves: accepted
 // and not yet closed or handed off.
 func (e *Engine) Conns() int64 { return e.live.Load() }

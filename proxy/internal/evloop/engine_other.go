@@ -21,6 +21,9 @@ func (e *Engine) Serve(*net.TCPListener) error { return ErrUnsupported }
 // Shutdown has nothing to stop.
 func (e *Engine) Shutdown(context.Context) error { return nil }
 
+// ExchangeIdle is 0: there are no loops.
+func (e *Engine) ExchangeIdle() time.Duration { return 0 }
+
 // Conns is 0: there are no loops.
 func (e *Engine) Conns() int64 { return 0 }
 
