@@ -141,9 +141,8 @@ func (h *engineHandler) plan(c *evloop.Conn, ec *engineConn, end int) evloop.Act
 		if d := acquireTunnel(ec.fl); d != nil {
 			return h.refuse(ec, d)
 		}
-		ec.taken = true
+		ec.taken, ec.start = true, time.Now() // the dial's metric: a tunnel's only
 	}
-	ec.start = time.Now()
 	fl := ec.fl
 	var addrs []netip.Addr
 	if fl.host.IsIP() {

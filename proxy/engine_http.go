@@ -39,7 +39,7 @@ type httpExchange struct {
 	left    int64 // FrameLength: body bytes still to come
 	chunked httphead.Chunked
 	n1xx    int
-	status  int
+	headOut int // the response head written to the client, not counted as body
 }
 
 // engineOriginKey names the origin connections a loop may reuse for a
@@ -166,9 +166,10 @@ func upgradeRefused(fl *flow, upgrade string) *denial {
 // respond answers the client with the origin's head, rewritten.
 func (h *engineHandler) respond(ec *engineConn, resp []byte, r httphead.Response) evloop.Action {
 	x := ec.x
-	x.framing, x.left, x.status = r.Framing, r.Length, r.Status
+	x.framing, x.left = r.Framing, r.Length
 	close := x.close || r.Framing == httphead.FrameClose
 	head := httphead.AppendResponseHead(nil, resp[:r.HeadLen], r, close)
+	x.headOut = len(head)
 	if !h.s.cfg.QuietAllowed {
 		h.s.log.LogAttrs(h.s.tunnelCtx, slog.LevelInfo, msgRequest, append(ec.fl.attrs(),
 			slog.Int(keyStatus, r.Status),
@@ -202,10 +203,12 @@ func (h *engineHandler) Body(c *evloop.Conn, b []byte, eof bool) (int, bool) {
 	return len(b), eof // FrameClose
 }
 
-// Exchanged counts the exchange's bytes and readies the connection for
-// its next head.
+// Exchanged counts the response body's bytes, as the goroutine path counts
+// them (not the head), and readies the connection for its next head.
 func (h *engineHandler) Exchanged(c *evloop.Conn, x evloop.ExchangeEnd) {
 	ec := c.Data().(*engineConn)
-	h.s.m.bytesDown.Add(float64(x.Down))
+	if body := x.Down - int64(ec.x.headOut); body > 0 {
+		h.s.m.bytesDown.Add(float64(body))
+	}
 	*ec = engineConn{}
 }

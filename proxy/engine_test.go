@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // With Config.Engine the explicit listener's CONNECTs go through the
@@ -100,6 +102,7 @@ func TestEngineServesHTTP(t *testing.T) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(c)
+	bodies := 0
 	for i, tt := range []struct {
 		req, status, body string
 	}{
@@ -117,9 +120,17 @@ func TestEngineServesHTTP(t *testing.T) {
 		if got := strconv.Itoa(resp.StatusCode); got != tt.status || !strings.Contains(string(b), tt.body) {
 			t.Fatalf("request %d: %s %q; want %s with %q", i, got, b, tt.status, tt.body)
 		}
+		if i < 2 {
+			bodies += len(b)
+		}
 		if i == 1 {
 			if n, m := engineDials.Load(), originConns.Load(); n != 2 || m != 1 {
 				t.Errorf("after two requests: the engine decided %d dials and the origin saw %d connections; want 2 and 1 (one kept)", n, m)
+			}
+			// Downstream bytes are the bodies', as the goroutine path counts them.
+			waitFor(t, func() bool { return testutil.ToFloat64(tp.m.bytesDown) >= float64(bodies) }, "the bodies counted")
+			if got := testutil.ToFloat64(tp.m.bytesDown); got != float64(bodies) {
+				t.Errorf("downstream bytes %v after two responses; want their bodies' %d", got, bodies)
 			}
 		}
 		if i == 0 {
