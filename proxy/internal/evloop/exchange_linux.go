@@ -313,9 +313,8 @@ func (l *loop) xRespond(c *Conn, a Action) {
 	}
 	x.state, x.keepClient, x.keepOrigin = xsBody, a.keepClient, a.keepOrigin
 	body := x.rb[a.n:x.rn]
-	m, done := l.xh.Body(c, body, false)
-	if !bodyOK(m, done, len(body)) {
-		l.end(c, ReasonError, errHandler)
+	m, ok := l.xFrame(c, body)
+	if !ok {
 		return
 	}
 	if head := a.reply; len(head) <= a.n {
@@ -328,16 +327,23 @@ func (l *loop) xRespond(c *Conn, a Action) {
 		l.send(c, 1, head, true)
 		l.send(c, 1, body[:m], true)
 	}
-	if done {
-		x.done, x.exact = true, m == len(body)
-	}
 	l.xBody(c)
 }
 
-// bodyOK reports whether Body's answer for a run of size bytes holds: n
-// within it, and all of it unless the response ended.
-func bodyOK(n int, done bool, size int) bool {
-	return n >= 0 && n <= size && (done || n == size)
+// xFrame asks the handler how many of b, origin bytes behind the response
+// head, are the response's, and notes whether it ended there (exactly at
+// the origin's last byte, or with more behind). It ends c and reports
+// false if the answer does not hold: more than b, or less without an end.
+func (l *loop) xFrame(c *Conn, b []byte) (int, bool) {
+	m, done := l.xh.Body(c, b, false)
+	if m < 0 || m > len(b) || !done && m != len(b) {
+		l.end(c, ReasonError, errHandler)
+		return 0, false
+	}
+	if done {
+		c.x.done, c.x.exact = true, m == len(b)
+	}
+	return m, true
 }
 
 // xBody moves the response body to the client: no origin read while bytes
@@ -379,15 +385,11 @@ func (l *loop) xBody(c *Conn) {
 			x.originEnd = true
 			continue
 		}
-		m, done := l.xh.Body(c, l.buf[:n], false)
-		if !bodyOK(m, done, n) {
-			l.end(c, ReasonError, errHandler)
+		m, ok := l.xFrame(c, l.buf[:n])
+		if !ok {
 			return
 		}
 		l.send(c, 1, l.buf[:m], true)
-		if done {
-			x.done, x.exact = true, m == n
-		}
 	}
 }
 
