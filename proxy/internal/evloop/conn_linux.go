@@ -172,7 +172,7 @@ func (l *loop) dialNext(c *Conn) {
 			return
 		}
 		if fd >= 0 {
-			unix.Close(fd)
+			closeFD(fd)
 		}
 		c.dialErr = dialError(ap, err)
 	}
@@ -180,30 +180,21 @@ func (l *loop) dialNext(c *Conn) {
 }
 
 func connect(ap netip.AddrPort, keepIdle time.Duration) (int, error) {
-	a := ap.Addr().Unmap()
-	var sa unix.Sockaddr
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	family := unix.AF_INET
-	if a.Is4() {
-		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}
-	} else {
+	if !ap.Addr().Is4() {
 		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 	if err != nil {
 		return -1, err
 	}
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	if keepIdle > 0 {
-		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
-		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(max(keepIdle/time.Second, 1)))
+		setsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+		setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(max(keepIdle/time.Second, 1)))
 	}
-	for {
-		err = unix.Connect(fd, sa)
-		if err != unix.EINTR {
-			return fd, err
-		}
-	}
+	return fd, connectRaw(fd, ap)
 }
 
 func dialError(ap netip.AddrPort, err error) error {
@@ -212,7 +203,7 @@ func dialError(ap netip.AddrPort, err error) error {
 
 // dialDone finishes a connect the origin socket reported on.
 func (l *loop) dialDone(c *Conn) {
-	e, err := unix.GetsockoptInt(c.sides[1].fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	e, err := getsockoptInt(c.sides[1].fd, unix.SOL_SOCKET, unix.SO_ERROR)
 	if err == nil && e == 0 {
 		l.connected(c)
 		return
@@ -227,7 +218,7 @@ func (l *loop) dialDone(c *Conn) {
 
 func (l *loop) closeOrigin(c *Conn) {
 	if fd := c.sides[1].fd; fd >= 0 {
-		unix.Close(fd)
+		closeFD(fd)
 		c.sides[1] = side{fd: -1}
 	}
 	c.attached = false
@@ -589,8 +580,8 @@ func (l *loop) putPipe(d *dir) {
 	p := d.pipe
 	d.pipe = nil
 	if d.inPipe > 0 || len(l.pipes) >= maxPipes {
-		unix.Close(p.r)
-		unix.Close(p.w)
+		closeFD(p.r)
+		closeFD(p.w)
 		d.inPipe = 0
 		return
 	}
@@ -638,7 +629,7 @@ func (l *loop) originEnded(c *Conn, i int) {
 // finish half-closes direction i's destination.
 func (l *loop) finish(c *Conn, i int) {
 	d := &c.dirs[i]
-	if err := unix.Shutdown(c.sides[1-i].fd, unix.SHUT_WR); err != nil {
+	if err := shutdown(c.sides[1-i].fd, unix.SHUT_WR); err != nil {
 		l.dstFailed(c, i, os.NewSyscallError("shutdown", err))
 		return
 	}
@@ -708,7 +699,7 @@ func (l *loop) closingStep(c *Conn) {
 	}
 	if !d.finSent {
 		d.finSent = true
-		if unix.Shutdown(cl.fd, unix.SHUT_WR) != nil {
+		if shutdown(cl.fd, unix.SHUT_WR) != nil {
 			l.end(c, c.endReason, c.endErr)
 			return
 		}
@@ -747,7 +738,7 @@ func (l *loop) end(c *Conn, reason string, err error) {
 		if s.readErr {
 			unix.SetsockoptLinger(s.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 		}
-		unix.Close(s.fd)
+		closeFD(s.fd)
 		s.fd = -1
 	}
 	phase := c.phase

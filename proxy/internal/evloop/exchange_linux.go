@@ -80,7 +80,7 @@ func (l *loop) detach(c *Conn) {
 	c.sides[1] = side{fd: -1}
 	c.attached = false
 	if o.hup {
-		unix.Close(o.fd)
+		closeFD(o.fd)
 	} else {
 		// The pool's watch reports bytes that came meanwhile.
 		l.poolPut(o.fd, c.x.key)
@@ -170,7 +170,7 @@ func (l *loop) xEvent(c *Conn, s int, evs uint32) {
 
 // sockErr is why the client's socket failed.
 func sockErr(fd int) error {
-	if e, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && e != 0 {
+	if e, err := getsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && e != 0 {
 		return os.NewSyscallError("read", syscall.Errno(e))
 	}
 	return errClientHup

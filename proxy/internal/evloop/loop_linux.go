@@ -2,7 +2,6 @@ package evloop
 
 import (
 	"errors"
-	"net/netip"
 	"os"
 	"sync"
 	"syscall"
@@ -372,7 +371,7 @@ func (l *loop) closeAll(reason string, err error) {
 // accept takes every connection waiting on the listener fd.
 func (l *loop) accept(fd int) {
 	for !l.stopping {
-		nfd, sa, err := unix.Accept4(fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		nfd, remote, err := accept4(fd)
 		switch err {
 		case nil:
 		case unix.EINTR, unix.ECONNABORTED:
@@ -388,12 +387,12 @@ func (l *loop) accept(fd int) {
 		default:
 			return // EAGAIN, or an error the next readiness retries
 		}
-		unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		c := &Conn{l: l, phase: PhaseHead, tidx: -1, remote: addrPort(sa)}
+		setsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		c := &Conn{l: l, phase: PhaseHead, tidx: -1, remote: remote}
 		c.sides[0].fd, c.sides[1].fd = nfd, -1
 		l.addConn(c)
 		if err := l.watch(c, 0, unix.EPOLL_CTL_ADD); err != nil {
-			unix.Close(nfd)
+			closeFD(nfd)
 			l.freeSlot(c)
 			continue
 		}
@@ -419,16 +418,6 @@ func (l *loop) resumeAccept() {
 		l.addListener(fd)
 	}
 	l.paused = l.paused[:0]
-}
-
-func addrPort(sa unix.Sockaddr) netip.AddrPort {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
-	}
-	return netip.AddrPort{}
 }
 
 func (l *loop) addConn(c *Conn) {
@@ -598,35 +587,6 @@ func (l *loop) expire(c *Conn) {
 		l.xExpire(c)
 	case PhaseClosing:
 		l.end(c, c.endReason, c.endErr)
-	}
-}
-
-// Socket helpers.
-
-func read(fd int, b []byte) (int, error) {
-	for {
-		n, err := unix.Read(fd, b)
-		if err != unix.EINTR {
-			return n, err
-		}
-	}
-}
-
-// write sends b on the socket fd without raising SIGPIPE.
-func write(fd int, b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	for {
-		n, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
-			unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT, 0, 0)
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(n), nil
 	}
 }
 

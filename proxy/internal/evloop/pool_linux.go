@@ -70,7 +70,7 @@ func (p *originPool) noteOldest() {
 func (l *loop) poolPut(fd int, key any) bool {
 	p := &l.e.pool
 	if l.stopping {
-		unix.Close(fd)
+		closeFD(fd)
 		return false
 	}
 	p.mu.Lock()
@@ -79,7 +79,7 @@ func (l *loop) poolPut(fd int, key any) bool {
 	o := &idleOrigin{fd: fd, owner: l, id: p.nextID, key: key, at: l.now}
 	ev := unix.EpollEvent{Events: poolEvents, Fd: o.id, Pad: padPool}
 	if unix.EpollCtl(l.ep, unix.EPOLL_CTL_MOD, fd, &ev) != nil {
-		unix.Close(fd)
+		closeFD(fd)
 		return false
 	}
 	if p.byKey == nil {
@@ -122,7 +122,7 @@ func (l *loop) poolTake(key any) int {
 		p.mu.Unlock()
 		// Its event may be in this batch, no longer found: ask the socket.
 		if !l.stillIdle(o.fd) {
-			unix.Close(o.fd)
+			closeFD(o.fd)
 			continue
 		}
 		if o.owner == l {
@@ -133,7 +133,7 @@ func (l *loop) poolTake(key any) int {
 		unix.EpollCtl(o.owner.ep, unix.EPOLL_CTL_DEL, o.fd, nil)
 		ev := unix.EpollEvent{Events: poolEvents, Fd: 0, Pad: padPool}
 		if unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, o.fd, &ev) != nil {
-			unix.Close(o.fd)
+			closeFD(o.fd)
 			continue
 		}
 		return o.fd
@@ -188,7 +188,7 @@ func (l *loop) poolCloseAll() {
 // close closes o's socket, which leaves its owner's epoll set with it.
 func (p *originPool) close(o *idleOrigin) {
 	p.remove(o)
-	unix.Close(o.fd)
+	closeFD(o.fd)
 }
 
 func (p *originPool) remove(o *idleOrigin) {
