@@ -188,7 +188,7 @@ func (s *Server) spliceTunnel(fl *flow, client, upstream net.Conn, op *opening, 
 func (s *Server) tunnelClosed(fl *flow, st *relay.Stats, why string, err error) {
 	s.m.tunnelsActive.Dec()
 	up, down := st.Up.Load(), st.Down.Load()
-	s.m.tunnelsTotal.WithLabelValues(why).Inc()
+	s.m.tunnelClosed(why)
 	s.m.bytesUp.Add(float64(up))
 	s.m.bytesDown.Add(float64(down))
 	if s.cfg.QuietAllowed {

@@ -15,20 +15,24 @@ type metrics struct {
 	ruleHits      *prometheus.CounterVec // client_block, rule
 	tunnelsActive prometheus.Gauge
 	tunnelsTotal  *prometheus.CounterVec // close reason
-	bytes         *prometheus.CounterVec // direction
-	bytesUp       prometheus.Counter     // bytes{direction="upstream"}, looked up once
-	bytesDown     prometheus.Counter     // bytes{direction="downstream"}
-	dialSeconds   prometheus.Histogram
-	connsActive   prometheus.Gauge
-	connsShed     prometheus.Counter
-	reloads       *prometheus.CounterVec // result
-	reloadOK      prometheus.Gauge
-	reloadOKTime  prometheus.Gauge
-	rules         prometheus.Gauge
-	clientBlocks  prometheus.Gauge
-	policyInfo    *prometheus.GaugeVec // sha256: 1 for the policy being served
-	draining      prometheus.Gauge
-	authResults   *prometheus.CounterVec // result, reason (identity.go)
+	// tunnelsBy holds tunnelsTotal's series for the reasons a tunnel
+	// ends with, looked up once: a lookup hashes the label at every
+	// tunnel's end. Read-only after newMetrics.
+	tunnelsBy    map[string]prometheus.Counter
+	bytes        *prometheus.CounterVec // direction
+	bytesUp      prometheus.Counter     // bytes{direction="upstream"}, looked up once
+	bytesDown    prometheus.Counter     // bytes{direction="downstream"}
+	dialSeconds  prometheus.Histogram
+	connsActive  prometheus.Gauge
+	connsShed    prometheus.Counter
+	reloads      *prometheus.CounterVec // result
+	reloadOK     prometheus.Gauge
+	reloadOKTime prometheus.Gauge
+	rules        prometheus.Gauge
+	clientBlocks prometheus.Gauge
+	policyInfo   *prometheus.GaugeVec // sha256: 1 for the policy being served
+	draining     prometheus.Gauge
+	authResults  *prometheus.CounterVec // result, reason (identity.go)
 }
 
 const namespace = "azegress"
@@ -107,8 +111,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	// Both reload results, and every way a tunnel ends, so that the first
 	// rejected reload or idle timeout shows in increase() on the dashboard.
 	atZero(m.reloads, "success", "failure")
-	atZero(m.tunnelsTotal, relay.ReasonEOF, relay.ReasonIdleTimeout, relay.ReasonCanceled, relay.ReasonError)
+	m.tunnelsBy = map[string]prometheus.Counter{}
+	for _, why := range []string{relay.ReasonEOF, relay.ReasonIdleTimeout, relay.ReasonCanceled, relay.ReasonError} {
+		m.tunnelsBy[why] = m.tunnelsTotal.WithLabelValues(why)
+	}
 	return m
+}
+
+// tunnelClosed counts a tunnel that ended for why.
+func (m *metrics) tunnelClosed(why string) {
+	if c, ok := m.tunnelsBy[why]; ok {
+		c.Inc()
+		return
+	}
+	m.tunnelsTotal.WithLabelValues(why).Inc()
 }
 
 // atZero exports v's series for each of values (v has one label, or one

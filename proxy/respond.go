@@ -233,20 +233,15 @@ func (s *Server) logUnservedFrom(client netip.AddrPort, method, detail string, s
 // allowed counts an allowed (or learn-mode would_deny) decision; a
 // would_deny is logged at once, since it is what a policy author needs.
 func (s *Server) allowed(r *http.Request, fl *flow) {
-	reason := ReasonAllowed
 	if fl.rule == nil {
-		reason = ReasonNoRule
-	} else {
-		s.m.ruleHits.WithLabelValues(fl.block.Name, fl.rule.Name).Inc()
-	}
-	s.m.decisions.WithLabelValues(fl.kind, fl.decision(), reason, fl.mode(), fl.blockName()).Inc()
-	if fl.rule == nil {
-		s.observe(fl, policy.VerdictWouldDeny, reason)
-	} else {
-		s.observe(fl, policy.VerdictAllow, "")
-	}
-	if fl.rule == nil {
+		s.m.decisions.WithLabelValues(fl.kind, fl.decision(), ReasonNoRule, fl.mode(), fl.blockName()).Inc()
+		s.observe(fl, policy.VerdictWouldDeny, ReasonNoRule)
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "would deny", append(fl.attrs(),
 			slog.String(keyDecision, "would_deny"), slog.String(keyReason, ReasonNoRule))...)
+		return
 	}
+	c := fl.state.allowSeries(s.m, fl.block, fl.rule.Name, fl.kind)
+	c.hits.Inc()
+	c.decisions.Inc()
+	s.observe(fl, policy.VerdictAllow, "")
 }
