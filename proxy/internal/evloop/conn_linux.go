@@ -158,7 +158,11 @@ func (l *loop) dialNext(c *Conn) {
 		ap := c.addrs[c.next]
 		c.next++
 		c.attempt++
-		fd, err := connect(ap, l.e.cfg.KeepAliveIdle)
+		keep := l.e.cfg.KeepAliveIdle
+		if c.phase == PhaseDial && keep > 0 {
+			keep, c.keepAt = 0, l.now+int64(l.e.cfg.KeepAliveAfter) // relayDeadline
+		}
+		fd, err := connect(ap, keep)
 		if err == nil || err == unix.EINPROGRESS {
 			c.sides[1] = side{fd: fd}
 			if werr := l.watch(c, 1, unix.EPOLL_CTL_ADD); werr != nil {
@@ -190,11 +194,17 @@ func connect(ap netip.AddrPort, keepIdle time.Duration) (int, error) {
 		return -1, err
 	}
 	setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	if keepIdle > 0 {
-		setsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
-		setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(max(keepIdle/time.Second, 1)))
-	}
+	setKeepAlive(fd, keepIdle)
 	return fd, connectRaw(fd, ap)
+}
+
+// setKeepAlive turns TCP keep-alive on for fd, probing after idle of silence;
+// 0 leaves it off.
+func setKeepAlive(fd int, idle time.Duration) {
+	if idle > 0 {
+		setsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+		setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(max(idle/time.Second, 1)))
+	}
 }
 
 func dialError(ap netip.AddrPort, err error) error {
@@ -351,9 +361,7 @@ func (l *loop) applyOpening(c *Conn, a Action, ev Event) {
 	case actRelay:
 		c.phase = PhaseRelay
 		l.clearDeadline(c)
-		if idle := int64(l.e.cfg.IdleTimeout); idle > 0 {
-			l.setDeadline(c, c.last+idle)
-		}
+		l.relayDeadline(c)
 		l.send(c, 0, c.buf()[:c.n], true)
 		c.n = 0
 		l.putClientBuf(c)

@@ -57,6 +57,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.OriginIdleTimeout <= 0 {
 		cfg.OriginIdleTimeout = 90 * time.Second
 	}
+	if cfg.KeepAliveAfter <= 0 {
+		cfg.KeepAliveAfter = 5 * time.Second
+	}
 	e := &Engine{cfg: cfg, xIdle: int64(cfg.IdleTimeout), done: make(chan struct{}), base: time.Now()}
 	if e.xIdle <= 0 {
 		e.xIdle = int64(cfg.HeadTimeout)
@@ -211,6 +214,7 @@ type Conn struct {
 	deadline  int64 // loop clock; 0: none
 	tidx      int32 // index in the loop's timer heap, -1 if not there
 	last      int64 // the latest activity, for the idle timeout
+	keepAt    int64 // when a tunnel's origin socket gets keep-alive; 0: it has it, or never will
 	endReason string
 	endErr    error
 }

@@ -137,32 +137,53 @@ func TestResumeFunc(t *testing.T) {
 	}
 }
 
-// keepHandler reads the origin socket's keep-alive settings in Dialed.
+// keepHandler hands the origin socket over in Dialed.
 type keepHandler struct {
 	*testHandler
-	on, idle chan int
+	fd chan int
 }
 
-func (h *keepHandler) Dialed(c *Conn) {
-	on, _ := unix.GetsockoptInt(c.sides[1].fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
-	idle, _ := unix.GetsockoptInt(c.sides[1].fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
-	h.on <- on
-	h.idle <- idle
+func (h *keepHandler) Dialed(c *Conn) { h.fd <- c.sides[1].fd }
+
+func keepAliveOf(fd int) (on, idle int) {
+	on, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+	idle, _ = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+	return on, idle
 }
 
-// Config.KeepAliveIdle turns keep-alive on for origin sockets, with that
-// idle time; 0 leaves it off.
+// Config.KeepAliveIdle turns keep-alive on for a tunnel's origin socket,
+// with that idle time, once the tunnel has relayed for KeepAliveAfter; 0
+// leaves it off.
 func TestKeepAlive(t *testing.T) {
 	echo := origin(t, nettest.Echo)
 	for _, tt := range []struct {
 		idle     time.Duration
 		on, secs int
 	}{{30 * time.Second, 1, 30}, {0, 0, -1}} {
-		h := &keepHandler{testHandler: newTestHandler(), on: make(chan int, 1), idle: make(chan int, 1)}
-		addr, _ := serveWith(t, h, Config{KeepAliveIdle: tt.idle})
+		h := &keepHandler{testHandler: newTestHandler(), fd: make(chan int, 1)}
+		addr, _ := serveWith(t, h, Config{KeepAliveIdle: tt.idle, KeepAliveAfter: 200 * time.Millisecond})
 		c := dialProxy(t, addr, echo, "")
 		expect200(t, c)
-		on, idle := <-h.on, <-h.idle
+		fd := <-h.fd
+		if on, _ := keepAliveOf(fd); on != 0 {
+			t.Errorf("KeepAliveIdle %v: SO_KEEPALIVE %d at the dial; want it off until KeepAliveAfter", tt.idle, on)
+		}
+		// The tunnel relays (the opening check passes on the client's
+		// first bytes), then lives on past KeepAliveAfter.
+		io.WriteString(c, "x")
+		if got := readN(t, c, 1); got != "x" {
+			t.Fatalf("echo %q", got)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		on, idle := keepAliveOf(fd)
+		for on != tt.on && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+			on, idle = keepAliveOf(fd)
+		}
+		if tt.on == 0 {
+			time.Sleep(300 * time.Millisecond) // past KeepAliveAfter: still off
+			on, idle = keepAliveOf(fd)
+		}
 		if on != tt.on || tt.secs > 0 && idle != tt.secs {
 			t.Errorf("KeepAliveIdle %v: SO_KEEPALIVE %d, TCP_KEEPIDLE %d; want %d, %d", tt.idle, on, idle, tt.on, tt.secs)
 		}

@@ -577,16 +577,31 @@ func (l *loop) expire(c *Conn) {
 	case PhaseOpening:
 		l.applyOpening(c, l.h.Opening(c, Opening{Client: c.buf()[:c.n], Event: EventTimeout}), EventTimeout)
 	case PhaseRelay:
-		idle := int64(l.e.cfg.IdleTimeout)
-		if l.now-c.last >= idle {
+		if c.keepAt > 0 && l.now >= c.keepAt {
+			setKeepAlive(c.sides[1].fd, l.e.cfg.KeepAliveIdle)
+			c.keepAt = 0
+		}
+		if idle := int64(l.e.cfg.IdleTimeout); idle > 0 && l.now-c.last >= idle {
 			l.end(c, ReasonIdleTimeout, nil)
 			return
 		}
-		l.setDeadline(c, c.last+idle)
+		l.relayDeadline(c)
 	case PhaseExchange:
 		l.xExpire(c)
 	case PhaseClosing:
 		l.end(c, c.endReason, c.endErr)
+	}
+}
+
+// relayDeadline sets a relaying tunnel's next deadline: its idle timeout,
+// or before it the time its origin socket gets keep-alive.
+func (l *loop) relayDeadline(c *Conn) {
+	t := c.keepAt
+	if idle := int64(l.e.cfg.IdleTimeout); idle > 0 && (t == 0 || c.last+idle < t) {
+		t = c.last + idle
+	}
+	if t > 0 {
+		l.setDeadline(c, t)
 	}
 }
 
