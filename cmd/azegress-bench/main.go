@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command azegress-bench measures azegress side by side with a direct
 // connection, Squid and tinyproxy, and writes BENCHMARKS.md. `make bench`
 // runs it; the work is in package internal/bench.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package netns makes named Linux network namespaces for end-to-end tests
 // and runs code, processes and sockets inside them.
 //

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package bench is azegress-bench: a load generator that measures azegress
 // side by side with a direct connection, Squid and tinyproxy, on one machine
 // in one run, and writes BENCHMARKS.md. A second azegress, azegress-identity,

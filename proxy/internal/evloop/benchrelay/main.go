@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command benchrelay is a bare CONNECT relay on the event-loop engine, for
 // the benchmark (internal/bench's "engine" target): what the engine costs
 // per tunnel as a process of its own, beside the hand-written evloop
