@@ -210,5 +210,10 @@ func (h *engineHandler) Exchanged(c *evloop.Conn, x evloop.ExchangeEnd) {
 	if body := x.Down - int64(ec.x.headOut); body > 0 {
 		h.s.m.bytesDown.Add(float64(body))
 	}
+	if x.Dial > 0 {
+		// A new origin's connect; the name came from the DNS cache, or
+		// from a lookup on a goroutine this does not count.
+		h.s.m.dialSeconds.Observe(x.Dial.Seconds())
+	}
 	*ec = engineConn{}
 }

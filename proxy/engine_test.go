@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // With Config.Engine the explicit listener's CONNECTs go through the
@@ -127,6 +129,10 @@ func TestEngineServesHTTP(t *testing.T) {
 			if n, m := engineDials.Load(), originConns.Load(); n != 2 || m != 1 {
 				t.Errorf("after two requests: the engine decided %d dials and the origin saw %d connections; want 2 and 1 (one kept)", n, m)
 			}
+			// One connect, observed as the goroutine path's transport does.
+			if n := histogramCount(t, tp.m.dialSeconds); n != 1 {
+				t.Errorf("dial_duration_seconds counted %d dials after two requests on one origin connection; want 1", n)
+			}
 			// Downstream bytes are the bodies', as the goroutine path counts them.
 			waitFor(t, func() bool { return testutil.ToFloat64(tp.m.bytesDown) >= float64(bodies) }, "the bodies counted")
 			if got := testutil.ToFloat64(tp.m.bytesDown); got != float64(bodies) {
@@ -153,4 +159,14 @@ func TestEngineServesHTTP(t *testing.T) {
 	if n := len(tp.logs.records(msgRequest)); n < 3 {
 		t.Errorf("%d request records; want 3", n)
 	}
+}
+
+// histogramCount is how many observations h has.
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }

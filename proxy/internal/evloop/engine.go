@@ -313,4 +313,8 @@ type ExchangeEnd struct {
 	Down   int64 // response bytes written to the client (head included)
 	Reused bool  // the origin connection was a kept one
 	Kept   bool  // the origin connection was kept afterwards
+	// Dial is how long connecting to a new origin took, from the dial's
+	// start to its connect's success, over every address tried; 0 when
+	// the origin was a kept one or no connect succeeded.
+	Dial time.Duration
 }

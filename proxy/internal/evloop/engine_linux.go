@@ -239,6 +239,8 @@ type exchange struct {
 	retry   bool
 	// reused: the origin is a kept one; got: a response byte came from it.
 	reused, got bool
+	dialStart   int64                  // loop clock: when the dial of a new origin began
+	dial        int64                  // how long it took to connect; 0 until it has
 	rb          *[ResponseBufSize]byte // the response head
 	rn          int                    // bytes in rb
 	keepClient  bool

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -124,6 +125,7 @@ func (l *loop) checkAttached(c *Conn) {
 func (l *loop) xDial(c *Conn) {
 	x := &c.x
 	x.state, x.reused, x.got, x.sent, x.rn, x.originEnd = xsDial, false, false, 0, 0, false
+	x.dialStart, x.dial = l.clock(), 0 // not l.now: a loopback connect ends within the wake-up
 	c.addrs, c.next = x.addrs, 0
 	l.setDeadline(c, l.now+int64(l.e.cfg.DialTimeout))
 	l.dialNext(c)
@@ -131,6 +133,9 @@ func (l *loop) xDial(c *Conn) {
 
 // xConnected sends the request on c's origin and waits for the response.
 func (l *loop) xConnected(c *Conn) {
+	if c.x.state == xsDial && !c.x.reused {
+		c.x.dial = max(l.clock()-c.x.dialStart, 1)
+	}
 	c.x.state = xsHead
 	c.last = l.now
 	l.setDeadline(c, l.now+l.e.xIdle)
@@ -438,7 +443,8 @@ func (l *loop) nextHead(c *Conn) {
 // held; the caller moves c on. An attached origin keeps its key.
 func (l *loop) exchangeOver(c *Conn, reason string, err error, kept bool) {
 	x := &c.x
-	xe := ExchangeEnd{Reason: reason, Err: err, Up: x.up, Down: c.dirs[1].n, Reused: x.reused, Kept: kept}
+	xe := ExchangeEnd{Reason: reason, Err: err, Up: x.up, Down: c.dirs[1].n, Reused: x.reused, Kept: kept,
+		Dial: time.Duration(x.dial)}
 	for i := range c.dirs {
 		d := &c.dirs[i]
 		d.putOut()

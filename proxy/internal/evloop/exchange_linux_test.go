@@ -208,6 +208,10 @@ func TestExchangeKeepAlive(t *testing.T) {
 					t.Fatalf("response %d: %q, want %q", i, got, want)
 				}
 				x := h.xend(t)
+				if (x.Dial > 0) != (i == 0) {
+					t.Errorf("exchange %d: Dial %v; want > 0 for the first only, which dialed", i, x.Dial)
+				}
+				x.Dial = 0
 				want := ExchangeEnd{Reason: ReasonEOF, Up: int64(len(get(p))), Down: int64(len(okResp("at " + p))), Reused: i > 0, Kept: true}
 				if x != want {
 					t.Errorf("exchange %d: %+v, want %+v", i, x, want)
