@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/azegress/azegress/proxy/internal/evloop"
 )
 
 // With Config.Engine the explicit listener's CONNECTs go through the
@@ -169,4 +171,81 @@ func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
 		t.Fatal(err)
 	}
 	return m.GetHistogram().GetSampleCount()
+}
+
+// An origin that fails a plain-HTTP request on the loop gets the refusal
+// forward makes of the round trip's error: 504 when it sends nothing for
+// the exchange's idle time, 502 when it closes first or sends a head larger
+// than the loop's response buffer; each with its Proxy-Status and the
+// connection closed after it.
+func TestEngineHTTPOriginFails(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name   string
+		origin func(c net.Conn) // after the request head was read
+		status int
+		ps     string // the Proxy-Status error
+		detail string
+	}{
+		{"silent", func(c net.Conn) { time.Sleep(2 * time.Second) }, 504, psResponseTimeout, "sent no byte of its response for 300ms"},
+		{"closes", func(c net.Conn) {}, 502, psConnTerminated, "request to allowed.example.com"},
+		{"huge head", func(c net.Conn) {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: "+strings.Repeat("a", evloop.ResponseBufSize)+"\r\n\r\n")
+		}, 502, psHTTPProtocol, fmt.Sprintf("larger than %d bytes", evloop.ResponseBufSize)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+							tt.origin(c)
+						}
+					}()
+				}
+			}()
+			port := portOf(t, ln.Addr())
+			var engineDials atomic.Int32
+			tp := startProxy(t, httpPolicy(port), loopbackNames("allowed.example.com"), func(c *Config) {
+				c.Engine, c.TunnelIdleTimeout = true, 300*time.Millisecond
+				c.engineDial = func(ap netip.AddrPort) netip.AddrPort { engineDials.Add(1); return ap }
+			})
+			c, err := net.Dial("tcp", tp.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(c, "GET http://allowed.example.com:%d/ HTTP/1.1\r\nHost: allowed.example.com:%d\r\n\r\n", port, port)
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status || !strings.Contains(resp.Header.Get("Proxy-Status"), "error="+tt.ps) || !strings.Contains(string(b), tt.detail) {
+				t.Errorf("%d, Proxy-Status %q, body %q; want %d, error=%s and %q", resp.StatusCode, resp.Header.Get("Proxy-Status"), b, tt.status, tt.ps, tt.detail)
+			}
+			if !resp.Close {
+				t.Error("the refusal did not say Connection: close")
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Errorf("after the refusal: %v; want the connection closed", err)
+			}
+			waitFor(t, func() bool { return tp.engine.Conns() == 0 }, "the loop's connections gone")
+			if engineDials.Load() == 0 {
+				t.Error("the request was not served on the loop")
+			}
+		})
+	}
 }
