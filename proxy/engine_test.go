@@ -19,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/azegress/azegress/proxy/internal/evloop"
+	"github.com/azegress/azegress/proxy/internal/nettest"
 )
 
 // With Config.Engine the explicit listener's CONNECTs go through the
@@ -94,17 +95,7 @@ func TestEngineServesHTTP(t *testing.T) {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	port := portOf(t, srv.Listener.Addr())
-	var engineDials atomic.Int32
-	tp := startProxy(t, httpPolicy(port), loopbackNames("allowed.example.com", "other.example.com", "denied.example.com"), func(c *Config) {
-		c.Engine = true
-		c.engineDial = func(ap netip.AddrPort) netip.AddrPort { engineDials.Add(1); return ap }
-	})
-	c, err := net.Dial("tcp", tp.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	tp, c, engineDials := loopProxy(t, port, loopbackNames("allowed.example.com", "other.example.com", "denied.example.com"))
 	br := bufio.NewReader(c)
 	bodies := 0
 	for i, tt := range []struct {
@@ -163,6 +154,26 @@ func TestEngineServesHTTP(t *testing.T) {
 	}
 }
 
+// loopProxy starts a proxy on the engine for httpPolicy(port) and opens a
+// client connection to it, closed when the test ends; dials counts the
+// addresses the engine was told to dial, which only the loop does.
+func loopProxy(t *testing.T, port uint16, res *fakeResolver, opts ...proxyOpt) (tp *testProxy, c net.Conn, dials *atomic.Int32) {
+	t.Helper()
+	dials = new(atomic.Int32)
+	opts = append(opts, func(c *Config) {
+		c.Engine = true
+		c.engineDial = func(ap netip.AddrPort) netip.AddrPort { dials.Add(1); return ap }
+	})
+	tp = startProxy(t, httpPolicy(port), res, opts...)
+	c, err := net.Dial("tcp", tp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	return tp, c, dials
+}
+
 // histogramCount is how many observations h has.
 func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
 	t.Helper()
@@ -195,37 +206,14 @@ func TestEngineHTTPOriginFails(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ln.Close() })
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-							tt.origin(c)
-						}
-					}()
+			ln := nettest.Serve(t, func(c net.Conn) {
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					tt.origin(c)
 				}
-			}()
-			port := portOf(t, ln.Addr())
-			var engineDials atomic.Int32
-			tp := startProxy(t, httpPolicy(port), loopbackNames("allowed.example.com"), func(c *Config) {
-				c.Engine, c.TunnelIdleTimeout = true, 300*time.Millisecond
-				c.engineDial = func(ap netip.AddrPort) netip.AddrPort { engineDials.Add(1); return ap }
 			})
-			c, err := net.Dial("tcp", tp.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			port := portOf(t, ln.Addr())
+			tp, c, engineDials := loopProxy(t, port, loopbackNames("allowed.example.com"),
+				func(c *Config) { c.TunnelIdleTimeout = 300 * time.Millisecond })
 			fmt.Fprintf(c, "GET http://allowed.example.com:%d/ HTTP/1.1\r\nHost: allowed.example.com:%d\r\n\r\n", port, port)
 			br := bufio.NewReader(c)
 			resp, err := http.ReadResponse(br, nil)

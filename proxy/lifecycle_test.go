@@ -18,28 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/azegress/azegress/policy"
+	"github.com/azegress/azegress/proxy/internal/nettest"
 )
 
 // echoOrigin is a plain TCP origin that echoes every line back.
 func echoOrigin(t *testing.T) (string, uint16) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
+	ln := nettest.Serve(t, func(c net.Conn) { _, _ = io.Copy(c, c) })
 	return ln.Addr().String(), portOf(t, ln.Addr())
 }
 

@@ -164,52 +164,10 @@ func serveWith(t *testing.T, h Handler, cfg Config) (addr string, e *Engine) {
 	return ln.Addr().String(), e
 }
 
-// origin accepts connections on a loopback listener until the test ends
-// and serves each with fn. At the end it closes the connections fn still
-// serves (one the engine leaked fails the fd check before).
-func origin(t *testing.T, fn func(net.Conn)) string {
-	t.Helper()
-	ln := nettest.Listen(t)
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns = make(map[net.Conn]bool)
-		done  bool
-	)
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		done = true
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = true
-			if done {
-				c.Close()
-			}
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				fn(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
+// origin serves fn on a loopback port until the test ends (nettest.Serve),
+// then closes the connections fn still serves (one the engine leaked fails
+// the fd check before).
+func origin(t *testing.T, fn func(net.Conn)) string { return nettest.Serve(t, fn).Addr().String() }
 
 // dialRaw connects to addr, closed when the test ends.
 func dialRaw(t *testing.T, addr string) *net.TCPConn {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -17,6 +18,50 @@ func Listen(tb testing.TB) net.Listener {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// Serve serves fn on a free port of 127.0.0.1, each connection on a
+// goroutine of its own and closed when fn returns, until the test ends:
+// then the listener and every connection still open are closed, and Serve
+// waits for their goroutines.
+func Serve(tb testing.TB, fn func(net.Conn)) net.Listener {
+	tb.Helper()
+	ln := Listen(tb)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = make(map[net.Conn]bool)
+		done  bool
+	)
+	tb.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		done = true
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			if done {
+				c.Close()
+			}
+			mu.Unlock()
+			wg.Go(func() {
+				defer c.Close()
+				fn(c)
+			})
+		}
+	})
 	return ln
 }
 
