@@ -392,3 +392,37 @@ func BenchmarkTunnelClosedRecord(b *testing.B) {
 		})
 	}
 }
+
+// Records logFlow writes from many goroutines at once, beside slog's, come
+// out whole, one a line.
+func TestLogFlowConcurrent(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	lw := NewLogWriter(&out, time.Millisecond)
+	log := slog.New(lw.JSONHandler(nil))
+	pol := loadPolicy(t, basePolicy(1, ""))
+	s, err := New(Config{Policy: pol, Logger: log, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", 3000) // a record longer than logFlow's buffer
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				fl := &flow{kind: kindConnect, gen: &generation{pol: pol}, client: netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), uint16(g))}
+				s.tunnelClosed(fl, new(relay.Stats), long[:i*15], nil)
+				if i%50 == 0 {
+					log.Warn("deny", "g", g)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := lw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(out.records(msgTunnelClosed)); n != 8*200 { // records panics on a line that is not JSON
+		t.Errorf("%d records, want %d", n, 8*200)
+	}
+}
