@@ -37,7 +37,8 @@ func benchRules(n int) string {
 }
 
 // benchProxy serves a policy of about 1,000 rules that allows
-// allowed.example.com on port, logging every record as JSON to io.Discard.
+// allowed.example.com on port, logging every record as serve does (JSON,
+// through a LogWriter) to io.Discard.
 func benchProxy(b *testing.B, port uint16) string {
 	b.Helper()
 	addr, _ := benchServe(b, basePolicy(port, benchRules(998)))
@@ -54,7 +55,7 @@ func benchServe(b *testing.B, src string, opts ...proxyOpt) (string, *Server) {
 	}
 	cfg := Config{
 		Policy:     p,
-		Logger:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Logger:     slog.New(NewLogWriter(io.Discard, 0).JSONHandler(nil)),
 		Registerer: prometheus.NewRegistry(),
 		Resolver:   loopbackNames("allowed.example.com"),
 	}

@@ -202,7 +202,7 @@ func (s *Server) tunnelClosed(fl *flow, st *relay.Stats, why string, err error) 
 	if err != nil {
 		attrs = append(attrs, slog.String(keyError, err.Error()))
 	}
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, msgTunnelClosed, attrs...)
+	s.logFlow(context.Background(), msgTunnelClosed, attrs)
 }
 
 // cleanup is what a connection's goroutine must undo when the connection is

@@ -171,9 +171,10 @@ func (h *engineHandler) respond(ec *engineConn, resp []byte, r httphead.Response
 	head := httphead.AppendResponseHead(nil, resp[:r.HeadLen], r, close)
 	x.headOut = len(head)
 	if !h.s.cfg.QuietAllowed {
-		h.s.log.LogAttrs(h.s.tunnelCtx, slog.LevelInfo, msgRequest, append(ec.fl.attrs(),
+		var buf [maxFlowAttrs + 2]slog.Attr
+		h.s.logFlow(h.s.tunnelCtx, msgRequest, append(ec.fl.appendAttrs(buf[:0]),
 			slog.Int(keyStatus, r.Status),
-			slog.Int64(keyDurationMS, time.Since(ec.fl.start).Milliseconds()))...)
+			slog.Int64(keyDurationMS, time.Since(ec.fl.start).Milliseconds())))
 	}
 	// An origin kept under a replaced policy would serve no request again.
 	keep := !r.Close && r.Framing != httphead.FrameClose && ec.fl.gen == h.s.gen.Load()

@@ -123,9 +123,10 @@ func (s *Server) forward(r *http.Request, fl *flow) *http.Response {
 	resp.Header.Del("Proxy-Authenticate") // the origin's, not this proxy's challenge
 	resp.Body = &countingBody{ReadCloser: resp.Body, c: s.m.bytesDown}
 	if !s.cfg.QuietAllowed {
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, msgRequest, append(fl.attrs(),
+		var buf [maxFlowAttrs + 2]slog.Attr
+		s.logFlow(r.Context(), msgRequest, append(fl.appendAttrs(buf[:0]),
 			slog.Int(keyStatus, resp.StatusCode),
-			slog.Int64(keyDurationMS, time.Since(fl.start).Milliseconds()))...)
+			slog.Int64(keyDurationMS, time.Since(fl.start).Milliseconds())))
 	}
 	return resp
 }

@@ -92,9 +92,18 @@ func (l *LogWriter) Close() error { return l.Flush() }
 // per-flow ones (msgTunnelClosed, msgRequest at Info) is flushed at once.
 func (l *LogWriter) Handler(h slog.Handler) slog.Handler { return &flushHandler{Handler: h, l: l} }
 
+// JSONHandler is Handler(slog.NewJSONHandler(l, &slog.HandlerOptions{Level:
+// level})), serve's default format, with one difference in CPU only: a
+// Server whose Logger has this handler writes its per-flow records into l
+// itself (logFlow), the bytes slog would write.
+func (l *LogWriter) JSONHandler(level slog.Leveler) slog.Handler {
+	return &flushHandler{Handler: slog.NewJSONHandler(l, &slog.HandlerOptions{Level: level}), l: l, json: true}
+}
+
 type flushHandler struct {
 	slog.Handler
-	l *LogWriter
+	l    *LogWriter
+	json bool // Handler is slog's JSONHandler on l with only a level (JSONHandler), no attributes or groups
 }
 
 func (h *flushHandler) Handle(ctx context.Context, r slog.Record) error {

@@ -129,6 +129,8 @@ type Server struct {
 	gp  *goproxy.ProxyHttpServer
 	hs  *http.Server
 
+	flowJSON *LogWriter // where logFlow writes the per-flow records itself; nil: through log
+
 	gen      atomic.Pointer[generation]
 	reloadMu sync.Mutex // one SetPolicy or Reload (load included) at a time
 	blocks   blocks
@@ -211,7 +213,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Resolver == nil {
 		cfg.Resolver = newDNSResolver(cfg)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer)}
+	s := &Server{cfg: cfg, log: cfg.Logger, flowJSON: jsonLogWriter(cfg.Logger), m: newMetrics(cfg.Registerer)}
 	if cfg.TLSCertFile != "" {
 		t, err := newTLSListener(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.Registerer)
 		if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -17,13 +16,15 @@ const (
 	logFormatASIM = "asim" // decisions in Microsoft Sentinel's ASIM Web Session schema (internal/asim)
 )
 
-// logHandler is serve's record handler for -log-format, writing to w.
-func logHandler(format string, w io.Writer, level slog.Level) slog.Handler {
+// logHandler is serve's record handler for -log-format, writing to lw in
+// batches (LogWriter.Handler). JSON is lw's JSONHandler, whose per-flow
+// records the proxy writes without slog.
+func logHandler(format string, lw *proxy.LogWriter, level slog.Level) slog.Handler {
 	if format == logFormatASIM {
 		host, _ := os.Hostname() // Dvc: the reporting device; left out if unknown
-		return asim.NewHandler(w, asim.Options{Level: level, Dvc: host, ProductVersion: readBuildInfo().Version})
+		return lw.Handler(asim.NewHandler(lw, asim.Options{Level: level, Dvc: host, ProductVersion: readBuildInfo().Version}))
 	}
-	return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+	return lw.JSONHandler(level)
 }
 
 // logFile is -log-file: records appended to a file that Reopen opens

@@ -5,17 +5,21 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/azegress/azegress/internal/asim/asimtest"
+	"github.com/azegress/azegress/proxy"
 )
 
 // fileLog reads the records serve appends to a -log-file.
@@ -169,5 +173,23 @@ func TestServeLogFormatUnknown(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 ||
 		!strings.Contains(string(out), `-log-format "cef": want json (the default) or asim`) {
 		t.Errorf("serve -log-format cef: %v\n%s", err, out)
+	}
+}
+
+// serve's JSON handler is its LogWriter's JSONHandler, the one whose
+// per-flow records the proxy writes itself, without slog (proxy's
+// TestFlowRecordsBypassSlog): the same handler built any other way, say
+// lw.Handler(slog.NewJSONHandler(lw, ...)), would log the same bytes at
+// three times the CPU.
+func TestLogHandlerJSONIsLogWriters(t *testing.T) {
+	t.Parallel()
+	lw := proxy.NewLogWriter(io.Discard, 0)
+	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn} {
+		if got, want := logHandler(logFormatJSON, lw, level), lw.JSONHandler(level); !reflect.DeepEqual(got, want) {
+			t.Errorf("-log-level %v: serve's JSON handler is %#v, want the LogWriter's JSONHandler %#v", level, got, want)
+		}
+	}
+	if got := logHandler(logFormatASIM, lw, slog.LevelInfo); reflect.DeepEqual(got, lw.JSONHandler(slog.LevelInfo)) {
+		t.Errorf("-log-format asim: the JSON handler")
 	}
 }

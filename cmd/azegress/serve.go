@@ -48,7 +48,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	// Records are written in batches; denials and errors at once.
 	lw := proxy.NewLogWriter(logOut, 0)
 	defer lw.Close()
-	log := slog.New(lw.Handler(logHandler(f.logFormat, lw, f.logLevel)))
+	log := slog.New(logHandler(f.logFormat, lw, f.logLevel))
 
 	load := loader(f.policy)
 	pol, diags := load()
