@@ -232,7 +232,7 @@ func (s *Server) logUnservedFrom(client netip.AddrPort, method, detail string, s
 
 // allowed counts an allowed (or learn-mode would_deny) decision; a
 // would_deny is logged at once, since it is what a policy author needs.
-func (s *Server) allowed(r *http.Request, fl *flow) {
+func (s *Server) allowed(ctx context.Context, fl *flow) {
 	reason := ReasonAllowed
 	if fl.rule == nil {
 		reason = ReasonNoRule
@@ -246,7 +246,7 @@ func (s *Server) allowed(r *http.Request, fl *flow) {
 		s.observe(fl, policy.VerdictAllow, "")
 	}
 	if fl.rule == nil {
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "would deny", append(fl.attrs(),
+		s.log.LogAttrs(ctx, slog.LevelWarn, "would deny", append(fl.attrs(),
 			slog.String(keyDecision, "would_deny"), slog.String(keyReason, ReasonNoRule))...)
 	}
 }
