@@ -236,10 +236,10 @@ func (s *Server) allowed(ctx context.Context, fl *flow) {
 	reason := ReasonAllowed
 	if fl.rule == nil {
 		reason = ReasonNoRule
+		s.m.decisions.WithLabelValues(fl.kind, fl.decision(), reason, fl.mode(), fl.blockName()).Inc()
 	} else {
-		s.m.ruleHits.WithLabelValues(fl.block.Name, fl.rule.Name).Inc()
+		fl.gen.countAllowed(s.m, fl)
 	}
-	s.m.decisions.WithLabelValues(fl.kind, fl.decision(), reason, fl.mode(), fl.blockName()).Inc()
 	if fl.rule == nil {
 		s.observe(fl, policy.VerdictWouldDeny, reason)
 	} else {
