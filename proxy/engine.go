@@ -36,21 +36,25 @@ type engineConn struct {
 	p  httphead.Parser
 	fp int // head bytes fed to p
 
-	r  *http.Request // a plain-HTTP request's; a CONNECT's once asked for (request)
-	fl *flow
+	r      *http.Request // a plain-HTTP request's; a CONNECT's once asked for (request)
+	fl     *flow
+	taken  bool // holds a tunnel of its client block
+	dialed bool // the origin answered: the tunnel was allowed and counted
+	tunnel bool // the check passed or ended it: a tunnel record at the end
+	idle   bool // the origin spoke first: the idle timeout bounds the opening
+	m      openingCheck
+	last   netip.Addr    // the address of the last dial attempt, for its refusal
+	start  time.Time     // when the destination's lookup began, for the dial's metric
+	x      *httpExchange // a plain-HTTP request served on the loop (engine_http.go)
+
 	// A CONNECT's request line and client, for its http.Request.
 	target, proto string
 	remote        netip.AddrPort
-	taken         bool // holds a tunnel of its client block
-	dialed        bool // the origin answered: the tunnel was allowed and counted
-	tunnel        bool // the check passed or ended it: a tunnel record at the end
-	idle          bool // the origin spoke first: the idle timeout bounds the opening
-	m             openingCheck
-	last          netip.Addr        // the address of the last dial attempt, for its refusal
-	nb            cachedOnly        // the guard's resolver on the loop
-	aps           [2]netip.AddrPort // the dial's addresses when they fit: an IPv4 and an IPv6
-	start         time.Time         // when the destination's lookup began, for the dial's metric
-	x             *httpExchange     // a plain-HTTP request served on the loop (engine_http.go)
+	// Kept here rather than allocated at every tunnel: the guard's
+	// resolver on the loop, and the dial's addresses when they fit (an
+	// IPv4 and an IPv6 one).
+	nb  cachedOnly
+	aps [2]netip.AddrPort
 }
 
 // request returns ec's request: for a CONNECT, built the first time the
@@ -287,7 +291,8 @@ func (h *engineHandler) Dialed(c *evloop.Conn) {
 	ec := c.Data().(*engineConn)
 	ec.dialed = true
 	h.s.m.dialSeconds.Observe(time.Since(ec.start).Seconds()) // as dialFlow: lookup and connect
-	h.s.allowed(context.Background(), ec.fl)                  // a CONNECT's request has no other context
+	// Background is what the Context of a CONNECT's http.Request was.
+	h.s.allowed(context.Background(), ec.fl)
 	st := ec.m.start(ec.fl, h.s.cfg.ReadHeaderTimeout, h.s.cfg.TunnelIdleTimeout)
 	if st.kind != stepMore {
 		ec.tunnel = true

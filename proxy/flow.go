@@ -88,7 +88,10 @@ func (s *Server) admit(r *http.Request, kind string) (*flow, *denial) {
 
 // newFlow starts the flow of r under the current policy.
 func (s *Server) newFlow(r *http.Request, kind string) *flow {
-	client, _ := netip.ParseAddrPort(r.RemoteAddr)
+	client, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		client = netip.AddrPort{}
+	}
 	return s.newFlowFrom(kind, r.Method, client)
 }
 
