@@ -55,12 +55,40 @@ var guardedRanges = func() []guardedRange {
 // The first, most specific range wins (IMDS before link-local).
 func GuardedRange(ip netip.Addr) (rng netip.Prefix, what string, ok bool) {
 	ip = ip.Unmap().WithZone("")
-	for _, g := range guardedRanges {
-		if g.prefix.Contains(ip) {
+	if !ip.IsValid() {
+		return netip.Prefix{}, "", false
+	}
+	for _, i := range guardedByFirstByte[ip.BitLen()/128][firstByte(ip)] {
+		if g := guardedRanges[i]; g.prefix.Contains(ip) {
 			return g.prefix, g.what, true
 		}
 	}
 	return netip.Prefix{}, "", false
+}
+
+// guardedByFirstByte holds, for IPv4 ([0]) and IPv6 ([1]) and an address's
+// first byte, the indexes in guardedRanges of the ranges that may hold it,
+// in their order: GuardedRange, which every dial asks once or twice,
+// tries those alone (none, for most public addresses).
+var guardedByFirstByte = func() (t [2][256][]int) {
+	for i, g := range guardedRanges {
+		a := g.prefix.Addr()
+		shift := 8 - min(g.prefix.Bits(), 8) // the bits of the first byte the prefix leaves free
+		for b := range 256 {
+			if byte(b)>>shift == firstByte(a)>>shift {
+				t[a.BitLen()/128][b] = append(t[a.BitLen()/128][b], i)
+			}
+		}
+	}
+	return t
+}()
+
+// firstByte is the first byte of a valid address.
+func firstByte(a netip.Addr) byte {
+	if a.Is4() {
+		return a.As4()[0]
+	}
+	return a.As16()[0]
 }
 
 // GuardedRanges calls f with each guarded range and its description, most

@@ -127,7 +127,7 @@ func (s *Server) openTunnel(r *http.Request, fl *flow, d *denial) (net.Conn, *de
 		s.refused(r, fl, d)
 		return nil, d
 	}
-	s.allowed(r, fl)
+	s.allowed(r.Context(), fl)
 	return upstream, nil
 }
 

@@ -36,7 +36,7 @@ type engineConn struct {
 	p  httphead.Parser
 	fp int // head bytes fed to p
 
-	r      *http.Request // set once a CONNECT is decided on
+	r      *http.Request // a plain-HTTP request's; a CONNECT's once asked for (request)
 	fl     *flow
 	taken  bool // holds a tunnel of its client block
 	dialed bool // the origin answered: the tunnel was allowed and counted
@@ -46,6 +46,28 @@ type engineConn struct {
 	last   netip.Addr    // the address of the last dial attempt, for its refusal
 	start  time.Time     // when the destination's lookup began, for the dial's metric
 	x      *httpExchange // a plain-HTTP request served on the loop (engine_http.go)
+
+	// A CONNECT's request line and client, for its http.Request.
+	target, proto string
+	remote        netip.AddrPort
+	// Kept here rather than allocated at every tunnel: the guard's
+	// resolver on the loop, and the dial's addresses when they fit (an
+	// IPv4 and an IPv6 one).
+	nb  cachedOnly
+	aps [2]netip.AddrPort
+}
+
+// request returns ec's request: for a CONNECT, built the first time the
+// refusal and log code ask for it, which an allowed tunnel never does.
+func (ec *engineConn) request() *http.Request {
+	if ec.r == nil {
+		ec.r = &http.Request{Method: http.MethodConnect, RequestURI: ec.target, Proto: ec.proto, ProtoMajor: 1, ProtoMinor: 1,
+			RemoteAddr: ec.remote.String()}
+		if ec.proto == "HTTP/1.0" {
+			ec.r.ProtoMinor = 0
+		}
+	}
+	return ec.r
 }
 
 // engineHandler is the engine's Handler for s.
@@ -100,13 +122,9 @@ func (h *engineHandler) Head(c *evloop.Conn, head []byte, ev evloop.Event) evloo
 		return evloop.HandOff()
 	default:
 		h.s.frontConnects.Add(1)
-		r := &http.Request{Method: hd.Method, RequestURI: hd.Target, Proto: hd.Proto, ProtoMajor: 1, ProtoMinor: 1,
-			RemoteAddr: c.RemoteAddr().String()}
-		if hd.Proto == "HTTP/1.0" {
-			r.ProtoMinor = 0
-		}
-		ec.r, ec.fl = r, h.s.newFlow(r, kindConnect)
-		if d := checkTarget(ec.fl, r.Method, r.RequestURI, nil, hd.Host); d != nil {
+		ec.target, ec.proto, ec.remote = hd.Target, hd.Proto, c.RemoteAddr()
+		ec.fl = h.s.newFlowFrom(kindConnect, hd.Method, ec.remote)
+		if d := checkTarget(ec.fl, hd.Method, hd.Target, nil, hd.Host); d != nil {
 			return h.refuse(ec, d)
 		}
 	}
@@ -156,9 +174,10 @@ func (h *engineHandler) plan(c *evloop.Conn, ec *engineConn, end int) evloop.Act
 		}
 	}
 	if addrs != nil {
-		nb := &cachedOnly{cache: h.cache}
-		checked, _, refused := guardAddrs(h.s.tunnelCtx, fl, addrs, nb, h.s.isSelf)
-		if !nb.missed {
+		ec.nb = cachedOnly{cache: h.cache}
+		var room [4]netip.Addr
+		checked, refused := appendGuarded(room[:0], nil, h.s.tunnelCtx, fl, addrs, &ec.nb, h.s.isSelf)
+		if !ec.nb.missed {
 			return h.dialAction(ec, checked, refused, end)
 		}
 		// The private-link check needs a canonical name the cache does
@@ -198,7 +217,11 @@ func (h *engineHandler) dialAction(ec *engineConn, checked []netip.Addr, refused
 		}
 		return h.refuse(ec, refused)
 	}
-	aps := make([]netip.AddrPort, len(checked))
+	aps := ec.aps[:0]
+	if ec.x != nil || len(checked) > len(ec.aps) {
+		aps = make([]netip.AddrPort, 0, len(checked)) // an exchange may keep them past ec
+	}
+	aps = aps[:len(checked)]
 	for i, a := range checked {
 		aps[i] = netip.AddrPortFrom(a, ec.fl.port)
 		if hook := h.s.cfg.engineDial; hook != nil {
@@ -210,7 +233,7 @@ func (h *engineHandler) dialAction(ec *engineConn, checked []netip.Addr, refused
 	}
 	ec.last = checked[len(checked)-1]
 	minor := 1
-	if ec.r.ProtoMinor == 0 {
+	if ec.proto == "HTTP/1.0" {
 		minor = 0
 	}
 	return evloop.Dial(aps, established[minor], end)
@@ -237,9 +260,10 @@ func (h *engineHandler) refusal(ec *engineConn, d *denial) []byte {
 		ec.fl.state.releaseTunnel()
 		ec.taken = false
 	}
-	h.s.refused(ec.r, ec.fl, d)
+	r := ec.request()
+	h.s.refused(r, ec.fl, d)
 	var b bytes.Buffer
-	_ = h.s.denyResponse(ec.r, ec.fl, d).Write(&b)
+	_ = h.s.denyResponse(r, ec.fl, d).Write(&b)
 	return b.Bytes()
 }
 
@@ -267,7 +291,8 @@ func (h *engineHandler) Dialed(c *evloop.Conn) {
 	ec := c.Data().(*engineConn)
 	ec.dialed = true
 	h.s.m.dialSeconds.Observe(time.Since(ec.start).Seconds()) // as dialFlow: lookup and connect
-	h.s.allowed(ec.r, ec.fl)
+	// Background is what the Context of a CONNECT's http.Request was.
+	h.s.allowed(context.Background(), ec.fl)
 	st := ec.m.start(ec.fl, h.s.cfg.ReadHeaderTimeout, h.s.cfg.TunnelIdleTimeout)
 	if st.kind != stepMore {
 		ec.tunnel = true
@@ -326,7 +351,7 @@ func (h *engineHandler) openingEvent(ec *engineConn, ev evloop.Event) openingEve
 // the engine.
 func (h *engineHandler) apply(c *evloop.Conn, ec *engineConn, st step) evloop.Action {
 	if st.warn != nil {
-		h.s.wouldDeny(ec.r, ec.fl, st.warn, st.warnHost)
+		h.s.wouldDeny(ec.request(), ec.fl, st.warn, st.warnHost)
 	}
 	switch st.timer {
 	case timerOpening:
@@ -348,7 +373,7 @@ func (h *engineHandler) apply(c *evloop.Conn, ec *engineConn, st step) evloop.Ac
 		h.s.m.tunnelsActive.Inc()
 		return evloop.EndTunnel(st.reason, st.err)
 	case stepRefuse:
-		h.s.refused(ec.r, ec.fl, st.d)
+		h.s.refused(ec.request(), ec.fl, st.d)
 		return evloop.Refuse(nil)
 	}
 	return evloop.NeedMore()

@@ -82,7 +82,7 @@ func (h *engineHandler) startHTTP(c *evloop.Conn, ec *engineConn, hd *httphead.H
 
 // exchangeAction sends the request to the checked addresses.
 func (h *engineHandler) exchangeAction(ec *engineConn, aps []netip.AddrPort, end int) evloop.Action {
-	h.s.allowed(ec.r, ec.fl)
+	h.s.allowed(ec.r.Context(), ec.fl)
 	fl := ec.fl
 	key := engineOriginKey{gen: fl.gen, block: fl.block.Name, host: fl.host, port: fl.port}
 	return evloop.Exchange(key, aps, ec.x.req, end, replayableMethod(ec.x.method))

@@ -88,9 +88,19 @@ func (s *Server) admit(r *http.Request, kind string) (*flow, *denial) {
 
 // newFlow starts the flow of r under the current policy.
 func (s *Server) newFlow(r *http.Request, kind string) *flow {
-	fl := &flow{kind: kind, method: r.Method, start: time.Now(), gen: s.gen.Load()}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		fl.client = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	client, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		client = netip.AddrPort{}
+	}
+	return s.newFlowFrom(kind, r.Method, client)
+}
+
+// newFlowFrom is newFlow for a request whose client address is at hand
+// (the zero AddrPort if unknown), as the engine has it: no string to parse.
+func (s *Server) newFlowFrom(kind, method string, client netip.AddrPort) *flow {
+	fl := &flow{kind: kind, method: method, start: time.Now(), gen: s.gen.Load()}
+	if client.IsValid() {
+		fl.client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
 	}
 	return fl
 }
@@ -233,7 +243,9 @@ func checkTarget(fl *flow, method, requestURI string, u *url.URL, hosts []string
 	// same DNS name, which is the one decided and dialed. Without a Host
 	// header (HTTP/1.0, CONNECT) the target alone decides.
 	fl.host, fl.port = h, port
-	if len(hosts) == 1 {
+	// A Host spelled as the target (as clients send it) names the same
+	// authority: only another spelling is parsed again.
+	if len(hosts) == 1 && hosts[0] != authority {
 		// A port-less Host on a CONNECT names the same authority.
 		hostDefPort := defPort
 		if method == http.MethodConnect {

@@ -71,7 +71,7 @@ func (s *Server) handleHTTP(r *http.Request, pctx *goproxy.ProxyCtx) (*http.Requ
 		s.refused(r, fl, d)
 		return r, s.denyResponse(r, fl, d)
 	}
-	s.allowed(r, fl)
+	s.allowed(r.Context(), fl)
 	removeHopByHop(r.Header)
 	pctx.RoundTripper = goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
 		return s.forward(req, fl), nil

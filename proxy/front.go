@@ -227,7 +227,7 @@ func plainConnect(h *httphead.Head) bool {
 	return h.Err == nil && !h.Unusual && !h.Leading && h.Method == http.MethodConnect &&
 		(h.Proto == "HTTP/1.1" || h.Proto == "HTTP/1.0") &&
 		len(h.Host) <= 1 && len(h.ContentLength) == 0 && len(h.TransferEncoding) == 0 &&
-		plainAuthority(h.Target) && (len(h.Host) == 0 || plainAuthority(h.Host[0]))
+		plainAuthority(h.Target) && (len(h.Host) == 0 || h.Host[0] == h.Target || plainAuthority(h.Host[0]))
 }
 
 // plainAuthority reports whether a is non-empty and made only of the bytes

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/azegress/azegress/policy"
@@ -23,34 +22,6 @@ type blockState struct {
 	maxTunnels atomic.Int64                 // 0: no cap
 	tunnels    atomic.Int64
 	limits     atomic.Pointer[policy.Limits]
-	series     sync.Map // allowKey -> *allowSeries
-}
-
-// allowKey names the series an allowed flow of a block counts; the block's
-// name is the blockState's own.
-type allowKey struct {
-	rule, kind string
-	mode       policy.Mode
-}
-
-// allowSeries are rule_hits_total's and decisions_total's series for an
-// allowKey, looked up in their vectors once: a vector lookup hashes every
-// label value, twice an allowed tunnel.
-type allowSeries struct {
-	hits, decisions prometheus.Counter
-}
-
-// allowSeries returns the series an allowed flow of block counts.
-func (b *blockState) allowSeries(m *metrics, block *policy.Client, rule, kind string) *allowSeries {
-	k := allowKey{rule: rule, kind: kind, mode: block.Mode}
-	if v, ok := b.series.Load(k); ok {
-		return v.(*allowSeries)
-	}
-	v, _ := b.series.LoadOrStore(k, &allowSeries{
-		hits:      m.ruleHits.WithLabelValues(block.Name, rule),
-		decisions: m.decisions.WithLabelValues(kind, "allow", ReasonAllowed, block.Mode.String(), block.Name),
-	})
-	return v.(*allowSeries)
 }
 
 // setLimits applies a (possibly new) policy's limits. An unchanged limit keeps

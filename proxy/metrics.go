@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/azegress/azegress/policy"
 	"github.com/azegress/azegress/proxy/internal/dnscache"
 	"github.com/azegress/azegress/proxy/internal/relay"
 )
@@ -36,6 +37,42 @@ type metrics struct {
 }
 
 const namespace = "azegress"
+
+// allowedKey is what the labels of an allowed decision's counters depend
+// on: the rule, its block and the request kind.
+type allowedKey struct {
+	block *policy.Client
+	rule  *policy.Rule
+	kind  string
+}
+
+// allowedCounters are an allowed decision's series of rule_hits_total and
+// decisions_total.
+type allowedCounters struct{ hits, decisions prometheus.Counter }
+
+// countAllowed counts the decision of fl, which a rule allowed, in m's
+// rule hits and decisions. Their series are looked up by label values once
+// per generation, rule and kind, not at every request: a lookup hashes and
+// validates all seven values, which cost as much as the rest of a tunnel's
+// decision.
+func (g *generation) countAllowed(m *metrics, fl *flow) {
+	k := allowedKey{fl.block, fl.rule, fl.kind}
+	g.allowedMu.RLock()
+	c, ok := g.allowed[k]
+	g.allowedMu.RUnlock()
+	if !ok {
+		c = allowedCounters{hits: m.ruleHits.WithLabelValues(fl.block.Name, fl.rule.Name),
+			decisions: m.decisions.WithLabelValues(fl.kind, fl.decision(), ReasonAllowed, fl.mode(), fl.blockName())}
+		g.allowedMu.Lock()
+		if g.allowed == nil {
+			g.allowed = make(map[allowedKey]allowedCounters)
+		}
+		g.allowed[k] = c
+		g.allowedMu.Unlock()
+	}
+	c.hits.Inc()
+	c.decisions.Inc()
+}
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	f := promauto.With(reg)

@@ -111,3 +111,38 @@ func TestAuthResultsStartAtZero(t *testing.T) {
 		t.Errorf("with an entra block from the start:\n got %v\nwant %v", got, want)
 	}
 }
+
+// countAllowed counts every allowed decision under its rule's and kind's
+// labels: the first of a generation through the vectors, the next through
+// the counters it keeps, and a new generation's afresh into the same
+// series.
+func TestCountAllowed(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg)
+	fl := openingFlow(t, "")
+	if _, d := applyRules(fl); d != nil || fl.rule == nil {
+		t.Fatalf("the flow is not allowed by a rule: %v", d)
+	}
+	http := *fl
+	http.kind = kindHTTP
+	fl.gen.countAllowed(m, fl)
+	fl.gen.countAllowed(m, fl)
+	fl.gen.countAllowed(m, &http)
+	next := *fl
+	next.gen = &generation{pol: fl.gen.pol}
+	next.gen.countAllowed(m, &next)
+
+	want := fmt.Sprintf(`
+# HELP azegress_decisions_total Policy decisions by request kind (connect, http), decision (allow, deny, would_deny), reason, mode and client block.
+# TYPE azegress_decisions_total counter
+azegress_decisions_total{client_block=%[1]q,decision="allow",kind="connect",mode="enforce",reason="allowed"} 3
+azegress_decisions_total{client_block=%[1]q,decision="allow",kind="http",mode="enforce",reason="allowed"} 1
+# HELP azegress_rule_hits_total Requests allowed by each rule.
+# TYPE azegress_rule_hits_total counter
+azegress_rule_hits_total{client_block=%[1]q,rule=%[2]q} 4
+`, fl.block.Name, fl.rule.Name)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "azegress_decisions_total", "azegress_rule_hits_total"); err != nil {
+		t.Error(err)
+	}
+}

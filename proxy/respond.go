@@ -232,16 +232,14 @@ func (s *Server) logUnservedFrom(client netip.AddrPort, method, detail string, s
 
 // allowed counts an allowed (or learn-mode would_deny) decision; a
 // would_deny is logged at once, since it is what a policy author needs.
-func (s *Server) allowed(r *http.Request, fl *flow) {
+func (s *Server) allowed(ctx context.Context, fl *flow) {
 	if fl.rule == nil {
 		s.m.decisions.WithLabelValues(fl.kind, fl.decision(), ReasonNoRule, fl.mode(), fl.blockName()).Inc()
 		s.observe(fl, policy.VerdictWouldDeny, ReasonNoRule)
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "would deny", append(fl.attrs(),
+		s.log.LogAttrs(ctx, slog.LevelWarn, "would deny", append(fl.attrs(),
 			slog.String(keyDecision, "would_deny"), slog.String(keyReason, ReasonNoRule))...)
 		return
 	}
-	c := fl.state.allowSeries(s.m, fl.block, fl.rule.Name, fl.kind)
-	c.hits.Inc()
-	c.decisions.Inc()
+	fl.gen.countAllowed(s.m, fl)
 	s.observe(fl, policy.VerdictAllow, "")
 }

@@ -176,6 +176,9 @@ type generation struct {
 	mu          sync.Mutex
 	transports  map[string]*http.Transport // by client block name
 	originPools map[string]*originPool     // by client block name
+
+	allowedMu sync.RWMutex
+	allowed   map[allowedKey]allowedCounters // countAllowed's, once asked for
 }
 
 // New validates cfg and returns a Server ready to Serve. If the policy has

@@ -296,7 +296,7 @@ func (s *Server) serveTransparentTLS(c net.Conn, cl *cleanup) {
 		refuse(d, tunnelAlert(d))
 		return
 	}
-	s.allowed(r, fl)
+	s.allowed(r.Context(), fl)
 	if hello.ECH {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "encrypted client hello", append(fl.attrs(),
 			slog.String(keyDetail, "the client encrypted its real server name (ECH); the connection was decided on the outer, public name"))...)

@@ -149,6 +149,12 @@ func FuzzParseHost(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		h, err := Parse(s)
+		// The shortcut for normalized names answers as the whole parse.
+		if name, ok := normalName(s); ok {
+			if h2, err := parse(s); err != nil || h2 != (Host{Name: name}) {
+				t.Fatalf("normalName(%q) = %q, but parse gives %#v, %v", s, name, h2, err)
+			}
+		}
 		if err != nil {
 			if h != (Host{}) {
 				t.Fatalf("Parse(%q) returned %#v with error %v", s, h, err)

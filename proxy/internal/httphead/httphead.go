@@ -200,6 +200,10 @@ type parser struct {
 
 	queue []Head // queue[qhead:] are the heads not yet taken
 	qhead int
+	// first backs queue until a second head is queued: a connection's
+	// first head, often its only one (a CONNECT), costs no allocation. A
+	// parser is not copied once fed (Conn and Parser are used by pointer).
+	first [1]Head
 
 	fed     int64 // bytes fed so far
 	leading bool  // empty lines came before the current head's request line
@@ -226,6 +230,9 @@ func (p *parser) push(h Head) {
 		if h.Err == nil {
 			h.Err = errTooManyHeads
 		}
+	}
+	if p.queue == nil {
+		p.queue = p.first[:0]
 	}
 	if p.qhead > 0 && len(p.queue) == cap(p.queue) {
 		n := copy(p.queue, p.queue[p.qhead:])
@@ -305,6 +312,15 @@ func (p *parser) feed(b []byte) {
 
 // feedHead accumulates head bytes from b and returns the rest of b.
 func (p *parser) feedHead(b []byte) []byte {
+	if len(p.buf) == 0 {
+		// A whole head in b, as a head mostly comes, is parsed where it
+		// is, not copied first. (Its first line is not empty: stStart
+		// skipped CR and LF, as headEnd skips the first line.)
+		if n := headEnd(b); n > 0 && n <= maxHeadBytes {
+			p.finishHead(b[:n])
+			return b[n:]
+		}
+	}
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
 		seg := b
@@ -323,7 +339,7 @@ func (p *parser) feedHead(b []byte) []byte {
 		line := p.buf[p.lineStart : len(p.buf)-1]
 		line = bytes.TrimSuffix(line, []byte{'\r'})
 		if len(line) == 0 {
-			p.finishHead()
+			p.finishHead(p.buf)
 			return b
 		}
 		p.lineStart = len(p.buf)
@@ -331,10 +347,10 @@ func (p *parser) feedHead(b []byte) []byte {
 	return nil
 }
 
-// finishHead parses the complete head in buf, queues it and sets up the
-// framing of its body.
-func (p *parser) finishHead() {
-	h, next, length := parseHead(p.buf)
+// finishHead parses the complete head in head (p.buf, or the bytes fed if
+// they held all of it), queues it and sets up the framing of its body.
+func (p *parser) finishHead(head []byte) {
+	h, next, length := parseHead(head)
 	h.Leading, p.leading = p.leading, false
 	if cap(p.buf) > keepHeadBuf {
 		p.buf = nil
@@ -358,13 +374,14 @@ func (p *parser) finishHead() {
 func parseHead(buf []byte) (h Head, next parseState, length uint64) {
 	next = stStopped
 	line, rest := cutLine(buf)
-	method, s, ok1 := bytes.Cut(line, []byte{' '})
-	target, proto, ok2 := bytes.Cut(s, []byte{' '})
+	// One string for the request line's three: one allocation, not three.
+	method, s, ok1 := strings.Cut(string(line), " ")
+	target, proto, ok2 := strings.Cut(s, " ")
 	if !ok1 || !ok2 {
 		h.Err = errRequestLine
 		return h, next, 0
 	}
-	h.Method, h.Target, h.Proto = string(method), string(target), string(proto)
+	h.Method, h.Target, h.Proto = method, target, proto
 	if !isHTTP1(proto) {
 		h.Err = errHTTPVersion
 		return h, next, 0
@@ -389,7 +406,11 @@ func parseHead(buf []byte) (h Head, next parseState, length uint64) {
 		}
 		switch {
 		case asciiEqualFold(name, "host"):
-			h.Host = append(h.Host, string(value))
+			v := h.Target // the usual spelling of a CONNECT's Host: no copy
+			if string(value) != v {
+				v = string(value)
+			}
+			h.Host = append(h.Host, v)
 		case asciiEqualFold(name, "content-length"):
 			h.ContentLength = append(h.ContentLength, string(value))
 		case asciiEqualFold(name, "transfer-encoding"):
@@ -459,13 +480,16 @@ func finalChunked(values []string) bool {
 // A bare LF ends a line, as net/http reads it (RFC 9112 §2.2 allows it):
 // both framers agree, and the request goes upstream re-serialized.
 func cutLine(b []byte) (line, rest []byte) {
-	line, rest, _ = bytes.Cut(b, []byte{'\n'})
-	return bytes.TrimSuffix(line, []byte{'\r'}), rest
+	line, rest, ok := nextLine(b)
+	if !ok {
+		return bytes.TrimSuffix(b, []byte{'\r'}), nil
+	}
+	return line, rest
 }
 
 // isHTTP1 reports whether proto is HTTP/1.x, x a digit.
-func isHTTP1(proto []byte) bool {
-	return len(proto) == len("HTTP/1.1") && string(proto[:len("HTTP/1.")]) == "HTTP/1." &&
+func isHTTP1(proto string) bool {
+	return len(proto) == len("HTTP/1.1") && proto[:len("HTTP/1.")] == "HTTP/1." &&
 		'0' <= proto[7] && proto[7] <= '9'
 }
 
