@@ -113,15 +113,16 @@ func tail(path string, n int) string {
 // Ports of the proxies inside the benchmark's network namespace, which has
 // nothing else listening.
 const (
-	azegressPort  = 3128
-	squidPort     = 3129
-	identityPort  = 3130 // azegress-identity
-	tinyproxyPort = 8888
-	metricsPort   = 9464
-	beforePort    = 3131 // azegress-before
-	beforeMetrics = 9465
-	learnPort     = 3133 // azegress in learning mode
-	learnMetrics  = 9466
+	azegressPort    = 3128
+	squidPort       = 3129
+	identityPort    = 3130 // azegress-identity
+	tinyproxyPort   = 8888
+	metricsPort     = 9464
+	beforePort      = 3131 // azegress-before
+	beforeMetrics   = 9465
+	learnPort       = 3133 // azegress in learning mode
+	learnMetrics    = 9466
+	identityMetrics = 9467 // azegress-identity's /debug/pprof/
 )
 
 // benchRules is the benchmark policy's rule set: about 1,000 rules, exact
@@ -233,12 +234,13 @@ func startAzegressIdentity(dir, bin string, rules []benchRule, idp *benchIdP) (*
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", identityPort)
+	maddr := fmt.Sprintf("127.0.0.1:%d", identityMetrics)
 	p, err := startProc("azegress-identity", filepath.Join(dir, "azegress-identity.log"), bin, "serve",
-		"-policy", policyPath, "-listen", addr, "-metrics", "")
+		"-policy", policyPath, "-listen", addr, "-metrics", maddr, "-pprof")
 	if err != nil {
 		return nil, err
 	}
-	t := &target{name: "azegress-identity", addr: addr, proc: p,
+	t := &target{name: "azegress-identity", addr: addr, proc: p, pprof: maddr,
 		auth: "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("azegress:"+token)) + "\r\n"}
 	if err := p.waitListening(addr, 20*time.Second); err != nil {
 		p.stop(5 * time.Second)
