@@ -156,3 +156,48 @@ func lowerFDLimit(t *testing.T, n int) {
 	}
 	t.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &old) })
 }
+
+// A listener its owner set blocking is served as any other: the loops
+// accept until EAGAIN with raw calls, which on a blocking listener would
+// wait in the kernel, holding the loop's thread, for the next client.
+func TestServeBlockingListener(t *testing.T) {
+	echo := origin(t, nettest.Echo)
+	h := newTestHandler()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) { err = unix.SetNonblock(int(fd), false) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{Handler: h, Loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- e.Serve(ln) }()
+	for i := range 2 {
+		c := dialProxy(t, ln.Addr().String(), echo, "")
+		expect200(t, c)
+		io.WriteString(c, "x")
+		if got := readN(t, c, 1); got != "x" {
+			t.Fatalf("tunnel %d: echo %q", i, got)
+		}
+		c.Close()
+		h.end(t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != ErrClosed {
+		t.Errorf("Serve: %v, want ErrClosed", err)
+	}
+}

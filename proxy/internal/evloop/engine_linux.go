@@ -96,6 +96,14 @@ func (e *Engine) Serve(ln *net.TCPListener) error {
 	if derr != nil {
 		return os.NewSyscallError("fcntl", derr)
 	}
+	// The loops accept with a raw system call until EAGAIN (sys_linux.go):
+	// on a blocking listener the last one would hold the loop's thread.
+	// Go's listeners are non-blocking; one set blocking by its owner (the
+	// flag is the open file's, shared with ln) is made non-blocking again.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return os.NewSyscallError("fcntl", err)
+	}
 	e.mu.Lock()
 	if e.closing {
 		e.mu.Unlock()
