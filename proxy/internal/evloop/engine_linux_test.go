@@ -114,8 +114,6 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
-var warmOnce sync.Once
-
 // serve runs an engine with h on a loopback listener until the test ends,
 // then shuts it down and checks that the process's fds are back to what
 // they were before.
@@ -127,24 +125,29 @@ func serve(t *testing.T, h *testHandler, cfg Config) (addr string, e *Engine) {
 // serveWith is serve for any handler.
 func serveWith(t *testing.T, h Handler, cfg Config) (addr string, e *Engine) {
 	t.Helper()
-	warmOnce.Do(func() { // Go's own poller keeps its fds once made
-		if ln, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
-			ln.Close()
-		}
-	})
-	base, _ := nettest.CountFDs(t)
-	t.Cleanup(func() {
-		nettest.WaitFor(t, func() bool { n, _ := nettest.CountFDs(t); return n == base }, "fds back to baseline")
-	})
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String(), serveOn(t, ln, h, cfg)
+}
+
+// serveOn serves ln with h and cfg until the test ends, then shuts the
+// engine down and checks that the process's fds are back to what they were
+// before it (ln, which the caller closes after, among them; Go's poller,
+// which keeps its fds once made, is up since ln was).
+func serveOn(t *testing.T, ln *net.TCPListener, h Handler, cfg Config) *Engine {
+	t.Helper()
+	base, _ := nettest.CountFDs(t)
+	t.Cleanup(func() {
+		nettest.WaitFor(t, func() bool { n, _ := nettest.CountFDs(t); return n == base }, "fds back to baseline")
+	})
 	cfg.Handler = h
 	if cfg.Loops == 0 {
 		cfg.Loops = 2
 	}
-	e, err = New(cfg)
+	e, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,9 +162,8 @@ func serveWith(t *testing.T, h Handler, cfg Config) (addr string, e *Engine) {
 		if err := <-served; err != ErrClosed {
 			t.Errorf("Serve returned %v, want ErrClosed", err)
 		}
-		ln.Close()
 	})
-	return ln.Addr().String(), e
+	return e
 }
 
 // origin serves fn on a loopback port until the test ends (nettest.Serve),
