@@ -30,7 +30,7 @@ func (s *Server) dialFlow(ctx context.Context, fl *flow) (net.Conn, *denial) {
 		return nil, resolveFailed(fl, err)
 	}
 
-	checked, refused := appendGuarded(make([]netip.Addr, 0, len(addrs)), nil, ctx, fl, addrs, s.cfg.Resolver, s.isSelf)
+	checked, refused := appendGuarded(ctx, make([]netip.Addr, 0, len(addrs)), nil, fl, addrs, s.cfg.Resolver, s.isSelf)
 	if len(checked) == 0 {
 		if refused != nil {
 			return nil, refused
@@ -110,7 +110,7 @@ func fqdn(name string) string {
 // proxy's own listeners (nil: none). The same code serves dialing and
 // `azegress explain`, so the two never disagree.
 func guardAddrs(ctx context.Context, fl *flow, addrs []netip.Addr, r Resolver, self func(netip.Addr, uint16) bool) (checked []netip.Addr, verdicts []AddrCheck, refused *denial) {
-	checked, refused = appendGuarded(make([]netip.Addr, 0, len(addrs)), &verdicts, ctx, fl, addrs, r, self)
+	checked, refused = appendGuarded(ctx, make([]netip.Addr, 0, len(addrs)), &verdicts, fl, addrs, r, self)
 	return checked, verdicts, refused
 }
 
@@ -118,7 +118,7 @@ func guardAddrs(ctx context.Context, fl *flow, addrs []netip.Addr, r Resolver, s
 // checked, and the verdicts to *verdicts unless verdicts is nil: a dial,
 // which needs no verdicts, costs no allocation for them (or for checked,
 // given room).
-func appendGuarded(checked []netip.Addr, verdicts *[]AddrCheck, ctx context.Context, fl *flow, addrs []netip.Addr, r Resolver, self func(netip.Addr, uint16) bool) ([]netip.Addr, *denial) {
+func appendGuarded(ctx context.Context, checked []netip.Addr, verdicts *[]AddrCheck, fl *flow, addrs []netip.Addr, r Resolver, self func(netip.Addr, uint16) bool) ([]netip.Addr, *denial) {
 	var refused *denial
 	privateLink := -1 // unknown; 0 or 1 once looked up
 	for _, a := range addrs {

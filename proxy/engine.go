@@ -176,7 +176,7 @@ func (h *engineHandler) plan(c *evloop.Conn, ec *engineConn, end int) evloop.Act
 	if addrs != nil {
 		ec.nb = cachedOnly{cache: h.cache}
 		var room [4]netip.Addr
-		checked, refused := appendGuarded(room[:0], nil, h.s.tunnelCtx, fl, addrs, &ec.nb, h.s.isSelf)
+		checked, refused := appendGuarded(h.s.tunnelCtx, room[:0], nil, fl, addrs, &ec.nb, h.s.isSelf)
 		if !ec.nb.missed {
 			return h.dialAction(ec, checked, refused, end)
 		}

@@ -57,10 +57,11 @@ type Config struct {
 	// after this much silence (the kernel's interval and count); 0 means
 	// off. Accepted sockets inherit the listener's.
 	KeepAliveIdle time.Duration
-	// KeepAliveAfter is how long a tunnel relays before its origin socket
-	// gets keep-alive; 0 means 5s. Most tunnels are short and never pay
-	// the two setsockopt calls; a long one probes at most this much later.
-	// An exchange's origin, which the pool may keep, gets it at connect.
+	// KeepAliveAfter is how long after its dial a tunnel's origin socket
+	// gets keep-alive, at the relay's next deadline; 0 means 5s. Most
+	// tunnels are short and never pay the two setsockopt calls; a long one
+	// probes at most this much later. An exchange's origin, which the pool
+	// may keep, gets it at connect.
 	KeepAliveAfter time.Duration
 	// IdleTimeout ends a relaying tunnel in which no bytes moved for that
 	// long; 0 means none. It also bounds an exchange (Exchange): no byte

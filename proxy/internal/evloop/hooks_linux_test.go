@@ -152,7 +152,7 @@ func keepAliveOf(fd int) (on, idle int) {
 }
 
 // Config.KeepAliveIdle turns keep-alive on for a tunnel's origin socket,
-// with that idle time, once the tunnel has relayed for KeepAliveAfter; 0
+// with that idle time, KeepAliveAfter after its dial; 0
 // leaves it off.
 func TestKeepAlive(t *testing.T) {
 	echo := origin(t, nettest.Echo)
