@@ -177,8 +177,10 @@ func startProxy(t *testing.T, src string, res *fakeResolver, opts ...proxyOpt) *
 	}
 	tp := &testProxy{t: t, reg: prometheus.NewRegistry(), logs: &syncBuffer{}, res: res, dials: make(chan string, 1000)}
 	cfg := Config{
-		Policy:     loadPolicy(t, src),
-		Logger:     slog.New(slog.NewJSONHandler(tp.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Policy: loadPolicy(t, src),
+		// Serve's JSON log, whose per-flow records skip slog (flowlog.go),
+		// written through at once.
+		Logger:     slog.New(NewLogWriter(tp.logs, -1).JSONHandler(slog.LevelDebug)),
 		Registerer: tp.reg,
 		Resolver:   res,
 		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -36,9 +36,10 @@ const (
 const logBatchBytes = 32 << 10
 
 // NewLogWriter returns a LogWriter for w that writes buffered records at
-// least every interval (if zero, 100 ms).
+// least every interval (if zero, 100 ms); a negative interval writes every
+// record at once (tests that read the log right after a request).
 func NewLogWriter(w io.Writer, interval time.Duration) *LogWriter {
-	if interval <= 0 {
+	if interval == 0 {
 		interval = 100 * time.Millisecond
 	}
 	return &LogWriter{w: w, interval: interval, buf: make([]byte, 0, logBatchBytes)}
@@ -50,7 +51,7 @@ func (l *LogWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.buf = append(l.buf, p...)
-	if len(l.buf) >= logBatchBytes {
+	if len(l.buf) >= logBatchBytes || l.interval < 0 {
 		l.flushLocked()
 	} else if l.timer == nil {
 		l.timer = time.AfterFunc(l.interval, func() { _ = l.Flush() })

@@ -50,3 +50,13 @@ func TestLogWriterInterval(t *testing.T) {
 	slog.New(lw.Handler(slog.NewJSONHandler(lw, nil))).Info(msgTunnelClosed)
 	waitFor(t, func() bool { return strings.Contains(out.String(), msgTunnelClosed) }, "the timer to flush the record")
 }
+
+// A negative interval writes every record at once, the per-flow ones too.
+func TestLogWriterThrough(t *testing.T) {
+	var out syncBuffer
+	lw := NewLogWriter(&out, -1)
+	slog.New(lw.JSONHandler(slog.LevelInfo)).Info(msgTunnelClosed, "n", 1)
+	if got := out.String(); !strings.HasSuffix(got, "\"n\":1}\n") {
+		t.Fatalf("the record was not written at once: %q", got)
+	}
+}
